@@ -1,0 +1,79 @@
+"""Diagnostics: the one error type of the language, and how it is shown.
+
+Every problem found in a journey — a syntax error from Lark or a rule broken in
+the checker — becomes a ``Diagnostic``. They are collected, never raised one by
+one, so an operator sees every problem at once. ``JourneyError`` is the only
+exception the language raises; it carries all diagnostics of a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: str  # e.g. "E101"; stable, documented in dsl/README
+    message: str
+    line: int  # 1-based
+    column: int  # 1-based
+    hint: str | None = None
+    severity: Severity = "error"
+    end_column: int | None = None  # for a wider caret
+
+    def render(self, source: str, filename: str = "<journey>") -> str:
+        """``file:line:col: error[E101]: message``, the source line, a caret, the hint."""
+        lines = source.splitlines()
+        text = lines[self.line - 1] if 0 < self.line <= len(lines) else ""
+        width = max(1, (self.end_column or self.column + 1) - self.column)
+        prefix = " " * _display_width(text[: self.column - 1])
+        caret = prefix + "^" * min(width, max(1, _display_width(text[self.column - 1 :])))
+        out = [
+            f"{filename}:{self.line}:{self.column}: {self.severity}[{self.code}]: {self.message}",
+            f"    {text}",
+            f"    {caret}",
+        ]
+        if self.hint:
+            out.append(f"    hint: {self.hint}")
+        return "\n".join(out)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+            "line": self.line,
+            "column": self.column,
+            "hint": self.hint,
+        }
+
+
+def _display_width(text: str) -> int:
+    """Terminal columns: CJK characters take two, so the caret lines up under
+    Chinese text."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+@dataclass
+class JourneyError(Exception):
+    """Raised by ``parse``/``check`` with every diagnostic of one source."""
+
+    diagnostics: list[Diagnostic]
+    source: str = ""
+    filename: str = "<journey>"
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def render(self) -> str:
+        return "\n".join(d.render(self.source, self.filename) for d in self.diagnostics)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]

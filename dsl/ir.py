@@ -1,0 +1,408 @@
+"""The journey IR: what a parsed, checked journey *is*, independent of its text.
+
+The IR is the contract between the language (``dsl/``), the interpreter
+(``workflows/``) and the service (``api/``). A Temporal run receives the IR of the
+version the user entered as its input, so these models must stay JSON
+round-trippable and backwards compatible: add optional fields, never rename.
+
+Every step carries a stable ``id`` (see ``dsl.ids``) and the ``span`` of source
+text it came from, so errors, diagrams and live counts all point at the same node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CHANNELS: tuple[str, ...] = (
+    "wecom",
+    "wecom_group",
+    "official_account",
+    "miniprogram",
+    "push",
+    "sms",
+    "email",
+    "webhook",
+)
+Channel = Literal[
+    "wecom",
+    "wecom_group",
+    "official_account",
+    "miniprogram",
+    "push",
+    "sms",
+    "email",
+    "webhook",
+]
+STAGES: tuple[str, ...] = ("new", "active", "silent", "churned", "paying")
+WEEKDAYS: tuple[str, ...] = (
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+)
+CompareOp = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in"]
+Scalar = str | int | float | bool
+Value = Scalar | list[Scalar]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class Span(_Model):
+    """Where a node came from: 1-based line and column, end exclusive."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+
+# ---------------------------------------------------------------- conditions
+
+
+class TagCond(_Model):
+    """``tag visited``: the user carries the tag."""
+
+    kind: Literal["tag"] = "tag"
+    tag: str
+
+
+class NotCond(_Model):
+    kind: Literal["not"] = "not"
+    operand: Cond
+
+
+class AndCond(_Model):
+    kind: Literal["and"] = "and"
+    operands: list[Cond]
+
+
+class OrCond(_Model):
+    kind: Literal["or"] = "or"
+    operands: list[Cond]
+
+
+class CompareCond(_Model):
+    """``user.city == "上海"`` or ``event.amount >= 100``.
+
+    ``subject`` says whose field: the user's attributes, or the properties of the
+    event that triggered the entry / was last awaited (in ``where`` clauses a bare
+    name means the event being matched).
+    """
+
+    kind: Literal["compare"] = "compare"
+    subject: Literal["user", "event"]
+    field: str
+    op: CompareOp
+    value: Value
+
+
+class StageCond(_Model):
+    """``stage is silent`` / ``stage in [silent, churned]`` (lifecycle stage)."""
+
+    kind: Literal["stage"] = "stage"
+    stages: list[str]
+
+
+class RfmCond(_Model):
+    """``rfm is high`` / ``rfm in [high, mid]`` (RFM layer from derived tags)."""
+
+    kind: Literal["rfm"] = "rfm"
+    layers: list[str]
+
+
+class EventCountCond(_Model):
+    """``count order_paid within 30d >= 2``: how often the user did something."""
+
+    kind: Literal["event_count"] = "event_count"
+    event: str
+    within_seconds: int | None = None
+    op: CompareOp
+    value: int
+
+
+class ReachableCond(_Model):
+    """``reachable push``: the user can be messaged on that channel now."""
+
+    kind: Literal["reachable"] = "reachable"
+    channel: Channel
+
+
+Cond = Annotated[
+    TagCond | NotCond | AndCond | OrCond | CompareCond | StageCond | RfmCond | EventCountCond | ReachableCond,
+    Field(discriminator="kind"),
+]
+
+# ---------------------------------------------------------------- header
+
+
+class EventEntry(_Model):
+    kind: Literal["event"] = "event"
+    event: str
+    where: Cond | None = None
+
+
+class Schedule(_Model):
+    """When a tag-audience entry runs: ``every day at 10:00``,
+    ``every monday at 09:30`` or ``once at 2026-12-01 10:00`` (journey timezone)."""
+
+    every: Literal["day", "week", "once"]
+    time: str  # "HH:MM"
+    weekday: int | None = None  # 0 = monday, with every="week"
+    date: str | None = None  # "YYYY-MM-DD", with every="once"
+
+
+class AudienceEntry(_Model):
+    kind: Literal["audience"] = "audience"
+    where: Cond
+    schedule: Schedule
+
+
+class ApiEntry(_Model):
+    kind: Literal["api"] = "api"
+
+
+Entry = Annotated[EventEntry | AudienceEntry | ApiEntry, Field(discriminator="kind")]
+
+
+class Reentry(_Model):
+    """``reentry once`` | ``reentry always`` | ``reentry after 30d``."""
+
+    mode: Literal["once", "always", "after"] = "once"
+    cooldown_seconds: int | None = None
+
+
+class Goal(_Model):
+    """``goal event order_paid within 14d [where ...] [then exit]``."""
+
+    event: str
+    within_seconds: int | None = None
+    where: Cond | None = None
+    exit_on_goal: bool = False
+    span: Span | None = None
+
+
+class ExitRule(_Model):
+    """``exit when event unsubscribed`` or ``exit when tag blacklisted``: checked at
+    every point of the run."""
+
+    event: str | None = None
+    where: Cond | None = None  # event property condition, with event
+    cond: Cond | None = None  # user condition (tags, attributes), without event
+    span: Span | None = None
+
+
+class QuietHours(_Model):
+    """``quiet hours 22:00-08:00`` in the user's (else the journey's) timezone;
+    may cross midnight."""
+
+    start: str
+    end: str
+
+
+class MessageLimit(_Model):
+    """``limit 3 messages per 1d``: the most messages this journey sends one user
+    in the window."""
+
+    count: int
+    window_seconds: int
+
+
+# ---------------------------------------------------------------- steps
+
+
+class _Step(_Model):
+    id: str = ""
+    span: Span | None = None
+
+
+class SendStep(_Step):
+    """``send sms "tpl"`` or ``send best of wecom, push, sms "tpl"`` (first
+    reachable channel in the given order)."""
+
+    kind: Literal["send"] = "send"
+    channels: list[Channel]
+    best_of: bool = False
+    template: str
+
+
+class CouponStep(_Step):
+    kind: Literal["coupon"] = "coupon"
+    pool: str
+    out_of_stock: list[Step] | None = None
+
+
+class TagStep(_Step):
+    kind: Literal["tag"] = "tag"
+    action: Literal["add", "remove"]
+    tags: list[str]
+
+
+class WaitStep(_Step):
+    """``wait 1d``."""
+
+    kind: Literal["wait"] = "wait"
+    seconds: int
+
+
+class WaitUntilStep(_Step):
+    """``wait until 10:00`` / ``wait until monday 10:00``: the next such local time
+    in the user's timezone (never now)."""
+
+    kind: Literal["wait_until"] = "wait_until"
+    time: str  # "HH:MM"
+    weekday: int | None = None  # 0 = monday
+
+
+class WaitDateStep(_Step):
+    """``wait until user.term_start - 7d [at 10:00]``: a date held in a user
+    attribute, shifted by an offset; passes at once if it is already past."""
+
+    kind: Literal["wait_date"] = "wait_date"
+    attribute: str
+    offset_seconds: int = 0
+    time: str | None = None
+
+
+class WaitEventStep(_Step):
+    """``wait for event order_paid [where ...] [up to 3d]:`` with ``on event`` and
+    ``on timeout`` branches; the event's properties are usable afterwards as
+    ``event.x``."""
+
+    kind: Literal["wait_event"] = "wait_event"
+    event: str
+    where: Cond | None = None
+    timeout_seconds: int | None = None
+    on_event: list[Step] = Field(default_factory=list)
+    on_timeout: list[Step] = Field(default_factory=list)
+
+
+class Branch(_Model):
+    cond: Cond
+    steps: list[Step]
+    span: Span | None = None
+
+
+class IfStep(_Step):
+    kind: Literal["if"] = "if"
+    branches: list[Branch]
+    else_steps: list[Step] | None = None
+
+
+class Variant(_Model):
+    name: str
+    percent: float
+    steps: list[Step] = Field(default_factory=list)
+    holdout: bool = False
+    span: Span | None = None
+
+
+class SplitStep(_Step):
+    """``split:`` into named variants by percentage; a ``holdout`` variant gets no
+    messages from the journey (sends are recorded as suppressed) so its
+    conversions measure the journey's effect."""
+
+    kind: Literal["split"] = "split"
+    variants: list[Variant]
+
+
+class LabelStep(_Step):
+    """``label reminder``: a place ``goto`` can jump to."""
+
+    kind: Literal["label"] = "label"
+    name: str
+
+
+class GotoStep(_Step):
+    kind: Literal["goto"] = "goto"
+    label: str
+
+
+class ExitStep(_Step):
+    kind: Literal["exit"] = "exit"
+
+
+class PassStep(_Step):
+    kind: Literal["pass"] = "pass"
+
+
+Step = Annotated[
+    SendStep
+    | CouponStep
+    | TagStep
+    | WaitStep
+    | WaitUntilStep
+    | WaitDateStep
+    | WaitEventStep
+    | IfStep
+    | SplitStep
+    | LabelStep
+    | GotoStep
+    | ExitStep
+    | PassStep,
+    Field(discriminator="kind"),
+]
+
+
+class Journey(_Model):
+    name: str
+    description: str | None = None
+    entry: Entry = Field(default_factory=ApiEntry)
+    reentry: Reentry = Field(default_factory=Reentry)
+    goal: Goal | None = None
+    exits: list[ExitRule] = Field(default_factory=list)
+    timezone: str = "Asia/Shanghai"
+    quiet_hours: QuietHours | None = None
+    message_limit: MessageLimit | None = None
+    steps: list[Step] = Field(default_factory=list)
+
+    def content_hash(self) -> str:
+        """A hash of what the journey does (spans left out), so reformatting or
+        moving comments does not make a new version."""
+        data = self.model_dump(mode="json", exclude_none=False)
+        canonical = json.dumps(_strip_spans(data), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def _strip_spans(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _strip_spans(v) for k, v in value.items() if k != "span"}
+    if isinstance(value, list):
+        return [_strip_spans(v) for v in value]
+    return value
+
+
+for _m in (NotCond, AndCond, OrCond, CouponStep, WaitEventStep, Branch, IfStep, Variant, SplitStep, Journey):
+    _m.model_rebuild()
+
+
+def iter_steps(steps: list[Step]):
+    """Every step in document order, nested blocks included."""
+    for step in steps:
+        yield step
+        for block in child_blocks(step):
+            yield from iter_steps(block)
+
+
+def child_blocks(step: Step) -> list[list[Step]]:
+    """The nested blocks of a step, in document order."""
+    if isinstance(step, CouponStep):
+        return [step.out_of_stock] if step.out_of_stock is not None else []
+    if isinstance(step, WaitEventStep):
+        return [step.on_event, step.on_timeout]
+    if isinstance(step, IfStep):
+        blocks = [b.steps for b in step.branches]
+        if step.else_steps is not None:
+            blocks.append(step.else_steps)
+        return blocks
+    if isinstance(step, SplitStep):
+        return [v.steps for v in step.variants]
+    return []
