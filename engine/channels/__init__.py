@@ -1,0 +1,1 @@
+"""Channel providers: how a rendered message reaches a user on one channel."""
