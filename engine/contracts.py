@@ -131,6 +131,7 @@ class StepRecord(BaseModel):
     """One thing the run did, for timelines and per-node stats."""
 
     run_key: str
+    seq: int = 0  # per run, increasing across continue-as-new: (run_key, seq) is unique
     journey_id: str
     version: int
     user_id: str

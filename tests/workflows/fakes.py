@@ -1,0 +1,117 @@
+"""In-memory activities with the engine's names, for interpreter unit tests.
+
+They record every call so tests can assert exactly what the interpreter asked
+for; the integration tests run the real engine activities instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from temporalio import activity
+
+from engine.contracts import (
+    BeginRunRequest,
+    BeginRunResult,
+    CouponRequest,
+    CouponResult,
+    EndRunRequest,
+    RecordStepsRequest,
+    SendRequest,
+    SendResult,
+    StepRecord,
+    TagRequest,
+    UserSnapshot,
+    UserSnapshotRequest,
+)
+
+
+@dataclass
+class FakeEngine:
+    tags: dict[str, set[str]] = field(default_factory=dict)
+    attributes: dict[str, dict] = field(default_factory=dict)
+    reachable: dict[str, list[str]] = field(default_factory=dict)
+    timezone: str | None = "Asia/Shanghai"
+    stock: dict[str, int] = field(default_factory=dict)
+    transactional: set[str] = field(default_factory=set)
+    event_counts: dict[str, int] = field(default_factory=dict)
+    sends: list[SendRequest] = field(default_factory=list)
+    coupons: list[CouponRequest] = field(default_factory=list)
+    records: list[StepRecord] = field(default_factory=list)
+    ends: list[EndRunRequest] = field(default_factory=list)
+    entered: set[str] = field(default_factory=set)
+
+    @activity.defn(name="journeys.user_snapshot")
+    async def user_snapshot(self, req: UserSnapshotRequest) -> UserSnapshot:
+        return UserSnapshot(
+            user_id=req.user_id,
+            tags=sorted(self.tags.get(req.user_id, set())),
+            attributes=self.attributes.get(req.user_id, {}),
+            timezone=self.timezone,
+            reachable=self.reachable.get(req.user_id, ["wecom", "sms", "push", "email"]),
+            event_counts={q.key: self.event_counts.get(q.key, 0) for q in req.event_counts},
+            transactional_templates=[t for t in req.templates if t in self.transactional],
+        )
+
+    @activity.defn(name="journeys.begin_run")
+    async def begin_run(self, req: BeginRunRequest) -> BeginRunResult:
+        key = f"{req.journey_id}:{req.user_id}"
+        if req.reentry_mode == "once" and key in self.entered:
+            return BeginRunResult(allowed=False, reason="already entered")
+        self.entered.add(key)
+        return BeginRunResult(allowed=True)
+
+    @activity.defn(name="journeys.end_run")
+    async def end_run(self, req: EndRunRequest) -> None:
+        self.ends.append(req)
+
+    @activity.defn(name="journeys.send")
+    async def send(self, req: SendRequest) -> SendResult:
+        self.sends.append(req)
+        if req.holdout:
+            return SendResult(status="suppressed", reason="holdout")
+        channel = req.channels[0]
+        if req.best_of:
+            reachable = self.reachable.get(req.user_id, ["wecom", "sms", "push", "email"])
+            channel = next((c for c in req.channels if c in reachable), None)
+            if channel is None:
+                return SendResult(status="suppressed", reason="unreachable")
+        return SendResult(status="sent", channel=channel)
+
+    @activity.defn(name="journeys.issue_coupon")
+    async def issue_coupon(self, req: CouponRequest) -> CouponResult:
+        self.coupons.append(req)
+        left = self.stock.get(req.pool, 100)
+        if left <= 0:
+            return CouponResult(status="out_of_stock")
+        self.stock[req.pool] = left - 1
+        return CouponResult(status="issued", code=f"C-{len(self.coupons)}", coupon={"code": f"C-{len(self.coupons)}"})
+
+    @activity.defn(name="journeys.change_tags")
+    async def change_tags(self, req: TagRequest) -> None:
+        tags = self.tags.setdefault(req.user_id, set())
+        if req.action == "add":
+            tags.update(req.tags)
+        else:
+            tags.difference_update(req.tags)
+
+    @activity.defn(name="journeys.record_steps")
+    async def record_steps(self, req: RecordStepsRequest) -> None:
+        # Local activities are at-least-once (re-run when a workflow task is
+        # retried): the real store de-duplicates by (run_key, seq), so must we.
+        known = {(r.run_key, r.seq) for r in self.records}
+        self.records.extend(r for r in req.records if (r.run_key, r.seq) not in known)
+
+    def all(self) -> list:
+        return [
+            self.user_snapshot,
+            self.begin_run,
+            self.end_run,
+            self.send,
+            self.issue_coupon,
+            self.change_tags,
+            self.record_steps,
+        ]
+
+    def sent_templates(self) -> list[str]:
+        return [s.template for s in self.sends]
