@@ -6,7 +6,7 @@ deterministically. DST gaps resolve the way ``zoneinfo`` does (fold=0).
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 
@@ -36,7 +36,7 @@ def next_local_time(now: datetime, tz: ZoneInfo, at: str, weekday: int | None = 
             continue
         candidate = datetime.combine(day, target_time, tzinfo=tz)
         if candidate > local:
-            return candidate.astimezone(timezone.utc)
+            return candidate.astimezone(UTC)
     raise AssertionError("unreachable: a week always contains the weekday")
 
 
@@ -67,7 +67,7 @@ def date_from_attribute(value: object, tz: ZoneInfo, at: str | None) -> datetime
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
-            return datetime.combine(day, parse_hhmm(at) if at else time(0, 0), tzinfo=tz).astimezone(timezone.utc)
+            return datetime.combine(day, parse_hhmm(at) if at else time(0, 0), tzinfo=tz).astimezone(UTC)
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
@@ -76,4 +76,4 @@ def date_from_attribute(value: object, tz: ZoneInfo, at: str | None) -> datetime
     if at:
         local = moment.astimezone(tz)
         moment = datetime.combine(local.date(), parse_hhmm(at), tzinfo=tz)
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
