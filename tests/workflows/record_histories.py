@@ -1,0 +1,42 @@
+"""Records the committed histories that ``test_replay`` replays.
+
+Run it only when the interpreter's command sequence changes *on purpose* (and
+then gate the change with ``workflow.patched`` so old histories still replay):
+
+    .venv/bin/python -m tests.workflows.record_histories
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from engine.temporal import build_worker, start_time_skipping
+from tests.workflows.fakes import FakeEngine
+from tests.workflows.scenarios import SCENARIOS
+
+HERE = Path(__file__).parent / "histories"
+
+
+async def record() -> None:
+    env = await start_time_skipping()
+    try:
+        for name, scenario in SCENARIOS.items():
+            engine = FakeEngine(**scenario.engine_kwargs)
+            async with build_worker(env.client, engine.all(), "record"):
+                handle = await env.client.start_workflow(
+                    "JourneyWorkflow", scenario.input, id=f"history-{name}", task_queue="record"
+                )
+                for event in scenario.events:
+                    await handle.signal("event", event)
+                await handle.result()
+                history = await handle.fetch_history()
+            (HERE / f"{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+            print("recorded", name)
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(record())
