@@ -41,7 +41,12 @@ class Scenario:
 
 def _input(journey: Journey, user: str) -> JourneyInput:
     return JourneyInput(
-        journey_id=journey.name, version=1, hash=journey.content_hash(), user_id=user, ir=journey, search_attributes=False
+        journey_id=journey.name,
+        version=1,
+        hash=journey.content_hash(),
+        user_id=user,
+        ir=journey,
+        search_attributes=False,
     )
 
 
@@ -52,7 +57,9 @@ EVERY_STEP = Journey(
     quiet_hours=QuietHours(start="22:00", end="08:00"),
     steps=[
         SendStep(id="welcome", channels=["wecom"], template="welcome"),
-        CouponStep(id="coupon", pool="new_user", out_of_stock=[SendStep(id="sorry", channels=["wecom"], template="sorry")]),
+        CouponStep(
+            id="coupon", pool="new_user", out_of_stock=[SendStep(id="sorry", channels=["wecom"], template="sorry")]
+        ),
         TagStep(id="tag", action="add", tags=["welcomed"]),
         WaitStep(id="wait-1d", seconds=DAY),
         WaitUntilStep(id="wait-10", time="10:00"),
@@ -73,7 +80,11 @@ EVERY_STEP = Journey(
                     id="split",
                     variants=[
                         Variant(name="A", percent=50, steps=[SendStep(id="a", channels=["sms"], template="a")]),
-                        Variant(name="B", percent=50, steps=[SendStep(id="b", channels=["push", "sms"], best_of=True, template="b")]),
+                        Variant(
+                            name="B",
+                            percent=50,
+                            steps=[SendStep(id="b", channels=["push", "sms"], best_of=True, template="b")],
+                        ),
                     ],
                 ),
             ],
