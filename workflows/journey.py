@@ -62,6 +62,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.models import JourneyInput, RunState, RunStatus, UserEvent
 
 SEEN_EVENT_IDS_KEPT = 500
+# Patch ids: each gates a change of the command sequence so that histories made
+# by older code still replay (tests/workflows/histories).
+# - lean-snapshots: read the user before a send/coupon only when quiet hours or
+#   tag exit rules need it.
+PATCH_LEAN_SNAPSHOTS = "lean-snapshots"
 _ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 _SIDE_EFFECT_TIMEOUT = timedelta(seconds=30)
 _SIDE_EFFECT_DEADLINE = timedelta(hours=1)
@@ -232,10 +237,11 @@ class JourneyWorkflow:
 
     async def _send(self, step: SendStep) -> str:
         state = self._require_state()
-        snapshot = await self._snapshot(templates=[step.template])
         quiet = self._inp.ir.quiet_hours
-        transactional = step.template in snapshot.transactional_templates
-        if quiet and not transactional and not state.holdout:
+        snapshot = None
+        if quiet or self._has_user_exits() or not workflow.patched(PATCH_LEAN_SNAPSHOTS):
+            snapshot = await self._snapshot(templates=[step.template])
+        if quiet and snapshot and step.template not in snapshot.transactional_templates and not state.holdout:
             tz = zone(snapshot.timezone, self._inp.ir.timezone)
             until = quiet_hours_end(workflow.now(), tz, quiet.start, quiet.end)
             if until is not None:
@@ -276,7 +282,8 @@ class JourneyWorkflow:
 
     async def _coupon(self, step: CouponStep) -> str:
         state = self._require_state()
-        await self._snapshot()  # exit conditions on tags are checked before a side effect
+        if self._has_user_exits() or not workflow.patched(PATCH_LEAN_SNAPSHOTS):
+            await self._snapshot()  # exit conditions on tags are checked before a side effect
         if state.holdout:
             self._record(step.id, "coupon", "suppressed", {"reason": "holdout"})
             return "next"
@@ -452,6 +459,9 @@ class JourneyWorkflow:
         goal = self._inp.ir.goal
         if goal and goal.exit_on_goal:
             self._exit_reason = self._exit_reason or "goal reached"
+
+    def _has_user_exits(self) -> bool:
+        return any(rule.event is None and rule.cond is not None for rule in self._inp.ir.exits)
 
     def _check_user_exits(self, snapshot: UserSnapshot) -> None:
         for rule in self._inp.ir.exits:

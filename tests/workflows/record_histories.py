@@ -3,13 +3,17 @@
 Run it only when the interpreter's command sequence changes *on purpose* (and
 then gate the change with ``workflow.patched`` so old histories still replay):
 
-    .venv/bin/python -m tests.workflows.record_histories
+    .venv/bin/python -m tests.workflows.record_histories v2
+
+Files are named ``<scenario>.<label>.json`` and never overwritten: old histories
+stay, so every patched branch keeps being replayed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 
 from engine.temporal import build_worker, start_time_skipping
@@ -19,10 +23,14 @@ from tests.workflows.scenarios import SCENARIOS
 HERE = Path(__file__).parent / "histories"
 
 
-async def record() -> None:
+async def record(label: str) -> None:
     env = await start_time_skipping()
     try:
         for name, scenario in SCENARIOS.items():
+            target = HERE / f"{name}.{label}.json"
+            if target.exists():
+                print("kept", target.name)
+                continue
             engine = FakeEngine(**scenario.engine_kwargs)
             async with build_worker(env.client, engine.all(), "record"):
                 handle = await env.client.start_workflow(
@@ -32,11 +40,11 @@ async def record() -> None:
                     await handle.signal("event", event)
                 await handle.result()
                 history = await handle.fetch_history()
-            (HERE / f"{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+            target.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
             print("recorded", name)
     finally:
         await env.shutdown()
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    asyncio.run(record(sys.argv[1] if len(sys.argv) > 1 else "v1"))
