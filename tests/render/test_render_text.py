@@ -1,0 +1,195 @@
+"""The words of steps and conditions (``dsl.render_text``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dsl.ir import (
+    AndCond,
+    ApiEntry,
+    AudienceEntry,
+    Branch,
+    CompareCond,
+    CouponStep,
+    EventCountCond,
+    EventEntry,
+    ExitStep,
+    GotoStep,
+    IfStep,
+    LabelStep,
+    NotCond,
+    OrCond,
+    PassStep,
+    ReachableCond,
+    RfmCond,
+    Schedule,
+    SendStep,
+    SplitStep,
+    StageCond,
+    TagCond,
+    TagStep,
+    Variant,
+    WaitDateStep,
+    WaitEventStep,
+    WaitStep,
+    WaitUntilStep,
+)
+from dsl.render import describe_cond, describe_duration, describe_entry, describe_step
+from dsl.render_text import describe_message_limit, text_width, wrap_text
+
+DAY = 86400
+
+
+@pytest.mark.parametrize(
+    "seconds, words",
+    [
+        (3 * DAY, "3 days"),
+        (2 * 3600, "2 hours"),
+        (7 * DAY, "1 week"),
+        (14 * DAY, "2 weeks"),
+        (90 * 60, "90 minutes"),
+        (DAY, "1 day"),
+        (36 * 3600, "36 hours"),
+        (60, "1 minute"),
+        (45, "45 seconds"),
+        (0, "0 seconds"),
+    ],
+)
+def test_durations_in_words(seconds, words):
+    assert describe_duration(seconds) == words
+
+
+@pytest.mark.parametrize(
+    "step, words",
+    [
+        (WaitStep(seconds=3 * DAY), "wait 3 days"),
+        (SendStep(channels=["sms"], template="nudge_a"), "send SMS: nudge_a"),
+        (
+            SendStep(channels=["wecom", "push", "sms"], best_of=True, template="reminder"),
+            "send best of WeCom → push → SMS: reminder",
+        ),
+        (SendStep(channels=["email", "official_account"], template="x"), "send email + Official Account: x"),
+        (CouponStep(pool="new_user_10"), "coupon new_user_10"),
+        (TagStep(action="add", tags=["vip"]), "add tag vip"),
+        (TagStep(action="remove", tags=["a", "b"]), "remove tags a, b"),
+        (WaitEventStep(event="order_paid", timeout_seconds=3 * DAY), "wait for order_paid (up to 3 days)"),
+        (WaitEventStep(event="order_paid"), "wait for order_paid"),
+        (
+            WaitEventStep(
+                event="order_paid",
+                where=CompareCond(subject="event", field="amount", op=">=", value=100),
+                timeout_seconds=2 * 3600,
+            ),
+            "wait for order_paid where amount ≥ 100 (up to 2 hours)",
+        ),
+        (WaitUntilStep(time="10:00"), "wait until 10:00"),
+        (WaitUntilStep(time="09:30", weekday=0), "wait until Monday 09:30"),
+        (
+            WaitDateStep(attribute="term_start", offset_seconds=-7 * DAY, time="10:00"),
+            "wait until 1 week before user.term_start at 10:00",
+        ),
+        (WaitDateStep(attribute="birthday"), "wait until user.birthday"),
+        (WaitDateStep(attribute="birthday", offset_seconds=DAY), "wait until 1 day after user.birthday"),
+        (
+            IfStep(
+                branches=[
+                    Branch(
+                        cond=AndCond(operands=[TagCond(tag="visited"), NotCond(operand=TagCond(tag="ordered"))]),
+                        steps=[],
+                    )
+                ]
+            ),
+            "if visited and not ordered",
+        ),
+        (
+            IfStep(branches=[Branch(cond=TagCond(tag="a"), steps=[]), Branch(cond=TagCond(tag="b"), steps=[])]),
+            "if a / else if b",
+        ),
+        (SplitStep(variants=[Variant(name="A", percent=50), Variant(name="B", percent=50)]), "split"),
+        (LabelStep(name="reminder"), "label reminder"),
+        (GotoStep(label="reminder"), "goto reminder"),
+        (ExitStep(), "exit"),
+        (PassStep(), "pass"),
+    ],
+)
+def test_steps_in_words(step, words):
+    assert describe_step(step) == words
+
+
+@pytest.mark.parametrize(
+    "cond, words",
+    [
+        (TagCond(tag="visited"), "visited"),
+        (NotCond(operand=TagCond(tag="ordered")), "not ordered"),
+        (CompareCond(subject="user", field="city", op="==", value="上海"), 'user.city = "上海"'),
+        (CompareCond(subject="user", field="age", op="!=", value=3), "user.age ≠ 3"),
+        (CompareCond(subject="event", field="amount", op="<=", value=9.5), "event.amount ≤ 9.5"),
+        (CompareCond(subject="user", field="vip", op="==", value=True), "user.vip = true"),
+        (CompareCond(subject="user", field="city", op="in", value=["北京", "上海"]), 'user.city in ["北京", "上海"]'),
+        (CompareCond(subject="user", field="n", op="not in", value=[1, 2]), "user.n not in [1, 2]"),
+        (StageCond(stages=["silent"]), "stage is silent"),
+        (StageCond(stages=["silent", "churned"]), "stage in [silent, churned]"),
+        (RfmCond(layers=["high"]), "RFM is high"),
+        (RfmCond(layers=["high", "mid"]), "RFM in [high, mid]"),
+        (
+            EventCountCond(event="order_paid", within_seconds=30 * DAY, op=">=", value=2),
+            "order_paid ≥ 2 times within 30 days",
+        ),
+        (EventCountCond(event="login", op="==", value=1), "login = 1 time"),
+        (ReachableCond(channel="wecom"), "reachable on WeCom"),
+        (
+            AndCond(operands=[TagCond(tag="a"), OrCond(operands=[TagCond(tag="b"), TagCond(tag="c")])]),
+            "a and (b or c)",
+        ),
+        (
+            OrCond(operands=[TagCond(tag="a"), AndCond(operands=[TagCond(tag="b"), TagCond(tag="c")])]),
+            "a or (b and c)",
+        ),
+        (NotCond(operand=OrCond(operands=[TagCond(tag="a"), TagCond(tag="b")])), "not (a or b)"),
+        (AndCond(operands=[TagCond(tag="a"), AndCond(operands=[TagCond(tag="b"), TagCond(tag="c")])]), "a and b and c"),
+    ],
+)
+def test_conditions_in_words(cond, words):
+    assert describe_cond(cond) == words
+
+
+def test_event_fields_are_bare_in_where_clauses():
+    cond = CompareCond(subject="event", field="amount", op=">", value=100)
+    assert describe_cond(cond) == "event.amount > 100"
+    assert describe_cond(cond, bare_event=True) == "amount > 100"
+
+
+def test_entries_in_words():
+    assert describe_entry(ApiEntry()) == "via API"
+    assert describe_entry(EventEntry(event="signup")) == "on event signup"
+    where = CompareCond(subject="event", field="channel", op="==", value="app")
+    assert describe_entry(EventEntry(event="signup", where=where)) == 'on event signup where channel = "app"'
+    audience = AudienceEntry(where=StageCond(stages=["silent"]), schedule=Schedule(every="day", time="10:00"))
+    assert describe_entry(audience) == "audience stage is silent, every day at 10:00"
+    weekly = AudienceEntry(where=TagCond(tag="x"), schedule=Schedule(every="week", time="09:30", weekday=4))
+    assert describe_entry(weekly) == "audience x, every Friday at 09:30"
+    once = AudienceEntry(where=TagCond(tag="x"), schedule=Schedule(every="once", time="10:00", date="2026-12-01"))
+    assert describe_entry(once) == "audience x, once at 2026-12-01 10:00"
+
+
+def test_message_limit_in_words():
+    from dsl.ir import MessageLimit
+
+    assert describe_message_limit(MessageLimit(count=3, window_seconds=DAY)) == "at most 3 messages per day"
+    assert describe_message_limit(MessageLimit(count=1, window_seconds=2 * DAY)) == "at most 1 message per 2 days"
+
+
+def test_cjk_counts_double_width():
+    assert text_width("abc") == 3
+    assert text_width("上海") == 4
+    assert text_width("ＡＢ") == 4  # fullwidth
+
+
+def test_wrap_text_breaks_at_spaces_and_between_cjk():
+    assert wrap_text("wait for order_paid (up to 3 days)", 20) == ["wait for order_paid", "(up to 3 days)"]
+    lines = wrap_text("发送上海专属优惠券给所有高价值用户", 10)
+    assert all(text_width(line) <= 10 for line in lines)
+    assert "".join(lines) == "发送上海专属优惠券给所有高价值用户"
+    long = wrap_text("x" * 25, 10)
+    assert long == ["x" * 10, "x" * 10, "x" * 5]
+    assert wrap_text("", 10) == [""]
