@@ -1,12 +1,31 @@
-"""The activities the journey interpreter calls. Helper-C fills the bodies.
+"""The activities the journey interpreter calls.
 
 Names are stable (they are recorded in Temporal history): ``journeys.<name>``.
+
+Each activity is a thin async shell: the store work is synchronous SQLAlchemy
+run in a worker thread (``asyncio.to_thread``), so the worker's event loop
+never blocks on the database, and the logic lives in small modules that are
+tested without Temporal (``engine.runs``, ``engine.ledger``, ``engine.caps``,
+``engine.coupons``…). Every answer is computed against the request's ``now``
+(workflow time), never the wall clock.
 """
 
 from __future__ import annotations
 
-from temporalio import activity
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from engine import caps, coupons, identity, ledger, runs
+from engine.channels.base import ChannelProvider, OutboundMessage
+from engine.consent import addresses, opted_out_channels
 from engine.contracts import (
     BeginRunRequest,
     BeginRunResult,
@@ -20,39 +39,304 @@ from engine.contracts import (
     UserSnapshot,
     UserSnapshotRequest,
 )
+from engine.derived import derive
+from engine.settings import Settings
+from engine.store import Store
+from engine.store.models import Event, User
+from engine.store.types import utc
+from engine.tags import add_tags, remove_tags, tags_of
+from engine.templates import TemplateRenderError, build_context, get_template, render, transactional_names
+
+ALWAYS_REACHABLE = ("webhook",)
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """A send settled before any provider call (suppressed / failed)."""
+
+    status: str
+    reason: str
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    channel: str
+    address: str | None
+    subject: str | None
+    body: str
+    transactional: bool
+    template_version: int
 
 
 class JourneyActivities:
     """Bound to one store and one set of channel providers; register
-    ``activities.all()`` on the worker."""
+    ``activities.all()`` on the worker.
+
+    ``JourneyActivities(Store(url), {"sms": SmsProvider(...), ...}, Settings())``.
+    """
+
+    def __init__(
+        self, store: Store, providers: Mapping[str, ChannelProvider], settings: Settings | None = None
+    ) -> None:
+        self.store = store
+        self.providers = dict(providers)
+        self.settings = settings or Settings()
+
+    # ------------------------------------------------------------ snapshot
 
     @activity.defn(name="journeys.user_snapshot")
     async def user_snapshot(self, req: UserSnapshotRequest) -> UserSnapshot:
-        raise NotImplementedError
+        return await asyncio.to_thread(self._snapshot, req)
+
+    def _snapshot(self, req: UserSnapshotRequest) -> UserSnapshot:
+        now = utc(req.now)
+        with self.store.read() as s:
+            transactional = transactional_names(s, list(req.templates))
+            uid = identity.canonical_user_id(s, req.user_id)
+            user = s.get(User, uid) if uid else None
+            if user is None:
+                return UserSnapshot(
+                    user_id=req.user_id,
+                    exists=False,
+                    reachable=list(ALWAYS_REACHABLE),
+                    event_counts={q.key: 0 for q in req.event_counts},
+                    transactional_templates=transactional,
+                )
+            derived = derive(s, user.id, now, self.settings.derived)
+            tags = [t for t in tags_of(s, user.id) if not t.startswith(("stage:", "rfm:"))]
+            if derived is not None:
+                tags.append(f"stage:{derived.stage}")
+                if derived.rfm:
+                    tags.append(f"rfm:{derived.rfm}")
+            counts: dict[str, int] = {}
+            for q in req.event_counts:
+                # Only a lower bound: an event stored a moment before the signal
+                # that woke the workflow must count even if its clock ran ahead.
+                stmt = select(func.count()).select_from(Event).where(Event.user_id == user.id, Event.name == q.event)
+                if q.within_seconds:
+                    stmt = stmt.where(Event.occurred_at > now - timedelta(seconds=q.within_seconds))
+                counts[q.key] = int(s.execute(stmt).scalar_one())
+            return UserSnapshot(
+                user_id=user.id,
+                exists=True,
+                tags=sorted(tags),
+                attributes=dict(user.attributes or {}),
+                stage=derived.stage if derived else user.stage,
+                rfm=derived.rfm if derived else user.rfm,
+                timezone=user.timezone or (user.attributes or {}).get("timezone"),
+                reachable=self._reachable(s, user.id),
+                event_counts=counts,
+                transactional_templates=transactional,
+            )
+
+    def _reachable(self, s: Session, user_id: str | None) -> list[str]:
+        found = addresses(s, user_id) if user_id else {c: None for c in ALWAYS_REACHABLE}
+        blocked = opted_out_channels(s, user_id) if user_id else set()
+        return [c for c in found if c not in blocked]
+
+    # ------------------------------------------------------------ runs
 
     @activity.defn(name="journeys.begin_run")
     async def begin_run(self, req: BeginRunRequest) -> BeginRunResult:
-        raise NotImplementedError
+        def work(s: Session) -> BeginRunResult:
+            uid = identity.canonical_user_id(s, req.user_id) or req.user_id
+            answer = runs.begin(
+                s,
+                self.store,
+                run_key=req.run_key,
+                journey_id=req.journey_id,
+                version=req.version,
+                user_id=uid,
+                mode=req.reentry_mode,
+                cooldown_seconds=req.cooldown_seconds,
+                now=req.now,
+                trigger_event=req.trigger_event,
+            )
+            return BeginRunResult(allowed=answer.allowed, reason=answer.reason)
+
+        return await asyncio.to_thread(self.store.transact, work)
 
     @activity.defn(name="journeys.end_run")
     async def end_run(self, req: EndRunRequest) -> None:
-        raise NotImplementedError
+        def work(s: Session) -> None:
+            uid = identity.canonical_user_id(s, req.user_id) or req.user_id
+            runs.end(
+                s,
+                run_key=req.run_key,
+                journey_id=req.journey_id,
+                user_id=uid,
+                outcome=req.outcome,
+                reason=req.reason,
+                now=req.now,
+            )
 
-    @activity.defn(name="journeys.send")
-    async def send(self, req: SendRequest) -> SendResult:
-        raise NotImplementedError
-
-    @activity.defn(name="journeys.issue_coupon")
-    async def issue_coupon(self, req: CouponRequest) -> CouponResult:
-        raise NotImplementedError
-
-    @activity.defn(name="journeys.change_tags")
-    async def change_tags(self, req: TagRequest) -> None:
-        raise NotImplementedError
+        await asyncio.to_thread(self.store.transact, work)
 
     @activity.defn(name="journeys.record_steps")
     async def record_steps(self, req: RecordStepsRequest) -> None:
-        raise NotImplementedError
+        def canonical() -> list[Any]:
+            with self.store.read() as s:
+                ids = {r.user_id for r in req.records}
+                mapping = {u: identity.canonical_user_id(s, u) or u for u in ids}
+            return [r.model_copy(update={"user_id": mapping[r.user_id]}) for r in req.records]
+
+        records = await asyncio.to_thread(canonical)
+        await asyncio.to_thread(runs.record_steps, self.store, records)
+
+    # ------------------------------------------------------------ tags, coupons
+
+    @activity.defn(name="journeys.change_tags")
+    async def change_tags(self, req: TagRequest) -> None:
+        def work(s: Session) -> None:
+            uid = identity.ensure_user(s, req.user_id, now=req.now)
+            if req.action == "add":
+                add_tags(s, uid, req.tags, source=req.source, now=req.now)
+            else:
+                remove_tags(s, uid, req.tags, source=req.source, now=req.now)
+
+        await asyncio.to_thread(self.store.transact, work)
+
+    @activity.defn(name="journeys.issue_coupon")
+    async def issue_coupon(self, req: CouponRequest) -> CouponResult:
+        def work(s: Session) -> CouponResult:
+            uid = identity.canonical_user_id(s, req.user_id) or req.user_id
+            result = coupons.issue(
+                s,
+                self.store,
+                idempotency_key=req.idempotency_key,
+                pool=req.pool,
+                user_id=uid,
+                now=req.now,
+                run_key=req.run_key,
+                journey_id=req.journey_id,
+                node_id=req.node_id,
+                code_prefix=self.settings.coupon_code_prefix,
+            )
+            return CouponResult(status=result.status, code=result.code, coupon=result.coupon)
+
+        return await asyncio.to_thread(self.store.transact, work)
+
+    # ------------------------------------------------------------ send
+
+    @activity.defn(name="journeys.send")
+    async def send(self, req: SendRequest) -> SendResult:
+        existing = await asyncio.to_thread(ledger.lookup, self.store, req.idempotency_key)
+        if existing is not None and existing.final:
+            return _result(existing)
+        uid = await asyncio.to_thread(self._canonical, req.user_id)
+        meta = ledger.DeliveryMeta(
+            idempotency_key=req.idempotency_key,
+            user_id=uid,
+            at=req.now,
+            run_key=req.run_key,
+            journey_id=req.journey_id,
+            version=req.version,
+            node_id=req.node_id,
+            template=req.template,
+            variant=req.variant,
+        )
+        forced = existing.channel if existing is not None else None  # a reserved send keeps its channel
+        plan = await asyncio.to_thread(self._plan, req, uid, forced)
+        if isinstance(plan, _Decision):
+            meta = _with_channel(meta, plan.channel)
+            return _result(await asyncio.to_thread(ledger.record, self.store, meta, plan.status, plan.reason))
+        meta = _with_channel(meta, plan.channel)
+        provider = self.providers.get(plan.channel)
+        if provider is None:
+            reason = f"no provider configured for channel {plan.channel}"
+            return _result(await asyncio.to_thread(ledger.record, self.store, meta, "failed", reason))
+        message = OutboundMessage(
+            idempotency_key=req.idempotency_key,
+            user_id=uid,
+            channel=plan.channel,
+            address=plan.address,
+            template=req.template,
+            subject=plan.subject,
+            body=plan.body,
+            data=_message_data(req, plan),
+        )
+        cap = caps.CapRequest(
+            user_id=uid,
+            channel=plan.channel,
+            delivery_key=req.idempotency_key,
+            now=req.now,
+            journey_id=req.journey_id,
+            transactional=plan.transactional,
+            journey_limit_count=req.journey_limit_count,
+            journey_limit_window_seconds=req.journey_limit_window_seconds,
+        )
+        try:
+            info = await ledger.deliver(
+                self.store,
+                self.settings,
+                provider,
+                meta,
+                message,
+                cap,
+                max_attempts=self.settings.send_max_attempts,
+            )
+        except ledger.RetryableSendError as exc:
+            raise ApplicationError(str(exc), type="RetryableSendError") from exc
+        return _result(info)
+
+    def _canonical(self, user_id: str) -> str:
+        with self.store.read() as s:
+            return identity.canonical_user_id(s, user_id) or user_id
+
+    def _plan(self, req: SendRequest, uid: str, forced_channel: str | None) -> _Plan | _Decision:
+        """Everything decided from the store before the provider: holdout,
+        template, channel, consent, rendering. Caps come later, atomically,
+        in the ledger's reservation."""
+        first = req.channels[0] if req.channels else None
+        if req.holdout:
+            return _Decision("suppressed", "holdout", first)
+        with self.store.read() as s:
+            template = get_template(s, req.template)
+            if template is None:
+                return _Decision("failed", f"unknown template {req.template!r}", first)
+            user = s.get(User, uid)
+            found = addresses(s, uid) if user else {c: None for c in ALWAYS_REACHABLE}
+            blocked = opted_out_channels(s, uid) if user else set()
+            if forced_channel is not None:
+                channel = forced_channel
+            elif req.best_of:
+                usable = [c for c in req.channels if c in found and c not in blocked]
+                if not usable:
+                    return _Decision("suppressed", f"unreachable on {', '.join(req.channels)}", first)
+                channel = usable[0]
+            else:
+                if first is None:
+                    return _Decision("failed", "no channel given", None)
+                channel = first
+                if channel in blocked:
+                    return _Decision("suppressed", f"opted out of {channel}", channel)
+                if channel not in found:
+                    return _Decision("suppressed", f"unreachable on {channel}: no address", channel)
+            context = build_context(
+                user_id=uid,
+                attributes=dict(user.attributes or {}) if user else {},
+                timezone=user.timezone if user else None,
+                stage=user.stage if user else None,
+                rfm=user.rfm if user else None,
+                identifiers=identity.identities_of(s, uid) if user else {},
+                tags=tags_of(s, uid) if user else [],
+                event=req.event,
+                coupon=req.coupon,
+                channel=channel,
+            )
+        try:
+            rendered = render(template, channel, context)
+        except TemplateRenderError as exc:
+            return _Decision("failed", str(exc), channel)
+        return _Plan(
+            channel=channel,
+            address=found.get(channel),
+            subject=rendered.subject,
+            body=rendered.body,
+            transactional=template.transactional,
+            template_version=template.version,
+        )
 
     def all(self) -> list:
         return [
@@ -64,3 +348,29 @@ class JourneyActivities:
             self.change_tags,
             self.record_steps,
         ]
+
+
+def _with_channel(meta: ledger.DeliveryMeta, channel: str | None) -> ledger.DeliveryMeta:
+    from dataclasses import replace
+
+    return replace(meta, channel=channel)
+
+
+def _message_data(req: SendRequest, plan: _Plan) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "journey_id": req.journey_id,
+        "version": req.version,
+        "node_id": req.node_id,
+        "template_version": plan.template_version,
+        "transactional": plan.transactional,
+    }
+    if req.variant:
+        data["variant"] = req.variant
+    if req.coupon:
+        data["coupon"] = dict(req.coupon)
+    return data
+
+
+def _result(info: ledger.DeliveryInfo) -> SendResult:
+    status = info.status if info.status in ("sent", "pending", "suppressed", "failed") else "failed"
+    return SendResult(status=status, channel=info.channel, reason=info.reason, delivery_id=info.id)  # type: ignore[arg-type]

@@ -1,0 +1,145 @@
+"""Derived tags: lifecycle stage and RFM layer, computed from a user's events.
+
+Operators run one workflow per stage (new → active → silent → churned, and
+paying) and pick reactivation sequences by RFM layer. Both depend on time as
+well as on events (a user becomes silent by doing nothing), so they are
+computed *relative to a given now*: at ingestion (stored on the user and as
+``stage:<x>`` / ``rfm:<y>`` tags with source ``derived``, for audiences and
+listings) and again at each ``user_snapshot`` against the workflow's time, so a
+condition never reads a stale stage.
+
+Rules (``DerivedRules``, all thresholds configurable), first match wins:
+
+- ``paying``: a payment event within ``paying_days``;
+- ``new``: first seen within ``new_days`` and never paid;
+- ``active``: any event within ``active_days``;
+- ``silent``: the last sign of life is older than that but within ``churned_days``;
+- ``churned``: nothing for longer.
+
+RFM over the last ``rfm_window_days`` of payments: R high when the last payment
+is within ``rfm_recency_days``, F high with at least ``rfm_frequency`` payments,
+M high when amounts add up to ``rfm_monetary``. Layer ``high`` = all three,
+``mid`` = one or two, ``low`` = none; users who never paid have no layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine.settings import DerivedRules
+from engine.store.models import Event, User
+from engine.store.types import utc
+from engine.tags import replace_prefixed
+
+DERIVED_SOURCE = "derived"
+
+
+@dataclass(frozen=True)
+class UserFacts:
+    """The aggregates the rules look at."""
+
+    first_seen: datetime
+    last_event_at: datetime | None
+    last_payment_at: datetime | None
+    payments_in_window: int
+    monetary_in_window: float
+
+
+@dataclass(frozen=True)
+class Derived:
+    stage: str
+    rfm: str | None
+    rfm_code: str | None  # e.g. "R1F0M1", for listings
+
+
+def compute(facts: UserFacts, now: datetime, rules: DerivedRules) -> Derived:
+    """Pure rule evaluation (unit-testable without a database)."""
+    now = utc(now)
+
+    def within(at: datetime | None, days: int) -> bool:
+        return at is not None and now - at <= timedelta(days=days)
+
+    last_sign = facts.last_event_at or facts.first_seen
+    if within(facts.last_payment_at, rules.paying_days):
+        stage = "paying"
+    elif facts.last_payment_at is None and within(facts.first_seen, rules.new_days):
+        stage = "new"
+    elif within(facts.last_event_at, rules.active_days):
+        stage = "active"
+    elif within(last_sign, rules.churned_days):
+        stage = "silent"
+    else:
+        stage = "churned"
+
+    if facts.last_payment_at is None:
+        return Derived(stage=stage, rfm=None, rfm_code=None)
+    r = within(facts.last_payment_at, rules.rfm_recency_days)
+    f = facts.payments_in_window >= rules.rfm_frequency
+    m = facts.monetary_in_window >= rules.rfm_monetary
+    score = int(r) + int(f) + int(m)
+    layer = "high" if score == 3 else "mid" if score >= 1 else "low"
+    return Derived(stage=stage, rfm=layer, rfm_code=f"R{int(r)}F{int(f)}M{int(m)}")
+
+
+def user_facts(session: Session, user_id: str, now: datetime, rules: DerivedRules) -> UserFacts | None:
+    user = session.get(User, user_id)
+    if user is None:
+        return None
+    now = utc(now)
+    first_event, last_event = session.execute(
+        select(func.min(Event.occurred_at), func.max(Event.occurred_at)).where(Event.user_id == user_id)
+    ).one()
+    last_payment = session.execute(
+        select(func.max(Event.occurred_at)).where(Event.user_id == user_id, Event.name.in_(rules.payment_events))
+    ).scalar()
+    window_start = now - timedelta(days=rules.rfm_window_days)
+    payments = session.execute(
+        select(Event.properties).where(
+            Event.user_id == user_id,
+            Event.name.in_(rules.payment_events),
+            Event.occurred_at > window_start,
+        )
+    ).all()
+    monetary = sum(_amount(props, rules.amount_property) for (props,) in payments)
+    first_event = utc(first_event) if first_event else None
+    first_seen = min(user.created_at, first_event) if first_event else user.created_at
+    return UserFacts(
+        first_seen=first_seen,
+        last_event_at=utc(last_event) if last_event else None,
+        last_payment_at=utc(last_payment) if last_payment else None,
+        payments_in_window=len(payments),
+        monetary_in_window=monetary,
+    )
+
+
+def derive(session: Session, user_id: str, now: datetime, rules: DerivedRules) -> Derived | None:
+    facts = user_facts(session, user_id, now, rules)
+    return compute(facts, now, rules) if facts else None
+
+
+def refresh_user(session: Session, user_id: str, *, now: datetime, rules: DerivedRules) -> Derived | None:
+    """Recompute and store the user's stage and RFM layer (column + tags)."""
+    result = derive(session, user_id, now, rules)
+    user = session.get(User, user_id)
+    if result is None or user is None:
+        return None
+    if user.stage != result.stage or user.rfm != result.rfm:
+        user.stage, user.rfm = result.stage, result.rfm
+    replace_prefixed(session, user_id, "stage:", f"stage:{result.stage}", source=DERIVED_SOURCE, now=now)
+    replace_prefixed(
+        session, user_id, "rfm:", f"rfm:{result.rfm}" if result.rfm else None, source=DERIVED_SOURCE, now=now
+    )
+    return result
+
+
+def _amount(props: object, key: str) -> float:
+    if not isinstance(props, dict):
+        return 0.0
+    try:
+        return float(props.get(key) or 0)
+    except (TypeError, ValueError):
+        return 0.0

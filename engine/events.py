@@ -1,0 +1,127 @@
+"""Ingesting what users did, and linking identifiers, at the store level.
+
+``ingest_event`` is what the API's event endpoint calls before signalling the
+user's runs: it stores the event exactly once (the sender's message id is the
+primary key, so a redelivered webhook is a no-op), lands it on the right person
+whatever identifier it carries (merging users when the identifiers say they are
+one), and refreshes the derived stage / RFM tags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from engine import identity
+from engine.derived import refresh_user
+from engine.settings import DerivedRules
+from engine.store import Store
+from engine.store.models import Event
+from engine.store.types import utc, utcnow
+
+Identifiers = Mapping[str, str | None] | Iterable[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    user_id: str
+    new: bool  # False when this event id was already stored
+    event_id: str
+    stage: str | None = None
+    rfm: str | None = None
+
+
+def ingest_event(
+    store: Store,
+    *,
+    event_id: str,
+    name: str,
+    identifiers: Identifiers = (),
+    user_id: str | None = None,
+    properties: Mapping[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    rules: DerivedRules | None = None,
+    now: datetime | None = None,
+) -> IngestResult:
+    """Store one event idempotently and return whose it is.
+
+    ``identifiers`` (e.g. ``{"openid": "o1", "phone": "138..."}``) and/or a known
+    ``user_id`` say who did it; ``attributes`` are profile updates carried along
+    (``timezone``, ``city``…). ``now`` is the time the derived stage is computed
+    at (defaults to the wall clock, or ``occurred_at`` when that is later).
+    """
+    rules = rules or DerivedRules()
+    received = utcnow()
+    occurred = utc(occurred_at) if occurred_at else received
+    at = utc(now) if now else max(received, occurred)
+
+    def work(s: Session) -> IngestResult:
+        existing = s.get(Event, event_id)
+        if existing is not None:
+            owner = identity.canonical_user_id(s, existing.user_id) or existing.user_id
+            return IngestResult(user_id=owner, new=False, event_id=event_id)
+        uid = identity.identify(s, identifiers, user_id=user_id, now=occurred)
+        if attributes:
+            identity.set_attributes(s, uid, attributes, now=at)
+        s.add(
+            Event(
+                id=event_id,
+                user_id=uid,
+                name=name,
+                properties=dict(properties or {}),
+                occurred_at=occurred,
+                received_at=received,
+            )
+        )
+        s.flush()
+        derived = refresh_user(s, uid, now=at, rules=rules)
+        return IngestResult(
+            user_id=uid,
+            new=True,
+            event_id=event_id,
+            stage=derived.stage if derived else None,
+            rfm=derived.rfm if derived else None,
+        )
+
+    return store.transact(work)
+
+
+def link_identities(
+    store: Store,
+    identifiers: Identifiers,
+    *,
+    user_id: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    rules: DerivedRules | None = None,
+    now: datetime | None = None,
+) -> str:
+    """Say that these identifiers (and ``user_id``, if given) are one person:
+    resolve, create or merge, optionally set profile attributes. Returns the
+    surviving user id."""
+    rules = rules or DerivedRules()
+    at = utc(now) if now else utcnow()
+
+    def work(s: Session) -> str:
+        uid = identity.identify(s, identifiers, user_id=user_id, now=at)
+        if attributes:
+            identity.set_attributes(s, uid, attributes, now=at)
+        refresh_user(s, uid, now=at, rules=rules)
+        return uid
+
+    return store.transact(work)
+
+
+def set_user_attributes(store: Store, user_id: str, attributes: Mapping[str, Any]) -> str:
+    """Update a user's profile (creating the user under that id if unknown)."""
+
+    def work(s: Session) -> str:
+        uid = identity.ensure_user(s, user_id)
+        identity.set_attributes(s, uid, attributes)
+        return uid
+
+    return store.transact(work)

@@ -1,0 +1,77 @@
+"""Engine settings, read from the environment by pydantic-settings.
+
+Everything is prefixed ``JOURNEYS_`` except the two names operators already
+export for other tools: ``DATABASE_URL`` and ``TEMPORAL_ADDRESS``. Nested models
+use ``__``: ``JOURNEYS_DERIVED__ACTIVE_DAYS=14``; dicts and lists take JSON:
+``JOURNEYS_CHANNEL_CAPS='{"sms": {"per_day": 1}}'``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ChannelCap(BaseModel):
+    """Extra limits for one channel on top of the global ones (SMS costs money,
+    so it is usually capped harder than push)."""
+
+    per_day: int | None = None
+    per_week: int | None = None
+
+
+class DerivedRules(BaseModel):
+    """Thresholds for the lifecycle stage and the RFM layer (see ``engine.derived``).
+
+    Operators tune these per brand; the defaults follow the usual private-domain
+    playbook: paid in the last 30 days = paying, anything in 7 days = active,
+    quiet 7–30 days = silent, quiet longer = churned.
+    """
+
+    payment_events: list[str] = Field(default_factory=lambda: ["order_paid"])
+    amount_property: str = "amount"
+    new_days: int = 7
+    active_days: int = 7
+    paying_days: int = 30
+    churned_days: int = 30
+    rfm_window_days: int = 365
+    rfm_recency_days: int = 30  # R is high when the last payment is at most this old
+    rfm_frequency: int = 2  # F is high with at least this many payments in the window
+    rfm_monetary: float = 1000.0  # M is high when the window's amounts add up to this
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="JOURNEYS_",
+        env_nested_delimiter="__",
+        populate_by_name=True,
+        extra="ignore",
+    )
+
+    data_dir: Path = Path("./data")
+    database_url: str = Field(
+        default="sqlite:///./data/journeys.db",
+        validation_alias=AliasChoices("DATABASE_URL", "JOURNEYS_DATABASE_URL", "database_url"),
+    )
+    temporal_address: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TEMPORAL_ADDRESS", "JOURNEYS_TEMPORAL_ADDRESS", "temporal_address"),
+    )
+    temporal_namespace: str = "default"
+    task_queue: str = "journeys"
+
+    # Global frequency caps, per user across all journeys; None = no cap.
+    cap_per_day: int | None = 2
+    cap_per_week: int | None = 5
+    channel_caps: dict[str, ChannelCap] = Field(default_factory=dict)
+    # Channels that are system integrations, not messages a person reads.
+    cap_exempt_channels: list[str] = Field(default_factory=lambda: ["webhook"])
+
+    derived: DerivedRules = Field(default_factory=DerivedRules)
+
+    coupon_code_prefix: str = "JC"
+    # A send whose provider keeps failing retryably is recorded as failed after
+    # this many activity attempts (instead of staying reserved forever).
+    send_max_attempts: int = 10

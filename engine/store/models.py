@@ -1,0 +1,314 @@
+"""The engine's tables (SQLAlchemy 2 ORM).
+
+Conventions that keep SQLite and PostgreSQL interchangeable: string keys the
+engine generates itself, JSON columns for open-ended data, aware UTC datetimes
+through ``UTCDateTime``. Foreign keys only where a row cannot exist without its
+user (identities, tags, events, consents); ledgers (runs, deliveries, grants,
+steps) keep plain user ids because the workflow may address a user the store
+has not seen yet, and they must never fail to record.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from engine.store.types import UTCDateTime, utcnow
+
+IDENTITY_KINDS: tuple[str, ...] = (
+    "openid",
+    "unionid",
+    "phone",
+    "member_id",
+    "app_user_id",
+    "anonymous_id",
+    "email",
+    "wecom_external_userid",
+    "wecom_group_chat_id",
+    "miniprogram_openid",
+)
+
+JOURNEY_STATUSES: tuple[str, ...] = ("active", "paused", "stopped", "archived")
+# "reserved" is the in-flight state of a send: the key is taken, the provider has
+# been (or is being) called, the outcome is not recorded yet.
+DELIVERY_STATUSES: tuple[str, ...] = ("reserved", "sent", "pending", "suppressed", "failed", "deferred")
+FINAL_DELIVERY_STATUSES: frozenset[str] = frozenset({"sent", "pending", "suppressed", "failed"})
+
+
+def new_user_id() -> str:
+    """Time-ordered ids (ms timestamp + randomness) so "older user" is also the
+    smaller id, which makes merges easy to reason about in a listing."""
+    return f"u{int(time.time() * 1000):012x}{os.urandom(5).hex()}"
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+# Named constraints, so later migrations can alter them on SQLite (batch mode
+# rebuilds tables and must know every constraint's name).
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_user_id)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    stage: Mapped[str | None] = mapped_column(String(16))
+    rfm: Mapped[str | None] = mapped_column(String(16))
+    # Set when this user was merged into another; lookups follow the chain.
+    merged_into: Mapped[str | None] = mapped_column(String(64), index=True)
+    merged_at: Mapped[datetime | None]
+
+
+class UserMerge(Base):
+    """Audit of merges: which id went into which, when and what moved."""
+
+    __tablename__ = "user_merges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    loser_id: Mapped[str] = mapped_column(String(64), index=True)
+    survivor_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Identity(Base):
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("kind", "value", name="uq_identities_kind_value"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Tag(Base):
+    """Current tags. Removal deletes the row; ``TagHistory`` keeps every change."""
+
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("user_id", "tag", name="uq_tags_user_tag"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    tag: Mapped[str] = mapped_column(String(128), index=True)
+    source: Mapped[str] = mapped_column(String(128))
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TagHistory(Base):
+    __tablename__ = "tag_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    tag: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(8))  # add | remove
+    source: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Event(Base):
+    """What a user did. ``id`` is the sender's message id: storing it once is the
+    ingestion's idempotency."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_user_name_at", "user_id", "name", "occurred_at"),)
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Consent(Base):
+    """Per-channel opt-out, honoured at send time."""
+
+    __tablename__ = "consents"
+    __table_args__ = (UniqueConstraint("user_id", "channel", name="uq_consents_user_channel"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    opted_out: Mapped[bool] = mapped_column(Boolean, default=True)
+    source: Mapped[str | None] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Template(Base):
+    __tablename__ = "templates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    body: Mapped[str] = mapped_column(Text)
+    channel_bodies: Mapped[dict[str, Any]] = mapped_column(default=dict)  # channel -> body
+    subject: Mapped[str | None] = mapped_column(String(255))
+    transactional: Mapped[bool] = mapped_column(Boolean, default=False)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CouponPool(Base):
+    __tablename__ = "coupon_pools"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    stock: Mapped[int] = mapped_column(Integer, default=0)  # what is left
+    issued: Mapped[int] = mapped_column(Integer, default=0)
+    per_user_limit: Mapped[int] = mapped_column(Integer, default=1)
+    value: Mapped[dict[str, Any]] = mapped_column(default=dict)  # e.g. {"amount": 20, "min_spend": 99}
+    expires_after_seconds: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CouponGrant(Base):
+    __tablename__ = "coupon_grants"
+    __table_args__ = (Index("ix_coupon_grants_user_pool", "user_id", "pool"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    pool: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(64))
+    run_key: Mapped[str | None] = mapped_column(String(255))
+    journey_id: Mapped[str | None] = mapped_column(String(128))
+    node_id: Mapped[str | None] = mapped_column(String(128))
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+
+
+class Delivery(Base):
+    """The ledger: one row per send attempt-invariant key, whatever happened."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        Index("ix_deliveries_journey_node", "journey_id", "version", "node_id"),
+        Index("ix_deliveries_user_at", "user_id", "at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    run_key: Mapped[str | None] = mapped_column(String(255), index=True)
+    journey_id: Mapped[str | None] = mapped_column(String(128))
+    version: Mapped[int | None] = mapped_column(Integer)
+    node_id: Mapped[str | None] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str | None] = mapped_column(String(32))
+    template: Mapped[str | None] = mapped_column(String(128))
+    variant: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    at: Mapped[datetime]  # workflow time of the send
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CapUsage(Base):
+    """Frequency-cap counter rows: one per counted (non-transactional) send,
+    keyed by the delivery so a retry never counts twice. Windows slide relative
+    to the request's ``now``, so rows, not per-day buckets."""
+
+    __tablename__ = "cap_usage"
+    __table_args__ = (Index("ix_cap_usage_user_at", "user_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_key: Mapped[str] = mapped_column(String(255), unique=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(32))
+    journey_id: Mapped[str | None] = mapped_column(String(128))
+    at: Mapped[datetime]
+
+
+class Journey(Base):
+    __tablename__ = "journeys"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    current_version: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JourneyVersion(Base):
+    __tablename__ = "journey_versions"
+    __table_args__ = (UniqueConstraint("journey_id", "version", name="uq_journey_versions_journey_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    journey_id: Mapped[str] = mapped_column(ForeignKey("journeys.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(Text)
+    ir: Mapped[dict[str, Any]] = mapped_column()
+    hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Run(Base):
+    """One entry of a user into a journey (refused entries are kept too, so the
+    same run asking again gets the same answer)."""
+
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_journey_user", "journey_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_key: Mapped[str] = mapped_column(String(255), unique=True)
+    journey_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[str] = mapped_column(String(64))
+    admitted: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(Text)
+    entered_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    end_reason: Mapped[str | None] = mapped_column(Text)
+    variant: Mapped[str | None] = mapped_column(String(64))
+    converted_at: Mapped[datetime | None]
+    trigger_event: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class StepRecord(Base):
+    __tablename__ = "step_records"
+    __table_args__ = (
+        UniqueConstraint("run_key", "node_id", "kind", "outcome", "at", name="uq_step_records_natural"),
+        Index("ix_step_records_journey_node", "journey_id", "version", "node_id"),
+        Index("ix_step_records_user_at", "user_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_key: Mapped[str] = mapped_column(String(255))
+    journey_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[str] = mapped_column(String(64))
+    node_id: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(64))
+    variant: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime]
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

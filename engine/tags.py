@@ -1,0 +1,67 @@
+"""User tags with their source, and the history of every change.
+
+The ``tags`` table holds what a user carries now (one row per tag, so
+conditions are a simple lookup); ``tag_history`` keeps each add and remove with
+its source (``journey:<id>``, ``derived``, ``api``…) so a timeline can say who
+tagged whom and when, even after the tag is gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.store.models import Tag, TagHistory
+from engine.store.types import utc, utcnow
+
+
+def tags_of(session: Session, user_id: str) -> list[str]:
+    return list(session.scalars(select(Tag.tag).where(Tag.user_id == user_id).order_by(Tag.tag)))
+
+
+def add_tags(
+    session: Session, user_id: str, tags: Iterable[str], *, source: str, now: datetime | None = None
+) -> list[str]:
+    """Add tags the user does not carry yet; returns the ones actually added
+    (re-adding is a no-op, so a retried activity writes no extra history)."""
+    stamp = utc(now) if now else utcnow()
+    current = set(tags_of(session, user_id))
+    added: list[str] = []
+    for tag in dict.fromkeys(tags):
+        if tag in current:
+            continue
+        session.add(Tag(user_id=user_id, tag=tag, source=source, added_at=stamp))
+        session.add(TagHistory(user_id=user_id, tag=tag, action="add", source=source, at=stamp))
+        added.append(tag)
+    session.flush()
+    return added
+
+
+def remove_tags(
+    session: Session, user_id: str, tags: Iterable[str], *, source: str, now: datetime | None = None
+) -> list[str]:
+    """Remove tags the user carries; returns the ones actually removed."""
+    stamp = utc(now) if now else utcnow()
+    wanted = set(tags)
+    removed: list[str] = []
+    for row in list(session.scalars(select(Tag).where(Tag.user_id == user_id, Tag.tag.in_(wanted)))):
+        session.delete(row)
+        session.add(TagHistory(user_id=user_id, tag=row.tag, action="remove", source=source, at=stamp))
+        removed.append(row.tag)
+    session.flush()
+    return removed
+
+
+def replace_prefixed(
+    session: Session, user_id: str, prefix: str, tag: str | None, *, source: str, now: datetime | None = None
+) -> None:
+    """Keep exactly one tag with ``prefix`` (e.g. ``stage:``), used for derived tags."""
+    current = [t for t in tags_of(session, user_id) if t.startswith(prefix)]
+    stale = [t for t in current if t != tag]
+    if stale:
+        remove_tags(session, user_id, stale, source=source, now=now)
+    if tag is not None and tag not in current:
+        add_tags(session, user_id, [tag], source=source, now=now)

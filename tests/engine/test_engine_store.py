@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, select, text
+
+from engine.store import Store, normalize_url
+from engine.store.models import Base, User
+
+
+def test_migrations_on_fresh_sqlite_create_every_table_and_match_models(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'nested' / 'fresh.db'}")  # parent dir is created
+    store.migrate()
+    store.migrate()  # idempotent
+    with store.engine.connect() as conn:
+        tables = set(inspect(conn).get_table_names())
+        assert set(Base.metadata.tables) <= tables
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        assert diff == []
+    store.dispose()
+
+
+def test_migrated_store_matches_models(store: Store) -> None:
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    assert diff == []
+
+
+def test_sqlite_runs_in_wal_mode_with_busy_timeout(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'wal.db'}", busy_timeout_ms=1234)
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 1234
+    store.dispose()
+
+
+def test_session_commits_and_rolls_back(store: Store) -> None:
+    with store.session() as s:
+        s.add(User(id="u-commit", attributes={}))
+    with pytest.raises(RuntimeError), store.session() as s:
+        s.add(User(id="u-rollback", attributes={}))
+        s.flush()
+        raise RuntimeError("boom")
+    with store.read() as s:
+        assert set(s.scalars(select(User.id))) == {"u-commit"}
+
+
+def test_concurrent_read_modify_write_is_serialised(store: Store) -> None:
+    """Write sessions must not interleave a read and a write (lost updates)."""
+    with store.session() as s:
+        s.add(User(id="counter", attributes={"n": 0}))
+
+    def bump(s) -> None:  # noqa: ANN001
+        store.lock(s, "counter")
+        user = s.get(User, "counter", with_for_update=store.dialect == "postgresql")
+        user.attributes = {"n": user.attributes["n"] + 1}
+
+    threads = [threading.Thread(target=lambda: [store.transact(bump) for _ in range(5)]) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with store.read() as s:
+        assert s.get(User, "counter").attributes["n"] == 40
+
+
+def test_normalize_url_picks_psycopg() -> None:
+    assert normalize_url("postgres://a@h/db") == "postgresql+psycopg://a@h/db"
+    assert normalize_url("postgresql://a@h/db") == "postgresql+psycopg://a@h/db"
+    assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
