@@ -148,6 +148,7 @@ class EventEntry(_Model):
     kind: Literal["event"] = "event"
     event: str
     where: Cond | None = None
+    span: Span | None = None
 
 
 class Schedule(_Model):
@@ -164,10 +165,12 @@ class AudienceEntry(_Model):
     kind: Literal["audience"] = "audience"
     where: Cond
     schedule: Schedule
+    span: Span | None = None
 
 
 class ApiEntry(_Model):
     kind: Literal["api"] = "api"
+    span: Span | None = None
 
 
 Entry = Annotated[EventEntry | AudienceEntry | ApiEntry, Field(discriminator="kind")]
@@ -178,6 +181,7 @@ class Reentry(_Model):
 
     mode: Literal["once", "always", "after"] = "once"
     cooldown_seconds: int | None = None
+    span: Span | None = None
 
 
 class Goal(_Model):
@@ -206,6 +210,7 @@ class QuietHours(_Model):
 
     start: str
     end: str
+    span: Span | None = None
 
 
 class MessageLimit(_Model):
@@ -214,6 +219,7 @@ class MessageLimit(_Model):
 
     count: int
     window_seconds: int
+    span: Span | None = None
 
 
 # ---------------------------------------------------------------- steps

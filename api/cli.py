@@ -1,0 +1,49 @@
+"""The ``journeys`` command: a plain argparse dispatcher.
+
+Each area adds its subcommands with ``register``: a function that receives
+the subparsers object and calls ``add_parser`` on it, setting
+``func(args) -> int`` as the default. The language tools (``check``, ``fmt``,
+``graph``) come from ``dsl.cli``; the service adds ``up``, ``worker``…
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+Registrar = Callable[[argparse._SubParsersAction], None]
+
+_REGISTRARS: list[Registrar] = []
+
+
+def register(registrar: Registrar) -> Registrar:
+    """Add a group of subcommands (usable as a decorator)."""
+    _REGISTRARS.append(registrar)
+    return registrar
+
+
+def _dsl_commands(subparsers: argparse._SubParsersAction) -> None:
+    from dsl.cli import add_subcommands
+
+    add_subcommands(subparsers)
+
+
+register(_dsl_commands)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="journeys", description="Low-code customer journeys for the private domain.")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for registrar in _REGISTRARS:
+        registrar(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

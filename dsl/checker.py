@@ -1,0 +1,575 @@
+"""Semantic checks on a parsed journey: everything the grammar cannot see.
+
+``check`` returns every problem at once, errors and warnings, each pointing
+at the source line it is about. Codes (stable; tests and docs refer to them):
+
+Errors — the journey must not run:
+- E210 unknown template, E211 unknown coupon pool, E212 unknown event,
+  E213 channel not enabled (only when a ``Registry`` is given)
+- E220 ``goto`` to a label that does not exist
+- E221 the same label twice; E222 the same variant name twice in a split
+- E223 split percentages that do not add up to 100 (or a variant at 0%)
+- E224 a loop that can go round without waiting (it would spin)
+- E225 a duration of zero where one is needed
+- E226 unknown timezone; E227 impossible time or date (``25:00``, quiet
+  hours that start when they end…)
+- E228 unknown lifecycle stage
+- E229 ``on timeout`` on a ``wait for event`` that has no ``up to``
+- E230 a message limit below 1
+
+Warnings — the journey runs, but probably not as meant:
+- W301 unreachable steps (a warning, not an error: dead steps are harmless
+  at run time and often left on purpose while editing; only the first step of
+  each unreachable run is reported)
+- W302 ``wait for event`` without ``up to`` (users may wait forever)
+- W303 one user can get more messages than the journey's ``limit`` allows
+- W304 one user can get more messages in 24h than the global daily limit
+- W305 a holdout variant with sends (they will be suppressed)
+
+The message bound walks the step graph, adding the shortest time each step
+can take (``wait 1d`` takes 1d, the timeout branch of ``wait for event`` takes
+its timeout, the event branch may be immediate). A ``wait until`` passes at
+once the first time but, inside a loop, at most once per day (per week with a
+weekday) — so a daily loop is bounded while a loop driven only by events is
+not. The bound is conservative: branches and holdouts are assumed to send.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import heapq
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dsl.errors import Diagnostic
+from dsl.graph import Graph, build_graph
+from dsl.ids import format_duration
+from dsl.ir import (
+    STAGES,
+    AndCond,
+    AudienceEntry,
+    Cond,
+    CouponStep,
+    EventCountCond,
+    EventEntry,
+    GotoStep,
+    Journey,
+    LabelStep,
+    NotCond,
+    OrCond,
+    SendStep,
+    Span,
+    SplitStep,
+    StageCond,
+    Step,
+    WaitDateStep,
+    WaitEventStep,
+    WaitStep,
+    WaitUntilStep,
+    child_blocks,
+    iter_steps,
+)
+
+__all__ = ["Registry", "check", "max_messages"]
+
+DAY = 86400
+WEEK = 7 * DAY
+_TIME = re.compile(r"(\d{1,2}):(\d{2})")
+
+
+@dataclass
+class Registry:
+    """What exists in the workspace. ``None`` means "not checked"."""
+
+    templates: set[str] | None = None
+    pools: set[str] | None = None
+    events: set[str] | None = None
+    channels: set[str] | None = None
+
+
+class _Report:
+    def __init__(self, source: str) -> None:
+        self.lines = source.splitlines()
+        self.out: list[Diagnostic] = []
+
+    def add(
+        self,
+        code: str,
+        message: str,
+        span: Span | None,
+        hint: str | None = None,
+        *,
+        line: int | None = None,
+    ) -> None:
+        severity = "warning" if code.startswith("W") else "error"
+        if span is not None:
+            end = span.end_column if span.end_line == span.line else None
+            self.out.append(Diagnostic(code, message, span.line, span.column, hint, severity, end))
+        else:
+            ln = line or 1
+            text = self.lines[ln - 1] if 0 < ln <= len(self.lines) else ""
+            col = len(text) - len(text.lstrip()) + 1
+            self.out.append(Diagnostic(code, message, ln, col, hint, severity, len(text.rstrip()) + 1 or None))
+
+    def find_line(self, word: str) -> int | None:
+        """The first line starting with ``word``, for header values without a span."""
+        for number, text in enumerate(self.lines, start=1):
+            if re.match(rf"\s*{word}\b", text):
+                return number
+        return None
+
+
+def _did_you_mean(name: str, known: set[str] | tuple[str, ...]) -> str | None:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"did you mean {close[0]!r}?" if close else None
+
+
+def _iter_conds(cond: Cond | None) -> Iterator[Cond]:
+    if cond is None:
+        return
+    yield cond
+    if isinstance(cond, AndCond | OrCond):
+        for operand in cond.operands:
+            yield from _iter_conds(operand)
+    elif isinstance(cond, NotCond):
+        yield from _iter_conds(cond.operand)
+
+
+def _conds_with_spans(journey: Journey) -> Iterator[tuple[Cond, Span | None]]:
+    """Every condition of the journey with the span of the line it is on."""
+    entry = journey.entry
+    if isinstance(entry, EventEntry | AudienceEntry):
+        for c in _iter_conds(entry.where):
+            yield c, entry.span
+    if journey.goal is not None:
+        for c in _iter_conds(journey.goal.where):
+            yield c, journey.goal.span
+    for rule in journey.exits:
+        for c in (*_iter_conds(rule.where), *_iter_conds(rule.cond)):
+            yield c, rule.span
+    for step in iter_steps(journey.steps):
+        if isinstance(step, WaitEventStep):
+            for c in _iter_conds(step.where):
+                yield c, step.span
+        elif hasattr(step, "branches"):
+            for branch in step.branches:  # type: ignore[attr-defined]
+                for c in _iter_conds(branch.cond):
+                    yield c, branch.span or step.span
+
+
+def _valid_time(text: str | None) -> bool:
+    match = _TIME.fullmatch(text or "")
+    return bool(match) and int(match.group(1)) < 24 and int(match.group(2)) < 60
+
+
+# ---------------------------------------------------------------- rules
+
+
+def _check_registry(journey: Journey, registry: Registry, report: _Report) -> None:
+    def event(name: str, span: Span | None) -> None:
+        if registry.events is not None and name not in registry.events:
+            report.add("E212", f"unknown event {name!r}", span, _did_you_mean(name, registry.events))
+
+    entry = journey.entry
+    if isinstance(entry, EventEntry):
+        event(entry.event, entry.span)
+    if journey.goal is not None:
+        event(journey.goal.event, journey.goal.span)
+    for rule in journey.exits:
+        if rule.event is not None:
+            event(rule.event, rule.span)
+    for cond, span in _conds_with_spans(journey):
+        if isinstance(cond, EventCountCond):
+            event(cond.event, span)
+    for step in iter_steps(journey.steps):
+        if isinstance(step, SendStep):
+            if registry.templates is not None and step.template not in registry.templates:
+                report.add(
+                    "E210",
+                    f"unknown template {step.template!r}",
+                    step.span,
+                    _did_you_mean(step.template, registry.templates),
+                )
+            if registry.channels is not None:
+                for channel in step.channels:
+                    if channel not in registry.channels:
+                        report.add(
+                            "E213",
+                            f"channel {channel!r} is not enabled",
+                            step.span,
+                            "enabled channels: " + ", ".join(sorted(registry.channels)),
+                        )
+        elif isinstance(step, CouponStep):
+            if registry.pools is not None and step.pool not in registry.pools:
+                report.add(
+                    "E211", f"unknown coupon pool {step.pool!r}", step.span, _did_you_mean(step.pool, registry.pools)
+                )
+        elif isinstance(step, WaitEventStep):
+            event(step.event, step.span)
+
+
+def _check_header(journey: Journey, report: _Report) -> None:
+    try:
+        ZoneInfo(journey.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        report.add(
+            "E226",
+            f"unknown timezone {journey.timezone!r}",
+            None,
+            'use an IANA name such as "Asia/Shanghai"',
+            line=report.find_line("timezone"),
+        )
+    quiet = journey.quiet_hours
+    if quiet is not None:
+        if not (_valid_time(quiet.start) and _valid_time(quiet.end)):
+            report.add("E227", "quiet hours need two times of day like 22:00-08:00", quiet.span)
+        elif quiet.start == quiet.end:
+            report.add("E227", "quiet hours start and end at the same time", quiet.span, "write e.g. 22:00-08:00")
+    limit = journey.message_limit
+    if limit is not None:
+        if limit.count < 1:
+            report.add("E230", "a message limit must allow at least 1 message", limit.span)
+        if limit.window_seconds <= 0:
+            report.add("E225", "the limit's window cannot be zero", limit.span, "write e.g. limit 3 messages per 1d")
+    reentry = journey.reentry
+    if reentry.mode == "after" and not reentry.cooldown_seconds:
+        report.add("E225", "re-entry cooldown cannot be zero", reentry.span, "use reentry always to allow it at once")
+    goal = journey.goal
+    if goal is not None and goal.within_seconds is not None and goal.within_seconds <= 0:
+        report.add("E225", "the goal window cannot be zero", goal.span)
+    entry = journey.entry
+    if isinstance(entry, AudienceEntry):
+        sched = entry.schedule
+        if not _valid_time(sched.time):
+            report.add("E227", f"impossible time {sched.time!r}", entry.span, "times are HH:MM, 00:00 to 23:59")
+        if sched.every == "once":
+            try:
+                _dt.date.fromisoformat(sched.date or "")
+            except ValueError:
+                report.add("E227", f"impossible date {sched.date!r}", entry.span, "dates are YYYY-MM-DD")
+    for cond, span in _conds_with_spans(journey):
+        if isinstance(cond, StageCond):
+            for stage in cond.stages:
+                if stage not in STAGES:
+                    hint = (_did_you_mean(stage, STAGES) or "") + " stages: " + ", ".join(STAGES)
+                    report.add("E228", f"unknown stage {stage!r}", span, hint.strip())
+        if isinstance(cond, EventCountCond) and cond.within_seconds is not None and cond.within_seconds <= 0:
+            report.add("E225", "a count window cannot be zero", span)
+
+
+def _check_steps(journey: Journey, report: _Report) -> None:
+    labels: dict[str, LabelStep] = {}
+    for step in iter_steps(journey.steps):
+        if isinstance(step, LabelStep):
+            if step.name in labels:
+                first = labels[step.name].span
+                where = f" (first on line {first.line})" if first else ""
+                report.add("E221", f"label {step.name!r} is defined twice{where}", step.span, "rename one of them")
+            else:
+                labels[step.name] = step
+        elif isinstance(step, WaitStep) and step.seconds <= 0:
+            report.add(
+                "E225", "wait for zero time", step.span, "write a duration like 30m, 2h or 1d, or remove the wait"
+            )
+        elif isinstance(step, WaitUntilStep | WaitDateStep):
+            if step.time is not None and not _valid_time(step.time):
+                report.add("E227", f"impossible time {step.time!r}", step.span, "times are HH:MM, 00:00 to 23:59")
+            if isinstance(step, WaitUntilStep) and step.weekday is not None and not 0 <= step.weekday < 7:
+                report.add("E227", "impossible weekday", step.span)
+        elif isinstance(step, WaitEventStep):
+            if step.timeout_seconds is None:
+                if step.on_timeout:
+                    report.add(
+                        "E229",
+                        "on timeout never runs: this wait has no up to",
+                        step.span,
+                        f"write wait for event {step.event} up to 3d",
+                    )
+                else:
+                    report.add(
+                        "W302",
+                        f"users may wait for {step.event} forever",
+                        step.span,
+                        "add up to 3d (or another limit) and an on timeout branch",
+                    )
+            elif step.timeout_seconds <= 0:
+                report.add("E225", "wait for event up to zero time", step.span)
+        elif isinstance(step, SplitStep):
+            names: set[str] = set()
+            for variant in step.variants:
+                if variant.name in names:
+                    report.add(
+                        "E222", f"variant {variant.name!r} appears twice in this split", variant.span or step.span
+                    )
+                names.add(variant.name)
+                if variant.percent <= 0:
+                    report.add("E223", f"variant {variant.name!r} gets {variant.percent:g}%", variant.span or step.span)
+                if variant.holdout and any(isinstance(s, SendStep) for s in iter_steps(variant.steps)):
+                    report.add(
+                        "W305",
+                        "the holdout gets no messages; its sends will only be recorded",
+                        variant.span or step.span,
+                        "remove the sends, or rename the variant if it should get messages",
+                    )
+            total = sum(v.percent for v in step.variants)
+            if abs(total - 100) > 1e-6:
+                report.add(
+                    "E223",
+                    f"split percentages add up to {total:g}%, not 100%",
+                    step.span,
+                    "adjust the variants so they add up to 100%",
+                )
+    for step in iter_steps(journey.steps):
+        if isinstance(step, GotoStep) and step.label not in labels:
+            hint = (
+                _did_you_mean(step.label, tuple(labels))
+                or "add label " + step.label + " where the journey should go on"
+            )
+            report.add("E220", f"goto {step.label!r}: there is no such label", step.span, hint)
+
+
+# ---------------------------------------------------------------- graph rules
+
+
+def _reachable(graph: Graph) -> set[str]:
+    seen: set[str] = set()
+    todo = [graph.start] if graph.start is not None else []
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        todo.extend(t for t in graph.targets(node) if t is not None and t not in seen)
+    return seen
+
+
+def _check_unreachable(steps: list[Step], reachable: set[str], report: _Report) -> None:
+    previous_dead = False
+    for step in steps:
+        dead = step.id not in reachable
+        if dead and not previous_dead:
+            report.add(
+                "W301", "this step can never run", step.span, "a step after exit or goto needs a label to be jumped to"
+            )
+        if not dead:
+            for block in child_blocks(step):
+                _check_unreachable(block, reachable, report)
+        previous_dead = dead
+
+
+def _sccs(nodes: list[str], succ: dict[str, list[str]]) -> dict[str, int]:
+    """Tarjan's strongly connected components, iteratively (journeys can be
+    long). Returns node → component number."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    comp: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    counter = 0
+    n_comp = 0
+    for root in nodes:
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            children = succ.get(node, [])
+            recurse = False
+            while i < len(children):
+                child = children[i]
+                i += 1
+                if child not in index:
+                    work.append((node, i))
+                    work.append((child, 0))
+                    recurse = True
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            if recurse:
+                continue
+            if low[node] == index[node]:
+                while True:
+                    top = stack.pop()
+                    on_stack.discard(top)
+                    comp[top] = n_comp
+                    if top == node:
+                        break
+                n_comp += 1
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return comp
+
+
+def _blocks(step: Step) -> bool:
+    """Does passing this step take time the journey cannot skip?"""
+    if isinstance(step, WaitStep):
+        return step.seconds > 0
+    return isinstance(step, WaitUntilStep | WaitEventStep)
+
+
+def _check_spin(graph: Graph, reachable: set[str], order: dict[str, int], report: _Report) -> None:
+    succ = {
+        n: [t for t in graph.targets(n) if t is not None and t in reachable and not _blocks(graph.nodes[t])]
+        for n in reachable
+        if not _blocks(graph.nodes[n])
+    }
+    comp = _sccs(sorted(succ, key=order.__getitem__), succ)
+    members: dict[int, list[str]] = {}
+    for node, c in comp.items():
+        members.setdefault(c, []).append(node)
+    for nodes in members.values():
+        if len(nodes) == 1 and nodes[0] not in succ.get(nodes[0], []):
+            continue
+        nodes.sort(key=order.__getitem__)
+        at = next((n for n in nodes if isinstance(graph.nodes[n], GotoStep)), nodes[0])
+        lines = sorted({graph.nodes[n].span.line for n in nodes if graph.nodes[n].span})
+        report.add(
+            "E224",
+            "this loop can go round without waiting" + (f" (lines {', '.join(map(str, lines))})" if lines else ""),
+            graph.nodes[at].span,
+            "put a wait (wait 1d, wait until 10:00 or wait for event …) inside the loop",
+        )
+
+
+def _edge_delay(step: Step, outcome: str) -> int:
+    if isinstance(step, WaitStep):
+        return max(step.seconds, 0)
+    if isinstance(step, WaitEventStep) and outcome == "timeout":
+        return max(step.timeout_seconds or 0, 0)
+    return 0
+
+
+def max_messages(journey: Journey, window_seconds: int, cap: int, graph: Graph | None = None) -> tuple[int, list[str]]:
+    """The most sends one user can get within ``window_seconds`` along any path,
+    counted up to ``cap``; and the ids of the sends on such a path."""
+    graph = graph or build_graph(journey)
+    reachable = _reachable(graph)
+    if not reachable or window_seconds <= 0:
+        return 0, []
+    order = {step.id: i for i, step in enumerate(iter_steps(journey.steps))}
+    nodes = sorted(reachable, key=lambda n: order.get(n, 0))
+    succ = {n: [t for t in graph.targets(n) if t is not None and t in reachable] for n in nodes}
+    comp = _sccs(nodes, succ)
+    cyclic = {comp[n] for n in nodes for t in succ[n] if comp[t] == comp[n]}
+    passes: dict[int, int] = {}
+    for n in nodes:
+        step = graph.nodes[n]
+        if isinstance(step, WaitUntilStep) and comp[n] in cyclic:
+            period = WEEK if step.weekday is not None else DAY
+            passes[comp[n]] = passes.get(comp[n], 0) + math.ceil(window_seconds / period)
+
+    def sends(node: str) -> int:
+        return 1 if isinstance(graph.nodes[node], SendStep) else 0
+
+    State = tuple[str, int, int]
+    best: dict[State, int] = {}
+    parent: dict[State, State | None] = {}
+    heap: list[tuple[int, int, State]] = []
+    for n in nodes:
+        state = (n, min(cap, sends(n)), 0)
+        best[state] = 0
+        parent[state] = None
+        heap.append((0, order.get(n, 0), state))
+    heapq.heapify(heap)
+    top: State = heap[0][2]
+    while heap:
+        elapsed, _, state = heapq.heappop(heap)
+        if best.get(state, math.inf) < elapsed:
+            continue
+        node, k, p = state
+        if k > top[1]:
+            top = state
+            if k >= cap:
+                break
+        step = graph.nodes[node]
+        for edge in graph.edges.get(node, []):
+            target = edge.target
+            if target is None or target not in reachable:
+                continue
+            e2 = elapsed + _edge_delay(step, edge.outcome)
+            if e2 >= window_seconds:
+                continue
+            p2 = p
+            if isinstance(step, WaitUntilStep) and comp[node] in cyclic:
+                p2 += 1
+                if p2 > passes[comp[node]]:
+                    continue
+            if comp[target] != comp[node]:
+                p2 = 0
+            nxt = (target, min(cap, k + sends(target)), p2)
+            if e2 < best.get(nxt, math.inf):
+                best[nxt] = e2
+                parent[nxt] = state
+                heapq.heappush(heap, (e2, order.get(target, 0), nxt))
+    path: list[str] = []
+    cursor: State | None = top
+    while cursor is not None:
+        if sends(cursor[0]):
+            path.append(cursor[0])
+        cursor = parent.get(cursor)
+    path.reverse()
+    return top[1], path
+
+
+def _check_bounds(journey: Journey, graph: Graph, global_daily_limit: int | None, report: _Report) -> None:
+    limit = journey.message_limit
+    checks: list[tuple[str, int, int, Span | None, str]] = []
+    if limit is not None and limit.count >= 1 and limit.window_seconds > 0:
+        checks.append(
+            (
+                "W303",
+                limit.count,
+                limit.window_seconds,
+                limit.span,
+                f"the journey's limit of {limit.count} per {format_duration(limit.window_seconds)}",
+            )
+        )
+    if global_daily_limit is not None and global_daily_limit >= 0:
+        checks.append(("W304", global_daily_limit, DAY, None, f"the global limit of {global_daily_limit} per day"))
+    for code, allowed, window, span, what in checks:
+        count, path = max_messages(journey, window, allowed + 1, graph)
+        if count <= allowed:
+            continue
+        lines = [graph.nodes[n].span.line for n in path if graph.nodes[n].span]  # type: ignore[union-attr]
+        shown = ", ".join(map(str, lines[: allowed + 1]))
+        at = span if span is not None else (graph.nodes[path[0]].span if path else None)
+        report.add(
+            code,
+            f"one user can get more than {allowed} messages within {format_duration(window)}, above {what}",
+            at,
+            f"e.g. the sends on lines {shown}; space them out with waits (the excess is suppressed at run time)",
+        )
+
+
+def check(
+    journey: Journey,
+    source: str = "",
+    filename: str = "<journey>",
+    registry: Registry | None = None,
+    global_daily_limit: int | None = None,
+) -> list[Diagnostic]:
+    """Every error and warning about ``journey``, sorted by position.
+    ``filename`` is accepted for symmetry with ``parse``; diagnostics are
+    rendered against it by the caller."""
+    report = _Report(source)
+    if registry is not None:
+        _check_registry(journey, registry, report)
+    _check_header(journey, report)
+    _check_steps(journey, report)
+    graph = build_graph(journey)
+    reachable = _reachable(graph)
+    order = {step.id: i for i, step in enumerate(iter_steps(journey.steps))}
+    _check_unreachable(journey.steps, reachable, report)
+    _check_spin(graph, reachable, order, report)
+    _check_bounds(journey, graph, global_daily_limit, report)
+    return sorted(report.out, key=lambda d: (d.line, d.column, d.code))
