@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engine import contracts
 from engine.store import Store
 from engine.store.models import Run, StepRecord
 from engine.store.types import utc
@@ -104,9 +105,9 @@ def end(
     session.flush()
 
 
-def record_steps(store: Store, records: Iterable[Any]) -> int:
-    """Insert step records, ignoring ones already stored (same run, node, kind,
-    outcome and time). Also keeps ``runs.variant`` and ``runs.converted_at`` in
+def record_steps(store: Store, records: Iterable[contracts.StepRecord]) -> int:
+    """Insert step records, ignoring ones already stored (same run, seq, node,
+    kind, outcome and time). Also keeps ``runs.variant`` and ``runs.converted_at`` in
     step with "split" and "goal" records. Returns how many were new."""
     batch = list(records)
     if not batch:
@@ -119,6 +120,7 @@ def record_steps(store: Store, records: Iterable[Any]) -> int:
             exists = s.scalars(
                 select(StepRecord.id).where(
                     StepRecord.run_key == rec.run_key,
+                    StepRecord.seq == rec.seq,
                     StepRecord.node_id == rec.node_id,
                     StepRecord.kind == rec.kind,
                     StepRecord.outcome == rec.outcome,
@@ -131,6 +133,7 @@ def record_steps(store: Store, records: Iterable[Any]) -> int:
                         s.add(
                             StepRecord(
                                 run_key=rec.run_key,
+                                seq=rec.seq,
                                 journey_id=rec.journey_id,
                                 version=rec.version,
                                 user_id=rec.user_id,

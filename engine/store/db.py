@@ -75,6 +75,11 @@ class Store:
         self._write = sessionmaker(bind=writer, expire_on_commit=False)
         self._read = sessionmaker(bind=self.engine, expire_on_commit=False)
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> Store:
+        """``Store.from_settings(Settings())``: the URL from ``DATABASE_URL``."""
+        return cls(settings.database_url)
+
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"

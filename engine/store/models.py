@@ -296,13 +296,16 @@ class Run(Base):
 class StepRecord(Base):
     __tablename__ = "step_records"
     __table_args__ = (
-        UniqueConstraint("run_key", "node_id", "kind", "outcome", "at", name="uq_step_records_natural"),
+        # seq (per run, increasing) keeps a loop's repeated visits at the same
+        # instant apart; the rest makes a retried batch a no-op.
+        UniqueConstraint("run_key", "seq", "node_id", "kind", "outcome", "at", name="uq_step_records_natural"),
         Index("ix_step_records_journey_node", "journey_id", "version", "node_id"),
         Index("ix_step_records_user_at", "user_id", "at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_key: Mapped[str] = mapped_column(String(255))
+    seq: Mapped[int] = mapped_column(Integer, default=0)
     journey_id: Mapped[str] = mapped_column(String(128))
     version: Mapped[int] = mapped_column(Integer)
     user_id: Mapped[str] = mapped_column(String(64))

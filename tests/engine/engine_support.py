@@ -1,4 +1,4 @@
-"""Shared test helpers for engine tests (import as ``from engine_support import ...``)."""
+"""Shared test helpers for engine tests (import as ``from tests.engine.engine_support import ...``)."""
 
 from __future__ import annotations
 

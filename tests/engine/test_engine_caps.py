@@ -3,11 +3,10 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-from engine_support import NOW
-
 from engine.caps import CapRequest, check_and_count, release
 from engine.settings import ChannelCap, Settings
 from engine.store import Store
+from tests.engine.engine_support import NOW
 
 H = timedelta(hours=1)
 

@@ -3,10 +3,9 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from engine_support import NOW
-
 from engine.coupons import add_stock, get_pool, issue_coupon, upsert_pool
 from engine.store import Store
+from tests.engine.engine_support import NOW
 
 
 def grant(store: Store, key: str, user: str, pool: str = "welcome") -> str:

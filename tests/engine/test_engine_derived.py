@@ -3,7 +3,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from engine_support import NOW
 
 from engine.derived import UserFacts, compute
 from engine.events import ingest_event
@@ -11,6 +10,7 @@ from engine.settings import DerivedRules
 from engine.store import Store
 from engine.store.models import Event, User
 from engine.tags import tags_of
+from tests.engine.engine_support import NOW
 
 RULES = DerivedRules()
 D = timedelta(days=1)

@@ -3,7 +3,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from engine_support import NOW
 from sqlalchemy import func, select
 
 from engine import identity
@@ -12,6 +11,7 @@ from engine.events import ingest_event, link_identities
 from engine.store import Store
 from engine.store.models import Delivery, Event, Identity, Run, Tag, TagHistory, User, UserMerge
 from engine.tags import add_tags, tags_of
+from tests.engine.engine_support import NOW
 
 
 def test_same_identifier_resolves_to_same_user(store: Store) -> None:

@@ -71,3 +71,34 @@ def test_upsert_bumps_version_only_on_change_and_refuses_bad_syntax(store: Store
     assert upsert_template(store, "welcome", "hello {{ user.name }}", transactional=True).version == 2
     with pytest.raises(TemplateRenderError):
         upsert_template(store, "broken", "hi {{ user.name ")
+
+
+def test_seed_file_loads_templates_and_pools(store: Store, tmp_path) -> None:  # noqa: ANN001
+    from engine.coupons import get_pool
+    from engine.seed import load_seed_file
+    from engine.templates import list_templates
+
+    seed = tmp_path / "seed.toml"
+    seed.write_text(
+        """
+[templates.welcome]
+body = "{{ user.name }}，欢迎！"
+channels = { sms = "【店】欢迎，回T退订" }
+
+[templates.otp]
+body = "验证码 {{ event.code }}"
+transactional = true
+
+[pools.first_order]
+stock = 5
+value = { amount = 20 }
+""",
+        encoding="utf-8",
+    )
+    report = load_seed_file(store, seed)
+    assert report.templates == ["welcome", "otp"] and report.pools == ["first_order"]
+    load_seed_file(store, seed)  # re-running changes nothing
+    by_name = {t.name: t for t in list_templates(store)}
+    assert by_name["welcome"].channel_bodies == {"sms": "【店】欢迎，回T退订"} and by_name["welcome"].version == 1
+    assert by_name["otp"].transactional
+    assert get_pool(store, "first_order").stock == 5

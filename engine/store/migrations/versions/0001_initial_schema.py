@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 01:03:42.620486
+Create Date: 2026-03-01
 """
 
 from __future__ import annotations
@@ -126,6 +126,7 @@ def upgrade() -> None:
         "step_records",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("run_key", sa.String(length=255), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("journey_id", sa.String(length=128), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("user_id", sa.String(length=64), nullable=False),
@@ -136,7 +137,7 @@ def upgrade() -> None:
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("detail", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_step_records")),
-        sa.UniqueConstraint("run_key", "node_id", "kind", "outcome", "at", name="uq_step_records_natural"),
+        sa.UniqueConstraint("run_key", "seq", "node_id", "kind", "outcome", "at", name="uq_step_records_natural"),
     )
     with op.batch_alter_table("step_records", schema=None) as batch_op:
         batch_op.create_index("ix_step_records_journey_node", ["journey_id", "version", "node_id"], unique=False)
