@@ -20,7 +20,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -q
+	scripts/with-postgres $(BIN)/pytest -q
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
