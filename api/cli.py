@@ -32,6 +32,15 @@ def _dsl_commands(subparsers: argparse._SubParsersAction) -> None:
 register(_dsl_commands)
 
 
+def _worker_commands(subparsers: argparse._SubParsersAction) -> None:
+    from engine.worker import add_subcommands
+
+    add_subcommands(subparsers)
+
+
+register(_worker_commands)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="journeys", description="Low-code customer journeys for the private domain.")
     subparsers = parser.add_subparsers(dest="command", required=True)

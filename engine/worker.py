@@ -1,0 +1,66 @@
+"""``journeys worker``: runs the journey interpreter and the engine activities.
+
+Connects to ``TEMPORAL_ADDRESS``; without one it needs a server started by
+``journeys up`` (which runs a worker in-process). Several worker processes can
+share one task queue: Temporal spreads runs across them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+
+from temporalio.client import Client
+
+from engine.activities import JourneyActivities
+from engine.channels import build_providers
+from engine.settings import Settings
+from engine.store import Store
+from engine.temporal import build_worker, connect
+
+log = logging.getLogger("journeys.worker")
+
+
+def build_activities(settings: Settings, store: Store | None = None) -> JourneyActivities:
+    """The engine activities wired to the configured store and channels."""
+    store = store or Store(settings.database_url)
+    store.migrate()
+    return JourneyActivities(store, build_providers(settings.channels), settings)
+
+
+async def run_worker(settings: Settings, client: Client | None = None, stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set (or the task is cancelled); finishes in-flight
+    activities on the way out so a clean shutdown loses nothing."""
+    if client is None:
+        if not settings.temporal_address:
+            raise SystemExit("TEMPORAL_ADDRESS is not set (or use `journeys up`, which starts a server)")
+        client = await connect(settings.temporal_address, settings.temporal_namespace)
+    activities = build_activities(settings)
+    worker = build_worker(client, activities.all(), settings.task_queue)
+    stop = stop or asyncio.Event()
+    async with worker:
+        log.info("worker polling task queue %s", settings.task_queue)
+        await stop.wait()
+
+
+def _command(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await run_worker(Settings(), stop=stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("worker", help="run the journey worker against TEMPORAL_ADDRESS")
+    parser.set_defaults(func=_command)
