@@ -196,3 +196,54 @@ async def _retry_or_fail(store: Store, info: DeliveryInfo, key: str, reason: str
             _finish, store, key, "failed", f"gave up after {info.attempts} attempts: {reason}", None
         )
     raise RetryableSendError(reason)
+
+
+# ---------------------------------------------------------------- pending sends
+
+
+def pending(store: Store, *, channel: str | None = None, limit: int = 100) -> list[DeliveryInfo]:
+    """Deliveries a vendor accepted as a task that completes later (WeCom
+    ``add_msg_template`` waits for a staff member), oldest first."""
+    with store.read() as s:
+        q = select(Delivery).where(Delivery.status == "pending")
+        if channel is not None:
+            q = q.where(Delivery.channel == channel)
+        return [_info(r) for r in s.scalars(q.order_by(Delivery.updated_at).limit(limit))]
+
+
+def settle(store: Store, key: str, status: str, reason: str | None = None) -> DeliveryInfo:
+    """Record how a pending delivery ended (sent / failed). Only a pending row
+    changes; a failed one gives its frequency-cap slot back."""
+
+    def work(s: Session) -> DeliveryInfo:
+        row = _row(s, key)
+        if row is None:
+            raise LookupError(key)
+        if row.status == "pending" and status in ("sent", "failed"):
+            row.status, row.reason, row.updated_at = status, reason, utcnow()
+            if status == "failed":
+                caps.release(s, key)
+            s.flush()
+        return _info(row)
+
+    return store.transact(work)
+
+
+async def poll_pending(store: Store, providers: dict[str, ChannelProvider], *, limit: int = 100) -> int:
+    """Ask providers that can (``poll_result``) about pending deliveries and
+    record the ones that completed. Returns how many changed; run it
+    periodically (worker side)."""
+    changed = 0
+    for info in await asyncio.to_thread(pending, store, limit=limit):
+        provider = providers.get(info.channel or "")
+        poll = getattr(provider, "poll_result", None)
+        if poll is None or not info.provider_message_id:
+            continue
+        try:
+            result = await poll(info.provider_message_id)
+        except Exception:  # noqa: BLE001 - try again on the next round
+            continue
+        if result.status in ("sent", "failed"):
+            await asyncio.to_thread(settle, store, info.idempotency_key, result.status, result.error)
+            changed += 1
+    return changed

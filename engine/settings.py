@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engine.channels.config import ChannelsConfig
+
 
 class ChannelCap(BaseModel):
     """Extra limits for one channel on top of the global ones (SMS costs money,
@@ -70,6 +72,10 @@ class Settings(BaseSettings):
     cap_exempt_channels: list[str] = Field(default_factory=lambda: ["webhook"])
 
     derived: DerivedRules = Field(default_factory=DerivedRules)
+
+    # Channel providers (``engine.channels.build_providers(settings.channels)``),
+    # e.g. ``JOURNEYS_CHANNELS__SMS__ACCESS_KEY_ID``.
+    channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
 
     coupon_code_prefix: str = "JC"
     # A send whose provider keeps failing retryably is recorded as failed after

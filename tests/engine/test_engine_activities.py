@@ -381,3 +381,25 @@ async def test_record_steps_idempotent_and_stats(store: Store, user: str) -> Non
     timeline = user_timeline(store, user)
     assert [i.kind for i in timeline] == ["delivery", "delivery"]
     assert user_timeline(store, f"{user}-0")[-1].summary == "goal: converted"
+
+
+async def test_pending_sends_are_settled_by_polling(store: Store, user: str) -> None:
+    from engine import ledger
+
+    class PollingProvider(FakeProvider):
+        def __init__(self) -> None:
+            super().__init__("sms", [ProviderResult(status="pending", provider_message_id="task-1")])
+            self.answers = [ProviderResult(status="pending"), ProviderResult(status="failed", error="staff declined")]
+
+        async def poll_result(self, provider_message_id: str) -> ProviderResult:
+            assert provider_message_id == "task-1"
+            return self.answers.pop(0)
+
+    acts, _ = make(store, cap_per_day=1)
+    acts.providers["sms"] = PollingProvider()
+    assert (await acts.send(send_req("k1", user))).status == "pending"
+    assert (await acts.send(send_req("k2", user))).status == "suppressed"  # pending counts against the cap
+    assert await ledger.poll_pending(store, acts.providers) == 0  # still waiting
+    assert await ledger.poll_pending(store, acts.providers) == 1
+    assert ledger.lookup(store, "k1").status == "failed" and ledger.pending(store) == []
+    assert (await acts.send(send_req("k3", user))).status == "sent"  # the declined task freed its slot
