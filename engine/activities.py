@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -351,8 +351,6 @@ class JourneyActivities:
 
 
 def _with_channel(meta: ledger.DeliveryMeta, channel: str | None) -> ledger.DeliveryMeta:
-    from dataclasses import replace
-
     return replace(meta, channel=channel)
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import inspect, select, text
 
 from engine.store import Store, normalize_url
 from engine.store.models import Base, User
+from tests.engine.conftest import PG_URL
 
 
 def test_migrations_on_fresh_sqlite_create_every_table_and_match_models(tmp_path: Path) -> None:
@@ -67,6 +68,11 @@ def test_concurrent_read_modify_write_is_serialised(store: Store) -> None:
         t.join()
     with store.read() as s:
         assert s.get(User, "counter").attributes["n"] == 40
+
+
+@pytest.mark.skipif(not PG_URL, reason="JOURNEYS_TEST_PG_URL not set: store tests ran on SQLite only")
+def test_postgresql_backend_is_exercised() -> None:
+    assert PG_URL
 
 
 def test_normalize_url_picks_psycopg() -> None:
