@@ -449,18 +449,38 @@ def _edge_delay(step: Step, outcome: str) -> int:
     return 0
 
 
-def max_messages(journey: Journey, window_seconds: int, cap: int, graph: Graph | None = None) -> tuple[int, list[str]]:
+@dataclass
+class _Analysis:
+    """The graph facts several rules share, computed once per check."""
+
+    graph: Graph
+    reachable: set[str]
+    order: dict[str, int]
+    comp: dict[str, int]
+    cyclic: set[int]
+
+    @classmethod
+    def of(cls, journey: Journey, graph: Graph | None = None) -> _Analysis:
+        graph = graph or build_graph(journey)
+        reachable = _reachable(graph)
+        order = {step.id: i for i, step in enumerate(iter_steps(journey.steps))}
+        nodes = sorted(reachable, key=lambda n: order.get(n, 0))
+        succ = {n: [t for t in graph.targets(n) if t is not None and t in reachable] for n in nodes}
+        comp = _sccs(nodes, succ)
+        cyclic = {comp[n] for n in nodes for t in succ[n] if comp[t] == comp[n]}
+        return cls(graph, reachable, order, comp, cyclic)
+
+
+def max_messages(
+    journey: Journey, window_seconds: int, cap: int, analysis: _Analysis | None = None
+) -> tuple[int, list[str]]:
     """The most sends one user can get within ``window_seconds`` along any path,
     counted up to ``cap``; and the ids of the sends on such a path."""
-    graph = graph or build_graph(journey)
-    reachable = _reachable(graph)
-    if not reachable or window_seconds <= 0:
+    facts = analysis or _Analysis.of(journey)
+    graph, reachable, order, comp, cyclic = facts.graph, facts.reachable, facts.order, facts.comp, facts.cyclic
+    if not reachable or window_seconds <= 0 or cap <= 0:
         return 0, []
-    order = {step.id: i for i, step in enumerate(iter_steps(journey.steps))}
     nodes = sorted(reachable, key=lambda n: order.get(n, 0))
-    succ = {n: [t for t in graph.targets(n) if t is not None and t in reachable] for n in nodes}
-    comp = _sccs(nodes, succ)
-    cyclic = {comp[n] for n in nodes for t in succ[n] if comp[t] == comp[n]}
     passes: dict[int, int] = {}
     for n in nodes:
         step = graph.nodes[n]
@@ -476,10 +496,14 @@ def max_messages(journey: Journey, window_seconds: int, cap: int, graph: Graph |
     parent: dict[State, State | None] = {}
     heap: list[tuple[int, int, State]] = []
     for n in nodes:
-        state = (n, min(cap, sends(n)), 0)
+        if not sends(n):
+            continue  # a busiest window can always start at a send
+        state = (n, 1, 0)
         best[state] = 0
         parent[state] = None
         heap.append((0, order.get(n, 0), state))
+    if not heap:
+        return 0, []
     heapq.heapify(heap)
     top: State = heap[0][2]
     while heap:
@@ -521,7 +545,8 @@ def max_messages(journey: Journey, window_seconds: int, cap: int, graph: Graph |
     return top[1], path
 
 
-def _check_bounds(journey: Journey, graph: Graph, global_daily_limit: int | None, report: _Report) -> None:
+def _check_bounds(journey: Journey, facts: _Analysis, global_daily_limit: int | None, report: _Report) -> None:
+    graph = facts.graph
     limit = journey.message_limit
     checks: list[tuple[str, int, int, Span | None, str]] = []
     if limit is not None and limit.count >= 1 and limit.window_seconds > 0:
@@ -537,7 +562,7 @@ def _check_bounds(journey: Journey, graph: Graph, global_daily_limit: int | None
     if global_daily_limit is not None and global_daily_limit >= 0:
         checks.append(("W304", global_daily_limit, DAY, None, f"the global limit of {global_daily_limit} per day"))
     for code, allowed, window, span, what in checks:
-        count, path = max_messages(journey, window, allowed + 1, graph)
+        count, path = max_messages(journey, window, allowed + 1, facts)
         if count <= allowed:
             continue
         lines = [graph.nodes[n].span.line for n in path if graph.nodes[n].span]  # type: ignore[union-attr]
@@ -566,10 +591,8 @@ def check(
         _check_registry(journey, registry, report)
     _check_header(journey, report)
     _check_steps(journey, report)
-    graph = build_graph(journey)
-    reachable = _reachable(graph)
-    order = {step.id: i for i, step in enumerate(iter_steps(journey.steps))}
-    _check_unreachable(journey.steps, reachable, report)
-    _check_spin(graph, reachable, order, report)
-    _check_bounds(journey, graph, global_daily_limit, report)
+    facts = _Analysis.of(journey)
+    _check_unreachable(journey.steps, facts.reachable, report)
+    _check_spin(facts.graph, facts.reachable, facts.order, report)
+    _check_bounds(journey, facts, global_daily_limit, report)
     return sorted(report.out, key=lambda d: (d.line, d.column, d.code))

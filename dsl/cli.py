@@ -60,7 +60,8 @@ def _compile(path: Path, out: TextIO, global_daily_limit: int | None = None) -> 
     return journey, diagnostics
 
 
-def cmd_check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def cmd_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     files, missing = _files(args.paths)
     for name in missing:
         print(f"{name}: error: no such file or directory", file=out)
@@ -74,7 +75,8 @@ def cmd_check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     return 1 if errors or missing or not files else 0
 
 
-def cmd_fmt(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def cmd_fmt(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     path = Path(args.file)
     source = _read(path, out)
     if source is None:
@@ -99,7 +101,8 @@ def cmd_fmt(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-def cmd_graph(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def cmd_graph(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     path = Path(args.file)
     journey, diagnostics = _compile(path, out)
     if journey is None or any(d.severity == "error" for d in diagnostics):

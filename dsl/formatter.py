@@ -177,9 +177,19 @@ def _trailing_comment(line: str) -> str | None:
 
 
 class _Writer:
-    def __init__(self, comments: _Comments) -> None:
+    def __init__(self, comments: _Comments, source: str | None) -> None:
         self.lines: list[str] = []
         self.comments = comments
+        self.source = source.splitlines() if source is not None else None
+
+    def _inline(self, step: Step, default: bool) -> bool:
+        """Keep a one-step block on its head's line if it was written so (or,
+        without source, by the default for that kind of head)."""
+        if not _is_inline(step):
+            return False
+        if self.source is None or step.span is None or not 0 < step.span.line <= len(self.source):
+            return default
+        return self.source[step.span.line - 1][: step.span.column - 1].strip() != ""
 
     def line(self, depth: int, text: str, span: Span | None = None) -> None:
         indent = INDENT * depth
@@ -190,11 +200,13 @@ class _Writer:
         for step in steps:
             self.step(depth, step)
 
-    def suite(self, depth: int, head: str, steps: list[Step], head_span: Span | None = None) -> None:
-        """``head:`` and its block; a single one-line step stays on the line."""
+    def suite(
+        self, depth: int, head: str, steps: list[Step], head_span: Span | None = None, inline: bool = True
+    ) -> None:
+        """``head:`` and its block; a single one-line step may share the line."""
         if not steps:
             self.line(depth, head + " pass", head_span)
-        elif len(steps) == 1 and _is_inline(steps[0]):
+        elif len(steps) == 1 and self._inline(steps[0], inline):
             if head_span is not None:
                 self.lines.extend(self.comments.before(head_span, INDENT * depth))
             self.line(depth, f"{head} {_simple(steps[0])}", steps[0].span or head_span)
@@ -210,9 +222,9 @@ class _Writer:
         elif isinstance(step, IfStep):
             for i, branch in enumerate(step.branches):
                 word = "if" if i == 0 else "else if"
-                self.suite(depth, f"{word} {format_cond(branch.cond)}:", branch.steps, branch.span or step.span)
+                self.suite(depth, f"{word} {format_cond(branch.cond)}:", branch.steps, branch.span or step.span, False)
             if step.else_steps is not None:
-                self.suite(depth, "else:", step.else_steps)
+                self.suite(depth, "else:", step.else_steps, None, False)
         elif isinstance(step, WaitEventStep):
             head = f"wait for event {name(step.event)}{_where(step.where)}"
             if step.timeout_seconds is not None:
@@ -346,7 +358,7 @@ def format_journey(journey: Journey, source: str | None = None) -> str:
     """The canonical text of ``journey``; pass the original ``source`` to keep
     its comments."""
     comments = _Comments(source)
-    writer = _Writer(comments)
+    writer = _Writer(comments, source)
     spans = _line_spans(source)
     first_step_line = journey.steps[0].span.line if journey.steps and journey.steps[0].span else None
     writer.line(0, f"journey {quote(journey.name)}", spans.get("journey"))

@@ -131,11 +131,13 @@ def assign_ids(journey: Journey) -> None:
     """Give every step its stable id, in place; duplicates get ``-2``, ``-3``…
     in document order."""
     used: set[str] = set()
+    next_n: dict[str, int] = {}
     for step in iter_steps(journey.steps):
         base = base_id(step)
-        candidate, n = base, 1
+        candidate, n = base, next_n.get(base, 1)
         while candidate in used:
             n += 1
             candidate = f"{base}-{n}"
+        next_n[base] = n
         used.add(candidate)
         step.id = candidate

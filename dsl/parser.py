@@ -585,11 +585,14 @@ def _span(node: Tree | Token) -> Span | None:
     if isinstance(node, Token):
         if node.line is None:
             return None
-        return Span(line=node.line, column=node.column, end_line=node.end_line, end_column=node.end_column)
+        return Span.model_construct(
+            line=node.line, column=node.column, end_line=node.end_line, end_column=node.end_column
+        )
     meta = node.meta
     if getattr(meta, "empty", True):
         return None
-    return Span(line=meta.line, column=meta.column, end_line=meta.end_line, end_column=meta.end_column)
+    # model_construct: positions come from Lark and need no validation (hot path on big files)
+    return Span.model_construct(line=meta.line, column=meta.column, end_line=meta.end_line, end_column=meta.end_column)
 
 
 def _sub(tree: Tree, data: str) -> Tree | None:
