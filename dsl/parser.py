@@ -149,8 +149,25 @@ class _Indenter:
                 yield Token("_DEDENT", "", 0, 1, 1, 1, 1, 0)
 
 
-def _meta_filter(node: object) -> bool:
-    return not (isinstance(node, Token) and node.type in _STRUCTURAL)
+_KEYWORDS = frozenset(
+    "SEND COUPON TAG WAIT LABEL GOTO EXIT PASS IF ELSE ELIF SPLIT ON DESCRIPTION ENTRY REENTRY GOAL TIMEZONE QUIET LIMIT ONCE ALWAYS API".split()
+)
+
+
+def _strip_keywords(tree: Tree) -> None:
+    """Drop the named keyword tokens from the tree, remembering the first and
+    last of each node as where that node starts (and, with no other children,
+    ends). The grammar keeps these keywords instead of asking Lark to
+    propagate positions through every node, which costs a third of the parse."""
+    for sub in tree.iter_subtrees():
+        children = sub.children
+        kws = [c for c in children if isinstance(c, Token) and c.type in _KEYWORDS]
+        if kws:
+            meta = sub.meta
+            if children[0] is kws[0]:
+                meta.kw = kws[0]  # type: ignore[attr-defined]
+            meta.kw_end = kws[-1]  # type: ignore[attr-defined]
+            sub.children = [c for c in children if not (isinstance(c, Token) and c.type in _KEYWORDS)]
 
 
 _INDENTER = _Indenter()
@@ -163,7 +180,6 @@ def _lark() -> Lark:
         parser="lalr",
         lexer="contextual",
         postlex=_INDENTER,  # type: ignore[arg-type]
-        propagate_positions=_meta_filter,
     )
 
 
@@ -581,18 +597,34 @@ def _parse_tree(source: str) -> tuple[Tree | None, set[int], list[Diagnostic]]:
 # ---------------------------------------------------------------- tree → IR
 
 
-def _span(node: Tree | Token) -> Span | None:
-    if isinstance(node, Token):
-        if node.line is None:
+def _start(node: Tree | Token) -> Token | None:
+    while isinstance(node, Tree):
+        kw = getattr(node.meta, "kw", None)
+        if kw is not None:
+            return kw
+        if not node.children:
             return None
-        return Span.model_construct(
-            line=node.line, column=node.column, end_line=node.end_line, end_column=node.end_column
-        )
-    meta = node.meta
-    if getattr(meta, "empty", True):
+        node = node.children[0]
+    return node
+
+
+def _end(node: Tree | Token) -> Token | None:
+    while isinstance(node, Tree):
+        if not node.children:
+            return getattr(node.meta, "kw_end", None)
+        node = node.children[-1]
+    return node
+
+
+def _span(node: Tree | Token) -> Span | None:
+    """Where a node is in the source: from its first token to its last."""
+    first, last = _start(node), _end(node)
+    if first is None or last is None or first.line is None or last.end_line is None:
         return None
     # model_construct: positions come from Lark and need no validation (hot path on big files)
-    return Span.model_construct(line=meta.line, column=meta.column, end_line=meta.end_line, end_column=meta.end_column)
+    return Span.model_construct(
+        line=first.line, column=first.column, end_line=last.end_line, end_column=last.end_column
+    )
 
 
 def _sub(tree: Tree, data: str) -> Tree | None:
@@ -759,6 +791,7 @@ class _Builder:
     # ---- journey
 
     def journey(self, tree: Tree) -> Journey:
+        _strip_keywords(tree)
         root = tree.children[-1]
         head = root.children[0]
         fields: dict[str, Any] = {"name": self.text(head.children[0]), "exits": []}
