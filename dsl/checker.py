@@ -488,8 +488,21 @@ def max_messages(
             period = WEEK if step.weekday is not None else DAY
             passes[comp[n]] = passes.get(comp[n], 0) + math.ceil(window_seconds / period)
 
+    send_nodes = {n for n in nodes if isinstance(graph.nodes[n], SendStep)}
+
     def sends(node: str) -> int:
-        return 1 if isinstance(graph.nodes[node], SendStep) else 0
+        return 1 if node in send_nodes else 0
+
+    # per node: its edges as (target, delay, is a wait-until pass in a loop)
+    moves: dict[str, list[tuple[str, int, bool]]] = {}
+    for n in nodes:
+        step = graph.nodes[n]
+        looping_until = isinstance(step, WaitUntilStep) and comp[n] in cyclic
+        moves[n] = [
+            (e.target, _edge_delay(step, e.outcome), looping_until)
+            for e in graph.edges.get(n, [])
+            if e.target is not None and e.target in reachable
+        ]
 
     State = tuple[str, int, int]
     best: dict[State, int] = {}
@@ -515,16 +528,12 @@ def max_messages(
             top = state
             if k >= cap:
                 break
-        step = graph.nodes[node]
-        for edge in graph.edges.get(node, []):
-            target = edge.target
-            if target is None or target not in reachable:
-                continue
-            e2 = elapsed + _edge_delay(step, edge.outcome)
+        for target, delay, looping_until in moves[node]:
+            e2 = elapsed + delay
             if e2 >= window_seconds:
                 continue
             p2 = p
-            if isinstance(step, WaitUntilStep) and comp[node] in cyclic:
+            if looping_until:
                 p2 += 1
                 if p2 > passes[comp[node]]:
                     continue
