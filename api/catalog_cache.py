@@ -1,0 +1,68 @@
+"""Parsed IR of deployed versions, cached by (journey, version).
+
+Every ingested event asks "which active journeys start on this event?"; the
+journeys table is read each time (one small query, so pause/stop take effect
+at once, in every API process) but a version's IR is parsed only once:
+versions never change after they are published.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from dsl.ir import EventEntry, Journey
+from engine import catalog
+from engine.catalog import JourneyInfo, VersionInfo
+from engine.store import Store
+
+
+@dataclass(frozen=True)
+class Deployed:
+    info: JourneyInfo
+    version: VersionInfo
+    ir: Journey
+
+
+class JourneyCache:
+    def __init__(self, store: Store, max_entries: int = 512) -> None:
+        self.store = store
+        self.max_entries = max_entries
+        self._irs: dict[tuple[str, int], tuple[VersionInfo, Journey]] = {}
+        self._lock = threading.Lock()
+
+    def version(self, journey_id: str, version: int) -> tuple[VersionInfo, Journey] | None:
+        key = (journey_id, version)
+        with self._lock:
+            hit = self._irs.get(key)
+        if hit is not None:
+            return hit
+        row = catalog.get_version(self.store, journey_id, version)
+        if row is None:
+            return None
+        parsed = (row, Journey.model_validate(row.ir))
+        with self._lock:
+            if len(self._irs) >= self.max_entries:
+                self._irs.pop(next(iter(self._irs)))
+            self._irs[key] = parsed
+        return parsed
+
+    def current(self, info: JourneyInfo) -> Deployed | None:
+        if info.current_version is None:
+            return None
+        found = self.version(info.id, info.current_version)
+        return Deployed(info, found[0], found[1]) if found else None
+
+    def event_triggered(self, event_name: str) -> list[Deployed]:
+        """Active journeys whose current version enters on ``event_name``."""
+        out: list[Deployed] = []
+        for info in catalog.list_journeys(self.store):
+            if info.status != "active" or info.current_version is None:
+                continue
+            deployed = self.current(info)
+            if deployed is None:
+                continue
+            entry = deployed.ir.entry
+            if isinstance(entry, EventEntry) and entry.event == event_name:
+                out.append(deployed)
+        return out

@@ -1,0 +1,12 @@
+"""The operators' console, served by the API app under ``/console``.
+
+``router`` is appended to ``api.routes.ROUTERS`` like any API area. Sign-in
+and how the pages' scripts reach ``/v1`` are in ``api.console.auth``; the
+pages in ``api.console.pages``; what they read in ``api.console.data``.
+"""
+
+from __future__ import annotations
+
+from api.console.pages import router
+
+__all__ = ["router"]

@@ -1,0 +1,271 @@
+"""What the console's pages show, read from the store (and Temporal).
+
+These are reads the ``/v1`` API has no single route for, and which a page
+wants in one go when it is rendered: every journey with its live numbers,
+the users waiting at one node, a search over every kind of identifier, a
+user's timeline with each step in the operator's words. Everything here is a
+plain blocking read; the routes call it in a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from temporalio.client import Client
+
+from api.catalog_cache import JourneyCache
+from api.runs import quote
+from dsl.ir import Journey
+from dsl.render import END_ID, ENTRY_ID, build_diagram
+from engine import catalog, queries, stats
+from engine.identity import canonical_user_id, normalize_value
+from engine.store import Store
+from engine.store.models import IDENTITY_KINDS, Delivery, Identity, Run
+from workflows import search_attributes as sa
+
+log = logging.getLogger("journeys.console")
+
+# The badges every node shows, in this order (``dsl.render`` draws them).
+COUNT_KEYS = ("entered", "waiting", "sent", "suppressed")
+PANEL_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class JourneyRow:
+    id: str
+    name: str
+    status: str
+    version: int | None
+    in_now: int
+    entered: int
+    converted: int
+
+    @property
+    def conversion_rate(self) -> float:
+        return self.converted / self.entered if self.entered else 0.0
+
+
+def journey_rows(store: Store, include_archived: bool = False) -> list[JourneyRow]:
+    """Every journey with the two numbers an operator scans the list for:
+    users in it now (open runs) and conversions."""
+    rows = []
+    for info in catalog.list_journeys(store):
+        if info.status == "archived" and not include_archived:
+            continue
+        summary = stats.journey_summary(store, info.id)
+        rows.append(
+            JourneyRow(
+                id=info.id,
+                name=info.name,
+                status=info.status,
+                version=info.current_version,
+                in_now=summary.active,
+                entered=summary.entered,
+                converted=summary.converted,
+            )
+        )
+    return rows
+
+
+def zero_counts(journey: Journey) -> dict[str, dict[str, int]]:
+    """Zeros for every node, so the SVG has a count element per node and key
+    that the page's polling fills in place."""
+    return {n.id: dict.fromkeys(COUNT_KEYS, 0) for n in build_diagram(journey).nodes}
+
+
+def node_labels(journey: Journey) -> dict[str, str]:
+    """Node id → the diagram's wording (``send wecom "welcome"`` → 发送…)."""
+    labels = {n.id: n.label for n in build_diagram(journey).nodes}
+    labels.setdefault("entry", labels.get(ENTRY_ID, "Entry"))
+    labels.setdefault("end", labels.get(END_ID, "End"))
+    return labels
+
+
+def stats_node_id(diagram_id: str) -> str:
+    """The diagram's entry/end ids are ``__entry__``/``__end__``; the store's are
+    ``entry``/``end``."""
+    return {ENTRY_ID: "entry", END_ID: "end"}.get(diagram_id, diagram_id)
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    at: datetime
+    user_id: str
+    channel: str | None
+    template: str | None
+    status: str
+    reason: str | None
+
+
+@dataclass
+class NodePanel:
+    journey_id: str
+    node_id: str
+    label: str
+    waiting_source: str  # "temporal" | "store"
+    waiting: list[str] = field(default_factory=list)
+    deliveries: list[DeliveryRow] = field(default_factory=list)
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "journey_id": self.journey_id,
+            "node_id": self.node_id,
+            "label": self.label,
+            "waiting_source": self.waiting_source,
+            "waiting": self.waiting,
+            "deliveries": [
+                {
+                    "at": d.at.isoformat(),
+                    "user_id": d.user_id,
+                    "channel": d.channel,
+                    "template": d.template,
+                    "status": d.status,
+                    "reason": d.reason,
+                }
+                for d in self.deliveries
+            ],
+            "outcomes": self.outcomes,
+        }
+
+
+async def waiting_users_temporal(client: Client, journey_id: str, node_id: str, limit: int = PANEL_LIMIT) -> list[str]:
+    """Who waits at the node right now, by Temporal visibility (the same
+    search attributes the "waiting" counts come from)."""
+    query = f"JourneyId = {quote(journey_id)} AND ExecutionStatus = 'Running' AND JourneyStep = {quote(stats_node_id(node_id))}"
+    users: list[str] = []
+    async for wf in client.list_workflows(query, limit=limit):
+        user = wf.typed_search_attributes.get(sa.JOURNEY_USER)
+        users.append(user or wf.id)
+    return users
+
+
+def waiting_users_store(store: Store, journey_id: str, node_id: str, limit: int = PANEL_LIMIT) -> list[str]:
+    """Fallback without Temporal: open runs whose latest step is this node."""
+    from engine.store.models import StepRecord
+
+    wanted = stats_node_id(node_id)
+    with store.read() as s:
+        open_keys = list(
+            s.scalars(
+                select(Run.run_key).where(Run.journey_id == journey_id, Run.admitted.is_(True), Run.ended_at.is_(None))
+            )
+        )
+        users: list[str] = []
+        for key in open_keys:
+            last = s.scalars(
+                select(StepRecord)
+                .where(StepRecord.run_key == key)
+                .order_by(StepRecord.seq.desc(), StepRecord.id.desc())
+            ).first()
+            if last is not None and last.node_id == wanted and last.outcome == "waiting":
+                users.append(last.user_id)
+            if len(users) >= limit:
+                break
+        return users
+
+
+def node_deliveries(store: Store, journey_id: str, node_id: str, limit: int = PANEL_LIMIT) -> list[DeliveryRow]:
+    with store.read() as s:
+        rows = s.scalars(
+            select(Delivery)
+            .where(Delivery.journey_id == journey_id, Delivery.node_id == stats_node_id(node_id))
+            .order_by(Delivery.at.desc(), Delivery.created_at.desc())
+            .limit(limit)
+        )
+        return [DeliveryRow(r.at, r.user_id, r.channel, r.template, r.status, r.reason) for r in rows]
+
+
+def node_outcomes(store: Store, journey_id: str, node_id: str) -> dict[str, int]:
+    counts = stats.node_counts(store, journey_id).get(stats_node_id(node_id))
+    return dict(counts.outcomes) if counts else {}
+
+
+# ---------------------------------------------------------------- users
+
+
+@dataclass(frozen=True)
+class UserMatch:
+    user_id: str
+    kind: str  # "id" or the identity kind that matched
+    value: str
+
+
+def find_users(store: Store, text: str, limit: int = 20) -> list[UserMatch]:
+    """Users by their id or any identifier (phone, openid, member id…). The
+    operator does not say which kind they typed, so try each kind with that
+    kind's normalisation ("+86 138-0000-0000" finds the phone 13800000000)."""
+    text = text.strip()
+    if not text:
+        return []
+    out: dict[str, UserMatch] = {}
+    with store.read() as s:
+        uid = canonical_user_id(s, text)
+        if uid is not None:
+            out[uid] = UserMatch(uid, "id", text)
+        candidates = {(kind, normalize_value(kind, text)) for kind in IDENTITY_KINDS}
+        values = {v for _, v in candidates if v}
+        if values:
+            rows = s.execute(select(Identity.kind, Identity.value, Identity.user_id).where(Identity.value.in_(values)))
+            for kind, value, user_id in rows:
+                if (kind, value) not in candidates:
+                    continue
+                canonical = canonical_user_id(s, user_id) or user_id
+                out.setdefault(canonical, UserMatch(canonical, kind, value))
+                if len(out) >= limit:
+                    break
+    return list(out.values())
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    at: datetime
+    kind: str  # step | delivery | coupon
+    journey_id: str | None
+    node_id: str | None
+    node_label: str | None
+    summary: str
+    status: str | None
+    reason: str | None
+
+
+def user_timeline(store: Store, cache: JourneyCache, user_id: str, limit: int = 300) -> list[TimelineRow]:
+    """The user's steps, sends, suppressions and coupons, newest first, each
+    step named as the diagram names it."""
+    items = stats.user_timeline(store, user_id, limit=limit)
+    labels: dict[tuple[str, int | None], dict[str, str]] = {}
+
+    def label(journey_id: str | None, node_id: str | None) -> str | None:
+        if not journey_id or not node_id:
+            return None
+        key = (journey_id, None)
+        if key not in labels:
+            labels[key] = {}
+            info = queries.get_journey(store, journey_id)
+            deployed = cache.current(info) if info else None
+            if deployed is not None:
+                try:
+                    labels[key] = node_labels(deployed.ir)
+                except Exception:  # noqa: BLE001 - wording is a courtesy; the ids still show
+                    log.debug("labels for %s failed", journey_id, exc_info=True)
+        return labels[key].get(node_id)
+
+    rows = [
+        TimelineRow(
+            at=i.at,
+            kind=i.kind,
+            journey_id=i.journey_id,
+            node_id=i.node_id,
+            node_label=label(i.journey_id, i.node_id),
+            summary=i.summary,
+            status=str(i.detail.get("status") or "") or None,
+            reason=str(i.detail.get("reason") or "") or None,
+        )
+        for i in items
+    ]
+    rows.reverse()
+    return rows

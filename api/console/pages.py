@@ -1,0 +1,238 @@
+"""The console's pages: server-rendered HTML, live bits done by small scripts.
+
+Every page is complete without JavaScript (the list, the diagram with the
+numbers as of rendering, the user's timeline); the scripts in ``static/``
+make the numbers live, open a node's panel, re-check the editor's text and
+call the ``/v1`` API for actions. Pages authenticate with the key cookie
+(``api.console.auth``); without one they redirect to the sign-in form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from api.console import auth, data
+from api.deps import Principal, resolve_api_key
+from dsl.render import to_svg
+from engine import catalog, queries
+
+log = logging.getLogger("journeys.console")
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
+STARTER = """journey "新用户欢迎"
+  description "注册后发欢迎语，一天后提醒首单"
+  entry event signed_up
+  reentry once
+  goal event order_paid within 7d
+
+  send wecom "welcome"
+  wait 1d
+  send sms "first_order_reminder"
+"""
+
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+
+def _page(request: Request, name: str, principal: Principal | None, **context: Any) -> HTMLResponse:
+    context.update(
+        principal=principal,
+        can_operate=bool(principal and principal.can("operator")),
+        console_header=auth.CONSOLE_HEADER,
+    )
+    response = templates.TemplateResponse(request, name, context)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
+
+
+def _store(request: Request):
+    store = getattr(request.app.state, "store", None)
+    if store is None:
+        raise RuntimeError("the database is not available yet")
+    return store
+
+
+# ---------------------------------------------------------------- sign-in
+
+
+@router.get("", response_class=RedirectResponse)
+@router.get("/", response_class=RedirectResponse)
+async def home() -> RedirectResponse:
+    return RedirectResponse("/console/journeys", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+    return _page(request, "login.html", None, next=auth.safe_next(next), error=None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    # A plain urlencoded form, parsed by hand: no python-multipart needed.
+    form = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+    key = (form.get("key") or [""])[0].strip()
+    target = auth.safe_next((form.get("next") or [None])[0])
+    principal = resolve_api_key(request.app.state.settings, key) if key else None
+    if principal is None or principal.kind != "api":
+        error = "That key is not an API key of this service." if key else "Enter your API key."
+        if principal is not None and principal.kind == "write":
+            error = "That is a write key (events only); sign in with an API key."
+        response = _page(request, "login.html", None, next=target, error=error)
+        response.status_code = 401
+        return response
+    response = RedirectResponse(target, status_code=303)
+    auth.set_key_cookie(response, key, secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/logout")
+async def logout() -> RedirectResponse:
+    response = RedirectResponse(auth.LOGIN_PATH, status_code=303)
+    auth.clear_key_cookie(response)
+    return response
+
+
+@router.get("/static/{name}")
+async def static(name: str) -> Response:
+    path = (STATIC / name).resolve()
+    if path.parent != STATIC or path.suffix not in STATIC_TYPES or not path.is_file():
+        return Response("not found", status_code=404, media_type="text/plain")
+    return FileResponse(path, media_type=STATIC_TYPES[path.suffix], headers={"Cache-Control": "no-cache"})
+
+
+# ---------------------------------------------------------------- journeys
+
+
+@router.get("/journeys", response_class=HTMLResponse)
+async def journeys(request: Request, archived: bool = False) -> Response:
+    principal = auth.page_principal(request)
+    if principal is None:
+        return auth.login_redirect(request)
+    rows = await asyncio.to_thread(data.journey_rows, _store(request), archived)
+    return _page(request, "journeys.html", principal, rows=rows, archived=archived)
+
+
+@router.get("/journeys/{journey_id}", response_class=HTMLResponse)
+async def journey(request: Request, journey_id: str) -> Response:
+    principal = auth.page_principal(request)
+    if principal is None:
+        return auth.login_redirect(request)
+    store = _store(request)
+    info = await asyncio.to_thread(queries.get_journey, store, journey_id)
+    if info is None:
+        return _not_found(request, principal, f"No journey {journey_id!r}.")
+    deployed = await asyncio.to_thread(request.app.state.cache.current, info)
+    svg = None
+    if deployed is not None:
+        svg = await asyncio.to_thread(to_svg, deployed.ir, data.zero_counts(deployed.ir))
+    versions = await asyncio.to_thread(catalog.list_versions, store, journey_id)
+    return _page(
+        request,
+        "journey.html",
+        principal,
+        journey=info,
+        deployed=deployed,
+        svg=svg,
+        versions=list(reversed(versions)),
+    )
+
+
+@router.get("/journeys/{journey_id}/nodes/{node_id}")
+async def node_panel(request: Request, journey_id: str, node_id: str) -> Response:
+    """JSON for the panel beside the diagram: who waits at the node now, and
+    its latest deliveries with their status and reason."""
+    principal = auth.page_principal(request)
+    if principal is None:
+        return JSONResponse({"detail": "sign in again"}, status_code=401)
+    store = _store(request)
+    info = await asyncio.to_thread(queries.get_journey, store, journey_id)
+    if info is None:
+        return JSONResponse({"detail": f"no journey {journey_id!r}"}, status_code=404)
+    deployed = await asyncio.to_thread(request.app.state.cache.current, info)
+    labels = data.node_labels(deployed.ir) if deployed else {}
+    panel = data.NodePanel(journey_id, node_id, labels.get(node_id, node_id), "store")
+    client = getattr(request.app.state, "client", None)
+    if client is not None:
+        try:
+            panel.waiting = await data.waiting_users_temporal(client, journey_id, node_id)
+            panel.waiting_source = "temporal"
+        except Exception:  # noqa: BLE001 - the store still knows roughly who waits
+            log.warning("visibility listing failed for %s/%s", journey_id, node_id, exc_info=True)
+    if panel.waiting_source == "store":
+        panel.waiting = await asyncio.to_thread(data.waiting_users_store, store, journey_id, node_id)
+    panel.deliveries = await asyncio.to_thread(data.node_deliveries, store, journey_id, node_id)
+    panel.outcomes = await asyncio.to_thread(data.node_outcomes, store, journey_id, node_id)
+    return JSONResponse(panel.as_json(), headers={"Cache-Control": "no-store"})
+
+
+# ---------------------------------------------------------------- editor
+
+
+@router.get("/editor", response_class=HTMLResponse)
+async def editor(request: Request, journey: str | None = None) -> Response:
+    principal = auth.page_principal(request)
+    if principal is None:
+        return auth.login_redirect(request)
+    source, journey_id, name = STARTER, None, None
+    if journey:
+        version = await asyncio.to_thread(catalog.get_version, _store(request), journey)
+        if version is None:
+            return _not_found(request, principal, f"No deployed journey {journey!r}.")
+        source, journey_id = version.source, journey
+        info = await asyncio.to_thread(queries.get_journey, _store(request), journey)
+        name = info.name if info else journey
+    return _page(request, "editor.html", principal, source=source, journey_id=journey_id, name=name)
+
+
+# ---------------------------------------------------------------- users
+
+
+@router.get("/users", response_class=HTMLResponse)
+async def users(request: Request, q: str = "") -> Response:
+    principal = auth.page_principal(request)
+    if principal is None:
+        return auth.login_redirect(request)
+    matches = await asyncio.to_thread(data.find_users, _store(request), q) if q.strip() else []
+    if len(matches) == 1:
+        return RedirectResponse(f"/console/users/{matches[0].user_id}", status_code=303)
+    return _page(request, "users.html", principal, q=q, matches=matches, searched=bool(q.strip()))
+
+
+@router.get("/users/{user_id}", response_class=HTMLResponse)
+async def user(request: Request, user_id: str) -> Response:
+    principal = auth.page_principal(request)
+    if principal is None:
+        return auth.login_redirect(request)
+    store = _store(request)
+    profile = await asyncio.to_thread(queries.user_profile, store, user_id)
+    if profile is None:
+        return _not_found(request, principal, f"No user {user_id!r}.")
+    runs = await asyncio.to_thread(queries.user_runs, store, profile.id)
+    timeline = await asyncio.to_thread(data.user_timeline, store, request.app.state.cache, profile.id)
+    return _page(request, "user.html", principal, profile=profile, runs=runs, timeline=timeline, q="")
+
+
+@router.get("/find-users")
+async def find_users(request: Request, q: str = "") -> Response:
+    """JSON for the editor's preview: the users an identifier names."""
+    if auth.page_principal(request) is None:
+        return JSONResponse({"detail": "sign in again"}, status_code=401)
+    matches = await asyncio.to_thread(data.find_users, _store(request), q)
+    return JSONResponse([{"user_id": m.user_id, "kind": m.kind, "value": m.value} for m in matches])
+
+
+def _not_found(request: Request, principal: Principal, message: str) -> HTMLResponse:
+    response = _page(request, "not_found.html", principal, message=message)
+    response.status_code = 404
+    return response

@@ -1,0 +1,155 @@
+"""From a Segment message to stored events, linked identities and runs.
+
+Order of work for a ``track``: store the event (``engine.events.ingest_event``:
+once per ``messageId``, on the right person, derived tags refreshed); only if
+it was new, signal it to the user's open runs (the store's runs table knows
+them; a run that finished meanwhile is ignored) and start the active journeys
+that enter on it (signal-with-start, so the trigger event is the run's first
+signal and a run already going just receives it). A duplicate delivery of
+the same message does nothing at all — otherwise an ``reentry always``
+journey would be entered twice.
+
+Paused, stopped and archived journeys start nothing; entries that arrive
+while a journey is paused are dropped, not queued, so resuming does not
+flood users with what came due meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from api.catalog_cache import Deployed, JourneyCache
+from api.metrics import Metrics
+from api.runs import signal_event, start_run
+from api.segment import Alias, Group, Identify, Page, Track, identifiers, profile_attributes
+from api.settings import ApiSettings
+from dsl.ir import EventEntry
+from engine import queries
+from engine.events import ingest_event, link_identities
+from engine.store import Store
+from engine.store.types import utcnow
+from workflows.conditions import count_queries, evaluate, needs_user
+from workflows.models import UserEvent
+
+log = logging.getLogger("journeys.api")
+
+
+@dataclass
+class Outcome:
+    user_id: str | None = None
+    new: bool = False
+    signalled: list[str] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
+
+
+class Ingestor:
+    def __init__(self, store: Store, settings: ApiSettings, cache: JourneyCache, metrics: Metrics) -> None:
+        self.store = store
+        self.settings = settings
+        self.cache = cache
+        self.metrics = metrics
+
+    async def handle(self, msg: Any, client: Client) -> Outcome:
+        if isinstance(msg, Track):
+            return await self.track(msg, client)
+        if isinstance(msg, Page):  # Screen too
+            props = dict(msg.properties)
+            if msg.name:
+                props.setdefault("name", msg.name)
+            track = Track.model_validate(
+                {**msg.model_dump(exclude={"type", "name", "properties"}), "event": msg.type, "properties": props}
+            )
+            return await self.track(track, client, kind=msg.type)
+        if isinstance(msg, Identify):
+            return await self.identify(msg)
+        if isinstance(msg, Alias):
+            return await self.alias(msg)
+        if isinstance(msg, Group):
+            self.metrics.events.labels("group", "ignored").inc()
+            return Outcome()
+        raise TypeError(type(msg).__name__)
+
+    async def identify(self, msg: Identify) -> Outcome:
+        ids = identifiers(msg, self.settings.segment_user_id_kind, msg.traits)
+        attrs = profile_attributes(msg)
+        uid = await asyncio.to_thread(
+            link_identities, self.store, ids, attributes=attrs or None, rules=self.settings.derived
+        )
+        self.metrics.events.labels("identify", "linked").inc()
+        return Outcome(user_id=uid)
+
+    async def alias(self, msg: Alias) -> Outcome:
+        kind = self.settings.segment_user_id_kind
+        previous_kind = (
+            "anonymous_id"
+            if await asyncio.to_thread(queries.lookup, self.store, "anonymous_id", msg.previousId)
+            else kind
+        )
+        ids = [(kind, msg.userId), (previous_kind, msg.previousId)]
+        uid = await asyncio.to_thread(link_identities, self.store, ids, rules=self.settings.derived)
+        self.metrics.events.labels("alias", "linked").inc()
+        return Outcome(user_id=uid)
+
+    async def track(self, msg: Track, client: Client, kind: str = "track") -> Outcome:
+        event_id = msg.messageId or f"api-{uuid.uuid4().hex}"
+        ids = identifiers(msg, self.settings.segment_user_id_kind)
+        result = await asyncio.to_thread(
+            ingest_event,
+            self.store,
+            event_id=event_id,
+            name=msg.event,
+            identifiers=ids,
+            properties=msg.properties,
+            occurred_at=msg.timestamp,
+            rules=self.settings.derived,
+        )
+        self.metrics.events.labels(kind, "new" if result.new else "duplicate").inc()
+        outcome = Outcome(user_id=result.user_id, new=result.new)
+        if not result.new:
+            return outcome
+        event = UserEvent(id=event_id, name=msg.event, properties=dict(msg.properties), occurred_at=msg.timestamp)
+        await self.deliver(client, result.user_id, event, outcome)
+        return outcome
+
+    async def deliver(self, client: Client, user_id: str, event: UserEvent, outcome: Outcome) -> None:
+        runs = await asyncio.to_thread(queries.open_runs, self.store, user_id)
+        targets = list(dict.fromkeys(r.workflow_id for r in runs))
+        results = await asyncio.gather(*(signal_event(client, wid, event) for wid in targets), return_exceptions=True)
+        for wid, res in zip(targets, results, strict=True):
+            if isinstance(res, BaseException):
+                log.warning("could not signal %s: %s", wid, res)
+                self.metrics.signals.labels("error").inc()
+            elif res:
+                outcome.signalled.append(wid)
+                self.metrics.signals.labels("delivered").inc()
+            else:
+                self.metrics.signals.labels("gone").inc()
+        for deployed in await asyncio.to_thread(self.cache.event_triggered, event.name):
+            if not await asyncio.to_thread(self._matches, deployed, user_id, event):
+                continue
+            try:
+                started = await start_run(
+                    client, self.settings.task_queue, deployed.version, deployed.ir, user_id, trigger=event
+                )
+            except RPCError as exc:
+                log.warning("could not start %s for an event: %s", deployed.info.id, exc)
+                continue
+            outcome.started.append(started.workflow_id)
+            self.metrics.runs_started.labels(deployed.info.id, "event").inc()
+
+    def _matches(self, deployed: Deployed, user_id: str, event: UserEvent) -> bool:
+        entry = deployed.ir.entry
+        assert isinstance(entry, EventEntry)
+        if entry.where is None:
+            return True
+        snapshot = None
+        if needs_user(entry.where):
+            snapshot = queries.user_snapshot(self.store, self.settings, user_id, utcnow(), count_queries(entry.where))
+        return evaluate(entry.where, snapshot, event.properties)

@@ -1,0 +1,24 @@
+"""The API's routers, mounted in this order by ``api.app.create_app``.
+
+To add an area, write ``api/routes/<area>.py`` with a module-level
+``router = APIRouter(...)`` and append its import and name to ``ROUTERS``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.routes import audience, events, health, journeys, metrics, pools, runs, stats, templates, users
+
+ROUTERS: list[APIRouter] = [
+    health.router,
+    journeys.router,
+    runs.router,
+    stats.router,
+    events.router,
+    users.router,
+    templates.router,
+    pools.router,
+    metrics.router,
+    audience.router,
+]

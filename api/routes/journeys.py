@@ -1,0 +1,356 @@
+"""Deploying journeys and controlling their lifecycle.
+
+Statuses: ``active`` (entries admitted) → ``paused`` (no new entries; running
+runs go on; entries that arrive meanwhile are dropped, not queued, so
+``resume`` floods nobody) → ``active`` again; ``stopped`` (no new entries and
+every running run cancelled through a Temporal batch operation);
+``archived`` (read-only, hidden from the default listing; only once no run is
+open). Redeploying keeps the status; a new version applies to new entries
+only, running runs stay on the version they entered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import PlainTextResponse
+
+from api import stopping
+from api.deps import Admin, ClientDep, Operator, SettingsDep, StoreDep, viewer
+from api.lookups import deployed_or_409, journey_or_404
+from api.problems import Problem, diagnostic_item, error_item, not_found
+from api.runs import running_count
+from api.schemas import (
+    DeployIn,
+    DeployOut,
+    DiffOut,
+    ErrorItem,
+    JourneyDetail,
+    JourneyOut,
+    StatusOut,
+    StopOut,
+    VersionOut,
+)
+from api.settings import ApiSettings
+from api.stats_calc import diagram_counts, live_waiting, node_rows
+from dsl import JourneyError, Registry, check, compile_source, parse
+from dsl.errors import Diagnostic
+from dsl.ids import slug
+from dsl.ir import EventEntry, Journey
+from dsl.render import to_mermaid, to_svg
+from engine import catalog, queries, stats
+from engine.catalog import JourneyInfo, VersionInfo
+from engine.store import Store
+from engine.templates import list_templates
+
+log = logging.getLogger("journeys.api")
+router = APIRouter(prefix="/v1/journeys", tags=["journeys"], dependencies=[Depends(viewer)])
+
+
+def _warnings(diags: list[Diagnostic]) -> list[ErrorItem]:
+    return [ErrorItem(**diagnostic_item(d)) for d in diags if d.severity == "warning"]
+
+
+def _entry(ir: Journey | None) -> tuple[str | None, str | None]:
+    if ir is None:
+        return None, None
+    return ir.entry.kind, ir.entry.event if isinstance(ir.entry, EventEntry) else None
+
+
+def _summary(info: JourneyInfo, version: VersionInfo | None, ir: Journey | None) -> JourneyOut:
+    kind, event = _entry(ir)
+    return JourneyOut(
+        id=info.id,
+        name=info.name,
+        status=info.status,  # type: ignore[arg-type]
+        current_version=info.current_version,
+        hash=version.hash if version else None,
+        entry=kind,
+        entry_event=event,
+    )
+
+
+def _detail(store: Store, request: Request, info: JourneyInfo, settings: ApiSettings) -> JourneyDetail:
+    versions = catalog.list_versions(store, info.id)
+    current = next((v for v in versions if v.version == info.current_version), None)
+    ir = request.app.state.cache.version(info.id, current.version)[1] if current else None
+    warnings: list[ErrorItem] = []
+    if current is not None:
+        try:
+            warnings = _warnings(check(parse(current.source), current.source, global_daily_limit=settings.cap_per_day))
+        except Exception:  # noqa: BLE001 - stored source compiled once; warnings are a courtesy
+            log.warning("could not re-check journey %s", info.id, exc_info=True)
+    base = _summary(info, current, ir)
+    return JourneyDetail(
+        **base.model_dump(),
+        description=ir.description if ir else None,
+        source=current.source if current else "",
+        versions=[
+            VersionOut(version=v.version, hash=v.hash, status=v.status, created_at=v.created_at) for v in versions
+        ],
+        warnings=warnings,
+    )
+
+
+def _compile(body: DeployIn, store: Store, settings: ApiSettings) -> tuple[Journey, list[Diagnostic]]:
+    registry = None
+    if body.check_references:
+        registry = Registry(
+            templates={t.name for t in list_templates(store)}, pools={p.name for p in queries.list_pools(store)}
+        )
+    warnings: list[Diagnostic] = []
+    try:
+        journey = compile_source(
+            body.source, "<deploy>", registry=registry, global_daily_limit=settings.cap_per_day, warnings=warnings
+        )
+    except JourneyError as exc:
+        errors = [diagnostic_item(d) for d in exc.diagnostics]
+        n = len(exc.errors)
+        first = exc.errors[0] if exc.errors else None
+        where = f" (first at line {first.line}, column {first.column}: {first.message})" if first else ""
+        raise Problem(
+            422, f"the journey has {n} error{'s' if n != 1 else ''}{where}", kind="journey-invalid", errors=errors
+        ) from None
+    except RecursionError:
+        raise Problem(
+            422,
+            "the journey is nested too deeply to compile",
+            kind="journey-invalid",
+            errors=[error_item("E000", "nested too deeply", line=1, column=1)],
+        ) from None
+    return journey, warnings
+
+
+@router.post(
+    "",
+    response_model=DeployOut,
+    status_code=201,
+    summary="Deploy journey text (new version unless the compiled hash is unchanged)",
+    responses={200: {"model": DeployOut, "description": "Unchanged: same hash as the current version"}},
+)
+def deploy(
+    body: DeployIn, request: Request, response: Response, store: StoreDep, settings: SettingsDep, _: Operator
+) -> DeployOut:
+    journey, warnings = _compile(body, store, settings)
+    journey_id = body.id or slug(journey.name)
+    existing = queries.get_journey(store, journey_id)
+    if existing is not None and existing.status == "archived":
+        raise Problem(409, f"journey {journey_id!r} is archived; deploy it under another id")
+    version = catalog.publish(
+        store,
+        journey_id,
+        name=journey.name,
+        source=body.source,
+        ir=journey.model_dump(mode="json"),
+        hash=journey.content_hash(),
+    )
+    created = existing is None or existing.current_version != version.version
+    response.status_code = 201 if created else 200
+    info = queries.get_journey(store, journey_id)
+    assert info is not None
+    log.info("deployed journey %s v%s (%s)", journey_id, version.version, "new" if created else "unchanged")
+    return DeployOut(
+        journey=_detail(store, request, info, settings),
+        version=version.version,
+        created=created,
+        warnings=_warnings(warnings),
+    )
+
+
+@router.get("", response_model=list[JourneyOut], summary="List journeys")
+def list_all(request: Request, store: StoreDep, include_archived: bool = False) -> list[JourneyOut]:
+    out = []
+    for info in catalog.list_journeys(store):
+        if info.status == "archived" and not include_archived:
+            continue
+        deployed = request.app.state.cache.current(info)
+        out.append(_summary(info, deployed.version if deployed else None, deployed.ir if deployed else None))
+    return out
+
+
+@router.get("/{journey_id}", response_model=JourneyDetail, summary="A journey: source, versions, status, warnings")
+def get_one(journey_id: str, request: Request, store: StoreDep, settings: SettingsDep) -> JourneyDetail:
+    info = queries.get_journey(store, journey_id)
+    if info is None:
+        raise not_found("journey", journey_id)
+    return _detail(store, request, info, settings)
+
+
+VersionParam = Annotated[int | None, Query(ge=1, le=1_000_000)]
+
+
+@router.get("/{journey_id}/diff", response_model=DiffOut, summary="Unified diff of two versions' sources")
+async def diff(
+    journey_id: str,
+    store: StoreDep,
+    from_: Annotated[int | None, Query(alias="from", ge=1, le=1_000_000)] = None,
+    to: VersionParam = None,
+) -> DiffOut:
+    info = await journey_or_404(store, journey_id)
+    if info.current_version is None:
+        raise Problem(409, f"journey {journey_id!r} has no deployed version")
+    to_v = to or info.current_version
+    from_v = from_ or max(1, to_v - 1)
+    a = await asyncio.to_thread(catalog.get_version, store, journey_id, from_v)
+    b = await asyncio.to_thread(catalog.get_version, store, journey_id, to_v)
+    if a is None or b is None:
+        missing = from_v if a is None else to_v
+        raise Problem(404, f"journey {journey_id!r} has no version {missing}", kind="version-not-found")
+    text = "".join(
+        difflib.unified_diff(
+            a.source.splitlines(keepends=True),
+            b.source.splitlines(keepends=True),
+            fromfile=f"{journey_id}@v{from_v}",
+            tofile=f"{journey_id}@v{to_v}",
+        )
+    )
+    return DiffOut(journey_id=journey_id, from_version=from_v, to_version=to_v, diff=text)
+
+
+async def _version_ir(
+    request: Request, store: Store, journey_id: str, version: int | None
+) -> tuple[VersionInfo, Journey]:
+    info = await journey_or_404(store, journey_id)
+    if version is None:
+        deployed = await deployed_or_409(request.app.state.cache, info)
+        return deployed.version, deployed.ir
+    found = await asyncio.to_thread(request.app.state.cache.version, journey_id, version)
+    if found is None:
+        raise Problem(404, f"journey {journey_id!r} has no version {version}", kind="version-not-found")
+    return found
+
+
+@router.get(
+    "/{journey_id}/graph.svg",
+    summary="The journey as an SVG diagram, optionally with live counts",
+    response_class=Response,
+    responses={200: {"content": {"image/svg+xml": {}}}},
+)
+async def graph_svg(
+    journey_id: str, request: Request, store: StoreDep, counts: bool = False, version: VersionParam = None
+) -> Response:
+    v, ir = await _version_ir(request, store, journey_id, version)
+    numbers = None
+    if counts:
+        node_counts = await asyncio.to_thread(stats.node_counts, store, journey_id, version)
+        waiting, _ = await live_waiting(getattr(request.app.state, "client", None), journey_id, ir, version)
+        numbers = diagram_counts(node_rows(ir, node_counts, waiting))
+    svg = await asyncio.to_thread(to_svg, ir, numbers)
+    return Response(svg, media_type="image/svg+xml")
+
+
+@router.get(
+    "/{journey_id}/graph.mmd",
+    summary="The journey as a Mermaid flowchart",
+    response_class=PlainTextResponse,
+)
+async def graph_mermaid(
+    journey_id: str, request: Request, store: StoreDep, version: VersionParam = None
+) -> PlainTextResponse:
+    _, ir = await _version_ir(request, store, journey_id, version)
+    return PlainTextResponse(to_mermaid(ir))
+
+
+def _transition(store: Store, info: JourneyInfo, status: str) -> JourneyInfo:
+    return catalog.set_status(store, info.id, status)
+
+
+@router.post("/{journey_id}/pause", response_model=StatusOut, summary="Stop admitting new entries; running runs go on")
+async def pause(journey_id: str, store: StoreDep, _: Operator) -> StatusOut:
+    info = await journey_or_404(store, journey_id)
+    if info.status in ("stopped", "archived"):
+        raise Problem(409, f"journey {journey_id!r} is {info.status}; only an active journey can be paused")
+    await asyncio.to_thread(_transition, store, info, "paused")
+    return StatusOut(
+        id=journey_id,
+        status="paused",
+        previous_status=info.status,
+        note="no new entries; events that would have started a run are dropped until resumed",
+    )
+
+
+@router.post(
+    "/{journey_id}/resume", response_model=StatusOut, summary="Admit new entries again (nothing queued is replayed)"
+)
+async def resume(journey_id: str, store: StoreDep, _: Operator) -> StatusOut:
+    info = await journey_or_404(store, journey_id)
+    if info.status == "archived":
+        raise Problem(409, f"journey {journey_id!r} is archived")
+    if info.current_version is None:
+        raise Problem(409, f"journey {journey_id!r} has no deployed version")
+    await asyncio.to_thread(_transition, store, info, "active")
+    return StatusOut(
+        id=journey_id,
+        status="active",
+        previous_status=info.status,
+        note="entries are admitted from now on; entries dropped while not active are not replayed",
+    )
+
+
+def _stop_out(journey_id: str, status: str, progress: stopping.StopProgress | None, running: int | None) -> StopOut:
+    if progress is None:
+        return StopOut(
+            journey_id=journey_id, status=status, job_id=None, method="none", state="none", running_now=running
+        )
+    return StopOut(
+        journey_id=journey_id,
+        status=status,
+        job_id=progress.job_id,
+        method=progress.method,  # type: ignore[arg-type]
+        state=progress.state,
+        total=progress.total,
+        completed=progress.completed,
+        failed=progress.failed,
+        running_now=running,
+    )
+
+
+@router.post(
+    "/{journey_id}/stop",
+    response_model=StopOut,
+    status_code=202,
+    summary="No new entries, and cancel every running run in bulk (Temporal batch operation)",
+)
+async def stop(journey_id: str, request: Request, store: StoreDep, client: ClientDep, _: Operator) -> StopOut:
+    info = await journey_or_404(store, journey_id)
+    if info.status == "archived":
+        raise Problem(409, f"journey {journey_id!r} is archived")
+    await asyncio.to_thread(_transition, store, info, "stopped")
+    progress = await stopping.start_stop(client, journey_id, request.app.state.stop_jobs)
+    log.info("stopping journey %s: job %s (%s)", journey_id, progress.job_id, progress.method)
+    return _stop_out(journey_id, "stopped", progress, None)
+
+
+@router.get("/{journey_id}/stop", response_model=StopOut, summary="Progress of the journey's latest stop")
+async def stop_progress(
+    journey_id: str,
+    request: Request,
+    store: StoreDep,
+    client: ClientDep,
+    job_id: Annotated[str | None, Query(max_length=200)] = None,
+) -> StopOut:
+    info = await journey_or_404(store, journey_id)
+    progress = await stopping.describe(client, journey_id, request.app.state.stop_jobs, job_id)
+    if job_id is not None and progress is None:
+        raise Problem(404, f"no stop job {job_id!r} for journey {journey_id!r}", kind="job-not-found")
+    try:
+        running = await running_count(client, journey_id)
+    except Exception:  # noqa: BLE001 - progress still answers
+        running = None
+    return _stop_out(journey_id, info.status, progress, running)
+
+
+@router.post("/{journey_id}/archive", response_model=StatusOut, summary="Archive a journey with no open runs (admin)")
+async def archive(journey_id: str, store: StoreDep, _: Admin) -> StatusOut:
+    info = await journey_or_404(store, journey_id)
+    if info.status == "archived":
+        return StatusOut(id=journey_id, status="archived", previous_status="archived", note="already archived")
+    open_runs = await asyncio.to_thread(queries.count_open_runs, store, journey_id)
+    if open_runs:
+        raise Problem(409, f"journey {journey_id!r} still has {open_runs} open run(s); stop it first")
+    await asyncio.to_thread(_transition, store, info, "archived")
+    return StatusOut(id=journey_id, status="archived", previous_status=info.status, note="read-only from now on")

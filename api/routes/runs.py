@@ -1,0 +1,113 @@
+"""Starting a journey for users by API, and ending one user's run.
+
+Only journeys whose entry is ``entry api`` can be started here: event
+journeys start on their event (``/v1/track``) and audience journeys by the
+broadcast, so an API call can never bypass a trigger's ``where``. The
+re-entry rule is enforced by the run itself (``begin_run``), so starting a
+user who may not re-enter answers ``started`` but the run ends "refused"
+(visible in the user's runs with the reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter, Depends, Request
+
+from api.deps import ClientDep, Operator, SettingsDep, StoreDep, viewer
+from api.lookups import deployed_or_409, journey_or_404, user_or_404
+from api.problems import Problem
+from api.runs import cancel_run, start_run
+from api.schemas import CancelOut, StartedRun, StartRunsIn, StartRunsOut, UserIdStr
+from engine import identity, queries
+from engine.events import link_identities
+from engine.store import Store
+from workflows.models import workflow_id
+
+log = logging.getLogger("journeys.api")
+router = APIRouter(prefix="/v1/journeys", tags=["runs"], dependencies=[Depends(viewer)])
+
+_CONCURRENCY = 20
+
+
+def _resolve_users(store: Store, body: StartRunsIn, rules: object) -> list[str]:
+    """Canonical user ids, creating users for ids/identifiers not seen yet
+    (the API may start a journey for an id from another system)."""
+    out: list[str] = []
+    ids = ([body.user_id] if body.user_id else []) + list(body.user_ids)
+    for uid in ids:
+        out.append(store.transact(lambda s, uid=uid: identity.ensure_user(s, uid)))
+    for ident in body.identities:
+        out.append(link_identities(store, [(ident.kind, ident.value)], rules=rules))  # type: ignore[arg-type]
+    return list(dict.fromkeys(out))
+
+
+@router.post(
+    "/{journey_id}/runs",
+    response_model=StartRunsOut,
+    status_code=202,
+    summary="Start the journey for one user or a list (journeys with `entry api`)",
+)
+async def start_runs(
+    journey_id: str,
+    body: StartRunsIn,
+    request: Request,
+    store: StoreDep,
+    client: ClientDep,
+    settings: SettingsDep,
+    _: Operator,
+) -> StartRunsOut:
+    total = (1 if body.user_id else 0) + len(body.user_ids) + len(body.identities)
+    if total == 0:
+        raise Problem(422, "name at least one user: user_id, user_ids or identities")
+    if total > settings.max_start_users:
+        raise Problem(422, f"at most {settings.max_start_users} users per request (got {total})")
+    info = await journey_or_404(store, journey_id)
+    if info.status != "active":
+        raise Problem(409, f"journey {journey_id!r} is {info.status}; runs can only start while it is active")
+    deployed = await deployed_or_409(request.app.state.cache, info)
+    if deployed.ir.entry.kind != "api":
+        raise Problem(
+            409,
+            f"journey {journey_id!r} enters on {deployed.ir.entry.kind}, not by API; "
+            "event journeys start from /v1/track, audience journeys from their schedule",
+        )
+    users = await asyncio.to_thread(_resolve_users, store, body, settings.derived)
+    gate = asyncio.Semaphore(_CONCURRENCY)
+
+    async def one(uid: str) -> StartedRun:
+        async with gate:
+            started = await start_run(client, settings.task_queue, deployed.version, deployed.ir, uid)
+        request.app.state.metrics.runs_started.labels(journey_id, "api").inc()
+        return StartedRun(user_id=uid, workflow_id=started.workflow_id, run_id=started.run_id, started=started.started)
+
+    runs = await asyncio.gather(*(one(u) for u in users))
+    return StartRunsOut(journey_id=journey_id, version=deployed.version.version, runs=list(runs))
+
+
+@router.delete(
+    "/{journey_id}/runs/{user_id}", response_model=CancelOut, status_code=202, summary="Cancel one user's running run"
+)
+async def cancel(journey_id: str, user_id: UserIdStr, store: StoreDep, client: ClientDep, _: Operator) -> CancelOut:
+    await journey_or_404(store, journey_id)
+    uid = await user_or_404(store, user_id)
+    runs = await asyncio.to_thread(queries.open_runs, store, uid, journey_id)
+    targets = list(dict.fromkeys([r.workflow_id for r in runs]))
+    if not targets:
+        # Started a moment ago and not registered yet: try the canonical id.
+        targets = [workflow_id(journey_id, uid)]
+    cancelled = [
+        wid
+        for wid, ok in zip(targets, await asyncio.gather(*(cancel_run(client, w) for w in targets)), strict=True)
+        if ok
+    ]
+    if not cancelled:
+        raise Problem(404, f"user {user_id!r} has no running run of journey {journey_id!r}", kind="run-not-found")
+    return CancelOut(
+        journey_id=journey_id,
+        user_id=uid,
+        workflow_id=cancelled[0],
+        cancelled=True,
+        detail="cancellation requested; the run records 'cancelled' when it has stopped",
+    )

@@ -1,0 +1,121 @@
+"""Per-node, per-variant and over-time numbers of a journey.
+
+``?since=<ISO time>&bucket=1h`` adds a series of buckets (entries, sends,
+suppressions, failures, conversions) from ``since`` to now (or ``until``);
+``?start=<ISO time>&readouts=3h,6h,12h`` adds cumulative readouts at those
+offsets after ``start`` — the SMS campaign's "how are we doing after 3, 6 and
+12 hours". Both are capped at 1000 buckets / 20 readouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from api.deps import StoreDep, viewer
+from api.lookups import journey_or_404
+from api.problems import Problem, error_item
+from api.schemas import GoalOut, StatsOut, SummaryOut
+from api.stats_calc import buckets, live_waiting, node_rows, parse_duration, readouts, variant_rows
+from engine import queries, stats
+from engine.store.types import utc, utcnow
+
+router = APIRouter(prefix="/v1/journeys", tags=["stats"], dependencies=[Depends(viewer)])
+
+MAX_BUCKETS = 1000
+_EARLIEST = datetime(1970, 1, 2)
+_LATEST = datetime(2200, 1, 1)
+
+
+def _time(name: str, value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        value = utc(value)
+    except (OverflowError, ValueError):
+        raise Problem(
+            422, f"{name} is out of range", errors=[error_item("out_of_range", "out of range", field=f"query.{name}")]
+        ) from None
+    if not (utc(_EARLIEST) <= value <= utc(_LATEST)):
+        raise Problem(
+            422,
+            f"{name} must be between 1970 and 2200",
+            errors=[error_item("out_of_range", "out of range", field=f"query.{name}")],
+        )
+    return value
+
+
+def _duration(name: str, text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise Problem(422, str(exc), errors=[error_item("duration", str(exc), field=f"query.{name}")]) from None
+
+
+@router.get("/{journey_id}/stats", response_model=StatsOut, summary="Node, variant, goal and over-time numbers")
+async def journey_stats(
+    journey_id: str,
+    request: Request,
+    store: StoreDep,
+    version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    bucket: Annotated[str, Query(max_length=16)] = "1h",
+    start: datetime | None = None,
+    readouts_: Annotated[str, Query(alias="readouts", max_length=200)] = "3h,6h,12h",
+) -> StatsOut:
+    info = await journey_or_404(store, journey_id)
+    since_t, until_t, start_t = _time("since", since), _time("until", until), _time("start", start)
+    cache = request.app.state.cache
+    found = None
+    if version is not None or info.current_version is not None:
+        found = await asyncio.to_thread(cache.version, journey_id, version or info.current_version)
+        if found is None:
+            raise Problem(404, f"journey {journey_id!r} has no version {version}", kind="version-not-found")
+    warnings: list[str] = []
+    counts = await asyncio.to_thread(stats.node_counts, store, journey_id, version)
+    waiting = None
+    ir = found[1] if found else None
+    if ir is not None:
+        waiting, warning = await live_waiting(getattr(request.app.state, "client", None), journey_id, ir, version)
+        if warning:
+            warnings.append(warning)
+    summary = await asyncio.to_thread(stats.journey_summary, store, journey_id, version)
+    variants = await asyncio.to_thread(stats.variant_counts, store, journey_id, version)
+    out = StatsOut(
+        journey_id=journey_id,
+        version=version,
+        summary=SummaryOut(**summary.__dict__),
+        goal=GoalOut(
+            event=ir.goal.event if ir and ir.goal else None,
+            converted=summary.converted,
+            conversion_rate=round(summary.converted / summary.entered, 6) if summary.entered else 0.0,
+        ),
+        nodes=node_rows(ir, counts, waiting) if ir else [],
+        variants=variant_rows(variants),
+        warnings=warnings,
+    )
+    now = utcnow()
+    if since_t is not None:
+        step = _duration("bucket", bucket)
+        end = until_t or now
+        if end <= since_t:
+            raise Problem(422, "until must be after since")
+        if (end - since_t) / step > MAX_BUCKETS:
+            raise Problem(422, f"at most {MAX_BUCKETS} buckets: widen bucket or narrow the window")
+        entered, converted = await asyncio.to_thread(queries.run_times, store, journey_id, since_t, end, version)
+        deliveries = await asyncio.to_thread(queries.delivery_times, store, journey_id, since_t, end, version)
+        out.series = buckets(since_t, end, step, entered, deliveries, converted)
+    if start_t is not None:
+        labels = [p.strip() for p in readouts_.split(",") if p.strip()]
+        if not labels or len(labels) > 20:
+            raise Problem(422, "readouts takes 1 to 20 durations, e.g. 3h,6h,12h")
+        offsets = [(label, _duration("readouts", label)) for label in labels]
+        last = start_t + max(o for _, o in offsets)
+        entered, converted = await asyncio.to_thread(queries.run_times, store, journey_id, start_t, last, version)
+        deliveries = await asyncio.to_thread(queries.delivery_times, store, journey_id, start_t, last, version)
+        out.readouts = readouts(start_t, offsets, now, entered, deliveries, converted)
+    return out

@@ -1,0 +1,121 @@
+"""A user's profile, runs and timeline; tags and per-channel consent.
+
+Paths take a user id as the store knows it (merged ids keep resolving to the
+surviving user); ``/v1/users/lookup?kind=phone&value=…`` finds one by an
+identifier. Unknown users answer 404 here — nothing on these routes creates
+a user (ingest and run starts do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query
+
+from api.deps import Operator, StoreDep, viewer
+from api.lookups import user_or_404
+from api.problems import not_found
+from api.schemas import (
+    Channel,
+    ConsentIn,
+    ConsentOut,
+    IdentityKind,
+    IdentityValue,
+    LookupOut,
+    NameStr,
+    RunOut,
+    TagsIn,
+    TagsOut,
+    TimelineItemOut,
+    UserIdStr,
+    UserOut,
+)
+from engine import consent, queries, stats
+from engine.store import Store
+from engine.tags import add_tags, remove_tags, tags_of
+
+router = APIRouter(prefix="/v1/users", tags=["users"], dependencies=[Depends(viewer)])
+
+
+@router.get("/lookup", response_model=LookupOut, summary="Find a user by an identifier")
+async def lookup(kind: IdentityKind, value: Annotated[IdentityValue, Query()], store: StoreDep) -> LookupOut:
+    uid = await asyncio.to_thread(queries.lookup, store, kind, value)
+    if uid is None:
+        raise not_found("user with identity", f"{kind}")
+    return LookupOut(user_id=uid)
+
+
+@router.get("/{user_id}", response_model=UserOut, summary="Profile: identities, attributes, tags, stage, RFM, consent")
+async def profile(user_id: UserIdStr, store: StoreDep) -> UserOut:
+    found = await asyncio.to_thread(queries.user_profile, store, user_id)
+    if found is None:
+        raise not_found("user", user_id)
+    return UserOut.model_validate(found)
+
+
+@router.get("/{user_id}/runs", response_model=list[RunOut], summary="The user's runs, newest first")
+async def runs(user_id: UserIdStr, store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[RunOut]:
+    uid = await user_or_404(store, user_id)
+    rows = await asyncio.to_thread(queries.user_runs, store, uid, limit=limit)
+    return [RunOut.model_validate(r) for r in rows]
+
+
+@router.get(
+    "/{user_id}/timeline",
+    response_model=list[TimelineItemOut],
+    summary="Every step, wait, send (with suppression reasons) and coupon, oldest first",
+)
+async def timeline(
+    user_id: UserIdStr,
+    store: StoreDep,
+    journey_id: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=2000)] = 200,
+) -> list[TimelineItemOut]:
+    uid = await user_or_404(store, user_id)
+    items = await asyncio.to_thread(stats.user_timeline, store, uid, journey_id=journey_id, limit=limit)
+    return [TimelineItemOut.model_validate(i) for i in items]
+
+
+def _change_tags(store: Store, uid: str, tags: list[str], source: str, add: bool) -> TagsOut:
+    def work(s):  # type: ignore[no-untyped-def]
+        changed = (add_tags if add else remove_tags)(s, uid, tags, source=source)
+        return TagsOut(user_id=uid, changed=changed, tags=tags_of(s, uid))
+
+    return store.transact(work)
+
+
+@router.post("/{user_id}/tags", response_model=TagsOut, summary="Add tags (source defaults to `api`)")
+async def add(user_id: UserIdStr, body: TagsIn, store: StoreDep, _: Operator) -> TagsOut:
+    uid = await user_or_404(store, user_id)
+    return await asyncio.to_thread(_change_tags, store, uid, list(body.tags), body.source, True)
+
+
+@router.delete("/{user_id}/tags/{tag}", response_model=TagsOut, summary="Remove one tag")
+async def remove(user_id: UserIdStr, tag: NameStr, store: StoreDep, _: Operator, source: NameStr = "api") -> TagsOut:
+    uid = await user_or_404(store, user_id)
+    return await asyncio.to_thread(_change_tags, store, uid, [tag], source, False)
+
+
+async def _consent(store: Store, user_id: str, channel: str, opted_out: bool, body: ConsentIn | None) -> ConsentOut:
+    uid = await user_or_404(store, user_id)
+    source = (body.source if body else None) or "api"
+    await asyncio.to_thread(consent.opt_out, store, uid, channel, opted_out=opted_out, source=source)
+    profile = await asyncio.to_thread(queries.user_profile, store, uid)
+    assert profile is not None
+    row = next(c for c in profile.consents if c.channel == channel)
+    return ConsentOut.model_validate(row)
+
+
+@router.post("/{user_id}/opt-out/{channel}", response_model=ConsentOut, summary="Opt the user out of a channel")
+async def opt_out(
+    user_id: UserIdStr, channel: Channel, store: StoreDep, _: Operator, body: Annotated[ConsentIn | None, Body()] = None
+) -> ConsentOut:
+    return await _consent(store, user_id, channel, True, body)
+
+
+@router.post("/{user_id}/opt-in/{channel}", response_model=ConsentOut, summary="Opt the user back in to a channel")
+async def opt_in(
+    user_id: UserIdStr, channel: Channel, store: StoreDep, _: Operator, body: Annotated[ConsentIn | None, Body()] = None
+) -> ConsentOut:
+    return await _consent(store, user_id, channel, False, body)

@@ -1,0 +1,48 @@
+"""Settings of the HTTP service, on top of the engine's.
+
+Keys live in the environment (settings only, no key table): operators
+rotate them by changing ``JOURNEYS_API_KEYS`` / ``JOURNEYS_WRITE_KEYS`` and
+restarting, the same way they manage ``DATABASE_URL``:
+
+- ``JOURNEYS_API_KEYS='{"k-admin": "admin", "k-ops": "operator", "k-ro": "viewer"}'``
+- ``JOURNEYS_WRITE_KEYS='["wk-site", "wk-app"]'`` (Segment write keys: ingest only)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from engine.settings import Settings
+from engine.store.models import IDENTITY_KINDS
+
+Role = Literal["viewer", "operator", "admin"]
+ROLE_RANK: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
+
+
+class ApiSettings(Settings):
+    api_keys: dict[str, Role] = Field(default_factory=dict)
+    write_keys: list[str] = Field(default_factory=list)
+    # Segment's ``userId`` is the brand's own member id by default; a brand whose
+    # userId is the app's user id sets ``JOURNEYS_SEGMENT_USER_ID_KIND=app_user_id``.
+    segment_user_id_kind: str = "member_id"
+    # Upper bounds that keep one request cheap (and the API free of 500s on
+    # absurd input): events per Segment batch, users per start request.
+    max_batch_events: int = 500
+    max_start_users: int = 1000
+    max_body_bytes: int = 2_000_000
+    # JSON logs with identifiers masked (``api.logs``); off gives plain text.
+    log_json: bool = True
+    log_level: str = "INFO"
+
+    def model_post_init(self, __context: object) -> None:
+        if self.segment_user_id_kind not in IDENTITY_KINDS:
+            raise ValueError(f"segment_user_id_kind must be one of {', '.join(IDENTITY_KINDS)}")
+
+
+def as_api_settings(settings: Settings) -> ApiSettings:
+    """Accept plain engine settings too (``journeys up`` builds either)."""
+    if isinstance(settings, ApiSettings):
+        return settings
+    return ApiSettings(**settings.model_dump())
