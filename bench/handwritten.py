@@ -7,10 +7,10 @@ product guarantees: it registers the entry, sends through the same activities
 per wait, and marks where the user waits with a search attribute.
 
     send wecom "welcome"
-    wait 1s
     wait for event order_paid up to 2s:
       on event: tag add ordered
       on timeout: send sms "nudge"
+    wait 1s
     if tag vip: coupon "vip_pool"
     else: send sms "thanks"
 """
@@ -126,10 +126,6 @@ class HandwrittenJourney:
         record("entry", "journey", "entered")
         await send("welcome", "wecom", "welcome")
 
-        workflow.upsert_search_attributes([sa.JOURNEY_STEP.value_set("wait-1s")])
-        await flush()
-        await workflow.sleep(1)
-
         workflow.upsert_search_attributes([sa.JOURNEY_STEP.value_set("wait-order")])
         await flush()
         try:
@@ -147,6 +143,10 @@ class HandwrittenJourney:
             record("tag-ordered", "tag", "add")
         else:
             await send("nudge", "sms", "nudge")
+
+        workflow.upsert_search_attributes([sa.JOURNEY_STEP.value_set("wait-1s")])
+        await flush()
+        await workflow.sleep(1)
 
         snapshot = await workflow.execute_local_activity_method(
             JourneyActivities.user_snapshot,

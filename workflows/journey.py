@@ -9,8 +9,6 @@ activities in ``engine.activities`` with idempotency keys derived from
 This module must stay free of side effects: the workflow sandbox re-imports it.
 """
 
-from __future__ import annotations
-
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
