@@ -133,6 +133,7 @@ async def _deploy_demo(store, client, settings: ApiSettings) -> None:
 
 def _command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = ApiSettings()
     if args.data_dir:
         settings.data_dir = Path(args.data_dir)
