@@ -16,6 +16,7 @@ setup: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/journeys check journeys/
+	$(BIN)/journeys up --demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .
