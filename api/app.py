@@ -144,6 +144,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = app.state
+        # again: a server (uvicorn) may have configured its loggers since create_app
+        setup_logging(api_settings.log_level, json_lines=api_settings.log_json)
         own_store = state.store is None
         if own_store:
             state.store = Store.from_settings(api_settings)

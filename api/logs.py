@@ -91,26 +91,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
-_MARK = "_journeys_handler"
-
-
-def setup_logging(level: str = "INFO", *, json_lines: bool = True) -> logging.Handler:
-    """Install one masked handler on the root logger (idempotent) and route
-    uvicorn's loggers through it."""
+def setup_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
+    """Make every root handler mask identifiers (idempotent). With no handler
+    configured yet, install one (JSON lines unless ``json_lines`` is False);
+    an embedding program that configured logging keeps its format. Uvicorn's
+    loggers propagate to the root so its lines are masked too."""
     root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        fmt = "%(asctime)s %(name)s %(levelname)s %(message)s"
+        handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(fmt))
+        root.addHandler(handler)
+        root.setLevel(level.upper())
     for handler in root.handlers:
-        if getattr(handler, _MARK, False):
-            return handler
-    handler = logging.StreamHandler(sys.stderr)
-    setattr(handler, _MARK, True)
-    handler.addFilter(MaskFilter())
-    handler.setFormatter(
-        JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
-    )
-    root.addHandler(handler)
-    root.setLevel(level.upper())
+        if not any(isinstance(f, MaskFilter) for f in handler.filters):
+            handler.addFilter(MaskFilter())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = True
-    return handler
+        for handler in logger.handlers:
+            if not any(isinstance(f, MaskFilter) for f in handler.filters):
+                handler.addFilter(MaskFilter())

@@ -94,3 +94,37 @@ async def eventually(check: Callable[[], Awaitable[Any]], *, attempts: int = 300
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class LiveServer:
+    """The app on a real uvicorn server (127.0.0.1, random port) in a thread
+    with its own event loop; the app connects to Temporal itself (lifespan)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        import threading
+
+        import uvicorn
+
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning", access_log=False)
+        )
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn-test", daemon=True)
+
+    def __enter__(self) -> str:
+        import time
+
+        self.thread.start()
+        for _ in range(500):
+            if self.server.started:
+                break
+            if not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        else:
+            raise RuntimeError("uvicorn did not start in time")
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
