@@ -149,3 +149,87 @@ async def test_templates_pools_users(stack: Stack) -> None:
     assert profile["consents"][0]["channel"] == "sms" and profile["tags"][0]["source"] in ("api", "derived")
     assert (await http.post(f"/v1/users/{uid}/opt-in/sms", headers=h)).json()["opted_out"] is False
     _is_problem(await http.post(f"/v1/users/{uid}/opt-out/pigeon", headers=h), 422)
+
+
+async def test_batch_is_validated_whole_and_ids_link(stack: Stack) -> None:
+    http = stack.http
+    anon, member, later = unique("anon"), unique("m"), unique("anon")
+    bad = {
+        "batch": [
+            {"type": "track", "anonymousId": anon, "event": "viewed", "messageId": unique("msg")},
+            {"type": "track", "event": "no-user"},
+        ]
+    }
+    body = _is_problem(await http.post("/v1/batch", json=bad, auth=(WRITE, "")), 422)
+    assert any(e["field"].startswith("body.batch.1") for e in body["errors"])
+    r = await http.get("/v1/users/lookup", params={"kind": "anonymous_id", "value": anon}, headers=auth())
+    assert r.status_code == 404, "nothing of a refused batch is stored"
+
+    good = {
+        "batch": [
+            {"type": "track", "anonymousId": anon, "event": "viewed", "messageId": unique("msg")},
+            {"type": "page", "anonymousId": anon, "name": "home", "messageId": unique("msg")},
+            {"type": "identify", "userId": member, "anonymousId": anon, "traits": {"email": "A@Example.com"}},
+            {"type": "alias", "userId": member, "previousId": later},
+            {"type": "group", "userId": member, "groupId": "g1"},
+        ],
+        "context": {"library": {"name": "curl"}},
+    }
+    assert (await http.post("/v1/batch", json=good, auth=(WRITE, ""))).json() == {"success": True}
+    ids = {}
+    for kind, value in (("anonymous_id", anon), ("member_id", member), ("email", "a@example.com")):
+        r = await http.get("/v1/users/lookup", params={"kind": kind, "value": value}, headers=auth())
+        assert r.status_code == 200, (kind, r.text)
+        ids[kind] = r.json()["user_id"]
+    assert len(set(ids.values())) == 1
+    # alias: the new previousId had never been seen as an anonymous id, so it is
+    # taken as another id of the same kind as userId
+    r = await http.get("/v1/users/lookup", params={"kind": "member_id", "value": later}, headers=auth())
+    assert r.status_code == 200 and r.json()["user_id"] == ids["member_id"]
+
+
+async def test_oversized_and_gzip_bodies(stack: Stack) -> None:
+    import gzip
+    import json
+
+    http = stack.http
+    big = b"{" + b" " * (stack.settings.max_body_bytes + 1) + b"}"
+    _is_problem(
+        await http.post("/v1/track", content=big, auth=(WRITE, ""), headers={"content-type": "application/json"}), 413
+    )
+    payload = gzip.compress(json.dumps({"userId": unique("m"), "event": "zipped", "messageId": unique("msg")}).encode())
+    r = await http.post(
+        "/v1/track",
+        content=payload,
+        auth=(WRITE, ""),
+        headers={"content-type": "application/json", "content-encoding": "gzip"},
+    )
+    assert r.status_code == 200, r.text
+    _is_problem(
+        await http.post("/v1/track", content=b"not gzip", auth=(WRITE, ""), headers={"content-encoding": "gzip"}),
+        400,
+    )
+
+
+async def test_without_temporal_the_api_says_so(tmp_path) -> None:
+    import httpx
+
+    from api.app import create_app
+    from engine.store import Store
+    from tests.api.conftest import make_settings
+
+    settings = make_settings(tmp_path, "nowhere")
+    store = Store(settings.database_url)
+    store.migrate()
+    app = create_app(settings, store=store)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+        ready = await http.get("/ready")
+        assert ready.status_code == 503 and ready.json() == {"status": "not ready", "database": True, "temporal": False}
+        body = _is_problem(await http.post("/v1/track", json={"userId": "u", "event": "e"}, auth=(WRITE, "")), 503)
+        assert "Temporal" in body["detail"]
+        jid = unique("offline")
+        r = await http.post("/v1/journeys", json={"source": SOURCE.format(name=jid), "id": jid}, headers=auth())
+        assert r.status_code == 201
+        stats = (await http.get(f"/v1/journeys/{jid}/stats", headers=auth())).json()
+        assert stats["warnings"] and all(n["waiting"] is None for n in stats["nodes"])
+    store.dispose()

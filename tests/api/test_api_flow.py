@@ -241,3 +241,82 @@ async def test_redeploy_versions_and_diff(stack: Stack) -> None:
     listed = (await http.get("/v1/journeys", headers=auth())).json()
     assert any(j["id"] == jid and j["current_version"] == 2 for j in listed)
     assert (await http.get(f"/v1/journeys/{jid}/diff", params={"from": 9}, headers=auth())).status_code == 404
+
+
+AB = """\
+journey "{name}"
+  entry api
+  reentry always
+  goal event {goal} within 1d
+
+  split:
+    50% A: send webhook "{template}"
+    50% B: send webhook "{template}"
+  wait for event {goal} up to 1d:
+    on event:
+      pass
+    on timeout:
+      exit
+"""
+
+
+async def test_variant_stats_significance_and_time_series(stack: Stack) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    http = stack.http
+    jid, template, goal = unique("ab"), unique("tpl"), unique("bought").replace("-", "_")
+    await _template(http, template)
+    await _deploy(http, AB.format(name=jid, template=template, goal=goal), jid)
+    before = datetime.now(UTC) - timedelta(minutes=5)
+    members = [unique("m") for _ in range(8)]
+    r = await http.post(
+        f"/v1/journeys/{jid}/runs",
+        json={"identities": [{"kind": "member_id", "value": m} for m in members]},
+        headers=auth(),
+    )
+    assert r.status_code == 202 and len(r.json()["runs"]) == 8
+
+    async def all_waiting():
+        stats = (await http.get(f"/v1/journeys/{jid}/stats", headers=auth())).json()
+        return stats if sum(v["entered"] for v in stats["variants"]) == 8 and stats["summary"]["active"] == 8 else None
+
+    assert await eventually(all_waiting)
+    for m in members[:3]:
+        body = {"userId": m, "event": goal, "messageId": unique("msg")}
+        assert (await http.post("/v1/track", **_segment(body))).status_code == 200
+
+    async def converted():
+        stats = (await http.get(f"/v1/journeys/{jid}/stats", headers=auth())).json()
+        return stats if stats["summary"]["converted"] == 3 else None
+
+    stats = await eventually(converted)
+    assert stats
+    variants = {v["variant"]: v for v in stats["variants"]}
+    assert set(variants) <= {"A", "B"} and sum(v["converted"] for v in variants.values()) == 3
+    for v in variants.values():
+        assert v["conversion_rate"] == (v["converted"] / v["entered"] if v["entered"] else 0.0)
+        if len(variants) == 2:
+            assert [t["against"] for t in v["tests"]] == ["rest"]
+            p = v["tests"][0]["p_value"]
+            assert p is None or 0.0 <= p <= 1.0
+    assert stats["goal"]["converted"] == 3 and stats["goal"]["event"] == goal
+
+    params = {"since": before.isoformat(), "bucket": "1h", "start": before.isoformat(), "readouts": "3h,6h,12h"}
+    stats = (await http.get(f"/v1/journeys/{jid}/stats", params=params, headers=auth())).json()
+    assert len(stats["series"]) == 1
+    bucket = stats["series"][0]
+    assert (bucket["entered"], bucket["sent"], bucket["converted"]) == (8, 8, 3)
+    assert [r["offset"] for r in stats["readouts"]] == ["3h", "6h", "12h"]
+    assert all(
+        (r["entered"], r["sent"], r["converted"]) == (8, 8, 3) and r["complete"] is False for r in stats["readouts"]
+    )
+    bad = await http.get(
+        f"/v1/journeys/{jid}/stats", params={"since": before.isoformat(), "bucket": "1s"}, headers=auth()
+    )
+    assert bad.status_code == 200 and len(bad.json()["series"]) > 1
+    too_many = await http.get(
+        f"/v1/journeys/{jid}/stats",
+        params={"since": (before - timedelta(days=30)).isoformat(), "bucket": "1m"},
+        headers=auth(),
+    )
+    assert too_many.status_code == 422
