@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets
 import signal
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 import uvicorn
 
 from api.settings import ApiSettings
+from engine.channels.config import ChannelsConfig
 from engine.temporal import connect, start_dev_server
 
 log = logging.getLogger("journeys.up")
@@ -46,6 +48,16 @@ def ensure_keys(settings: ApiSettings) -> dict[str, str]:
     return keys
 
 
+def use_outbox_unless_live(settings: ApiSettings) -> Path | None:
+    """The embedded default has no vendor credentials: unless the operator
+    asked for live channels, messages go to an outbox file they can read."""
+    if os.environ.get("JOURNEYS_CHANNELS__MODE") or settings.channels.mode != "live":
+        return settings.channels.outbox.path if settings.channels.mode == "outbox" else None
+    path = Path(settings.data_dir) / "outbox.jsonl"
+    settings.channels = ChannelsConfig.demo(path)
+    return path
+
+
 async def serve(settings: ApiSettings, *, host: str, port: int, demo: bool, temporal_port: int, ui_port: int) -> None:
     from api.app import create_app
     from engine.store import Store
@@ -54,6 +66,7 @@ async def serve(settings: ApiSettings, *, host: str, port: int, demo: bool, temp
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     keys = ensure_keys(settings)
+    outbox = use_outbox_unless_live(settings)
     store = Store(settings.database_url)
     store.migrate()
 
@@ -87,6 +100,7 @@ async def serve(settings: ApiSettings, *, host: str, port: int, demo: bool, temp
             f"  console         {base}/console",
             f"  Temporal Web UI {temporal_ui or '(external server: ' + str(settings.temporal_address) + ')'}",
             f"  database        {settings.database_url}",
+            f"  channels        {'outbox ' + str(outbox) + ' (JOURNEYS_CHANNELS__MODE=live sends for real)' if outbox else 'live'}",
         ]
         if keys:
             lines += [
@@ -137,7 +151,7 @@ def _command(args: argparse.Namespace) -> int:
     settings = ApiSettings()
     if args.data_dir:
         settings.data_dir = Path(args.data_dir)
-        if "DATABASE_URL" not in __import__("os").environ:
+        if "DATABASE_URL" not in os.environ:
             settings.database_url = f"sqlite:///{Path(args.data_dir) / 'journeys.db'}"
     asyncio.run(
         serve(

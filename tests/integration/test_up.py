@@ -1,0 +1,135 @@
+"""`journeys up` as an operator runs it: one command brings up the dev server,
+worker and API; events flow to the outbox; Ctrl-C stops everything; a restart
+on the same data directory keeps every run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+SOURCE = """
+journey "up test"
+  entry event joined_group
+  reentry once
+  send webhook "hello"
+  wait for event order_paid up to 30d:
+    on event:
+      send webhook "thanks"
+"""
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(data: Path, ports: dict[str, int], log: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS")}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "up",
+            "--data-dir",
+            str(data),
+            "--port",
+            str(ports["api"]),
+            "--temporal-port",
+            str(ports["temporal"]),
+            "--ui-port",
+            str(ports["ui"]),
+        ],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _wait_up(proc: subprocess.Popen, log: Path, base: str) -> None:
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise AssertionError(f"journeys up exited early:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200 and "journeys is up" in log.read_text():
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"journeys up never came up:\n{log.read_text()[-4000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> int:
+    os.killpg(proc.pid, signal.SIGINT)
+    return proc.wait(timeout=60)
+
+
+def _outbox(data: Path) -> list[dict]:
+    path = data / "outbox.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _eventually(predicate, what: str, tries: int = 300) -> None:
+    for _ in range(tries):
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"never: {what}")
+
+
+def test_up_runs_everything_and_a_restart_keeps_runs(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    ports = {"api": _port(), "temporal": _port(), "ui": _port()}
+    base = f"http://127.0.0.1:{ports['api']}"
+    log = tmp_path / "up.log"
+
+    proc = _start(data, ports, log)
+    try:
+        _wait_up(proc, log, base)
+        keys = json.loads((data / "keys.json").read_text())
+        admin = {"Authorization": f"Bearer {keys['admin']}"}
+        for name in ("hello", "thanks"):
+            made = httpx.post(f"{base}/v1/templates", json={"name": name, "body": f"{name} 你好"}, headers=admin)
+            assert made.status_code == 201, made.text
+        deployed = httpx.post(f"{base}/v1/journeys", json={"id": "up-test", "source": SOURCE}, headers=admin)
+        assert deployed.status_code in (200, 201), deployed.text
+        track = httpx.post(
+            f"{base}/v1/track",
+            auth=(keys["write"], ""),
+            json={"userId": "m-1", "event": "joined_group", "messageId": "m-1-joined"},
+        )
+        assert track.json() == {"success": True}
+        _eventually(
+            lambda: [m["message"]["template"] for m in _outbox(data)] == ["hello"], "the welcome reached the outbox"
+        )
+    finally:
+        code = _stop(proc)
+    assert code == 0, log.read_text()[-3000:]
+    assert "journeys stopped" in log.read_text()
+
+    # Same data directory: the run is still waiting for order_paid and answers it.
+    proc = _start(data, ports, log)
+    try:
+        _wait_up(proc, log, base)
+        track = httpx.post(
+            f"{base}/v1/track",
+            auth=(keys["write"], ""),
+            json={"userId": "m-1", "event": "order_paid", "messageId": "m-1-paid"},
+        )
+        assert track.status_code == 200
+        _eventually(
+            lambda: [m["message"]["template"] for m in _outbox(data)] == ["hello", "thanks"],
+            "the run survived the restart",
+        )
+    finally:
+        assert _stop(proc) == 0
