@@ -133,7 +133,10 @@ async def test_event_journey_end_to_end(stack: Stack) -> None:
 
     metrics = (await http.get("/metrics", headers=auth())).text
     assert 'journeys_events_ingested_total{outcome="duplicate",type="track"} 1.0' in metrics
-    assert "journeys_deliveries{" in metrics and 'channel="wecom"' in metrics
+    assert "journeys_deliveries{" in metrics and 'channel="wecom",status="sent"' in metrics
+    assert f'journeys_runs_started_total{{journey="{jid}",trigger="event"}} 1.0' in metrics
+    assert 'journeys_http_requests_total{method="GET",route="/v1/journeys/{journey_id}/stats",status="200"}' in metrics
+    assert 'journeys_events_delivered_total{outcome="delivered"}' in metrics
 
     svg = await http.get(f"/v1/journeys/{jid}/graph.svg", params={"counts": "true"}, headers=auth())
     assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
@@ -320,3 +323,40 @@ async def test_variant_stats_significance_and_time_series(stack: Stack) -> None:
         headers=auth(),
     )
     assert too_many.status_code == 422
+
+
+async def test_stop_falls_back_to_cancelling_one_by_one(stack: Stack, monkeypatch) -> None:
+    from temporalio.service import RPCError, RPCStatusCode
+
+    http = stack.http
+    jid, template = unique("fallback"), unique("t")
+    await _template(http, template)
+    await _deploy(http, NURTURE.format(name=jid, template=template), jid)
+    users = [unique("u") for _ in range(2)]
+    assert (await http.post(f"/v1/journeys/{jid}/runs", json={"user_ids": users}, headers=auth())).status_code == 202
+
+    async def both_waiting():
+        stats = (await http.get(f"/v1/journeys/{jid}/stats", headers=auth())).json()
+        return next(x for x in stats["nodes"] if x["node_id"].startswith("wait"))["waiting"] == 2
+
+    assert await eventually(both_waiting)
+
+    async def unavailable(*args, **kwargs):
+        raise RPCError("batch operations disabled", RPCStatusCode.UNIMPLEMENTED, b"")
+
+    monkeypatch.setattr(stack.client.workflow_service, "start_batch_operation", unavailable)
+    job = (await http.post(f"/v1/journeys/{jid}/stop", headers=auth())).json()
+    assert job["method"] == "iterate"
+
+    async def done():
+        progress = (await http.get(f"/v1/journeys/{jid}/stop", headers=auth())).json()
+        return progress if progress["state"] == "completed" else None
+
+    progress = await eventually(done)
+    assert progress and progress["total"] == 2 and progress["completed"] == 2 and progress["failed"] == 0
+    for user in users:
+
+        async def cancelled(user=user):
+            return [x for x in await _runs(http, user) if x["outcome"] == "cancelled"]
+
+        assert await eventually(cancelled)
