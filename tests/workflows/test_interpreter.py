@@ -269,3 +269,78 @@ async def test_goto_loop_continues_as_new_and_keeps_state(ts_env):
     assert desc.run_id != handle.result_run_id or desc.run_id != handle.first_execution_run_id
     run_keys = {r.run_key for r in engine.records}
     assert len(run_keys) == 1  # one logical run across continue-as-new
+
+
+async def test_wait_date_from_attribute_best_of_and_exit_step(ts_env):
+    from datetime import datetime, timedelta
+
+    from dsl.ir import ExitStep, WaitDateStep
+
+    engine = FakeEngine()
+    engine.reachable["student"] = ["sms", "email"]
+    # the term starts ten days from the (time-skipped) now; remind a week before, at 10:00 local
+    now = await ts_env.get_current_time()
+    term_start = (now + timedelta(days=10)).astimezone(__import__("zoneinfo").ZoneInfo("Asia/Shanghai")).date()
+    engine.attributes["student"] = {"term_start": term_start.isoformat()}
+    journey = Journey(
+        name="term",
+        steps=[
+            WaitDateStep(id="week-before", attribute="term_start", offset_seconds=-7 * DAY, time="10:00"),
+            SendStep(id="remind", channels=["wecom", "push", "sms"], best_of=True, template="term_offer"),
+            ExitStep(id="bye"),
+            SendStep(id="never", channels=["sms"], template="never"),
+        ],
+    )
+    async with build_worker(ts_env.client, engine.all(), TQ):
+        handle = await start(ts_env, engine, journey, user="student")
+        assert await handle.result() == "exited"
+    (send,) = engine.sends
+    local = shanghai(send.now)
+    assert local.date() == term_start - timedelta(days=7)
+    assert (local.hour, local.minute) == (10, 0)
+    assert send.best_of and send.channels == ["wecom", "push", "sms"]
+    sent = [r for r in engine.records if r.node_id == "remind"]
+    assert sent[-1].detail["channel"] == "sms"  # first reachable in the operator's order
+    assert isinstance(now, datetime)
+
+
+async def test_if_on_event_counts_stage_and_attributes(ts_env):
+    from dsl.ir import CompareCond, EventCountCond, OrCond, StageCond
+
+    engine = FakeEngine()
+    engine.event_counts["order_paid|2592000"] = 3
+    engine.attributes["shanghai"] = {"city": "上海"}
+    journey = Journey(
+        name="conds",
+        steps=[
+            IfStep(
+                id="loyal",
+                branches=[
+                    Branch(
+                        cond=EventCountCond(event="order_paid", within_seconds=30 * DAY, op=">=", value=2),
+                        steps=[SendStep(id="loyal-msg", channels=["sms"], template="loyal")],
+                    ),
+                    Branch(
+                        cond=OrCond(
+                            operands=[
+                                CompareCond(subject="user", field="city", op="==", value="上海"),
+                                StageCond(stages=["silent"]),
+                            ]
+                        ),
+                        steps=[SendStep(id="city-msg", channels=["sms"], template="city")],
+                    ),
+                ],
+                else_steps=[SendStep(id="other-msg", channels=["sms"], template="other")],
+            )
+        ],
+    )
+    async with build_worker(ts_env.client, engine.all(), TQ):
+        for user in ("loyal", "shanghai", "nobody"):
+            if user != "loyal":
+                engine.event_counts.clear()
+            await (await start(ts_env, engine, journey, user=user)).result()
+    assert [(s.user_id, s.template) for s in engine.sends] == [
+        ("loyal", "loyal"),
+        ("shanghai", "city"),
+        ("nobody", "other"),
+    ]
