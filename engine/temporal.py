@@ -67,15 +67,21 @@ async def connect(address: str, namespace: str = "default") -> Client:
 
 
 def build_worker(
-    client: Client, activities: Sequence, task_queue: str = TASK_QUEUE, *, max_concurrent_activities: int = 50
+    client: Client,
+    activities: Sequence,
+    task_queue: str = TASK_QUEUE,
+    *,
+    max_concurrent_activities: int = 50,
+    workflows: Sequence[type] = (),
 ) -> Worker:
-    """A worker running the journey interpreter and the given activities."""
+    """A worker running the journey interpreter, any extra ``workflows`` (e.g.
+    ``AudienceBroadcastWorkflow``) and the given activities."""
     from workflows.journey import JourneyWorkflow
 
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[JourneyWorkflow],
+        workflows=[JourneyWorkflow, *[w for w in workflows if w is not JourneyWorkflow]],
         activities=list(activities),
         activity_executor=ThreadPoolExecutor(max_workers=max_concurrent_activities),
         max_concurrent_activities=max_concurrent_activities,

@@ -16,10 +16,12 @@ import signal
 from temporalio.client import Client
 
 from engine.activities import JourneyActivities
+from engine.broadcast_activities import BroadcastActivities
 from engine.channels import build_providers
 from engine.settings import Settings
 from engine.store import Store
 from engine.temporal import build_worker, connect
+from workflows.broadcast import AudienceBroadcastWorkflow
 
 log = logging.getLogger("journeys.worker")
 
@@ -39,7 +41,13 @@ async def run_worker(settings: Settings, client: Client | None = None, stop: asy
             raise SystemExit("TEMPORAL_ADDRESS is not set (or use `journeys up`, which starts a server)")
         client = await connect(settings.temporal_address, settings.temporal_namespace)
     activities = build_activities(settings)
-    worker = build_worker(client, activities.all(), settings.task_queue)
+    broadcast = BroadcastActivities(activities.store, settings, snapshots=activities)
+    worker = build_worker(
+        client,
+        [*activities.all(), *broadcast.all()],
+        settings.task_queue,
+        workflows=[AudienceBroadcastWorkflow],
+    )
     stop = stop or asyncio.Event()
     async with worker:
         log.info("worker polling task queue %s", settings.task_queue)

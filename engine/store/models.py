@@ -315,3 +315,29 @@ class StepRecord(Base):
     variant: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime]
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Broadcast(Base):
+    """One run of a tag-audience entry (``engine.broadcasts``): where the scan
+    of the user table got to and what it did, committed page by page so a
+    resumed broadcast continues from ``cursor`` instead of starting over."""
+
+    __tablename__ = "broadcasts"
+    __table_args__ = (Index("ix_broadcasts_journey_started", "journey_id", "started_at"),)
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # the broadcast workflow's id
+    journey_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    trigger: Mapped[str] = mapped_column(String(16), default="api")  # api | schedule
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running | completed | halted
+    reason: Mapped[str | None] = mapped_column(Text)
+    cursor: Mapped[str | None] = mapped_column(String(64))  # last user id scanned (keyset)
+    page_size: Mapped[int] = mapped_column(Integer)
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    scanned: Mapped[int] = mapped_column(Integer, default=0)  # candidate users read
+    matched: Mapped[int] = mapped_column(Integer, default=0)  # users the condition selected
+    entered: Mapped[int] = mapped_column(Integer, default=0)  # journey runs this broadcast started
+    skipped: Mapped[int] = mapped_column(Integer, default=0)  # already in the journey (a run open)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]

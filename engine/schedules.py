@@ -1,0 +1,148 @@
+"""Temporal Schedules for tag-audience entries.
+
+``entry audience where ... every day at 10:00`` / ``every monday at 09:30`` /
+``once at 2026-12-01 10:00`` becomes one Temporal Schedule per journey, in the
+journey's time zone, whose action starts ``AudienceBroadcastWorkflow`` with the
+journey's current version. Temporal keeps time (and survives our restarts);
+the broadcast's workflow id is ``broadcast:<journey>`` plus the fire time that
+Temporal appends, so each fire is its own broadcast with its own progress row.
+
+:func:`sync_audience_schedule` is the one call the service makes on every
+change of a journey (deploy, pause, resume, stop, archive); it is idempotent:
+
+- active journey with an audience entry → schedule created, or updated to the
+  new version/IR/time and unpaused;
+- paused → schedule paused (fires while paused are skipped, not caught up
+  later: resuming does not flood users with what came due meanwhile);
+- stopped / archived, or the new version has another kind of entry → deleted.
+
+Overlap policy SKIP: a daily broadcast still running at the next fire is not
+doubled. Catch-up window ``CATCHUP``: if the Temporal server was down at fire
+time, the broadcast still runs when it is back within that window.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
+    ScheduleHandle,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from dsl.ir import AudienceEntry, Journey
+from dsl.ir import Schedule as IrSchedule
+from engine.broadcast_contracts import DEFAULT_PAGE_SIZE, BroadcastInput
+from engine.temporal import TASK_QUEUE
+
+CATCHUP = timedelta(hours=6)
+SyncResult = Literal["created", "updated", "deleted", "absent"]
+
+
+def schedule_id(journey_id: str) -> str:
+    return f"audience:{journey_id}"
+
+
+def calendar_for(schedule: IrSchedule) -> ScheduleCalendarSpec:
+    """The IR's schedule as a Temporal calendar (IR weekday 0 = Monday;
+    Temporal's day_of_week 0 = Sunday)."""
+    hour, minute = (int(x) for x in schedule.time.split(":"))
+    fields: dict[str, object] = {"hour": [ScheduleRange(hour)], "minute": [ScheduleRange(minute)]}
+    if schedule.every == "week":
+        if schedule.weekday is None:
+            raise ValueError("a weekly schedule needs a weekday")
+        fields["day_of_week"] = [ScheduleRange((schedule.weekday + 1) % 7)]
+    elif schedule.every == "once":
+        if not schedule.date:
+            raise ValueError("a one-off schedule needs a date")
+        year, month, day = (int(x) for x in schedule.date.split("-"))
+        fields.update(year=[ScheduleRange(year)], month=[ScheduleRange(month)], day_of_month=[ScheduleRange(day)])
+    return ScheduleCalendarSpec(**fields)  # type: ignore[arg-type]
+
+
+def build_schedule(
+    journey_id: str,
+    version: int,
+    hash: str,
+    ir: Journey,
+    *,
+    paused: bool = False,
+    task_queue: str = TASK_QUEUE,
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> Schedule:
+    entry = ir.entry
+    if not isinstance(entry, AudienceEntry):
+        raise ValueError(f"journey {journey_id} has no audience entry")
+    inp = BroadcastInput(
+        journey_id=journey_id, version=version, hash=hash, ir=ir, trigger="schedule", page_size=page_size
+    )
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            "AudienceBroadcastWorkflow",
+            inp,
+            id=f"broadcast:{journey_id}",
+            task_queue=task_queue,
+        ),
+        spec=ScheduleSpec(calendars=[calendar_for(entry.schedule)], time_zone_name=ir.timezone),
+        policy=SchedulePolicy(catchup_window=CATCHUP),
+        state=ScheduleState(paused=paused, note=f"journey {journey_id} v{version}"),
+    )
+
+
+async def sync_audience_schedule(
+    client: Client,
+    journey_id: str,
+    version: int,
+    hash: str,
+    ir: Journey | None,
+    *,
+    status: str = "active",
+    task_queue: str = TASK_QUEUE,
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> SyncResult:
+    """Make the journey's schedule match its current version and status."""
+    sid = schedule_id(journey_id)
+    wanted = ir is not None and isinstance(ir.entry, AudienceEntry) and status in ("active", "paused")
+    if not wanted:
+        return "deleted" if await _delete(client.get_schedule_handle(sid)) else "absent"
+    assert ir is not None
+    paused = status == "paused"
+    schedule = build_schedule(journey_id, version, hash, ir, paused=paused, task_queue=task_queue, page_size=page_size)
+    try:
+        await client.create_schedule(sid, schedule)
+        return "created"
+    except ScheduleAlreadyRunningError:
+        pass
+    handle = client.get_schedule_handle(sid)
+
+    def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
+        return ScheduleUpdate(schedule=schedule)
+
+    await handle.update(replace)
+    desc = await handle.describe()
+    if desc.schedule.state.paused != paused:
+        note = f"journey {journey_id} {status}"
+        await (handle.pause(note=note) if paused else handle.unpause(note=note))
+    return "updated"
+
+
+async def _delete(handle: ScheduleHandle) -> bool:
+    try:
+        await handle.delete()
+        return True
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise

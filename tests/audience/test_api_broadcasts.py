@@ -1,0 +1,113 @@
+"""The broadcast routes against the real app, a dev server and SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest_asyncio
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from api.settings import ApiSettings
+from engine.broadcast_activities import BroadcastActivities
+from engine.channels.config import ChannelsConfig
+from engine.store import Store
+from engine.templates import upsert_template
+from engine.temporal import build_worker
+from engine.worker import build_activities
+from tests.audience.harness import population
+from workflows.broadcast import AudienceBroadcastWorkflow
+
+OPERATOR, VIEWER = "k-op", "k-view"
+SOURCE = """journey "{name}"
+  entry audience where tag vip and not tag blocked every day at 10:00
+  reentry once
+
+  send webhook "hi"
+"""
+
+
+def auth(key: str = OPERATOR) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest_asyncio.fixture
+async def http(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Store]]:
+    settings = ApiSettings(
+        database_url=f"sqlite:///{tmp_path / 'journeys.db'}",
+        task_queue=f"api-bc-{uuid.uuid4().hex[:8]}",
+        api_keys={OPERATOR: "operator", VIEWER: "viewer"},
+        channels=ChannelsConfig(mode="outbox"),
+        cap_per_day=None,
+        cap_per_week=None,
+    )
+    store = Store(settings.database_url)
+    store.migrate()
+    upsert_template(store, "hi", "hello")
+    journey_acts = build_activities(settings, store)
+    broadcast_acts = BroadcastActivities(store, settings, snapshots=journey_acts)
+    app = create_app(settings, client=dev_env.client, store=store)
+    worker = build_worker(
+        dev_env.client,
+        [*journey_acts.all(), *broadcast_acts.all()],
+        settings.task_queue,
+        workflows=[AudienceBroadcastWorkflow],
+    )
+    async with worker, httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+        yield client, store
+    store.dispose()
+
+
+async def _deploy(client: httpx.AsyncClient, source: str, jid: str) -> None:
+    r = await client.post("/v1/journeys", json={"source": source, "id": jid}, headers=auth())
+    assert r.status_code in (200, 201), r.text
+
+
+async def test_run_now_and_watch_progress(http: tuple[httpx.AsyncClient, Store]) -> None:
+    client, store = http
+    expected = population(store, 60)
+    jid = f"api-bc-{uuid.uuid4().hex[:6]}"
+    await _deploy(client, SOURCE.format(name=jid), jid)
+
+    assert (await client.post(f"/v1/journeys/{jid}/broadcasts", json={}, headers=auth(VIEWER))).status_code == 403
+    r = await client.post(f"/v1/journeys/{jid}/broadcasts", json={"page_size": 7}, headers=auth())
+    assert r.status_code == 202, r.text
+    broadcast_id = r.json()["broadcast_id"]
+
+    body: dict[str, Any] = {}
+    for _ in range(300):
+        r = await client.get(f"/v1/journeys/{jid}/broadcasts/{broadcast_id}", headers=auth(VIEWER))
+        if r.status_code == 200:
+            body = r.json()
+            if body["status"] == "completed" and body["admitted"] == len(expected):
+                break
+        await asyncio.sleep(0.1)
+    assert (body["status"], body["matched"], body["entered"], body["admitted"], body["refused"]) == (
+        "completed",
+        len(expected),
+        len(expected),
+        len(expected),
+        0,
+    )
+    assert body["page_size"] == 7 and body["trigger"] == "api"
+
+    listed = (await client.get(f"/v1/journeys/{jid}/broadcasts", headers=auth(VIEWER))).json()
+    assert [b["broadcast_id"] for b in listed] == [broadcast_id]
+    missing = await client.get(f"/v1/journeys/{jid}/broadcasts/nope", headers=auth(VIEWER))
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
+    assert (await client.post("/v1/journeys/nope/broadcasts", json={}, headers=auth())).status_code == 404
+    bad = await client.post(f"/v1/journeys/{jid}/broadcasts", json={"page_size": 0}, headers=auth())
+    assert bad.status_code == 422
+
+
+async def test_only_active_audience_journeys_broadcast(http: tuple[httpx.AsyncClient, Store]) -> None:
+    client, _ = http
+    jid = f"api-only-{uuid.uuid4().hex[:6]}"
+    await _deploy(client, f'journey "{jid}"\n  entry api\n\n  send webhook "hi"\n', jid)
+    r = await client.post(f"/v1/journeys/{jid}/broadcasts", json={}, headers=auth())
+    assert r.status_code == 409 and "not by audience" in r.json()["detail"]
