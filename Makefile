@@ -21,7 +21,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	scripts/with-postgres $(BIN)/pytest -q
+	scripts/ensure-chromium && scripts/with-postgres $(BIN)/pytest -q
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

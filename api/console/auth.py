@@ -122,3 +122,29 @@ def _cookie_from(headers: list[tuple[bytes, bytes]]) -> str | None:
             if morsel is not None and morsel.value.strip():
                 return morsel.value.strip()
     return None
+
+
+def deps_accept_cookie() -> bool:
+    """Whether ``api.deps`` already presents the console cookie as the key
+    (probed with a request that carries only the cookie and the header)."""
+    from starlette.requests import Request as StarletteRequest
+
+    from api import deps
+
+    probe = StarletteRequest(
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/v1/probe",
+            "headers": [(b"cookie", f"{COOKIE_NAME}=probe".encode()), (CONSOLE_HEADER.lower().encode(), b"1")],
+        }
+    )
+    return deps._presented_key(probe) == "probe"
+
+
+def ensure_cookie_auth(app: Any) -> None:
+    """Let the console's scripts reach ``/v1`` with the cookie: adds
+    ``CookieAuthMiddleware`` unless ``api.deps`` does it already. Call before
+    the app serves its first request."""
+    if not deps_accept_cookie():
+        app.add_middleware(CookieAuthMiddleware)

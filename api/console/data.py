@@ -10,11 +10,12 @@ plain blocking read; the routes call it in a thread.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from temporalio.client import Client
 
 from api.catalog_cache import JourneyCache
@@ -24,7 +25,7 @@ from dsl.render import END_ID, ENTRY_ID, build_diagram
 from engine import catalog, queries, stats
 from engine.identity import canonical_user_id, normalize_value
 from engine.store import Store
-from engine.store.models import IDENTITY_KINDS, Delivery, Identity, Run
+from engine.store.models import IDENTITY_KINDS, CouponGrant, Delivery, Identity, Run, StepRecord
 from workflows import search_attributes as sa
 
 log = logging.getLogger("journeys.console")
@@ -146,8 +147,6 @@ async def waiting_users_temporal(client: Client, journey_id: str, node_id: str, 
 
 def waiting_users_store(store: Store, journey_id: str, node_id: str, limit: int = PANEL_LIMIT) -> list[str]:
     """Fallback without Temporal: open runs whose latest step is this node."""
-    from engine.store.models import StepRecord
-
     wanted = stats_node_id(node_id)
     with store.read() as s:
         open_keys = list(
@@ -226,6 +225,7 @@ class TimelineRow:
     at: datetime
     kind: str  # step | delivery | coupon
     journey_id: str | None
+    version: int | None
     node_id: str | None
     node_label: str | None
     summary: str
@@ -233,39 +233,97 @@ class TimelineRow:
     reason: str | None
 
 
+def _timeline_rows(s: Session, uid: str, limit: int) -> list[tuple[tuple[Any, ...], TimelineRow]]:
+    """(sort key, row) for the user's steps, deliveries and coupons. The key
+    keeps a run's steps in the order they happened even at one instant (a
+    step's ``seq``), and puts a send's ledger row right after its step."""
+    out: list[tuple[tuple[Any, ...], TimelineRow]] = []
+    steps = s.scalars(
+        select(StepRecord)
+        .where(StepRecord.user_id == uid)
+        .order_by(StepRecord.at.desc(), StepRecord.id.desc())
+        .limit(limit)
+    )
+    for r in steps:
+        detail = r.detail or {}
+        reason = detail.get("reason")
+        out.append(
+            (
+                (r.at, r.seq, 0, r.id),
+                TimelineRow(
+                    r.at,
+                    "step",
+                    r.journey_id,
+                    r.version,
+                    r.node_id,
+                    None,
+                    f"{r.kind}: {r.outcome}",
+                    r.outcome,
+                    str(reason) if reason else None,
+                ),
+            )
+        )
+    deliveries = s.scalars(select(Delivery).where(Delivery.user_id == uid).order_by(Delivery.at.desc()).limit(limit))
+    for d in deliveries:
+        out.append(
+            (
+                (d.at, 1 << 30, 1, 0),
+                TimelineRow(
+                    d.at,
+                    "delivery",
+                    d.journey_id,
+                    d.version,
+                    d.node_id,
+                    None,
+                    f"{d.channel or '-'} · {d.template}: {d.status}",
+                    d.status,
+                    d.reason,
+                ),
+            )
+        )
+    grants = s.scalars(
+        select(CouponGrant).where(CouponGrant.user_id == uid).order_by(CouponGrant.issued_at.desc()).limit(limit)
+    )
+    for g in grants:
+        out.append(
+            (
+                (g.issued_at, 1 << 30, 2, g.id),
+                TimelineRow(
+                    g.issued_at, "coupon", g.journey_id, None, g.node_id, None, f"coupon {g.pool}: {g.code}", None, None
+                ),
+            )
+        )
+    return out
+
+
 def user_timeline(store: Store, cache: JourneyCache, user_id: str, limit: int = 300) -> list[TimelineRow]:
-    """The user's steps, sends, suppressions and coupons, newest first, each
-    step named as the diagram names it."""
-    items = stats.user_timeline(store, user_id, limit=limit)
+    """Every step, send, suppression (with its reason) and coupon of the user,
+    newest first, each step worded as the diagram of the version the run
+    was on words it."""
+    with store.read() as s:
+        uid = canonical_user_id(s, user_id) or user_id
+        keyed = _timeline_rows(s, uid, limit)
+    keyed.sort(key=lambda pair: pair[0], reverse=True)
     labels: dict[tuple[str, int | None], dict[str, str]] = {}
 
-    def label(journey_id: str | None, node_id: str | None) -> str | None:
-        if not journey_id or not node_id:
+    def label(row: TimelineRow) -> str | None:
+        if not row.journey_id or not row.node_id:
             return None
-        key = (journey_id, None)
+        key = (row.journey_id, row.version)
         if key not in labels:
             labels[key] = {}
-            info = queries.get_journey(store, journey_id)
-            deployed = cache.current(info) if info else None
-            if deployed is not None:
-                try:
-                    labels[key] = node_labels(deployed.ir)
-                except Exception:  # noqa: BLE001 - wording is a courtesy; the ids still show
-                    log.debug("labels for %s failed", journey_id, exc_info=True)
-        return labels[key].get(node_id)
+            try:
+                if row.version is not None:
+                    found = cache.version(row.journey_id, row.version)
+                    ir = found[1] if found else None
+                else:
+                    info = queries.get_journey(store, row.journey_id)
+                    deployed = cache.current(info) if info else None
+                    ir = deployed.ir if deployed else None
+                if ir is not None:
+                    labels[key] = node_labels(ir)
+            except Exception:  # noqa: BLE001 - wording is a courtesy; the ids still show
+                log.debug("labels for %s failed", key, exc_info=True)
+        return labels[key].get(row.node_id)
 
-    rows = [
-        TimelineRow(
-            at=i.at,
-            kind=i.kind,
-            journey_id=i.journey_id,
-            node_id=i.node_id,
-            node_label=label(i.journey_id, i.node_id),
-            summary=i.summary,
-            status=str(i.detail.get("status") or "") or None,
-            reason=str(i.detail.get("reason") or "") or None,
-        )
-        for i in items
-    ]
-    rows.reverse()
-    return rows
+    return [replace(row, node_label=label(row)) for _, row in keyed[:limit]]

@@ -44,13 +44,13 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 
-def _page(request: Request, name: str, principal: Principal | None, **context: Any) -> HTMLResponse:
+def _page(request: Request, template: str, principal: Principal | None, **context: Any) -> HTMLResponse:
     context.update(
         principal=principal,
         can_operate=bool(principal and principal.can("operator")),
         console_header=auth.CONSOLE_HEADER,
     )
-    response = templates.TemplateResponse(request, name, context)
+    response = templates.TemplateResponse(request, template, context)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
     return response

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.routes import audience, events, health, journeys, metrics, pools, runs, stats, templates, users
+from api.console import router as console_router
+from api.routes import audience, check, events, health, journeys, metrics, pools, runs, stats, templates, users
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -21,4 +22,6 @@ ROUTERS: list[APIRouter] = [
     pools.router,
     metrics.router,
     audience.router,
+    check.router,
+    console_router,
 ]

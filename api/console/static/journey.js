@@ -1,0 +1,149 @@
+/* Journey page: live numbers on the diagram, the node panel, version diffs.
+ *
+ * The server draws the diagram with a zero in every count element
+ * (<tspan class="count count-<key>" data-node-id data-key>); this script polls
+ * the stats API and rewrites those numbers in place, so nothing reloads.
+ */
+"use strict";
+
+(() => {
+  const root = document.getElementById("journey");
+  if (!root) return;
+  const id = root.dataset.journeyId;
+  const pollMs = Number(root.dataset.pollMs || 3000);
+  const { api, el, number, percent } = Console;
+  const diagramId = (nodeId) => ({ entry: "__entry__", end: "__end__" })[nodeId] || nodeId;
+  const KEYS = ["entered", "waiting", "sent", "suppressed"];
+
+  function setCount(nodeId, key, value) {
+    const sel = '.count[data-node-id="' + CSS.escape(nodeId) + '"][data-key="' + CSS.escape(key) + '"]';
+    const node = document.querySelector("#diagram " + sel);
+    if (!node) return;
+    const text = number(value || 0);
+    if (node.textContent !== text) {
+      node.textContent = text;
+      node.classList.add("changed");
+      setTimeout(() => node.classList.remove("changed"), 1500);
+    }
+  }
+
+  function renderVariants(variants) {
+    const body = document.querySelector("#variants tbody");
+    if (!body) return;
+    const rows = variants.length
+      ? variants.map((v) =>
+          el("tr", { "data-variant": v.variant ?? "" },
+            el("th", { scope: "row" }, v.variant ?? "(no split)"),
+            el("td", { class: "num" }, number(v.entered)),
+            el("td", { class: "num" }, number(v.converted)),
+            el("td", { class: "num", "data-key": "conversion_rate" }, percent(v.conversion_rate)),
+            el("td", {}, v.tests.map((t) =>
+              el("div", { class: t.significant ? "good" : "muted" },
+                "vs " + t.against + ": " + (t.p_value === null ? "n/a" : "p=" + t.p_value.toFixed(3)) +
+                (t.significant ? " (significant)" : ""))))))
+      : [el("tr", {}, el("td", { colspan: 5, class: "muted" }, "Nobody has entered yet."))];
+    Console.fill(body, ...rows);
+  }
+
+  async function poll() {
+    const result = await api("GET", "/v1/journeys/" + encodeURIComponent(id) + "/stats");
+    const state = document.getElementById("live-state");
+    if (result.ok) {
+      const s = result.data;
+      for (const row of s.nodes) {
+        for (const key of KEYS) setCount(diagramId(row.node_id), key, row[key]);
+      }
+      const summary = { ...s.summary, conversion_rate: s.goal.conversion_rate };
+      for (const dd of document.querySelectorAll("[data-summary]")) {
+        const key = dd.dataset.summary;
+        dd.textContent = key === "conversion_rate" ? percent(summary[key]) : number(summary[key]);
+      }
+      renderVariants(s.variants);
+      if (state) {
+        state.textContent = "Live · updated " + new Date().toLocaleTimeString() +
+          (s.warnings.length ? " · " + s.warnings.join("; ") : "");
+      }
+      root.dataset.polls = String(Number(root.dataset.polls || 0) + 1);
+    } else if (state) {
+      state.textContent = "Numbers could not be refreshed: " + Console.problem(result);
+    }
+    setTimeout(poll, document.hidden ? pollMs * 4 : pollMs);
+  }
+
+  /* ---- the node panel */
+  const panel = document.getElementById("node-panel");
+
+  async function openNode(nodeId, g) {
+    for (const other of document.querySelectorAll("#diagram .node.selected")) other.classList.remove("selected");
+    g.classList.add("selected");
+    Console.fill(panel, el("h2", {}, "Step"), el("p", { class: "muted" }, "Loading…"));
+    const path = "/console/journeys/" + encodeURIComponent(id) + "/nodes/" + encodeURIComponent(nodeId);
+    const result = await api("GET", path);
+    if (!result.ok) {
+      Console.fill(panel, el("h2", {}, "Step"), el("p", { class: "error" }, Console.problem(result)));
+      return;
+    }
+    const p = result.data;
+    const outcomes = Object.entries(p.outcomes);
+    Console.fill(panel,
+      el("h2", { "data-node-id": p.node_id }, p.label),
+      el("p", { class: "muted small" }, "node " + p.node_id),
+      outcomes.length ? el("p", { class: "small" }, outcomes.map(([k, n]) => k + ": " + number(n)).join(" · ")) : null,
+      el("h3", { class: "small-head" }, "Waiting here now (" + p.waiting.length + ")"),
+      p.waiting.length
+        ? el("ul", { class: "waiting" }, p.waiting.map((u) =>
+            el("li", {}, el("a", { href: "/console/users/" + encodeURIComponent(u) }, u))))
+        : el("p", { class: "muted small" }, "Nobody."),
+      el("h3", { class: "small-head" }, "Deliveries (" + p.deliveries.length + ")"),
+      p.deliveries.length
+        ? el("table", { class: "grid deliveries" },
+            el("thead", {}, el("tr", {}, ["When", "User", "Channel", "Status"].map((h) => el("th", { scope: "col" }, h)))),
+            el("tbody", {}, p.deliveries.map((d) =>
+              el("tr", { class: "st-" + d.status },
+                el("td", {}, new Date(d.at).toLocaleString()),
+                el("td", {}, el("a", { href: "/console/users/" + encodeURIComponent(d.user_id) }, d.user_id)),
+                el("td", {}, (d.channel || "–") + " " + (d.template || "")),
+                el("td", {}, d.status + (d.reason ? " (" + d.reason + ")" : ""))))))
+        : el("p", { class: "muted small" }, "No messages from this step."),
+    );
+    panel.focus({ preventScroll: true });
+  }
+
+  for (const g of document.querySelectorAll("#diagram g.node")) {
+    const title = g.querySelector("title");
+    g.setAttribute("tabindex", "0");
+    g.setAttribute("role", "button");
+    g.setAttribute("aria-label", "Step: " + (title ? title.textContent : g.dataset.nodeId));
+    g.addEventListener("click", () => openNode(g.dataset.nodeId, g));
+    g.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        openNode(g.dataset.nodeId, g);
+      }
+    });
+  }
+
+  /* ---- version diff */
+  const form = document.getElementById("diff-form");
+  if (form) {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const out = document.getElementById("diff");
+      const from = form.elements.from.value;
+      const to = form.elements.to.value;
+      const path = "/v1/journeys/" + encodeURIComponent(id) + "/diff?from=" + from + "&to=" + to;
+      const result = await api("GET", path);
+      if (!result.ok) {
+        Console.fill(out, el("span", { class: "del" }, Console.problem(result)));
+        return;
+      }
+      const lines = result.data.diff ? result.data.diff.split("\n") : ["(no differences)"];
+      Console.fill(out, ...lines.map((line) => {
+        const cls = line.startsWith("@@") ? "hunk" : line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : null;
+        return el("span", { class: cls }, line + "\n");
+      }));
+    });
+  }
+
+  poll();
+})();
