@@ -1,7 +1,10 @@
 """Time parse + check on big generated journeys, against the targets.
 
 Targets: a 1,000-step journey in under 150 ms, a 10,000-line file in under 1 s
-(parse + check, grammar already loaded). Prints the times; asserts nothing.
+(parse + check, grammar already loaded). Prints the median of several runs (the
+verdict) and the fastest (what the code costs when nothing else runs on the
+machine); asserts nothing. The grammar load is timed from a cold start: with
+the grammar cache (see ``dsl.parser._cache_file``) it is a few tens of ms.
 
     .venv/bin/python bench/parse_bench.py
 """
@@ -71,7 +74,7 @@ def journey_with_lines(total: int) -> str:
     return "\n".join(lines[:total]).rsplit("\n  send", 1)[0] + "\n"
 
 
-def _time(source: str, repeat: int) -> tuple[float, int]:
+def _time(source: str, repeat: int) -> tuple[float, float, int]:
     times = []
     count = 0
     for _ in range(repeat):
@@ -80,23 +83,20 @@ def _time(source: str, repeat: int) -> tuple[float, int]:
         check(journey, source, "bench.journey", global_daily_limit=5)
         times.append(time.perf_counter() - start)
         count = sum(1 for _ in iter_steps(journey.steps))
-    return statistics.median(times), count
+    return statistics.median(times), min(times), count
 
 
 def main() -> int:
     start = time.perf_counter()
     parse(journey_with_steps(10))  # load the grammar once
     print(f"grammar load + first parse: {(time.perf_counter() - start) * 1000:.0f} ms")
-    src = journey_with_steps(1000)
-    t, steps = _time(src, 5)
-    verdict = "ok" if t < 0.150 else "SLOW"
-    print(f"{steps:>6} steps, {src.count(chr(10)):>6} lines: parse+check {t * 1000:7.1f} ms  (target 150 ms) {verdict}")
-    src = journey_with_lines(10_000)
-    t, steps = _time(src, 3)
-    verdict = "ok" if t < 1.0 else "SLOW"
-    print(
-        f"{steps:>6} steps, {src.count(chr(10)):>6} lines: parse+check {t * 1000:7.1f} ms  (target 1000 ms) {verdict}"
-    )
+    for src, repeat, target in ((journey_with_steps(1000), 11, 0.150), (journey_with_lines(10_000), 5, 1.0)):
+        t, fastest, steps = _time(src, repeat)
+        verdict = "ok" if t < target else "SLOW"
+        print(
+            f"{steps:>6} steps, {src.count(chr(10)):>6} lines: parse+check median {t * 1000:7.1f} ms,"
+            f" fastest {fastest * 1000:7.1f} ms  (target {target * 1000:.0f} ms) {verdict}"
+        )
     return 0
 
 

@@ -42,10 +42,11 @@ import heapq
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dsl.errors import Diagnostic
+from dsl._gc import gc_paused
+from dsl.errors import Diagnostic, end_with_closers
 from dsl.graph import Graph, build_graph
 from dsl.ids import format_duration
 from dsl.ir import (
@@ -57,6 +58,7 @@ from dsl.ir import (
     EventCountCond,
     EventEntry,
     GotoStep,
+    IfStep,
     Journey,
     LabelStep,
     NotCond,
@@ -107,7 +109,10 @@ class _Report:
     ) -> None:
         severity = "warning" if code.startswith("W") else "error"
         if span is not None:
-            end = span.end_column if span.end_line == span.line else None
+            end = None
+            if span.end_line == span.line:
+                text = self.lines[span.line - 1] if 0 < span.line <= len(self.lines) else ""
+                end = end_with_closers(text, span.end_column)
             self.out.append(Diagnostic(code, message, span.line, span.column, hint, severity, end))
         else:
             ln = line or 1
@@ -139,8 +144,9 @@ def _iter_conds(cond: Cond | None) -> Iterator[Cond]:
         yield from _iter_conds(cond.operand)
 
 
-def _conds_with_spans(journey: Journey) -> Iterator[tuple[Cond, Span | None]]:
-    """Every condition of the journey with the span of the line it is on."""
+def _conds_with_spans(journey: Journey, steps: list[Step]) -> Iterator[tuple[Cond, Span | None]]:
+    """Every condition of the journey with the span of the line it is on
+    (``steps``: all its steps, as ``iter_steps`` gives them)."""
     entry = journey.entry
     if isinstance(entry, EventEntry | AudienceEntry):
         for c in _iter_conds(entry.where):
@@ -151,12 +157,12 @@ def _conds_with_spans(journey: Journey) -> Iterator[tuple[Cond, Span | None]]:
     for rule in journey.exits:
         for c in (*_iter_conds(rule.where), *_iter_conds(rule.cond)):
             yield c, rule.span
-    for step in iter_steps(journey.steps):
+    for step in steps:
         if isinstance(step, WaitEventStep):
             for c in _iter_conds(step.where):
                 yield c, step.span
-        elif hasattr(step, "branches"):
-            for branch in step.branches:  # type: ignore[attr-defined]
+        elif isinstance(step, IfStep):
+            for branch in step.branches:
                 for c in _iter_conds(branch.cond):
                     yield c, branch.span or step.span
 
@@ -169,7 +175,7 @@ def _valid_time(text: str | None) -> bool:
 # ---------------------------------------------------------------- rules
 
 
-def _check_registry(journey: Journey, registry: Registry, report: _Report) -> None:
+def _check_registry(journey: Journey, steps: list[Step], registry: Registry, report: _Report) -> None:
     def event(name: str, span: Span | None) -> None:
         if registry.events is not None and name not in registry.events:
             report.add("E212", f"unknown event {name!r}", span, _did_you_mean(name, registry.events))
@@ -182,10 +188,10 @@ def _check_registry(journey: Journey, registry: Registry, report: _Report) -> No
     for rule in journey.exits:
         if rule.event is not None:
             event(rule.event, rule.span)
-    for cond, span in _conds_with_spans(journey):
+    for cond, span in _conds_with_spans(journey, steps):
         if isinstance(cond, EventCountCond):
             event(cond.event, span)
-    for step in iter_steps(journey.steps):
+    for step in steps:
         if isinstance(step, SendStep):
             if registry.templates is not None and step.template not in registry.templates:
                 report.add(
@@ -212,7 +218,7 @@ def _check_registry(journey: Journey, registry: Registry, report: _Report) -> No
             event(step.event, step.span)
 
 
-def _check_header(journey: Journey, report: _Report) -> None:
+def _check_header(journey: Journey, steps: list[Step], report: _Report) -> None:
     try:
         ZoneInfo(journey.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -251,7 +257,7 @@ def _check_header(journey: Journey, report: _Report) -> None:
                 _dt.date.fromisoformat(sched.date or "")
             except ValueError:
                 report.add("E227", f"impossible date {sched.date!r}", entry.span, "dates are YYYY-MM-DD")
-    for cond, span in _conds_with_spans(journey):
+    for cond, span in _conds_with_spans(journey, steps):
         if isinstance(cond, StageCond):
             for stage in cond.stages:
                 if stage not in STAGES:
@@ -261,9 +267,9 @@ def _check_header(journey: Journey, report: _Report) -> None:
             report.add("E225", "a count window cannot be zero", span)
 
 
-def _check_steps(journey: Journey, report: _Report) -> None:
+def _check_steps(steps: list[Step], report: _Report) -> None:
     labels: dict[str, LabelStep] = {}
-    for step in iter_steps(journey.steps):
+    for step in steps:
         if isinstance(step, LabelStep):
             if step.name in labels:
                 first = labels[step.name].span
@@ -323,7 +329,7 @@ def _check_steps(journey: Journey, report: _Report) -> None:
                     step.span,
                     "adjust the variants so they add up to 100%",
                 )
-    for step in iter_steps(journey.steps):
+    for step in steps:
         if isinstance(step, GotoStep) and step.label not in labels:
             hint = (
                 _did_you_mean(step.label, tuple(labels))
@@ -338,12 +344,13 @@ def _check_steps(journey: Journey, report: _Report) -> None:
 def _reachable(graph: Graph) -> set[str]:
     seen: set[str] = set()
     todo = [graph.start] if graph.start is not None else []
+    edges = graph.edges
     while todo:
         node = todo.pop()
         if node is None or node in seen:
             continue
         seen.add(node)
-        todo.extend(t for t in graph.targets(node) if t is not None and t not in seen)
+        todo.extend(e.target for e in edges.get(node, ()) if e.target is not None and e.target not in seen)
     return seen
 
 
@@ -417,13 +424,11 @@ def _blocks(step: Step) -> bool:
     return isinstance(step, WaitUntilStep | WaitEventStep)
 
 
-def _check_spin(graph: Graph, reachable: set[str], order: dict[str, int], report: _Report) -> None:
-    succ = {
-        n: [t for t in graph.targets(n) if t is not None and t in reachable and not _blocks(graph.nodes[t])]
-        for n in reachable
-        if not _blocks(graph.nodes[n])
-    }
-    comp = _sccs(sorted(succ, key=order.__getitem__), succ)
+def _check_spin(facts: _Analysis, report: _Report) -> None:
+    graph, order = facts.graph, facts.order
+    blocking = {n for n in facts.nodes if _blocks(graph.nodes[n])}
+    succ = {n: [t for t in facts.succ[n] if t not in blocking] for n in facts.nodes if n not in blocking}
+    comp = _sccs(list(succ), succ)
     members: dict[int, list[str]] = {}
     for node, c in comp.items():
         members.setdefault(c, []).append(node)
@@ -449,6 +454,11 @@ def _edge_delay(step: Step, outcome: str) -> int:
     return 0
 
 
+# per edge: target, delay, a wait-until pass in a loop?, sends at the target,
+# leaves the source's strongly connected component?, the target's document order
+_Move = tuple[str, int, bool, int, bool, int]
+
+
 @dataclass
 class _Analysis:
     """The graph facts several rules share, computed once per check."""
@@ -458,17 +468,47 @@ class _Analysis:
     order: dict[str, int]
     comp: dict[str, int]
     cyclic: set[int]
+    nodes: list[str] = field(default_factory=list)  # the reachable ones, in document order
+    succ: dict[str, list[str]] = field(default_factory=dict)  # reachable successors
+    _moves: dict[str, list[_Move]] | None = None
 
     @classmethod
-    def of(cls, journey: Journey, graph: Graph | None = None) -> _Analysis:
+    def of(cls, journey: Journey, graph: Graph | None = None, steps: list[Step] | None = None) -> _Analysis:
         graph = graph or build_graph(journey)
         reachable = _reachable(graph)
-        order = {step.id: i for i, step in enumerate(iter_steps(journey.steps))}
+        order = {step.id: i for i, step in enumerate(steps if steps is not None else iter_steps(journey.steps))}
         nodes = sorted(reachable, key=lambda n: order.get(n, 0))
-        succ = {n: [t for t in graph.targets(n) if t is not None and t in reachable] for n in nodes}
+        edges = graph.edges
+        succ = {
+            n: [e.target for e in edges.get(n, ()) if e.target is not None and e.target in reachable] for n in nodes
+        }
         comp = _sccs(nodes, succ)
         cyclic = {comp[n] for n in nodes for t in succ[n] if comp[t] == comp[n]}
-        return cls(graph, reachable, order, comp, cyclic)
+        return cls(graph, reachable, order, comp, cyclic, nodes, succ)
+
+    def moves(self) -> dict[str, list[_Move]]:
+        """Every reachable node's edges as the message bound walks them."""
+        if self._moves is None:
+            graph, reachable, comp, cyclic, order = self.graph, self.reachable, self.comp, self.cyclic, self.order
+            sends = {n for n in self.nodes if isinstance(graph.nodes[n], SendStep)}
+            moves: dict[str, list[_Move]] = {}
+            for n in self.nodes:
+                step = graph.nodes[n]
+                looping_until = isinstance(step, WaitUntilStep) and comp[n] in cyclic
+                moves[n] = [
+                    (
+                        e.target,
+                        _edge_delay(step, e.outcome),
+                        looping_until,
+                        1 if e.target in sends else 0,
+                        comp[e.target] != comp[n],
+                        order.get(e.target, 0),
+                    )
+                    for e in graph.edges.get(n, ())
+                    if e.target is not None and e.target in reachable
+                ]
+            self._moves = moves
+        return self._moves
 
 
 def max_messages(
@@ -480,37 +520,24 @@ def max_messages(
     graph, reachable, order, comp, cyclic = facts.graph, facts.reachable, facts.order, facts.comp, facts.cyclic
     if not reachable or window_seconds <= 0 or cap <= 0:
         return 0, []
-    nodes = sorted(reachable, key=lambda n: order.get(n, 0))
+    nodes = facts.nodes
     passes: dict[int, int] = {}
     for n in nodes:
         step = graph.nodes[n]
         if isinstance(step, WaitUntilStep) and comp[n] in cyclic:
             period = WEEK if step.weekday is not None else DAY
             passes[comp[n]] = passes.get(comp[n], 0) + math.ceil(window_seconds / period)
-
-    send_nodes = {n for n in nodes if isinstance(graph.nodes[n], SendStep)}
-
-    def sends(node: str) -> int:
-        return 1 if node in send_nodes else 0
-
-    # per node: its edges as (target, delay, is a wait-until pass in a loop)
-    moves: dict[str, list[tuple[str, int, bool]]] = {}
-    for n in nodes:
-        step = graph.nodes[n]
-        looping_until = isinstance(step, WaitUntilStep) and comp[n] in cyclic
-        moves[n] = [
-            (e.target, _edge_delay(step, e.outcome), looping_until)
-            for e in graph.edges.get(n, [])
-            if e.target is not None and e.target in reachable
-        ]
+    moves = facts.moves()
 
     State = tuple[str, int, int]
     best: dict[State, int] = {}
     parent: dict[State, State | None] = {}
     heap: list[tuple[int, int, State]] = []
+    sending: set[str] = set()
     for n in nodes:
-        if not sends(n):
+        if not isinstance(graph.nodes[n], SendStep):
             continue  # a busiest window can always start at a send
+        sending.add(n)
         state = (n, 1, 0)
         best[state] = 0
         parent[state] = None
@@ -519,16 +546,18 @@ def max_messages(
         return 0, []
     heapq.heapify(heap)
     top: State = heap[0][2]
+    inf = math.inf
+    pop, push, best_get = heapq.heappop, heapq.heappush, best.get
     while heap:
-        elapsed, _, state = heapq.heappop(heap)
-        if best.get(state, math.inf) < elapsed:
+        elapsed, _, state = pop(heap)
+        if best_get(state, inf) < elapsed:
             continue
         node, k, p = state
         if k > top[1]:
             top = state
             if k >= cap:
                 break
-        for target, delay, looping_until in moves[node]:
+        for target, delay, looping_until, target_sends, leaves, target_order in moves[node]:
             e2 = elapsed + delay
             if e2 >= window_seconds:
                 continue
@@ -537,17 +566,18 @@ def max_messages(
                 p2 += 1
                 if p2 > passes[comp[node]]:
                     continue
-            if comp[target] != comp[node]:
+            if leaves:
                 p2 = 0
-            nxt = (target, min(cap, k + sends(target)), p2)
-            if e2 < best.get(nxt, math.inf):
+            k2 = k + target_sends
+            nxt = (target, cap if k2 > cap else k2, p2)
+            if e2 < best_get(nxt, inf):
                 best[nxt] = e2
                 parent[nxt] = state
-                heapq.heappush(heap, (e2, order.get(target, 0), nxt))
+                push(heap, (e2, target_order, nxt))
     path: list[str] = []
     cursor: State | None = top
     while cursor is not None:
-        if sends(cursor[0]):
+        if cursor[0] in sending:
             path.append(cursor[0])
         cursor = parent.get(cursor)
     path.reverse()
@@ -596,12 +626,14 @@ def check(
     ``filename`` is accepted for symmetry with ``parse``; diagnostics are
     rendered against it by the caller."""
     report = _Report(source)
-    if registry is not None:
-        _check_registry(journey, registry, report)
-    _check_header(journey, report)
-    _check_steps(journey, report)
-    facts = _Analysis.of(journey)
-    _check_unreachable(journey.steps, facts.reachable, report)
-    _check_spin(facts.graph, facts.reachable, facts.order, report)
-    _check_bounds(journey, facts, global_daily_limit, report)
+    with gc_paused():
+        steps = list(iter_steps(journey.steps))
+        if registry is not None:
+            _check_registry(journey, steps, registry, report)
+        _check_header(journey, steps, report)
+        _check_steps(steps, report)
+        facts = _Analysis.of(journey, steps=steps)
+        _check_unreachable(journey.steps, facts.reachable, report)
+        _check_spin(facts, report)
+        _check_bounds(journey, facts, global_daily_limit, report)
     return sorted(report.out, key=lambda d: (d.line, d.column, d.code))

@@ -8,6 +8,7 @@ exception the language raises; it carries all diagnostics of a file.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -49,6 +50,18 @@ class Diagnostic:
             "column": self.column,
             "hint": self.hint,
         }
+
+
+_CLOSERS = re.compile(r"(?:[ \t]*[:)])+")
+
+
+def end_with_closers(text: str, end_column: int) -> int:
+    """``end_column`` moved past the ``)`` and ``:`` right after it on the line
+    ``text``. A node's span ends at its last word because the parser drops
+    punctuation; a caret under ``if (tag a or tag b):`` or ``split:`` should
+    still cover the whole head."""
+    found = _CLOSERS.match(text, end_column - 1) if 0 < end_column <= len(text) + 1 else None
+    return found.end() + 1 if found else end_column
 
 
 def _display_width(text: str) -> int:

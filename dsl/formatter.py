@@ -1,7 +1,8 @@
 """IR → canonical journey text (``journeys fmt``).
 
 One way to write each journey: 2-space indents, header lines in a fixed
-order, then a blank line and the steps. ``parse(format_journey(j))`` gives the
+order, then a blank line and the steps; a blank line the source has between two
+steps of a block is kept (several become one), others are dropped. ``parse(format_journey(j))`` gives the
 same IR as ``j`` (spans aside) and formatting is idempotent, so reformatting
 never changes a journey's content hash.
 
@@ -197,8 +198,26 @@ class _Writer:
         self.lines.append(indent + text + self.comments.after(span))
 
     def block(self, depth: int, steps: list[Step]) -> None:
-        for step in steps:
+        for i, step in enumerate(steps):
+            if i and self._blank_before(step):
+                self.lines.append("")
             self.step(depth, step)
+
+    def _blank_before(self, step: Step) -> bool:
+        """Did the source have a blank line between this step (with the
+        comments right above it) and the code before it? Operators group
+        steps that way; one blank line is kept, in front of the comments."""
+        if self.source is None or step.span is None:
+            return False
+        number = step.span.line - 1
+        while 0 < number <= len(self.source):
+            text = self.source[number - 1].strip()
+            if not text:
+                return True
+            if not text.startswith("#"):
+                return False
+            number -= 1
+        return False
 
     def suite(
         self, depth: int, head: str, steps: list[Step], head_span: Span | None = None, inline: bool = True

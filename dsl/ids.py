@@ -42,12 +42,15 @@ from dsl.ir import (
 MAX_SLUG = 48
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+_SAFE = re.compile(r"[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*")
 _SHORT_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def slug(text: str) -> str:
     """An ASCII-safe, short slug; non-ASCII runs (Chinese names) become a short
     hash so two different Chinese names still get different ids."""
+    if len(text) <= MAX_SLUG and _SAFE.fullmatch(text):
+        return text  # already a slug (most names): the rules below leave it as it is
     text = _NON_ASCII.sub(lambda m: "x" + hashlib.sha1(m.group(0).encode("utf-8")).hexdigest()[:6], text)
     text = _UNSAFE.sub("-", text).strip("-")
     if len(text) > MAX_SLUG:

@@ -392,10 +392,20 @@ for _m in (NotCond, AndCond, OrCond, CouponStep, WaitEventStep, Branch, IfStep, 
 
 def iter_steps(steps: list[Step]):
     """Every step in document order, nested blocks included."""
-    for step in steps:
-        yield step
-        for block in child_blocks(step):
-            yield from iter_steps(block)
+    # iterative (journeys can be long and deep), with a per-kind lookup of
+    # nested blocks: every check and id pass walks all steps this way
+    stack = [iter(steps)]
+    while stack:
+        for step in stack[-1]:
+            yield step
+            blocks = _BLOCKS.get(type(step), child_blocks)
+            if blocks is not None:
+                nested = blocks(step)
+                if nested:
+                    stack.append(iter([s for block in nested for s in block]))
+                    break
+        else:
+            stack.pop()
 
 
 def child_blocks(step: Step) -> list[list[Step]]:
@@ -412,3 +422,11 @@ def child_blocks(step: Step) -> list[list[Step]]:
     if isinstance(step, SplitStep):
         return [v.steps for v in step.variants]
     return []
+
+
+# step class -> how to find its nested blocks (None: it has none); other
+# classes (subclasses) fall back to ``child_blocks``
+_BLOCKS = {
+    cls: None
+    for cls in (SendStep, TagStep, WaitStep, WaitUntilStep, WaitDateStep, LabelStep, GotoStep, ExitStep, PassStep)
+} | {cls: child_blocks for cls in (CouponStep, WaitEventStep, IfStep, SplitStep)}

@@ -19,18 +19,24 @@ no I/O.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import os
 import re
+import stat
+import tempfile
 import threading
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from lark.lexer import PatternStr
+from pydantic import BaseModel
 
-from dsl.errors import Diagnostic, JourneyError
+from dsl._gc import gc_paused
+from dsl.errors import Diagnostic, JourneyError, end_with_closers
 from dsl.ids import assign_ids
 from dsl.ir import (
     CHANNELS,
@@ -85,6 +91,7 @@ _UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION_PART = re.compile(r"(\d+)([wdhms])")
 _WEEKDAY_ALIASES = {**{d: i for i, d in enumerate(WEEKDAYS)}, **{d[:3]: i for i, d in enumerate(WEEKDAYS)}}
 _STRUCTURAL = ("_NL", "_INDENT", "_DEDENT")
+_M = TypeVar("_M", bound=BaseModel)
 
 
 def parse_duration(text: str) -> int:
@@ -154,32 +161,70 @@ _KEYWORDS = frozenset(
 )
 
 
-def _strip_keywords(tree: Tree) -> None:
-    """Drop the named keyword tokens from the tree, remembering the first and
-    last of each node as where that node starts (and, with no other children,
-    ends). The grammar keeps these keywords instead of asking Lark to
-    propagate positions through every node, which costs a third of the parse."""
-    for sub in tree.iter_subtrees():
-        children = sub.children
-        kws = [c for c in children if isinstance(c, Token) and c.type in _KEYWORDS]
-        if kws:
-            meta = sub.meta
-            if children[0] is kws[0]:
-                meta.kw = kws[0]  # type: ignore[attr-defined]
-            meta.kw_end = kws[-1]  # type: ignore[attr-defined]
-            sub.children = [c for c in children if not (isinstance(c, Token) and c.type in _KEYWORDS)]
+class _Node(Tree):
+    """A parse-tree node without the named keyword tokens, remembering the
+    first and last of them as where the node starts (and, with no other
+    children, ends). The grammar keeps these keywords instead of asking Lark to
+    propagate positions through every node, which costs a third of the parse;
+    dropping them here, as Lark builds each node, saves a pass over the tree.
+
+    Keywords only ever open a rule (``ELSE IF cond``, ``REENTRY ONCE``), never
+    follow another child, so only the leading children are looked at — a test
+    holds the grammar to that. ``data`` is a plain ``str``: Lark hands rule
+    names over as ``Token``, whose ``==`` is slow in the builder's dispatch."""
+
+    kw: Token | None = None
+    kw_end: Token | None = None
+
+    def __init__(self, data: str, children: list[Any], meta: Any = None) -> None:
+        self.data = str(data)
+        self._meta = meta
+        self.children = children
+        if children and isinstance(children[0], Token) and children[0].type in _KEYWORDS:
+            n = 1
+            while n < len(children) and isinstance(children[n], Token) and children[n].type in _KEYWORDS:
+                n += 1
+            self.kw = children[0]
+            self.kw_end = children[n - 1]
+            self.children = children[n:]
 
 
 _INDENTER = _Indenter()
 
 
+def _cache_file(grammar: str) -> str | bool:
+    """Where Lark keeps the compiled grammar between processes (it loads in a
+    tenth of the time; a CLI run pays the load every time): a folder of our
+    own in the temp dir, since the cache is a pickle and must not be one that
+    another user could have put there. ``False`` (no cache) when that folder
+    cannot be had. Lark checks the file against the grammar, its options and
+    its own version, and rebuilds it when they differ."""
+    getuid = getattr(os, "getuid", None)
+    if getuid is None:  # pragma: no cover - not on POSIX
+        return False
+    uid = getuid()
+    folder = Path(tempfile.gettempdir()) / f"journeys-dsl-{uid}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.lstat()
+    except OSError:
+        return False
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid or info.st_mode & 0o077:
+        return False
+    digest = hashlib.sha256(grammar.encode("utf-8")).hexdigest()[:16]
+    return str(folder / f"grammar-{digest}.lark-cache")
+
+
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
+    grammar = GRAMMAR_PATH.read_text(encoding="utf-8")
     return Lark(
-        GRAMMAR_PATH.read_text(encoding="utf-8"),
+        grammar,
         parser="lalr",
         lexer="contextual",
         postlex=_INDENTER,  # type: ignore[arg-type]
+        tree_class=_Node,
+        cache=_cache_file(grammar),
     )
 
 
@@ -599,7 +644,7 @@ def _parse_tree(source: str) -> tuple[Tree | None, set[int], list[Diagnostic]]:
 
 def _start(node: Tree | Token) -> Token | None:
     while isinstance(node, Tree):
-        kw = getattr(node.meta, "kw", None)
+        kw = getattr(node, "kw", None)
         if kw is not None:
             return kw
         if not node.children:
@@ -611,7 +656,7 @@ def _start(node: Tree | Token) -> Token | None:
 def _end(node: Tree | Token) -> Token | None:
     while isinstance(node, Tree):
         if not node.children:
-            return getattr(node.meta, "kw_end", None)
+            return getattr(node, "kw_end", None)
         node = node.children[-1]
     return node
 
@@ -621,10 +666,67 @@ def _span(node: Tree | Token) -> Span | None:
     first, last = _start(node), _end(node)
     if first is None or last is None or first.line is None or last.end_line is None:
         return None
-    # model_construct: positions come from Lark and need no validation (hot path on big files)
-    return Span.model_construct(
-        line=first.line, column=first.column, end_line=last.end_line, end_column=last.end_column
+    # the commonest model by far: built directly, like ``_new`` does
+    span = _SPAN_NEW(Span)
+    _set(
+        span,
+        "__dict__",
+        {"line": first.line, "column": first.column, "end_line": last.end_line, "end_column": last.end_column},
     )
+    _set(span, "__pydantic_fields_set__", {"line", "column", "end_line", "end_column"})
+    _set(span, "__pydantic_extra__", None)
+    _set(span, "__pydantic_private__", None)
+    return span
+
+
+# Building the IR without pydantic's validation: the builder already produces
+# exactly the types the models declare (tests/dsl checks that the result equals
+# what validation gives), and validating ~10,000 nested models is a good part
+# of a big file's parse. ``BaseModel.model_construct`` skips validation too but
+# is slower than validating for these small models, so this does what it does
+# with the per-class work done once.
+_set = object.__setattr__
+_SPAN_NEW = Span.__new__
+_LAYOUTS: dict[type, tuple[dict[str, Any], tuple[tuple[str, Any], ...], frozenset[str]]] = {}
+
+
+def _layout(cls: type[BaseModel]) -> tuple[dict[str, Any], tuple[tuple[str, Any], ...], frozenset[str]]:
+    """A model's defaults (fields in declaration order), default factories
+    and required fields."""
+    defaults: dict[str, Any] = {}
+    factories: list[tuple[str, Any]] = []
+    required: set[str] = set()
+    for name, info in cls.model_fields.items():
+        if info.default_factory is not None:
+            factories.append((name, info.default_factory))
+            defaults[name] = None
+        elif info.is_required():
+            required.add(name)
+            defaults[name] = None
+        else:
+            defaults[name] = info.default
+    return defaults, tuple(factories), frozenset(required)
+
+
+def _new(cls: type[_M], **values: Any) -> _M:
+    """``cls(**values)`` without validation, for values of the declared types."""
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        layout = _LAYOUTS[cls] = _layout(cls)
+    defaults, factories, required = layout
+    if not required <= values.keys():
+        raise TypeError(f"{cls.__name__} needs {sorted(required - values.keys())}")
+    data = defaults.copy()
+    data.update(values)
+    for name, factory in factories:
+        if name not in values:
+            data[name] = factory()
+    model = cls.__new__(cls)
+    _set(model, "__dict__", data)
+    _set(model, "__pydantic_fields_set__", set(values))
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
+    return model
 
 
 def _sub(tree: Tree, data: str) -> Tree | None:
@@ -645,13 +747,16 @@ class _Builder:
     """Builds the IR from the parse tree, collecting (not raising) the
     problems the grammar cannot express."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: str = "") -> None:
         self.diagnostics: list[Diagnostic] = []
+        self.lines = source.splitlines()
 
     def error(self, code: str, message: str, node: Tree | Token | None, hint: str | None = None) -> None:
         span = _span(node) if node is not None else None
         line, col = (span.line, span.column) if span else (1, 1)
         end = span.end_column if span and span.end_line == span.line else None
+        if end is not None and isinstance(node, Tree):  # a word (token) has no closers of its own
+            end = end_with_closers(self.lines[line - 1] if 0 < line <= len(self.lines) else "", end)
         self.diagnostics.append(Diagnostic(code, message, line, col, hint, end_column=end))
 
     # ---- leaves
@@ -661,6 +766,8 @@ class _Builder:
         if token.type != "STRING":
             return str(token.value)
         raw = token.value[1:-1]
+        if "\\" not in raw:
+            return str(raw)
         out: list[str] = []
         i = 0
         while i < len(raw):
@@ -728,11 +835,11 @@ class _Builder:
             for child in ch:
                 built = self.cond(child, event_ctx)
                 operands.extend(built.operands if isinstance(built, cls) else [built])
-            return cls(operands=operands)
+            return _new(cls, operands=operands)
         if kind == "neg":
-            return NotCond(operand=self.cond(ch[0], event_ctx))
+            return _new(NotCond, operand=self.cond(ch[0], event_ctx))
         if kind == "tag_cond":
-            return TagCond(tag=self.text(ch[0]))
+            return _new(TagCond, tag=self.text(ch[0]))
         if kind in ("compare", "compare_in", "compare_not_in"):
             subject, field = self.field(ch[0], event_ctx)
             if kind == "compare":
@@ -740,21 +847,22 @@ class _Builder:
             else:
                 op = "in" if kind == "compare_in" else "not in"
                 value = [self.value(v) for v in ch[1].children]
-            return CompareCond(subject=subject, field=field, op=op, value=value)  # type: ignore[arg-type]
+            return _new(CompareCond, subject=subject, field=field, op=op, value=value)  # type: ignore[arg-type]
         if kind in ("stage_is", "stage_in", "rfm_is", "rfm_in"):
             names = [self.text(ch[0])] if kind.endswith("_is") else [self.text(t) for t in ch[0].children]
-            return StageCond(stages=names) if kind.startswith("stage") else RfmCond(layers=names)
+            return _new(StageCond, stages=names) if kind.startswith("stage") else _new(RfmCond, layers=names)
         if kind == "count_cond":
             within = _sub(node, "within")
             cmp_token, number = _tokens(node, "CMP", "NUMBER")
-            return EventCountCond(
+            return _new(
+                EventCountCond,
                 event=self.text(ch[0]),
                 within_seconds=self.duration(within.children[0]) if within else None,
                 op=str(cmp_token),  # type: ignore[arg-type]
                 value=self.integer(number, "an event count"),
             )
         if kind == "reachable":
-            return ReachableCond(channel=self.channel(ch[0]))  # type: ignore[arg-type]
+            return _new(ReachableCond, channel=self.channel(ch[0]))  # type: ignore[arg-type]
         raise AssertionError(f"unknown condition {kind}")  # pragma: no cover
 
     def field(self, node: Tree, event_ctx: bool) -> tuple[str, str]:
@@ -791,7 +899,6 @@ class _Builder:
     # ---- journey
 
     def journey(self, tree: Tree) -> Journey:
-        _strip_keywords(tree)
         root = tree.children[-1]
         head = root.children[0]
         fields: dict[str, Any] = {"name": self.text(head.children[0]), "exits": []}
@@ -818,7 +925,7 @@ class _Builder:
                 step = self.step(item)
                 if step is not None:
                     steps.append(step)
-        journey = Journey(**fields, steps=steps)
+        journey = _new(Journey, **fields, steps=steps)
         assign_ids(journey)
         return journey
 
@@ -827,7 +934,7 @@ class _Builder:
         if kind == "description":
             return {"description": self.text(ch[0])}
         if kind == "entry_event":
-            return {"entry": EventEntry(event=self.text(ch[0]), where=self.where(item, True), span=span)}
+            return {"entry": _new(EventEntry, event=self.text(ch[0]), where=self.where(item, True), span=span)}
         if kind == "entry_audience":
             sched = next((c for c in ch if isinstance(c, Tree) and c.data != "where"), None)
             if sched is None:
@@ -837,22 +944,23 @@ class _Builder:
                     item,
                     "end the line with every day at 10:00, every monday at 09:30 or once at 2026-12-01 10:00",
                 )
-                schedule = Schedule(every="day", time="00:00")
+                schedule = _new(Schedule, every="day", time="00:00")
             else:
                 schedule = self.schedule(sched)
-            return {"entry": AudienceEntry(where=self.where(item, False), schedule=schedule, span=span)}  # type: ignore[arg-type]
+            return {"entry": _new(AudienceEntry, where=self.where(item, False), schedule=schedule, span=span)}  # type: ignore[arg-type]
         if kind == "entry_api":
-            return {"entry": ApiEntry(span=span)}
+            return {"entry": _new(ApiEntry, span=span)}
         if kind == "reentry_once":
-            return {"reentry": Reentry(mode="once", span=span)}
+            return {"reentry": _new(Reentry, mode="once", span=span)}
         if kind == "reentry_always":
-            return {"reentry": Reentry(mode="always", span=span)}
+            return {"reentry": _new(Reentry, mode="always", span=span)}
         if kind == "reentry_after":
-            return {"reentry": Reentry(mode="after", cooldown_seconds=self.duration(ch[0]), span=span)}
+            return {"reentry": _new(Reentry, mode="after", cooldown_seconds=self.duration(ch[0]), span=span)}
         if kind == "goal":
             within = _sub(item, "within")
             return {
-                "goal": Goal(
+                "goal": _new(
+                    Goal,
                     event=self.text(ch[0]),
                     within_seconds=self.duration(within.children[0]) if within else None,
                     where=self.where(item, True),
@@ -863,24 +971,28 @@ class _Builder:
         if kind == "timezone":
             return {"timezone": self.text(ch[0])}
         if kind == "quiet_hours":
-            return {"quiet_hours": QuietHours(start=self.time(ch[0]), end=self.time(ch[1]), span=span)}
+            return {"quiet_hours": _new(QuietHours, start=self.time(ch[0]), end=self.time(ch[1]), span=span)}
         if kind == "limit":
             count = self.integer(ch[0], "a message limit")
-            return {"message_limit": MessageLimit(count=count, window_seconds=self.duration(ch[1]), span=span)}
+            return {"message_limit": _new(MessageLimit, count=count, window_seconds=self.duration(ch[1]), span=span)}
         raise AssertionError(kind)  # pragma: no cover
 
     def schedule(self, node: Tree) -> Schedule:
         if node.data == "every_day":
-            return Schedule(every="day", time=self.time(node.children[0]))
+            return _new(Schedule, every="day", time=self.time(node.children[0]))
         if node.data == "every_weekday":
-            return Schedule(every="week", weekday=self.weekday(node.children[0]), time=self.time(node.children[1]))
+            return _new(
+                Schedule, every="week", weekday=self.weekday(node.children[0]), time=self.time(node.children[1])
+            )
         y, m, d = str(node.children[0]).split("-")
-        return Schedule(every="once", date=f"{int(y):04d}-{int(m):02d}-{int(d):02d}", time=self.time(node.children[1]))
+        return _new(
+            Schedule, every="once", date=f"{int(y):04d}-{int(m):02d}-{int(d):02d}", time=self.time(node.children[1])
+        )
 
     def exit_rule(self, item: Tree) -> ExitRule:
         if item.data == "exit_event":
-            return ExitRule(event=self.text(item.children[0]), where=self.where(item, True), span=_span(item))
-        return ExitRule(cond=self.cond(item.children[0], False), span=_span(item))
+            return _new(ExitRule, event=self.text(item.children[0]), where=self.where(item, True), span=_span(item))
+        return _new(ExitRule, cond=self.cond(item.children[0], False), span=_span(item))
 
     # ---- steps
 
@@ -891,26 +1003,27 @@ class _Builder:
     def step(self, node: Tree) -> Step | None:
         kind, ch, span = node.data, node.children, _span(node)
         if kind == "send":
-            return SendStep(channels=[self.channel(ch[0])], template=self.text(ch[1]), span=span)  # type: ignore[list-item]
+            return _new(SendStep, channels=[self.channel(ch[0])], template=self.text(ch[1]), span=span)  # type: ignore[list-item]
         if kind == "send_best":
             channels = [self.channel(t) for t in ch[:-1]]
-            return SendStep(channels=channels, best_of=True, template=self.text(ch[-1]), span=span)  # type: ignore[arg-type]
+            return _new(SendStep, channels=channels, best_of=True, template=self.text(ch[-1]), span=span)  # type: ignore[arg-type]
         if kind in ("tag_add", "tag_remove"):
             action = "add" if kind == "tag_add" else "remove"
-            return TagStep(action=action, tags=[self.text(t) for t in ch], span=span)
+            return _new(TagStep, action=action, tags=[self.text(t) for t in ch], span=span)
         if kind == "wait":
-            return WaitStep(seconds=self.duration(ch[0]), span=span)
+            return _new(WaitStep, seconds=self.duration(ch[0]), span=span)
         if kind == "wait_until":
             day = _tokens(node, "NAME")
             time = _tokens(node, "TIME")[0]
-            return WaitUntilStep(time=self.time(time), weekday=self.weekday(day[0]) if day else None, span=span)
+            return _new(WaitUntilStep, time=self.time(time), weekday=self.weekday(day[0]) if day else None, span=span)
         if kind == "wait_date":
             offset = _sub(node, "offset")
             at = _sub(node, "at_time")
             seconds = 0
             if offset is not None:
                 seconds = self.duration(offset.children[1]) * (-1 if str(offset.children[0]) == "-" else 1)
-            return WaitDateStep(
+            return _new(
+                WaitDateStep,
                 attribute=str(ch[0]),
                 offset_seconds=seconds,
                 time=self.time(at.children[0]) if at else None,
@@ -921,7 +1034,8 @@ class _Builder:
         if kind == "coupon":
             head = ch[0]
             oos = _sub(node, "out_of_stock")
-            return CouponStep(
+            return _new(
+                CouponStep,
                 pool=self.text(head.children[0]),
                 out_of_stock=self.block(oos.children[1]) if oos is not None else None,
                 span=_span(head),
@@ -931,19 +1045,20 @@ class _Builder:
         if kind == "split_step":
             return self.split(node)
         if kind == "label":
-            return LabelStep(name=self.text(ch[0]), span=span)
+            return _new(LabelStep, name=self.text(ch[0]), span=span)
         if kind == "goto":
-            return GotoStep(label=self.text(ch[0]), span=span)
+            return _new(GotoStep, label=self.text(ch[0]), span=span)
         if kind == "exit_step":
-            return ExitStep(span=span)
+            return _new(ExitStep, span=span)
         if kind == "pass_step":
-            return PassStep(span=span)
+            return _new(PassStep, span=span)
         raise AssertionError(f"unknown step {kind}")  # pragma: no cover
 
     def wait_event(self, node: Tree) -> WaitEventStep:
         head = node.children[0]
         up_to = _sub(head, "up_to")
-        step = WaitEventStep(
+        step = _new(
+            WaitEventStep,
             event=self.text(head.children[0]),
             where=self.where(head, True),
             timeout_seconds=self.duration(up_to.children[0]) if up_to else None,
@@ -967,14 +1082,15 @@ class _Builder:
     def if_step(self, node: Tree) -> IfStep:
         head = node.children[0]
         branches = [
-            Branch(cond=self.cond(head.children[0], False), steps=self.block(node.children[1]), span=_span(head))
+            _new(Branch, cond=self.cond(head.children[0], False), steps=self.block(node.children[1]), span=_span(head))
         ]
         else_steps: list[Step] | None = None
         for clause in node.children[2:]:
             clause_head = clause.children[0]
             if clause.data == "elif_clause":
                 branches.append(
-                    Branch(
+                    _new(
+                        Branch,
                         cond=self.cond(clause_head.children[0], False),
                         steps=self.block(clause.children[1]),
                         span=_span(clause_head),
@@ -982,7 +1098,7 @@ class _Builder:
                 )
             else:
                 else_steps = self.block(clause.children[1])
-        return IfStep(branches=branches, else_steps=else_steps, span=_span(head))
+        return _new(IfStep, branches=branches, else_steps=else_steps, span=_span(head))
 
     def split(self, node: Tree) -> SplitStep:
         variants = []
@@ -992,7 +1108,8 @@ class _Builder:
             name = self.text(name_token)
             suite = _sub(var, "suite")
             variants.append(
-                Variant(
+                _new(
+                    Variant,
                     name=name,
                     percent=float(self.number(percent_token)),
                     steps=self.block(suite) if suite is not None else [],
@@ -1000,10 +1117,26 @@ class _Builder:
                     span=_span(head),
                 )
             )
-        return SplitStep(variants=variants, span=_span(node.children[0]))
+        return _new(SplitStep, variants=variants, span=_span(node.children[0]))
 
 
 # ---------------------------------------------------------------- entry point
+
+
+def _parse(source: str) -> tuple[Journey | None, list[Diagnostic]]:
+    tree, patched, diagnostics = _parse_tree(source)
+    if tree is None:
+        return None, diagnostics
+    builder = _Builder(source)
+    journey: Journey | None
+    try:
+        journey = builder.journey(tree)
+    except (ValueError, AssertionError):
+        if not diagnostics:
+            raise
+        journey = None
+    diagnostics += [d for d in builder.diagnostics if d.line not in patched]
+    return journey, diagnostics
 
 
 def parse(source: str, filename: str = "<journey>") -> Journey:
@@ -1011,18 +1144,8 @@ def parse(source: str, filename: str = "<journey>") -> Journey:
     ``JourneyError`` with every syntax problem found."""
     if source.startswith("\ufeff"):
         source = source[1:]
-    tree, patched, diagnostics = _parse_tree(source)
-    if tree is not None:
-        builder = _Builder()
-        try:
-            journey = builder.journey(tree)
-        except (ValueError, AssertionError):
-            if not diagnostics:
-                raise
-            journey = None
-        diagnostics += [d for d in builder.diagnostics if d.line not in patched]
-    else:
-        journey = None
+    with gc_paused():  # builds no garbage cycles, even when recovering from errors
+        journey, diagnostics = _parse(source)
     if diagnostics or journey is None:
         diagnostics.sort(key=lambda d: (d.line, d.column, d.code))
         raise JourneyError(diagnostics, source=source, filename=filename)
