@@ -516,10 +516,22 @@ def max_messages(
 ) -> tuple[int, list[str]]:
     """The most sends one user can get within ``window_seconds`` along any path,
     counted up to ``cap``; and the ids of the sends on such a path."""
-    facts = analysis or _Analysis.of(journey)
+    return _busiest(analysis or _Analysis.of(journey), window_seconds, [cap])[cap]
+
+
+_State = tuple[str, int, int]  # node, sends so far (up to the cap), wait-until passes in this loop
+
+
+def _busiest(facts: _Analysis, window_seconds: int, caps: list[int]) -> dict[int, tuple[int, list[str]]]:
+    """``max_messages`` for several caps with one search, run with the largest.
+    Until a path first reaches a smaller cap, the searches for the two caps are
+    the same step for step (no count is cut off yet); the smaller one stops
+    there, so its answer is that path."""
     graph, reachable, order, comp, cyclic = facts.graph, facts.reachable, facts.order, facts.comp, facts.cyclic
+    out: dict[int, tuple[int, list[str]]] = {c: (0, []) for c in caps}
+    cap = max(caps)
     if not reachable or window_seconds <= 0 or cap <= 0:
-        return 0, []
+        return out
     nodes = facts.nodes
     passes: dict[int, int] = {}
     for n in nodes:
@@ -529,10 +541,9 @@ def max_messages(
             passes[comp[n]] = passes.get(comp[n], 0) + math.ceil(window_seconds / period)
     moves = facts.moves()
 
-    State = tuple[str, int, int]
-    best: dict[State, int] = {}
-    parent: dict[State, State | None] = {}
-    heap: list[tuple[int, int, State]] = []
+    best: dict[_State, int] = {}
+    parent: dict[_State, _State | None] = {}
+    heap: list[tuple[int, int, _State]] = []
     sending: set[str] = set()
     for n in nodes:
         if not isinstance(graph.nodes[n], SendStep):
@@ -543,9 +554,10 @@ def max_messages(
         parent[state] = None
         heap.append((0, order.get(n, 0), state))
     if not heap:
-        return 0, []
+        return out
     heapq.heapify(heap)
-    top: State = heap[0][2]
+    top: _State = heap[0][2]
+    first: dict[int, _State] = {1: top}  # sends -> the first state to reach that many
     inf = math.inf
     pop, push, best_get = heapq.heappop, heapq.heappush, best.get
     while heap:
@@ -554,7 +566,7 @@ def max_messages(
             continue
         node, k, p = state
         if k > top[1]:
-            top = state
+            top = first[k] = state
             if k >= cap:
                 break
         for target, delay, looping_until, target_sends, leaves, target_order in moves[node]:
@@ -574,14 +586,23 @@ def max_messages(
                 best[nxt] = e2
                 parent[nxt] = state
                 push(heap, (e2, target_order, nxt))
-    path: list[str] = []
-    cursor: State | None = top
-    while cursor is not None:
-        if cursor[0] in sending:
-            path.append(cursor[0])
-        cursor = parent.get(cursor)
-    path.reverse()
-    return top[1], path
+
+    def path_to(cursor: _State | None) -> list[str]:
+        path: list[str] = []
+        while cursor is not None:
+            if cursor[0] in sending:
+                path.append(cursor[0])
+            cursor = parent.get(cursor)
+        path.reverse()
+        return path
+
+    for c in caps:
+        if c > 0:
+            # a cap of 1 is reached by the first send at once; one never reached
+            # means the searches never differed, so the answer is where this one ended
+            end = first[min(c, top[1])]
+            out[c] = (end[1], path_to(end))
+    return out
 
 
 def _check_bounds(journey: Journey, facts: _Analysis, global_daily_limit: int | None, report: _Report) -> None:
@@ -600,8 +621,12 @@ def _check_bounds(journey: Journey, facts: _Analysis, global_daily_limit: int | 
         )
     if global_daily_limit is not None and global_daily_limit >= 0:
         checks.append(("W304", global_daily_limit, DAY, None, f"the global limit of {global_daily_limit} per day"))
+    caps: dict[int, list[int]] = {}  # window -> caps, one search per window
+    for _, allowed, window, _, _ in checks:
+        caps.setdefault(window, []).append(allowed + 1)
+    found = {(window, c): result for window, cs in caps.items() for c, result in _busiest(facts, window, cs).items()}
     for code, allowed, window, span, what in checks:
-        count, path = max_messages(journey, window, allowed + 1, facts)
+        count, path = found[(window, allowed + 1)]
         if count <= allowed:
             continue
         lines = [graph.nodes[n].span.line for n in path if graph.nodes[n].span]  # type: ignore[union-attr]

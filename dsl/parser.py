@@ -743,6 +743,9 @@ def _tokens(tree: Tree, *types: str) -> list[Token]:
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "'": "'", "0": "\0"}
 
 
+_HEAD_SPANNED = frozenset({"coupon", "wait_event", "if_step", "split_step"})
+
+
 class _Builder:
     """Builds the IR from the parse tree, collecting (not raising) the
     problems the grammar cannot express."""
@@ -1001,7 +1004,9 @@ class _Builder:
         return [s for s in steps if s is not None]
 
     def step(self, node: Tree) -> Step | None:
-        kind, ch, span = node.data, node.children, _span(node)
+        kind, ch = node.data, node.children
+        # compound steps take the span of their head line (computed below)
+        span = None if kind in _HEAD_SPANNED else _span(node)
         if kind == "send":
             return _new(SendStep, channels=[self.channel(ch[0])], template=self.text(ch[1]), span=span)  # type: ignore[list-item]
         if kind == "send_best":
