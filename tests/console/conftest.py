@@ -150,7 +150,9 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+# package, not session: sync Playwright keeps an event loop running in the main
+# thread while it is open, which breaks every later pytest-asyncio test.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
