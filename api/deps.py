@@ -73,13 +73,31 @@ def _match(candidate: str, keys: list[str]) -> str | None:
     return found
 
 
+# The console keeps the operator's key in an HttpOnly cookie (api.console.auth).
+# The API honours it only together with the console header: browsers never add
+# a custom header to a cross-site request without a CORS preflight (which this
+# API does not grant), so another site cannot act with a signed-in browser.
+COOKIE_NAME = "journeys_key"
+CONSOLE_HEADER = "X-Journeys-Console"
+
+
+def cookie_key(request: Request) -> str | None:
+    """The console cookie's key, if this request may use it."""
+    if not request.headers.get(CONSOLE_HEADER):
+        return None
+    value = request.cookies.get(COOKIE_NAME, "").strip()
+    return value or None
+
+
 def _presented_key(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     api_key = request.headers.get("x-api-key")
-    return api_key.strip() if api_key and api_key.strip() else None
+    if api_key and api_key.strip():
+        return api_key.strip()
+    return cookie_key(request)
 
 
 def basic_username(request: Request) -> str | None:

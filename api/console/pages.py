@@ -20,7 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 
 from api.console import auth, data
-from api.deps import Principal, resolve_api_key
+from api.deps import CONSOLE_HEADER, Principal, resolve_api_key
 from dsl.render import to_svg
 from engine import catalog, queries
 
@@ -48,7 +48,7 @@ def _page(request: Request, template: str, principal: Principal | None, **contex
     context.update(
         principal=principal,
         can_operate=bool(principal and principal.can("operator")),
-        console_header=auth.CONSOLE_HEADER,
+        console_header=CONSOLE_HEADER,
     )
     response = templates.TemplateResponse(request, template, context)
     response.headers["Cache-Control"] = "no-store"

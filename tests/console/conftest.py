@@ -28,7 +28,6 @@ import pytest
 import uvicorn
 
 from api.app import create_app
-from api.console.auth import ensure_cookie_auth
 from api.settings import ApiSettings
 from engine.channels.config import ChannelsConfig
 from engine.store import Store
@@ -105,7 +104,6 @@ class LiveStack:
             self.store.migrate()
             activities = build_activities(self.settings, self.store)
             app = create_app(self.settings, client=env.client, store=self.store)
-            ensure_cookie_auth(app)
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", 0))

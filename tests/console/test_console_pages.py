@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.console.auth import CONSOLE_HEADER, COOKIE_NAME, ensure_cookie_auth
+from api.deps import CONSOLE_HEADER, COOKIE_NAME
 from api.settings import ApiSettings
 from engine import identity
 from engine.store import Store
@@ -41,7 +41,6 @@ def app_store(tmp_path: Path) -> Iterator[tuple[TestClient, Store, ApiSettings]]
     store = Store(settings.database_url)
     store.migrate()
     app = create_app(settings, store=store)
-    ensure_cookie_auth(app)
     with TestClient(app, base_url="http://console.test") as client:
         yield client, store, settings
     store.dispose()
