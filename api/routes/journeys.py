@@ -40,10 +40,11 @@ from api.stats_calc import diagram_counts, live_waiting, node_rows
 from dsl import JourneyError, Registry, check, compile_source, parse
 from dsl.errors import Diagnostic
 from dsl.ids import slug
-from dsl.ir import EventEntry, Journey
+from dsl.ir import AudienceEntry, EventEntry, Journey
 from dsl.render import to_mermaid, to_svg
 from engine import catalog, queries, stats
 from engine.catalog import JourneyInfo, VersionInfo
+from engine.schedules import sync_audience_schedule
 from engine.store import Store
 from engine.templates import list_templates
 
@@ -132,15 +133,16 @@ def _compile(body: DeployIn, store: Store, settings: ApiSettings) -> tuple[Journ
     summary="Deploy journey text (new version unless the compiled hash is unchanged)",
     responses={200: {"model": DeployOut, "description": "Unchanged: same hash as the current version"}},
 )
-def deploy(
+async def deploy(
     body: DeployIn, request: Request, response: Response, store: StoreDep, settings: SettingsDep, _: Operator
 ) -> DeployOut:
-    journey, warnings = _compile(body, store, settings)
+    journey, warnings = await asyncio.to_thread(_compile, body, store, settings)
     journey_id = body.id or slug(journey.name)
-    existing = queries.get_journey(store, journey_id)
+    existing = await asyncio.to_thread(queries.get_journey, store, journey_id)
     if existing is not None and existing.status == "archived":
         raise Problem(409, f"journey {journey_id!r} is archived; deploy it under another id")
-    version = catalog.publish(
+    version = await asyncio.to_thread(
+        catalog.publish,
         store,
         journey_id,
         name=journey.name,
@@ -150,8 +152,11 @@ def deploy(
     )
     created = existing is None or existing.current_version != version.version
     response.status_code = 201 if created else 200
-    info = queries.get_journey(store, journey_id)
+    info = await asyncio.to_thread(queries.get_journey, store, journey_id)
     assert info is not None
+    # Every deploy (also an unchanged one, so a retry mends a failed sync)
+    # brings the tag-audience schedule in line with the current version.
+    await _sync_schedule(request, store, settings, journey_id, info.status)
     log.info("deployed journey %s v%s (%s)", journey_id, version.version, "new" if created else "unchanged")
     return DeployOut(
         journey=_detail(store, request, info, settings),
@@ -259,12 +264,34 @@ def _transition(store: Store, info: JourneyInfo, status: str) -> JourneyInfo:
     return catalog.set_status(store, info.id, status)
 
 
+async def _sync_schedule(request: Request, store: Store, settings: ApiSettings, journey_id: str, status: str) -> None:
+    """Create, update, pause or delete the journey's Temporal Schedule (tag-
+    audience entries only; a no-op for other entries without a schedule)."""
+    client = getattr(request.app.state, "client", None)
+    version = await asyncio.to_thread(catalog.get_version, store, journey_id)
+    if version is None:
+        return
+    ir = Journey.model_validate(version.ir)
+    if client is None:
+        if isinstance(ir.entry, AudienceEntry):
+            raise Problem(503, "Temporal is not reachable: the audience schedule could not be set; retry")
+        return
+    try:
+        await sync_audience_schedule(
+            client, journey_id, version.version, version.hash, ir, status=status, task_queue=settings.task_queue
+        )
+    except Exception as exc:  # noqa: BLE001 - answer 503, the caller retries (idempotent)
+        log.exception("could not sync the schedule of journey %s", journey_id)
+        raise Problem(503, f"the audience schedule could not be updated ({type(exc).__name__}); retry") from exc
+
+
 @router.post("/{journey_id}/pause", response_model=StatusOut, summary="Stop admitting new entries; running runs go on")
-async def pause(journey_id: str, store: StoreDep, _: Operator) -> StatusOut:
+async def pause(journey_id: str, request: Request, store: StoreDep, settings: SettingsDep, _: Operator) -> StatusOut:
     info = await journey_or_404(store, journey_id)
     if info.status in ("stopped", "archived"):
         raise Problem(409, f"journey {journey_id!r} is {info.status}; only an active journey can be paused")
     await asyncio.to_thread(_transition, store, info, "paused")
+    await _sync_schedule(request, store, settings, journey_id, "paused")
     return StatusOut(
         id=journey_id,
         status="paused",
@@ -276,13 +303,14 @@ async def pause(journey_id: str, store: StoreDep, _: Operator) -> StatusOut:
 @router.post(
     "/{journey_id}/resume", response_model=StatusOut, summary="Admit new entries again (nothing queued is replayed)"
 )
-async def resume(journey_id: str, store: StoreDep, _: Operator) -> StatusOut:
+async def resume(journey_id: str, request: Request, store: StoreDep, settings: SettingsDep, _: Operator) -> StatusOut:
     info = await journey_or_404(store, journey_id)
     if info.status == "archived":
         raise Problem(409, f"journey {journey_id!r} is archived")
     if info.current_version is None:
         raise Problem(409, f"journey {journey_id!r} has no deployed version")
     await asyncio.to_thread(_transition, store, info, "active")
+    await _sync_schedule(request, store, settings, journey_id, "active")
     return StatusOut(
         id=journey_id,
         status="active",
@@ -315,11 +343,14 @@ def _stop_out(journey_id: str, status: str, progress: stopping.StopProgress | No
     status_code=202,
     summary="No new entries, and cancel every running run in bulk (Temporal batch operation)",
 )
-async def stop(journey_id: str, request: Request, store: StoreDep, client: ClientDep, _: Operator) -> StopOut:
+async def stop(
+    journey_id: str, request: Request, store: StoreDep, settings: SettingsDep, client: ClientDep, _: Operator
+) -> StopOut:
     info = await journey_or_404(store, journey_id)
     if info.status == "archived":
         raise Problem(409, f"journey {journey_id!r} is archived")
     await asyncio.to_thread(_transition, store, info, "stopped")
+    await _sync_schedule(request, store, settings, journey_id, "stopped")
     progress = await stopping.start_stop(client, journey_id, request.app.state.stop_jobs)
     log.info("stopping journey %s: job %s (%s)", journey_id, progress.job_id, progress.method)
     return _stop_out(journey_id, "stopped", progress, None)
@@ -345,7 +376,7 @@ async def stop_progress(
 
 
 @router.post("/{journey_id}/archive", response_model=StatusOut, summary="Archive a journey with no open runs (admin)")
-async def archive(journey_id: str, store: StoreDep, _: Admin) -> StatusOut:
+async def archive(journey_id: str, request: Request, store: StoreDep, settings: SettingsDep, _: Admin) -> StatusOut:
     info = await journey_or_404(store, journey_id)
     if info.status == "archived":
         return StatusOut(id=journey_id, status="archived", previous_status="archived", note="already archived")
@@ -353,4 +384,5 @@ async def archive(journey_id: str, store: StoreDep, _: Admin) -> StatusOut:
     if open_runs:
         raise Problem(409, f"journey {journey_id!r} still has {open_runs} open run(s); stop it first")
     await asyncio.to_thread(_transition, store, info, "archived")
+    await _sync_schedule(request, store, settings, journey_id, "archived")
     return StatusOut(id=journey_id, status="archived", previous_status=info.status, note="read-only from now on")

@@ -111,3 +111,29 @@ async def test_only_active_audience_journeys_broadcast(http: tuple[httpx.AsyncCl
     await _deploy(client, f'journey "{jid}"\n  entry api\n\n  send webhook "hi"\n', jid)
     r = await client.post(f"/v1/journeys/{jid}/broadcasts", json={}, headers=auth())
     assert r.status_code == 409 and "not by audience" in r.json()["detail"]
+
+
+async def test_journey_routes_keep_the_schedule_in_line(
+    http: tuple[httpx.AsyncClient, Store], dev_env: WorkflowEnvironment
+) -> None:
+    """Deploy creates the audience schedule, pause pauses it, resume unpauses
+    it, stop deletes it — through the journeys routes, not by hand."""
+    from temporalio.service import RPCError
+
+    from engine.schedules import schedule_id
+
+    client, _ = http
+    jid = f"sched-{uuid.uuid4().hex[:6]}"
+    await _deploy(client, SOURCE.format(name=jid), jid)
+    handle = dev_env.client.get_schedule_handle(schedule_id(jid))
+    assert (await handle.describe()).schedule.state.paused is False
+    assert (await client.post(f"/v1/journeys/{jid}/pause", headers=auth())).status_code == 200
+    assert (await handle.describe()).schedule.state.paused is True
+    assert (await client.post(f"/v1/journeys/{jid}/resume", headers=auth())).status_code == 200
+    assert (await handle.describe()).schedule.state.paused is False
+    assert (await client.post(f"/v1/journeys/{jid}/stop", headers=auth())).status_code == 202
+    try:
+        await handle.describe()
+    except RPCError:
+        return
+    raise AssertionError("a stopped journey's schedule still exists")
