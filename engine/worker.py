@@ -15,6 +15,7 @@ import signal
 
 from temporalio.client import Client
 
+from engine import ledger
 from engine.activities import JourneyActivities
 from engine.broadcast_activities import BroadcastActivities
 from engine.channels import build_providers
@@ -49,9 +50,32 @@ async def run_worker(settings: Settings, client: Client | None = None, stop: asy
         workflows=[AudienceBroadcastWorkflow],
     )
     stop = stop or asyncio.Event()
-    async with worker:
-        log.info("worker polling task queue %s", settings.task_queue)
-        await stop.wait()
+    poller = asyncio.create_task(poll_pending_sends(activities, stop, PENDING_POLL_SECONDS))
+    try:
+        async with worker:
+            log.info("worker polling task queue %s", settings.task_queue)
+            await stop.wait()
+    finally:
+        stop.set()
+        await poller
+
+
+PENDING_POLL_SECONDS = 60.0
+
+
+async def poll_pending_sends(activities: JourneyActivities, stop: asyncio.Event, every: float) -> None:
+    """Settle sends a vendor accepted as tasks (WeCom ``add_msg_template`` waits
+    for a staff member to confirm): ask the vendor until they are sent or
+    failed. Idempotent, so several workers polling at once do no harm."""
+    while not stop.is_set():
+        try:
+            changed = await ledger.poll_pending(activities.store, activities.providers)
+            if changed:
+                log.info("settled %d pending sends", changed)
+        except Exception:  # noqa: BLE001 - a bad round must not stop the worker
+            log.exception("polling pending sends failed; will retry")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)
 
 
 def _command(args: argparse.Namespace) -> int:
