@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from engine.channels.base import ADDRESS_KIND
-from engine.store.models import IDENTITY_KINDS
+from engine.store.models import IDENTITY_KINDS, IdentityKind
 
 # ---------------------------------------------------------------- primitives
 
@@ -23,18 +23,6 @@ UserIdStr = Annotated[str, StringConstraints(pattern=r"^[^\s\x00-\x1f\x7f]{1,64}
 NameStr = Annotated[str, StringConstraints(pattern=r"^[^\s\x00-\x1f\x7f\"]{1,128}$")]
 TextStr = Annotated[str, StringConstraints(max_length=20_000, pattern=r"^[^\x00]*$")]
 ShortText = Annotated[str, StringConstraints(max_length=255, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")]
-IdentityKind = Literal[
-    "openid",
-    "unionid",
-    "phone",
-    "member_id",
-    "app_user_id",
-    "anonymous_id",
-    "email",
-    "wecom_external_userid",
-    "wecom_group_chat_id",
-    "miniprogram_openid",
-]
 assert set(IdentityKind.__args__) == set(IDENTITY_KINDS)  # type: ignore[attr-defined]
 Channel = Literal["wecom", "wecom_group", "official_account", "miniprogram", "push", "sms", "email", "webhook"]
 assert set(Channel.__args__) == set(ADDRESS_KIND)  # type: ignore[attr-defined]

@@ -183,6 +183,8 @@ class JourneyActivities:
 
         records = await asyncio.to_thread(canonical)
         await asyncio.to_thread(runs.record_steps, self.store, records)
+        if req.end is not None:
+            await self.end_run(req.end)  # idempotent, as a local activity may run twice
 
     # ------------------------------------------------------------ tags, coupons
 

@@ -145,3 +145,6 @@ class StepRecord(BaseModel):
 
 class RecordStepsRequest(BaseModel):
     records: list[StepRecord]
+    # The run's end, written with its last records: one local activity instead
+    # of a flush plus an end_run activity (three history events fewer a run).
+    end: EndRunRequest | None = None

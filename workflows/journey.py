@@ -65,6 +65,9 @@ SEEN_EVENT_IDS_KEPT = 500
 # - lean-snapshots: read the user before a send/coupon only when quiet hours or
 #   tag exit rules need it.
 PATCH_LEAN_SNAPSHOTS = "lean-snapshots"
+# - end-with-records: the run's end goes with its last step records in one
+#   local activity instead of a separate end_run activity.
+PATCH_END_WITH_RECORDS = "end-with-records"
 _ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 _SIDE_EFFECT_TIMEOUT = timedelta(seconds=30)
 _SIDE_EFFECT_DEADLINE = timedelta(hours=1)
@@ -515,15 +518,16 @@ class JourneyWorkflow:
             )
         )
 
-    async def _flush(self) -> None:
+    async def _flush(self, end: EndRunRequest | None = None) -> None:
         """Write buffered step records in one local activity: one history marker
-        per wait instead of one activity per step."""
-        if not self._records:
+        per wait instead of one activity per step (and the run's end with its
+        last records)."""
+        if not self._records and end is None:
             return
         records, self._records = self._records, []
         await workflow.execute_local_activity_method(
             JourneyActivities.record_steps,
-            RecordStepsRequest(records=records),
+            RecordStepsRequest(records=records, end=end),
             start_to_close_timeout=_LOCAL_TIMEOUT,
             retry_policy=_ACTIVITY_RETRY,
         )
@@ -531,17 +535,21 @@ class JourneyWorkflow:
     async def _finish(self, outcome: str, reason: str | None) -> str:
         state = self._require_state()
         self._record("end", "end", outcome, {"reason": reason})
+        end = EndRunRequest(
+            run_key=state.run_key,
+            journey_id=self._inp.journey_id,
+            user_id=self._inp.user_id,
+            outcome=outcome,  # type: ignore[arg-type]
+            reason=reason,
+            now=workflow.now(),
+        )
+        if workflow.patched(PATCH_END_WITH_RECORDS):
+            await self._flush(end=end)
+            return outcome
         await self._flush()
         await workflow.execute_activity_method(
             JourneyActivities.end_run,
-            EndRunRequest(
-                run_key=state.run_key,
-                journey_id=self._inp.journey_id,
-                user_id=self._inp.user_id,
-                outcome=outcome,  # type: ignore[arg-type]
-                reason=reason,
-                now=workflow.now(),
-            ),
+            end,
             start_to_close_timeout=_SIDE_EFFECT_TIMEOUT,
             retry_policy=_ACTIVITY_RETRY,
         )

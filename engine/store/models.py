@@ -14,14 +14,14 @@ import os
 import time
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from engine.store.types import UTCDateTime, utcnow
 
-IDENTITY_KINDS: tuple[str, ...] = (
+IdentityKind = Literal[
     "openid",
     "unionid",
     "phone",
@@ -32,7 +32,8 @@ IDENTITY_KINDS: tuple[str, ...] = (
     "wecom_external_userid",
     "wecom_group_chat_id",
     "miniprogram_openid",
-)
+]
+IDENTITY_KINDS: tuple[str, ...] = get_args(IdentityKind)
 
 JOURNEY_STATUSES: tuple[str, ...] = ("active", "paused", "stopped", "archived")
 # "reserved" is the in-flight state of a send: the key is taken, the provider has

@@ -101,6 +101,8 @@ class FakeEngine:
         # retried): the real store de-duplicates by (run_key, seq), so must we.
         known = {(r.run_key, r.seq) for r in self.records}
         self.records.extend(r for r in req.records if (r.run_key, r.seq) not in known)
+        if req.end is not None and all(e.run_key != req.end.run_key for e in self.ends):
+            self.ends.append(req.end)
 
     def all(self) -> list:
         return [
