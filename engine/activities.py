@@ -159,32 +159,42 @@ class JourneyActivities:
 
     @activity.defn(name="journeys.end_run")
     async def end_run(self, req: EndRunRequest) -> None:
-        def work(s: Session) -> None:
-            uid = identity.canonical_user_id(s, req.user_id) or req.user_id
-            runs.end(
-                s,
-                run_key=req.run_key,
-                journey_id=req.journey_id,
-                user_id=uid,
-                outcome=req.outcome,
-                reason=req.reason,
-                now=req.now,
-            )
+        await asyncio.to_thread(self.store.transact, lambda s: self._end(s, req))
 
-        await asyncio.to_thread(self.store.transact, work)
+    def _end(self, s: Session, req: EndRunRequest) -> None:
+        uid = identity.canonical_user_id(s, req.user_id) or req.user_id
+        runs.end(
+            s,
+            run_key=req.run_key,
+            journey_id=req.journey_id,
+            user_id=uid,
+            outcome=req.outcome,
+            reason=req.reason,
+            now=req.now,
+        )
 
     @activity.defn(name="journeys.record_steps")
     async def record_steps(self, req: RecordStepsRequest) -> None:
         def canonical() -> list[Any]:
+            ids = {r.user_id for r in req.records}
+            if not ids:
+                return []
             with self.store.read() as s:
-                ids = {r.user_id for r in req.records}
                 mapping = {u: identity.canonical_user_id(s, u) or u for u in ids}
             return [r.model_copy(update={"user_id": mapping[r.user_id]}) for r in req.records]
 
         records = await asyncio.to_thread(canonical)
-        await asyncio.to_thread(runs.record_steps, self.store, records)
-        if req.end is not None:
-            await self.end_run(req.end)  # idempotent, as a local activity may run twice
+        end = req.end
+
+        def work(s: Session) -> None:
+            runs.add_steps(s, records)
+            if end is not None:
+                self._end(s, end)  # idempotent, as a local activity may run twice
+
+        # The records and the run's end in one write transaction (the end used
+        # to be a second one); both are idempotent, so a retry changes nothing.
+        if records or end is not None:
+            await asyncio.to_thread(self.store.transact, work)
 
     # ------------------------------------------------------------ tags, coupons
 
@@ -223,10 +233,10 @@ class JourneyActivities:
 
     @activity.defn(name="journeys.send")
     async def send(self, req: SendRequest) -> SendResult:
-        existing = await asyncio.to_thread(ledger.lookup, self.store, req.idempotency_key)
-        if existing is not None and existing.final:
-            return _result(existing)
-        uid = await asyncio.to_thread(self._canonical, req.user_id)
+        prepared = await asyncio.to_thread(self._prepare, req)
+        if isinstance(prepared, ledger.DeliveryInfo):
+            return _result(prepared)
+        _, uid, plan = prepared
         meta = ledger.DeliveryMeta(
             idempotency_key=req.idempotency_key,
             user_id=uid,
@@ -238,8 +248,6 @@ class JourneyActivities:
             template=req.template,
             variant=req.variant,
         )
-        forced = existing.channel if existing is not None else None  # a reserved send keeps its channel
-        plan = await asyncio.to_thread(self._plan, req, uid, forced)
         if isinstance(plan, _Decision):
             meta = _with_channel(meta, plan.channel)
             return _result(await asyncio.to_thread(ledger.record, self.store, meta, plan.status, plan.reason))
@@ -282,51 +290,63 @@ class JourneyActivities:
             raise ApplicationError(str(exc), type="RetryableSendError") from exc
         return _result(info)
 
-    def _canonical(self, user_id: str) -> str:
+    def _prepare(
+        self, req: SendRequest
+    ) -> ledger.DeliveryInfo | tuple[ledger.DeliveryInfo | None, str, _Plan | _Decision]:
+        """The ledger's answer when it is final; else (the reservation if any,
+        the canonical user, the plan): all read in one read transaction."""
         with self.store.read() as s:
-            return identity.canonical_user_id(s, user_id) or user_id
+            existing = ledger.find(s, req.idempotency_key)
+            if existing is not None and existing.final:
+                return existing
+            uid = identity.canonical_user_id(s, req.user_id) or req.user_id
+            forced = existing.channel if existing is not None else None  # a reserved send keeps its channel
+            return existing, uid, self._plan_in(s, req, uid, forced)
 
     def _plan(self, req: SendRequest, uid: str, forced_channel: str | None) -> _Plan | _Decision:
+        with self.store.read() as s:
+            return self._plan_in(s, req, uid, forced_channel)
+
+    def _plan_in(self, s: Session, req: SendRequest, uid: str, forced_channel: str | None) -> _Plan | _Decision:
         """Everything decided from the store before the provider: holdout,
         template, channel, consent, rendering. Caps come later, atomically,
         in the ledger's reservation."""
         first = req.channels[0] if req.channels else None
         if req.holdout:
             return _Decision("suppressed", "holdout", first)
-        with self.store.read() as s:
-            template = get_template(s, req.template)
-            if template is None:
-                return _Decision("failed", f"unknown template {req.template!r}", first)
-            user = s.get(User, uid)
-            found = addresses(s, uid) if user else {c: None for c in ALWAYS_REACHABLE}
-            blocked = opted_out_channels(s, uid) if user else set()
-            if forced_channel is not None:
-                channel = forced_channel
-            elif req.best_of:
-                usable = [c for c in req.channels if c in found and c not in blocked]
-                if not usable:
-                    return _Decision("suppressed", f"unreachable on {', '.join(req.channels)}", first)
-                channel = usable[0]
-            else:
-                if first is None:
-                    return _Decision("failed", "no channel given", None)
-                channel = first
-                if channel in blocked:
-                    return _Decision("suppressed", f"opted out of {channel}", channel)
-                if channel not in found:
-                    return _Decision("suppressed", f"unreachable on {channel}: no address", channel)
-            context = build_context(
-                user_id=uid,
-                attributes=dict(user.attributes or {}) if user else {},
-                timezone=user.timezone if user else None,
-                stage=user.stage if user else None,
-                rfm=user.rfm if user else None,
-                identifiers=identity.identities_of(s, uid) if user else {},
-                tags=tags_of(s, uid) if user else [],
-                event=req.event,
-                coupon=req.coupon,
-                channel=channel,
-            )
+        template = get_template(s, req.template)
+        if template is None:
+            return _Decision("failed", f"unknown template {req.template!r}", first)
+        user = s.get(User, uid)
+        found = addresses(s, uid) if user else {c: None for c in ALWAYS_REACHABLE}
+        blocked = opted_out_channels(s, uid) if user else set()
+        if forced_channel is not None:
+            channel = forced_channel
+        elif req.best_of:
+            usable = [c for c in req.channels if c in found and c not in blocked]
+            if not usable:
+                return _Decision("suppressed", f"unreachable on {', '.join(req.channels)}", first)
+            channel = usable[0]
+        else:
+            if first is None:
+                return _Decision("failed", "no channel given", None)
+            channel = first
+            if channel in blocked:
+                return _Decision("suppressed", f"opted out of {channel}", channel)
+            if channel not in found:
+                return _Decision("suppressed", f"unreachable on {channel}: no address", channel)
+        context = build_context(
+            user_id=uid,
+            attributes=dict(user.attributes or {}) if user else {},
+            timezone=user.timezone if user else None,
+            stage=user.stage if user else None,
+            rfm=user.rfm if user else None,
+            identifiers=identity.identities_of(s, uid) if user else {},
+            tags=tags_of(s, uid) if user else [],
+            event=req.event,
+            coupon=req.coupon,
+            channel=channel,
+        )
         try:
             rendered = render(template, channel, context)
         except TemplateRenderError as exc:

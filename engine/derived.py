@@ -27,13 +27,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from engine.settings import DerivedRules
 from engine.store.models import Event, User
 from engine.store.types import utc
-from engine.tags import replace_prefixed
+from engine.tags import replace_prefixes
 
 DERIVED_SOURCE = "derived"
 
@@ -90,20 +90,24 @@ def user_facts(session: Session, user_id: str, now: datetime, rules: DerivedRule
     if user is None:
         return None
     now = utc(now)
-    first_event, last_event = session.execute(
-        select(func.min(Event.occurred_at), func.max(Event.occurred_at)).where(Event.user_id == user_id)
+    is_payment = Event.name.in_(rules.payment_events)
+    first_event, last_event, last_payment = session.execute(
+        select(
+            func.min(Event.occurred_at),
+            func.max(Event.occurred_at),
+            func.max(case((is_payment, Event.occurred_at), else_=None)),
+        ).where(Event.user_id == user_id)
     ).one()
-    last_payment = session.execute(
-        select(func.max(Event.occurred_at)).where(Event.user_id == user_id, Event.name.in_(rules.payment_events))
-    ).scalar()
     window_start = now - timedelta(days=rules.rfm_window_days)
-    payments = session.execute(
-        select(Event.properties).where(
-            Event.user_id == user_id,
-            Event.name.in_(rules.payment_events),
-            Event.occurred_at > window_start,
-        )
-    ).all()
+    payments: list = []
+    if last_payment is not None and utc(last_payment) > window_start:  # else none can be in the window
+        payments = session.execute(
+            select(Event.properties).where(
+                Event.user_id == user_id,
+                is_payment,
+                Event.occurred_at > window_start,
+            )
+        ).all()
     monetary = sum(_amount(props, rules.amount_property) for (props,) in payments)
     first_event = utc(first_event) if first_event else None
     first_seen = min(user.created_at, first_event) if first_event else user.created_at
@@ -129,9 +133,12 @@ def refresh_user(session: Session, user_id: str, *, now: datetime, rules: Derive
         return None
     if user.stage != result.stage or user.rfm != result.rfm:
         user.stage, user.rfm = result.stage, result.rfm
-    replace_prefixed(session, user_id, "stage:", f"stage:{result.stage}", source=DERIVED_SOURCE, now=now)
-    replace_prefixed(
-        session, user_id, "rfm:", f"rfm:{result.rfm}" if result.rfm else None, source=DERIVED_SOURCE, now=now
+    replace_prefixes(
+        session,
+        user_id,
+        {"stage:": f"stage:{result.stage}", "rfm:": f"rfm:{result.rfm}" if result.rfm else None},
+        source=DERIVED_SOURCE,
+        now=now,
     )
     return result
 

@@ -98,8 +98,13 @@ def _new_row(meta: DeliveryMeta, status: str, reason: str | None) -> Delivery:
 
 def lookup(store: Store, key: str) -> DeliveryInfo | None:
     with store.read() as s:
-        row = _row(s, key)
-        return _info(row) if row else None
+        return find(s, key)
+
+
+def find(session: Session, key: str) -> DeliveryInfo | None:
+    """``lookup`` inside an open session."""
+    row = _row(session, key)
+    return _info(row) if row else None
 
 
 def record(store: Store, meta: DeliveryMeta, status: str, reason: str | None = None) -> DeliveryInfo:

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from engine import contracts
@@ -46,14 +45,16 @@ def begin(
     existing = session.scalars(select(Run).where(Run.run_key == run_key)).first()
     if existing is not None:
         return BeginAnswer(existing.admitted, existing.reason)
-    store.lock(session, f"entry:{journey_id}:{user_id}")
     now = utc(now)
-    previous = session.scalars(
-        select(Run)
-        .where(Run.journey_id == journey_id, Run.user_id == user_id, Run.admitted.is_(True))
-        .order_by(Run.entered_at.desc())
-    ).first()
     reason: str | None = None
+    previous = None
+    if mode in ("once", "after"):  # "always" admits whatever came before: no need to look
+        store.lock(session, f"entry:{journey_id}:{user_id}")
+        previous = session.scalars(
+            select(Run)
+            .where(Run.journey_id == journey_id, Run.user_id == user_id, Run.admitted.is_(True))
+            .order_by(Run.entered_at.desc())
+        ).first()
     if previous is not None:
         if mode == "once":
             reason = f"reentry once: already entered at {previous.entered_at.isoformat()}"
@@ -112,50 +113,69 @@ def record_steps(store: Store, records: Iterable[contracts.StepRecord]) -> int:
     batch = list(records)
     if not batch:
         return 0
+    return store.transact(lambda s: add_steps(s, batch))
 
-    def work(s: Session) -> int:
-        added = 0
+
+def _natural_key(run_key: str, seq: int, node_id: str, kind: str, outcome: str, at: datetime) -> tuple:
+    return (run_key, seq, node_id, kind, outcome, utc(at))
+
+
+def add_steps(session: Session, records: Iterable[contracts.StepRecord]) -> int:
+    """``record_steps`` inside an open write transaction: one SELECT of the
+    natural keys already stored for the batch's runs and seqs, one bulk INSERT
+    of the rest, one Run lookup for all of the batch's runs. Idempotent (the
+    unique natural key backs it: a concurrent duplicate makes the INSERT fail,
+    and ``Store.transact`` retries the whole unit, which then skips it)."""
+    batch = list(records)
+    if not batch:
+        return 0
+    run_keys = list(dict.fromkeys(r.run_key for r in batch))
+    seqs = list(dict.fromkeys(r.seq for r in batch))
+    stored = {
+        _natural_key(*row)
+        for row in session.execute(
+            select(
+                StepRecord.run_key,
+                StepRecord.seq,
+                StepRecord.node_id,
+                StepRecord.kind,
+                StepRecord.outcome,
+                StepRecord.at,
+            ).where(StepRecord.run_key.in_(run_keys), StepRecord.seq.in_(seqs))
+        )
+    }
+    rows: list[dict[str, Any]] = []
+    for rec in batch:
+        key = _natural_key(rec.run_key, rec.seq, rec.node_id, rec.kind, rec.outcome, rec.at)
+        if key in stored:
+            continue
+        stored.add(key)  # the same record twice in one batch is stored once
+        rows.append(
+            {
+                "run_key": rec.run_key,
+                "seq": rec.seq,
+                "journey_id": rec.journey_id,
+                "version": rec.version,
+                "user_id": rec.user_id,
+                "node_id": rec.node_id,
+                "kind": rec.kind,
+                "outcome": rec.outcome,
+                "variant": rec.variant,
+                "at": key[5],
+                "detail": dict(rec.detail or {}),
+            }
+        )
+    if rows:
+        session.execute(insert(StepRecord), rows)
+    if any(rec.variant or rec.kind == "goal" for rec in batch):
+        found = {r.run_key: r for r in session.scalars(select(Run).where(Run.run_key.in_(run_keys)))}
         for rec in batch:
-            at = utc(rec.at)
-            exists = s.scalars(
-                select(StepRecord.id).where(
-                    StepRecord.run_key == rec.run_key,
-                    StepRecord.seq == rec.seq,
-                    StepRecord.node_id == rec.node_id,
-                    StepRecord.kind == rec.kind,
-                    StepRecord.outcome == rec.outcome,
-                    StepRecord.at == at,
-                )
-            ).first()
-            if exists is None:
-                try:
-                    with s.begin_nested():
-                        s.add(
-                            StepRecord(
-                                run_key=rec.run_key,
-                                seq=rec.seq,
-                                journey_id=rec.journey_id,
-                                version=rec.version,
-                                user_id=rec.user_id,
-                                node_id=rec.node_id,
-                                kind=rec.kind,
-                                outcome=rec.outcome,
-                                variant=rec.variant,
-                                at=at,
-                                detail=dict(rec.detail or {}),
-                            )
-                        )
-                        s.flush()
-                    added += 1
-                except IntegrityError:
-                    pass  # a concurrent retry stored it first
-            run = s.scalars(select(Run).where(Run.run_key == rec.run_key)).first()
-            if run is not None:
-                if rec.variant and run.variant is None:
-                    run.variant = rec.variant
-                if rec.kind == "goal" and run.converted_at is None:
-                    run.converted_at = at
-        s.flush()
-        return added
-
-    return store.transact(work)
+            run = found.get(rec.run_key)
+            if run is None:
+                continue
+            if rec.variant and run.variant is None:
+                run.variant = rec.variant
+            if rec.kind == "goal" and run.converted_at is None:
+                run.converted_at = utc(rec.at)
+    session.flush()
+    return len(rows)

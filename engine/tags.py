@@ -8,7 +8,7 @@ tagged whom and when, even after the tag is gone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from sqlalchemy import select
@@ -27,8 +27,13 @@ def add_tags(
 ) -> list[str]:
     """Add tags the user does not carry yet; returns the ones actually added
     (re-adding is a no-op, so a retried activity writes no extra history)."""
+    return _add(session, user_id, tags, set(tags_of(session, user_id)), source=source, now=now)
+
+
+def _add(
+    session: Session, user_id: str, tags: Iterable[str], current: set[str], *, source: str, now: datetime | None
+) -> list[str]:
     stamp = utc(now) if now else utcnow()
-    current = set(tags_of(session, user_id))
     added: list[str] = []
     for tag in dict.fromkeys(tags):
         if tag in current:
@@ -59,9 +64,24 @@ def replace_prefixed(
     session: Session, user_id: str, prefix: str, tag: str | None, *, source: str, now: datetime | None = None
 ) -> None:
     """Keep exactly one tag with ``prefix`` (e.g. ``stage:``), used for derived tags."""
-    current = [t for t in tags_of(session, user_id) if t.startswith(prefix)]
-    stale = [t for t in current if t != tag]
-    if stale:
-        remove_tags(session, user_id, stale, source=source, now=now)
-    if tag is not None and tag not in current:
-        add_tags(session, user_id, [tag], source=source, now=now)
+    replace_prefixes(session, user_id, {prefix: tag}, source=source, now=now)
+
+
+def replace_prefixes(
+    session: Session,
+    user_id: str,
+    wanted: Mapping[str, str | None],
+    *,
+    source: str,
+    now: datetime | None = None,
+) -> None:
+    """``replace_prefixed`` for several prefixes (``{"stage:": "stage:new",
+    "rfm:": None}``), in that order, reading the user's tags once."""
+    carried = tags_of(session, user_id)
+    for prefix, tag in wanted.items():
+        current = [t for t in carried if t.startswith(prefix)]
+        stale = [t for t in current if t != tag]
+        if stale:
+            remove_tags(session, user_id, stale, source=source, now=now)
+        if tag is not None and tag not in current:
+            _add(session, user_id, [tag], set(current), source=source, now=now)
