@@ -25,7 +25,7 @@ from temporalio.exceptions import ApplicationError
 
 from engine import caps, coupons, identity, ledger, runs
 from engine.channels.base import ChannelProvider, OutboundMessage
-from engine.consent import addresses, opted_out_channels
+from engine.consent import addresses, addresses_from, opted_out_channels
 from engine.contracts import (
     BeginRunRequest,
     BeginRunResult,
@@ -175,25 +175,26 @@ class JourneyActivities:
 
     @activity.defn(name="journeys.record_steps")
     async def record_steps(self, req: RecordStepsRequest) -> None:
-        def canonical() -> list[Any]:
-            ids = {r.user_id for r in req.records}
-            if not ids:
-                return []
-            with self.store.read() as s:
-                mapping = {u: identity.canonical_user_id(s, u) or u for u in ids}
-            return [r.model_copy(update={"user_id": mapping[r.user_id]}) for r in req.records]
-
-        records = await asyncio.to_thread(canonical)
         end = req.end
 
         def work(s: Session) -> None:
-            runs.add_steps(s, records)
-            if end is not None:
-                self._end(s, end)  # idempotent, as a local activity may run twice
+            ids = {r.user_id for r in req.records} | ({end.user_id} if end is not None else set())
+            canonical = {u: identity.canonical_user_id(s, u) or u for u in ids}
+            runs.add_steps(s, [r.model_copy(update={"user_id": canonical[r.user_id]}) for r in req.records])
+            if end is not None:  # idempotent, as a local activity may run twice
+                runs.end(
+                    s,
+                    run_key=end.run_key,
+                    journey_id=end.journey_id,
+                    user_id=canonical[end.user_id],
+                    outcome=end.outcome,
+                    reason=end.reason,
+                    now=end.now,
+                )
 
         # The records and the run's end in one write transaction (the end used
-        # to be a second one); both are idempotent, so a retry changes nothing.
-        if records or end is not None:
+        # to be a second one): both are idempotent, so a retry changes nothing.
+        if req.records or end is not None:
             await asyncio.to_thread(self.store.transact, work)
 
     # ------------------------------------------------------------ tags, coupons
@@ -318,7 +319,8 @@ class JourneyActivities:
         if template is None:
             return _Decision("failed", f"unknown template {req.template!r}", first)
         user = s.get(User, uid)
-        found = addresses(s, uid) if user else {c: None for c in ALWAYS_REACHABLE}
+        ids = identity.identities_of(s, uid) if user else {}
+        found = addresses_from(ids) if user else {c: None for c in ALWAYS_REACHABLE}
         blocked = opted_out_channels(s, uid) if user else set()
         if forced_channel is not None:
             channel = forced_channel
@@ -341,7 +343,7 @@ class JourneyActivities:
             timezone=user.timezone if user else None,
             stage=user.stage if user else None,
             rfm=user.rfm if user else None,
-            identifiers=identity.identities_of(s, uid) if user else {},
+            identifiers=ids,
             tags=tags_of(s, uid) if user else [],
             event=req.event,
             coupon=req.coupon,

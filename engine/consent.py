@@ -57,7 +57,11 @@ def opt_out(store: Store, user_id: str, channel: str, *, opted_out: bool = True,
 def addresses(session: Session, user_id: str) -> dict[str, str | None]:
     """Channel -> address for every channel the user has an address on (the
     most recently linked identity of that kind)."""
-    ids = identities_of(session, user_id)
+    return addresses_from(identities_of(session, user_id))
+
+
+def addresses_from(ids: dict[str, list[str]]) -> dict[str, str | None]:
+    """``addresses`` from the user's identities (``identity.identities_of``)."""
     out: dict[str, str | None] = {}
     for channel, kind in ADDRESS_KIND.items():
         if kind is None:

@@ -87,8 +87,11 @@ def compute(facts: UserFacts, now: datetime, rules: DerivedRules) -> Derived:
 
 def user_facts(session: Session, user_id: str, now: datetime, rules: DerivedRules) -> UserFacts | None:
     user = session.get(User, user_id)
-    if user is None:
-        return None
+    return _facts(session, user, now, rules) if user is not None else None
+
+
+def _facts(session: Session, user: User, now: datetime, rules: DerivedRules) -> UserFacts:
+    user_id = user.id
     now = utc(now)
     is_payment = Event.name.in_(rules.payment_events)
     first_event, last_event, last_payment = session.execute(
@@ -127,10 +130,10 @@ def derive(session: Session, user_id: str, now: datetime, rules: DerivedRules) -
 
 def refresh_user(session: Session, user_id: str, *, now: datetime, rules: DerivedRules) -> Derived | None:
     """Recompute and store the user's stage and RFM layer (column + tags)."""
-    result = derive(session, user_id, now, rules)
     user = session.get(User, user_id)
-    if result is None or user is None:
+    if user is None:
         return None
+    result = compute(_facts(session, user, now, rules), now, rules)
     if user.stage != result.stage or user.rfm != result.rfm:
         user.stage, user.rfm = result.stage, result.rfm
     replace_prefixes(
