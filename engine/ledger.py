@@ -21,7 +21,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine import caps
@@ -153,6 +153,26 @@ def _reserve(
 
 def _finish(store: Store, key: str, status: str, reason: str | None, provider_message_id: str | None) -> DeliveryInfo:
     def work(s: Session) -> DeliveryInfo:
+        if status != "failed" and s.get_bind().dialect.update_returning:
+            # The common case in one statement: settle the reservation unless
+            # an answer is already final (then fall through and return that).
+            t = Delivery.__table__
+            settled = s.execute(
+                update(t)
+                .where(t.c.idempotency_key == key, t.c.status.not_in(list(FINAL_DELIVERY_STATUSES)))
+                .values(status=status, reason=reason, updated_at=utcnow(), provider_message_id=provider_message_id)
+                .returning(
+                    t.c.id,
+                    t.c.idempotency_key,
+                    t.c.status,
+                    t.c.channel,
+                    t.c.reason,
+                    t.c.provider_message_id,
+                    t.c.attempts,
+                )
+            ).first()
+            if settled is not None:
+                return DeliveryInfo(*settled)
         row = _row(s, key)
         if row is None:
             raise LookupError(f"delivery {key} vanished")
