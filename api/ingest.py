@@ -132,7 +132,10 @@ class Ingestor:
             else:
                 self.metrics.signals.labels("gone").inc()
         for deployed in await asyncio.to_thread(self.cache.event_triggered, event.name):
-            if not await asyncio.to_thread(self._matches, deployed, user_id, event):
+            entry = deployed.ir.entry
+            needs_store = not isinstance(entry, EventEntry) or entry.where is not None
+            # no entry condition: it matches, no need for a worker thread
+            if needs_store and not await asyncio.to_thread(self._matches, deployed, user_id, event):
                 continue
             try:
                 started = await start_run(
