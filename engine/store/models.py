@@ -276,7 +276,10 @@ class Run(Base):
     same run asking again gets the same answer)."""
 
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_journey_user", "journey_id", "user_id"),)
+    __table_args__ = (
+        Index("ix_runs_journey_user", "journey_id", "user_id"),
+        Index("ix_runs_user_open", "user_id", "ended_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_key: Mapped[str] = mapped_column(String(255), unique=True)
