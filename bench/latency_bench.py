@@ -1,41 +1,49 @@
 """Event → delivery latency through the API on the embedded default.
 
-A steady stream of Segment-style ``POST /v1/track`` events (20/s by default)
-each starts an event-triggered journey whose first step is a send; latency is
-from the moment the request was sent to the moment the delivery row was
-written. The baseline in the same run is the same journey started directly on
-Temporal (signal-with-start from Python, no HTTP, no ingest), so the figure
-shows what the service adds. Target (issue 4): p99 < 250 ms.
+Starts the real product, ``journeys up``, in a temporary data directory (its
+Temporal dev server, its worker process(es), the API on uvicorn, SQLite), then
+sends a steady stream of Segment-style ``POST /v1/track`` events (20/s by
+default) from this process. Each event starts an event-triggered journey whose
+first step is a send; latency is from the moment the request was sent to the
+moment the delivery row was written.
 
-    .venv/bin/python bench/latency_bench.py [events_per_second] [seconds]
+The baseline in the same run is the same journey started straight on the same
+Temporal server (signal-with-start from Python: no HTTP, no ingest), picked up
+by the same worker, so the gap shows what the service adds. It also prints the
+CPU each process of ``journeys up`` spent per event: on a 2-core machine
+that, not any one query, decides where latency starts to climb. Target
+(issue 4): p99 < 250 ms at 20 events/s.
+
+    .venv/bin/python bench/latency_bench.py [events_per_second] [seconds] [--workers N] [--only api|direct]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
+import os
+import signal
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-import uvicorn  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-from api.app import create_app  # noqa: E402
-from api.settings import ApiSettings  # noqa: E402
 from dsl import compile_source  # noqa: E402
-from engine import templates  # noqa: E402
-from engine.channels.config import ChannelsConfig  # noqa: E402
 from engine.store import Store  # noqa: E402
-from engine.store.models import Delivery  # noqa: E402
-from engine.temporal import start_dev_server  # noqa: E402
-from engine.worker import run_worker  # noqa: E402
+from engine.store.models import Delivery, Identity  # noqa: E402
+from engine.temporal import connect  # noqa: E402
 from workflows.journey import JourneyWorkflow  # noqa: E402
 from workflows.models import JourneyInput, UserEvent, workflow_id  # noqa: E402
 
@@ -45,13 +53,75 @@ journey "ping"
   reentry always
   send webhook "ping"
 """
-ADMIN, WRITE = "bench-admin", "bench-write"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# -- CPU accounting from /proc: the up process and everything it started ----
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with open(task / "children") as f:
+            out += [int(c) for c in f.read().split()]
+    return out
+
+
+def _tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            todo += _children(p)
+        except OSError:
+            continue
+        pids.append(p)
+    return pids
+
+
+def _label(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    text = " ".join(c.decode(errors="replace") for c in cmd)
+    if "server start-dev" in text:
+        return "temporal dev server"
+    if " worker" in text:
+        return "worker process"
+    if " up" in text:
+        return "up (API)"
+    return Path(cmd[0].decode(errors="replace")).name or "?"
+
+
+def cpu_seconds(root: int) -> Counter[str]:
+    """User+system CPU seconds so far, per kind of process under ``root``."""
+    out: Counter[str] = Counter()
+    for pid in _tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[_label(pid)] += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    out["load generator (this bench)"] = sum(os.times()[:2])
+    return out
+
+
+def cpu_report(before: Counter[str], after: Counter[str], events: int) -> str:
+    lines = []
+    for name in sorted(after):
+        used = after[name] - before.get(name, 0.0)
+        lines.append(f"    {name:28} {1000 * used / events:6.1f} ms CPU per event")
+    return "\n".join(lines)
+
+
+# -- load and measurement -----------------------------------------------------
 
 
 async def paced(rate: float, seconds: float, fire) -> dict[str, float]:
@@ -69,143 +139,153 @@ async def paced(rate: float, seconds: float, fire) -> dict[str, float]:
     return sent
 
 
-async def latencies(store: Store, sent: dict[str, float], prefix: str, timeout: float = 120) -> list[float]:
+def _ts(created) -> float:
+    return created.replace(tzinfo=UTC).timestamp() if created.tzinfo is None else created.timestamp()
+
+
+async def wait_for_deliveries(store: Store, query, expected: int, timeout: float = 180) -> list:
     deadline = time.time() + timeout
     while True:
         with store.read() as s:
-            rows = s.execute(
-                select(Delivery.user_id, Delivery.created_at).where(Delivery.user_id.like(f"{prefix}%"))
-            ).all()
-        if len(rows) >= len(sent) or time.time() > deadline:
-            break
-        await asyncio.sleep(0.5)
-    out = []
-    for user_id, created in rows:
-        i = user_id.removeprefix(prefix)
-        created_ts = created.replace(tzinfo=UTC).timestamp() if created.tzinfo is None else created.timestamp()
-        out.append((created_ts - sent[i]) * 1000)
-    if len(out) < len(sent):
-        print(f"  warning: only {len(out)} of {len(sent)} deliveries recorded in time")
-    return sorted(out)
+            rows = s.execute(query).all()
+        if len(rows) >= expected or time.time() > deadline:
+            if len(rows) < expected:
+                print(f"  warning: only {len(rows)} of {expected} deliveries recorded in time")
+            return rows
+        await asyncio.sleep(0.25)
 
 
 def summary(label: str, values: list[float]) -> str:
     if not values:
-        return f"{label:22} no deliveries"
+        return f"{label:26} no deliveries"
     p = lambda q: values[min(len(values) - 1, int(q * len(values)))]  # noqa: E731
     return (
-        f"{label:22} n={len(values):4d}  p50={p(0.50):7.1f} ms  p99={p(0.99):7.1f} ms  "
+        f"{label:26} n={len(values):4d}  p50={p(0.50):7.1f} ms  p99={p(0.99):7.1f} ms  "
         f"max={values[-1]:7.1f} ms  mean={statistics.mean(values):7.1f} ms"
     )
 
 
-async def main(rate: float, seconds: float) -> None:
+def p99(values: list[float]) -> float:
+    return values[min(len(values) - 1, int(0.99 * len(values)))]
+
+
+async def main(rate: float, seconds: float, workers: int | None, only: str | None) -> None:
     data = Path(tempfile.mkdtemp(prefix="journeys-latency-"))
-    settings = ApiSettings(
-        database_url=f"sqlite:///{data / 'bench.db'}",
-        channels=ChannelsConfig(mode="outbox"),
-        api_keys={ADMIN: "admin"},
-        write_keys=[WRITE],
-        log_json=False,
-        log_level="WARNING",
-    )
-    store = Store(settings.database_url)
-    store.migrate()
-    templates.upsert_template(store, "ping", "ping {{ user.id }}")
-    env = await start_dev_server()
-    stop = asyncio.Event()
-    port = free_port()
-    app = create_app(settings, client=env.client, store=store)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    worker = asyncio.create_task(run_worker(settings, client=env.client, stop=stop))
-    api = asyncio.create_task(server.serve())
+    port, temporal_port, ui_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "JOURNEYS_LOG_LEVEL": "WARNING",
+        "JOURNEYS_LOG_JSON": "false",
+    }
+    cmd = [sys.executable, "-m", "api.cli", "up", "--data-dir", str(data), "--port", str(port)]
+    cmd += ["--temporal-port", str(temporal_port), "--ui-port", str(ui_port)]
+    if workers is not None:
+        cmd += ["--workers", str(workers)]
+    up = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    store = Store(f"sqlite:///{data / 'journeys.db'}")
+    results: dict[str, list[float]] = {}
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            for _ in range(100):
+            for _ in range(600):
                 try:
-                    if (await http.get("/health")).status_code == 200:
+                    if (await http.get("/ready")).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
+                if up.poll() is not None:
+                    raise SystemExit(f"journeys up exited:\n{up.stdout.read() if up.stdout else ''}")
                 await asyncio.sleep(0.1)
-            deployed = await http.post(
-                "/v1/journeys", json={"id": "ping", "source": SOURCE}, headers={"Authorization": f"Bearer {ADMIN}"}
-            )
-            deployed.raise_for_status()
+            keys = json.loads((data / "keys.json").read_text())
+            admin = {"Authorization": f"Bearer {keys['admin']}"}
+            (
+                await http.put("/v1/templates/ping", json={"body": "ping {{ user.id }}"}, headers=admin)
+            ).raise_for_status()
+            (await http.post("/v1/journeys", json={"id": "ping", "source": SOURCE}, headers=admin)).raise_for_status()
+            await asyncio.sleep(2)  # let the worker(s) settle after start-up
 
-            async def track(i: int) -> None:
-                r = await http.post(
-                    "/v1/track",
-                    auth=(WRITE, ""),
-                    json={"userId": f"api-{i}", "event": "clicked", "messageId": f"api-msg-{i}"},
+            if only in (None, "api"):
+                answered: list[float] = []
+
+                async def track(i: int) -> None:
+                    t0 = time.perf_counter()
+                    r = await http.post(
+                        "/v1/track",
+                        auth=(keys["write"], ""),
+                        json={"userId": f"api-{i}", "event": "clicked", "messageId": f"api-msg-{i}"},
+                    )
+                    r.raise_for_status()
+                    answered.append(1000 * (time.perf_counter() - t0))
+
+                print(f"{rate:g} events/s for {seconds:g} s through POST /v1/track …", flush=True)
+                before = cpu_seconds(up.pid)
+                sent = await paced(rate, seconds, track)
+                rows = await wait_for_deliveries(
+                    store,
+                    select(Identity.value, Delivery.created_at)
+                    .join(Delivery, Delivery.user_id == Identity.user_id)
+                    .where(Identity.kind == "member_id", Identity.value.like("api-%")),
+                    len(sent),
                 )
-                r.raise_for_status()
+                print(cpu_report(before, cpu_seconds(up.pid), len(sent)))
+                results["POST /v1/track answered"] = sorted(answered)
+                results["API ingest → delivery"] = sorted(
+                    (_ts(created) - sent[member.removeprefix("api-")]) * 1000 for member, created in rows
+                )
 
-            print(f"{rate:g} events/s for {seconds:g} s through POST /v1/track …")
-            api_sent = await paced(rate, seconds, track)
-            # the ingest maps userId to a member id; deliveries carry our user id
-            api_lat = await latencies_by_member(store, api_sent)
+        if only in (None, "direct"):
+            client = await connect(f"127.0.0.1:{temporal_port}")
+            journey = compile_source(SOURCE)
 
-        journey = compile_source(SOURCE)
+            async def direct(i: int) -> None:
+                user = f"direct-{i}"
+                event = UserEvent(id=f"direct-msg-{i}", name="clicked")
+                await client.start_workflow(
+                    JourneyWorkflow.run,
+                    JourneyInput(
+                        journey_id="ping-direct",
+                        version=1,
+                        hash=journey.content_hash(),
+                        user_id=user,
+                        ir=journey,
+                        trigger_event=event,
+                    ),
+                    id=workflow_id("ping-direct", user),
+                    task_queue="journeys",
+                    start_signal="event",
+                    start_signal_args=[event],
+                )
 
-        async def direct(i: int) -> None:
-            user = f"direct-{i}"
-            event = UserEvent(id=f"direct-msg-{i}", name="clicked")
-            await env.client.start_workflow(
-                JourneyWorkflow.run,
-                JourneyInput(
-                    journey_id="ping-direct",
-                    version=1,
-                    hash=journey.content_hash(),
-                    user_id=user,
-                    ir=journey,
-                    trigger_event=event,
-                ),
-                id=workflow_id("ping-direct", user),
-                task_queue=settings.task_queue,
-                start_signal="event",
-                start_signal_args=[event],
+            print(f"{rate:g} starts/s for {seconds:g} s straight to Temporal (baseline) …", flush=True)
+            before = cpu_seconds(up.pid)
+            sent = await paced(rate, seconds, direct)
+            rows = await wait_for_deliveries(
+                store,
+                select(Delivery.user_id, Delivery.created_at).where(Delivery.user_id.like("direct-%")),
+                len(sent),
             )
-
-        print(f"{rate:g} starts/s for {seconds:g} s straight to Temporal (baseline) …")
-        direct_sent = await paced(rate, seconds, direct)
-        direct_lat = await latencies(store, direct_sent, "direct-")
+            print(cpu_report(before, cpu_seconds(up.pid), len(sent)))
+            results["direct start → delivery"] = sorted(
+                (_ts(created) - sent[user.removeprefix("direct-")]) * 1000 for user, created in rows
+            )
     finally:
-        stop.set()
-        server.should_exit = True
-        await asyncio.gather(api, worker, return_exceptions=True)
-        await env.shutdown()
-    print(summary("API ingest → delivery", api_lat))
-    print(summary("direct start → delivery", direct_lat))
-    if api_lat:
-        p99 = api_lat[min(len(api_lat) - 1, int(0.99 * len(api_lat)))]
-        print(f"target p99 < 250 ms: {'met' if p99 < 250 else 'NOT met'} ({p99:.0f} ms)")
-
-
-async def latencies_by_member(store: Store, sent: dict[str, float]) -> list[float]:
-    """Deliveries for users created from ``userId=api-<i>`` (member ids)."""
-    from engine.store.models import Identity
-
-    deadline = time.time() + 120
-    while True:
-        with store.read() as s:
-            rows = s.execute(
-                select(Identity.value, Delivery.created_at)
-                .join(Delivery, Delivery.user_id == Identity.user_id)
-                .where(Identity.kind == "member_id", Identity.value.like("api-%"))
-            ).all()
-        if len(rows) >= len(sent) or time.time() > deadline:
-            break
-        await asyncio.sleep(0.5)
-    out = []
-    for member, created in rows:
-        created_ts = created.replace(tzinfo=UTC).timestamp() if created.tzinfo is None else created.timestamp()
-        out.append((created_ts - sent[member.removeprefix("api-")]) * 1000)
-    if len(out) < len(sent):
-        print(f"  warning: only {len(out)} of {len(sent)} deliveries recorded in time")
-    return sorted(out)
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            up.kill()
+        store.dispose()
+    for label, values in results.items():
+        print(summary(label, values))
+    api = results.get("API ingest → delivery")
+    if api:
+        print(f"target p99 < 250 ms at {rate:g}/s: {'met' if p99(api) < 250 else 'NOT met'} ({p99(api):.0f} ms)")
 
 
 if __name__ == "__main__":
-    args = [float(a) for a in sys.argv[1:3]]
-    asyncio.run(main(*(args + [20.0, 30.0][len(args) :])))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("rate", nargs="?", type=float, default=20.0)
+    parser.add_argument("seconds", nargs="?", type=float, default=30.0)
+    parser.add_argument("--workers", type=int, default=None, help="worker processes for journeys up")
+    parser.add_argument("--only", choices=["api", "direct"], default=None)
+    args = parser.parse_args()
+    asyncio.run(main(args.rate, args.seconds, args.workers, args.only))

@@ -1,7 +1,8 @@
 """``journeys worker``: runs the journey interpreter and the engine activities.
 
 Connects to ``TEMPORAL_ADDRESS``; without one it needs a server started by
-``journeys up`` (which runs a worker in-process). Several worker processes can
+``journeys up`` (which starts worker processes itself and hands them its exact
+settings on standard input, ``--settings-stdin``). Several worker processes can
 share one task queue: Temporal spreads runs across them.
 """
 
@@ -10,8 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
+import sys
+from typing import Any
 
 from temporalio.client import Client
 
@@ -78,8 +82,23 @@ async def poll_pending_sends(activities: JourneyActivities, stop: asyncio.Event,
             await asyncio.wait_for(stop.wait(), timeout=every)
 
 
+def settings_json(settings: Settings) -> str:
+    """The engine settings as JSON *with* secrets, for a child process's stdin
+    (never for a file or a log): ``Settings(**json.loads(...))`` rebuilds them."""
+
+    def reveal(value: Any) -> Any:
+        secret = getattr(value, "get_secret_value", None)
+        return secret() if callable(secret) else str(value)
+
+    return json.dumps(settings.model_dump(include=set(Settings.model_fields)), default=reveal)
+
+
 def _command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    settings = Settings(**json.loads(sys.stdin.readline())) if args.settings_stdin else Settings()
+    if args.settings_stdin:
+        logging.getLogger().setLevel(args.log_level)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -87,7 +106,7 @@ def _command(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        await run_worker(Settings(), stop=stop)
+        await run_worker(settings, stop=stop)
 
     asyncio.run(main())
     return 0
@@ -95,4 +114,10 @@ def _command(args: argparse.Namespace) -> int:
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("worker", help="run the journey worker against TEMPORAL_ADDRESS")
+    parser.add_argument(
+        "--settings-stdin",
+        action="store_true",
+        help="read the settings as one JSON line on standard input (how `journeys up` starts its workers)",
+    )
+    parser.add_argument("--log-level", default="INFO", help=argparse.SUPPRESS)
     parser.set_defaults(func=_command)

@@ -75,6 +75,13 @@ PATCH_LEAN_SNAPSHOTS = "lean-snapshots"
 # - end-with-records: the run's end goes with its last step records in one
 #   local activity instead of a separate end_run activity.
 PATCH_END_WITH_RECORDS = "end-with-records"
+# - local-effects: the run's side effects (begin, send, coupon, tags) are local
+#   activities, so a run that does not wait is one workflow task instead of one
+#   per activity; the entry search attributes are not upserted again when the
+#   start already set them. A run that takes this patch takes the two above as
+#   well without asking for them, so a new run carries one patch marker, not
+#   three (each marker also costs a search-attribute write on the server).
+PATCH_LOCAL_EFFECTS = "local-effects"
 _ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 _SIDE_EFFECT_TIMEOUT = timedelta(seconds=30)
 _SIDE_EFFECT_DEADLINE = timedelta(hours=1)
@@ -103,6 +110,7 @@ class JourneyInterpreter:
         self._waiting: str | None = None
         self._steps_run = 0
         self._early_events: list[UserEvent] = []  # arrived before the run registered
+        self._local_effects: bool | None = None  # decided once per run, see ``_patched``
 
     # ------------------------------------------------------------ signals/queries
 
@@ -133,6 +141,8 @@ class JourneyInterpreter:
     # ------------------------------------------------------------------ run
 
     async def run(self) -> str:
+        # The first command of every run decides which revision it follows.
+        self._local_effects = workflow.patched(PATCH_LOCAL_EFFECTS)
         if self._state is None:
             begun = await self._begin()
             if not begun:
@@ -148,7 +158,7 @@ class JourneyInterpreter:
         info = workflow.info()
         run_key = f"{info.workflow_id}:{info.first_execution_run_id}"
         trigger = self._inp.trigger_event
-        decision = await workflow.execute_activity_method(
+        decision = await self._effect(
             JourneyActivities.begin_run,
             BeginRunRequest(
                 run_key=run_key,
@@ -160,8 +170,7 @@ class JourneyInterpreter:
                 now=workflow.now(),
                 trigger_event=trigger.model_dump(mode="json") if trigger else None,
             ),
-            start_to_close_timeout=_SIDE_EFFECT_TIMEOUT,
-            retry_policy=_ACTIVITY_RETRY,
+            deadline=False,
         )
         if not decision.allowed:
             return False
@@ -174,7 +183,7 @@ class JourneyInterpreter:
         if trigger:
             self._seen.add(trigger.id)
             self._state.seen_event_ids.append(trigger.id)
-        if self._inp.search_attributes:
+        if self._inp.search_attributes and not self._started_with_attributes():
             workflow.upsert_search_attributes(
                 [
                     sa.JOURNEY_ID.value_set(self._inp.journey_id),
@@ -244,7 +253,7 @@ class JourneyInterpreter:
         state = self._require_state()
         quiet = self._inp.ir.quiet_hours
         snapshot = None
-        if quiet or self._has_user_exits() or not workflow.patched(PATCH_LEAN_SNAPSHOTS):
+        if quiet or self._has_user_exits() or not self._patched(PATCH_LEAN_SNAPSHOTS):
             snapshot = await self._snapshot(templates=[step.template])
         if quiet and snapshot and step.template not in snapshot.transactional_templates and not state.holdout:
             tz = zone(snapshot.timezone, self._inp.ir.timezone)
@@ -272,13 +281,7 @@ class JourneyInterpreter:
             now=workflow.now(),
         )
         try:
-            result = await workflow.execute_activity_method(
-                JourneyActivities.send,
-                request,
-                start_to_close_timeout=_SIDE_EFFECT_TIMEOUT,
-                schedule_to_close_timeout=_SIDE_EFFECT_DEADLINE,
-                retry_policy=_ACTIVITY_RETRY,
-            )
+            result = await self._effect(JourneyActivities.send, request)
             outcome, detail = result.status, {"channel": result.channel, "reason": result.reason}
         except ActivityError as err:
             outcome, detail = "failed", {"reason": f"gave up retrying: {err.cause or err}"}
@@ -287,13 +290,13 @@ class JourneyInterpreter:
 
     async def _coupon(self, step: CouponStep) -> str:
         state = self._require_state()
-        if self._has_user_exits() or not workflow.patched(PATCH_LEAN_SNAPSHOTS):
+        if self._has_user_exits() or not self._patched(PATCH_LEAN_SNAPSHOTS):
             await self._snapshot()  # exit conditions on tags are checked before a side effect
         if state.holdout:
             self._record(step.id, "coupon", "suppressed", {"reason": "holdout"})
             return "next"
         try:
-            result = await workflow.execute_activity_method(
+            result = await self._effect(
                 JourneyActivities.issue_coupon,
                 CouponRequest(
                     idempotency_key=self._key(step.id),
@@ -304,9 +307,6 @@ class JourneyInterpreter:
                     pool=step.pool,
                     now=workflow.now(),
                 ),
-                start_to_close_timeout=_SIDE_EFFECT_TIMEOUT,
-                schedule_to_close_timeout=_SIDE_EFFECT_DEADLINE,
-                retry_policy=_ACTIVITY_RETRY,
             )
             status, coupon = result.status, result.coupon
         except ActivityError as err:
@@ -321,7 +321,7 @@ class JourneyInterpreter:
         return "out_of_stock"
 
     async def _tag(self, step: TagStep) -> str:
-        await workflow.execute_activity_method(
+        await self._effect(
             JourneyActivities.change_tags,
             TagRequest(
                 user_id=self._inp.user_id,
@@ -330,8 +330,7 @@ class JourneyInterpreter:
                 source=f"journey:{self._inp.journey_id}",
                 now=workflow.now(),
             ),
-            start_to_close_timeout=_SIDE_EFFECT_TIMEOUT,
-            retry_policy=_ACTIVITY_RETRY,
+            deadline=False,
         )
         self._record(step.id, "tag", step.action, {"tags": list(step.tags)})
         return "next"
@@ -547,7 +546,7 @@ class JourneyInterpreter:
             reason=reason,
             now=workflow.now(),
         )
-        if workflow.patched(PATCH_END_WITH_RECORDS):
+        if self._patched(PATCH_END_WITH_RECORDS):
             await self._flush(end=end)
             return outcome
         await self._flush()
@@ -558,6 +557,42 @@ class JourneyInterpreter:
             retry_policy=_ACTIVITY_RETRY,
         )
         return outcome
+
+    def _patched(self, patch_id: str) -> bool:
+        """An older patch: taken for granted by runs on the local-effects
+        revision (no marker of its own), asked for by runs replaying older
+        histories."""
+        return bool(self._local_effects) or workflow.patched(patch_id)
+
+    async def _effect(self, activity: Callable[..., Any], request: Any, *, deadline: bool = True) -> Any:
+        """Run a side effect. On the local-effects revision it is a local
+        activity: no round trip through the server, and its result is a marker
+        in the next workflow task completion. Idempotency keys make either kind
+        safe to retry after a crash. ``deadline`` bounds how long retries may go
+        on (sends and coupons give up after an hour and record a failure)."""
+        if self._local_effects:
+            return await workflow.execute_local_activity_method(
+                activity,
+                request,
+                start_to_close_timeout=_SIDE_EFFECT_TIMEOUT,
+                schedule_to_close_timeout=_SIDE_EFFECT_DEADLINE if deadline else None,
+                retry_policy=_ACTIVITY_RETRY,
+            )
+        return await workflow.execute_activity_method(
+            activity,
+            request,
+            start_to_close_timeout=_SIDE_EFFECT_TIMEOUT,
+            schedule_to_close_timeout=_SIDE_EFFECT_DEADLINE if deadline else None,
+            retry_policy=_ACTIVITY_RETRY,
+        )
+
+    def _started_with_attributes(self) -> bool:
+        """The starter (the API's ``start_run``) already set who and what this
+        run is; upserting the same values again is one more visibility write."""
+        if not self._local_effects:
+            return False
+        current = workflow.info().typed_search_attributes
+        return current.get(sa.JOURNEY_ID) == self._inp.journey_id and current.get(sa.JOURNEY_USER) == self._inp.user_id
 
     def _key(self, node_id: str) -> str:
         state = self._require_state()

@@ -1,11 +1,13 @@
 """`journeys up` as an operator runs it: one command brings up the dev server,
-worker and API; events flow to the outbox; Ctrl-C stops everything; a restart
-on the same data directory keeps every run."""
+a worker process and the API; events flow to the outbox; a worker process that
+dies is started again; Ctrl-C stops everything; a restart on the same data
+directory keeps every run."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -79,6 +81,10 @@ def _outbox(data: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def _worker_pids(log: Path) -> list[int]:
+    return [int(p) for p in re.findall(r"worker process \d+ started \(pid (\d+)\)", log.read_text())]
+
+
 def _eventually(predicate, what: str, tries: int = 300) -> None:
     for _ in range(tries):
         if predicate():
@@ -117,10 +123,17 @@ def test_up_runs_everything_and_a_restart_keeps_runs(tmp_path: Path) -> None:
     assert code == 0, log.read_text()[-3000:]
     assert "journeys stopped" in log.read_text()
 
-    # Same data directory: the run is still waiting for order_paid and answers it.
+    # Same data directory: the run is still waiting for order_paid and answers it,
+    # even after its worker process was killed: `up` starts another.
+    log.write_text("")
     proc = _start(data, ports, log)
     try:
         _wait_up(proc, log, base)
+        first = _worker_pids(log)
+        assert len(first) == 1, log.read_text()[-3000:]
+        os.kill(first[0], signal.SIGKILL)
+        _eventually(lambda: len(_worker_pids(log)) == 2, "the killed worker process was started again")
+        assert "exited with -9" in log.read_text()
         track = httpx.post(
             f"{base}/v1/track",
             auth=(keys["write"], ""),
@@ -131,5 +144,7 @@ def test_up_runs_everything_and_a_restart_keeps_runs(tmp_path: Path) -> None:
             lambda: [m["message"]["template"] for m in _outbox(data)] == ["hello", "thanks"],
             "the run survived the restart",
         )
+        assert _worker_pids(log)[-1] not in first
     finally:
         assert _stop(proc) == 0
+    assert "journeys stopped" in log.read_text()

@@ -40,6 +40,11 @@ class FakeEngine:
     records: list[StepRecord] = field(default_factory=list)
     ends: list[EndRunRequest] = field(default_factory=list)
     entered: set[str] = field(default_factory=set)
+    begun: dict[str, BeginRunResult] = field(default_factory=dict)
+    # side effects are at-least-once (a retried workflow task re-runs its local
+    # activities); the real ledger answers a repeated key with the first result
+    sent: dict[str, SendResult] = field(default_factory=dict)
+    issued: dict[str, CouponResult] = field(default_factory=dict)
 
     @activity.defn(name="journeys.user_snapshot")
     async def user_snapshot(self, req: UserSnapshotRequest) -> UserSnapshot:
@@ -55,11 +60,18 @@ class FakeEngine:
 
     @activity.defn(name="journeys.begin_run")
     async def begin_run(self, req: BeginRunRequest) -> BeginRunResult:
+        # idempotent by run key, like engine.runs.begin: a retried workflow
+        # task runs the local activity again and must get the same answer
+        if req.run_key in self.begun:
+            return self.begun[req.run_key]
         key = f"{req.journey_id}:{req.user_id}"
         if req.reentry_mode == "once" and key in self.entered:
-            return BeginRunResult(allowed=False, reason="already entered")
-        self.entered.add(key)
-        return BeginRunResult(allowed=True)
+            answer = BeginRunResult(allowed=False, reason="already entered")
+        else:
+            self.entered.add(key)
+            answer = BeginRunResult(allowed=True)
+        self.begun[req.run_key] = answer
+        return answer
 
     @activity.defn(name="journeys.end_run")
     async def end_run(self, req: EndRunRequest) -> None:
@@ -67,7 +79,13 @@ class FakeEngine:
 
     @activity.defn(name="journeys.send")
     async def send(self, req: SendRequest) -> SendResult:
+        if req.idempotency_key in self.sent:
+            return self.sent[req.idempotency_key]
         self.sends.append(req)
+        self.sent[req.idempotency_key] = result = self._send(req)
+        return result
+
+    def _send(self, req: SendRequest) -> SendResult:
         if req.holdout:
             return SendResult(status="suppressed", reason="holdout")
         channel = req.channels[0]
@@ -80,6 +98,12 @@ class FakeEngine:
 
     @activity.defn(name="journeys.issue_coupon")
     async def issue_coupon(self, req: CouponRequest) -> CouponResult:
+        if req.idempotency_key in self.issued:
+            return self.issued[req.idempotency_key]
+        self.issued[req.idempotency_key] = result = self._issue(req)
+        return result
+
+    def _issue(self, req: CouponRequest) -> CouponResult:
         self.coupons.append(req)
         left = self.stock.get(req.pool, 100)
         if left <= 0:
