@@ -7,7 +7,11 @@ Concurrency model, the same guarantees on both databases:
   sequence (check the cap, then count the send) can never interleave with
   another writer, and never hits the "upgrade a read lock" deadlock that
   deferred transactions get. WAL mode lets readers go on meanwhile; the busy
-  timeout makes writers queue instead of failing.
+  timeout makes writers queue instead of failing. Writers of one process
+  first queue on a lock of their own: SQLite's busy handler polls with
+  sleeps growing to 100 ms and no fairness, which under load (fifty activity
+  threads) left some writers waiting far longer than the work in front of
+  them; other processes still meet the busy handler.
 - PostgreSQL: write sessions are READ COMMITTED; code that reads then writes
   takes ``Store.lock(session, key)`` (a transaction-scoped advisory lock)
   first, and stock is taken with a conditional ``UPDATE ... WHERE stock > 0``.
@@ -18,7 +22,9 @@ of work that lost an insert race, so the loser re-reads the winner's row.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -73,6 +79,9 @@ class Store:
         else:
             writer = self.engine
         self._write = sessionmaker(bind=writer, expire_on_commit=False)
+        self._writers: contextlib.AbstractContextManager[object] = (
+            threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        )
         self._read = sessionmaker(bind=self.engine, expire_on_commit=False)
 
     @classmethod
@@ -87,7 +96,7 @@ class Store:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A write transaction: serialised with other writers on SQLite."""
-        with self._write() as s, s.begin():
+        with self._writers, self._write() as s, s.begin():
             yield s
 
     @contextmanager

@@ -1,0 +1,113 @@
+"""Workflow code must be deterministic: replaying a history has to issue the
+same commands. ``JourneyWorkflow`` runs outside Temporal's sandbox (see
+``workflows/journey.py``), so this test is the guard the sandbox would have
+been: it reads the source of every module the workflows execute and refuses
+wall-clock time, randomness, sleeping, threads and I/O. Time, randomness and
+waiting go through ``workflow.now()``, ``workflow.random()`` and
+``workflow.wait_condition``; anything else goes through an activity."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# The modules a workflow task executes (dsl.graph/ir build and read the journey).
+WORKFLOW_MODULES = [
+    "workflows/journey.py",
+    "workflows/interpreter.py",
+    "workflows/conditions.py",
+    "workflows/localtime.py",
+    "workflows/models.py",
+    "workflows/search_attributes.py",
+    "workflows/broadcast.py",
+    "dsl/graph.py",
+    "dsl/ir.py",
+]
+FORBIDDEN_IMPORTS = {
+    "random",
+    "uuid",
+    "os",
+    "time",
+    "threading",
+    "socket",
+    "subprocess",
+    "secrets",
+    "httpx",
+    "sqlalchemy",
+}
+FORBIDDEN_CALLS = {
+    "datetime.now": "use workflow.now()",
+    "datetime.utcnow": "use workflow.now()",
+    "datetime.today": "use workflow.now()",
+    "date.today": "use workflow.now()",
+    "asyncio.sleep": "use workflow.sleep() or workflow.wait_condition()",
+    "open": "I/O belongs in an activity",
+    "print": "use workflow.logger",
+    "input": "I/O belongs in an activity",
+}
+# Our modules a workflow module may import: pure code, no I/O at import or call.
+# (activity classes are imported for their method references only)
+ALLOWED_OWN = ("dsl.", "workflows.", "engine.contracts", "engine.activities", "engine.broadcast_")
+
+
+def violations(source: str, filename: str = "<src>") -> list[str]:
+    found: list[str] = []
+    tree = ast.parse(source, filename)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            for name in names:
+                top = name.split(".")[0]
+                if top in FORBIDDEN_IMPORTS:
+                    found.append(f"{filename}:{node.lineno}: imports {name}")
+                if top in ("engine", "api") and not name.startswith(ALLOWED_OWN):
+                    found.append(f"{filename}:{node.lineno}: imports {name} (I/O code; call it through an activity)")
+        elif isinstance(node, ast.Call):
+            func = node.func
+            dotted = (
+                func.id
+                if isinstance(func, ast.Name)
+                else f"{func.value.id}.{func.attr}"
+                if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+                else None
+            )
+            if dotted in FORBIDDEN_CALLS:
+                found.append(f"{filename}:{node.lineno}: calls {dotted}() ({FORBIDDEN_CALLS[dotted]})")
+    return found
+
+
+@pytest.mark.parametrize("module", WORKFLOW_MODULES)
+def test_workflow_modules_use_no_clock_randomness_or_io(module: str) -> None:
+    path = ROOT / module
+    assert violations(path.read_text(encoding="utf-8"), module) == []
+
+
+def test_the_guard_catches_what_the_sandbox_would() -> None:
+    bad = """
+import random
+from datetime import datetime
+import asyncio
+from engine.store import Store
+
+async def step():
+    when = datetime.now()
+    await asyncio.sleep(1)
+    return random.random(), open("x")
+"""
+    found = "\n".join(violations(bad))
+    for expected in ("imports random", "imports engine.store", "calls datetime.now()", "calls asyncio.sleep()"):
+        assert expected in found
+    assert "calls open()" in found
+
+
+def test_journey_workflow_is_the_unsandboxed_one() -> None:
+    from temporalio.workflow import _Definition
+
+    from workflows.broadcast import AudienceBroadcastWorkflow
+    from workflows.journey import JourneyWorkflow
+
+    assert _Definition.must_from_class(JourneyWorkflow).sandboxed is False
+    assert _Definition.must_from_class(AudienceBroadcastWorkflow).sandboxed is True
