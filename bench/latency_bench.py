@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -228,9 +229,16 @@ async def main(rate: float, seconds: float, workers: int | None, only: str | Non
                 )
                 print(cpu_report(before, cpu_seconds(up.pid), len(sent)))
                 results["POST /v1/track answered"] = sorted(answered)
-                results["API ingest → delivery"] = sorted(
-                    (_ts(created) - sent[member.removeprefix("api-")]) * 1000 for member, created in rows
-                )
+                pairs = [
+                    (int(member.removeprefix("api-")), (_ts(created) - sent[member.removeprefix("api-")]) * 1000)
+                    for member, created in rows
+                ]
+                results["API ingest → delivery"] = sorted(v for _, v in pairs)
+                by_window: dict[int, list[float]] = {}
+                for i, v in pairs:
+                    by_window.setdefault(int(i / rate // 5), []).append(v)
+                medians = " ".join(f"{statistics.median(v):.0f}" for _, v in sorted(by_window.items()))
+                print(f"    p50 by 5 s window (ms): {medians}")
 
         if only in (None, "direct"):
             client = await connect(f"127.0.0.1:{temporal_port}")
@@ -274,6 +282,7 @@ async def main(rate: float, seconds: float, workers: int | None, only: str | Non
         except subprocess.TimeoutExpired:
             up.kill()
         store.dispose()
+        shutil.rmtree(data, ignore_errors=True)
     for label, values in results.items():
         print(summary(label, values))
     api = results.get("API ingest → delivery")
