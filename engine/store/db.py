@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -196,7 +196,7 @@ def _begin_immediate(dbapi_conn: Any, busy_timeout_ms: int) -> None:
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() >= deadline:
-                    raise
+                    raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
             time.sleep(pause * (0.5 + random.random()))
             pause = min(pause * 1.5, 0.004)
     finally:

@@ -49,6 +49,55 @@ def test_sqlite_runs_in_wal_mode_with_busy_timeout(tmp_path: Path) -> None:
     store.dispose()
 
 
+def test_sqlite_writer_waits_for_another_connections_write_lock(tmp_path: Path) -> None:
+    """Another process (here: a raw connection) holds the write lock; our write
+    polls for it, gets it once released, and the busy timeout still holds
+    on the statements after BEGIN."""
+    import sqlite3
+
+    path = tmp_path / "locked.db"
+    store = Store(f"sqlite:///{path}", busy_timeout_ms=10_000)
+    store.migrate()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    released = threading.Event()
+
+    def release() -> None:
+        threading.Event().wait(0.3)
+        other.execute("COMMIT")
+        released.set()
+
+    threading.Thread(target=release).start()
+    with store.session() as s:
+        s.add(User(id="by-us", attributes={}))
+        s.flush()  # the first statement begins the transaction
+        assert released.is_set()  # we only got in after the other writer committed
+    with store.read() as s:
+        assert set(s.scalars(select(User.id))) == {"by-us"}
+        assert s.connection().exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
+    other.close()
+    store.dispose()
+
+
+def test_sqlite_writer_gives_up_after_the_busy_timeout(tmp_path: Path) -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    path = tmp_path / "stuck.db"
+    store = Store(f"sqlite:///{path}", busy_timeout_ms=200)
+    store.migrate()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(OperationalError, match="locked"), store.session() as s:
+        s.add(User(id="never", attributes={}))
+    other.execute("ROLLBACK")
+    with store.session() as s:  # the connection is usable again
+        s.add(User(id="later", attributes={}))
+    other.close()
+    store.dispose()
+
+
 def test_session_commits_and_rolls_back(store: Store) -> None:
     with store.session() as s:
         s.add(User(id="u-commit", attributes={}))
