@@ -176,6 +176,10 @@ def create_app(
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # served by api.routes.docs, behind a key
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
         responses={
             400: {"model": ProblemOut, "description": "Malformed request"},
             401: {"model": ProblemOut, "description": "Missing or unknown key"},

@@ -89,7 +89,7 @@ def cookie_key(request: Request) -> str | None:
     return value or None
 
 
-def _presented_key(request: Request) -> str | None:
+def presented_key(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
@@ -133,7 +133,7 @@ def require(role: Role):
         _header: Annotated[object, Depends(api_key_scheme)] = None,
     ) -> Principal:
         settings: ApiSettings = request.app.state.settings
-        key = _presented_key(request)
+        key = presented_key(request)
         if key is None:
             raise Problem(
                 401, "an API key is required (Authorization: Bearer <key> or X-API-Key)", headers=_UNAUTHORIZED
@@ -169,7 +169,7 @@ def ingest_principal(request: Request, body_write_key: str | None) -> Principal:
     for candidate in candidates:
         if candidate and _match(candidate, list(settings.write_keys)) is not None:
             return Principal("write", None, key_id(candidate))
-    key = _presented_key(request)
+    key = presented_key(request)
     if key is not None:
         principal = resolve_api_key(settings, key)
         if principal is not None and principal.kind == "api":

@@ -43,7 +43,9 @@ def page_principal(request: Request) -> Principal | None:
 
 
 def safe_next(target: str | None) -> str:
-    """Only ever redirect back into the console (no open redirect)."""
+    """Only ever redirect back into the console or the API docs (no open redirect)."""
+    if target == "/docs":
+        return target
     if target and target.startswith("/console") and not target.startswith("//") and "\\" not in target:
         return target
     return "/console/journeys"

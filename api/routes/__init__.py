@@ -9,7 +9,20 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.console import router as console_router
-from api.routes import audience, check, events, health, journeys, metrics, pools, runs, stats, templates, users
+from api.routes import (
+    audience,
+    check,
+    docs,
+    events,
+    health,
+    journeys,
+    metrics,
+    pools,
+    runs,
+    stats,
+    templates,
+    users,
+)
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -23,5 +36,6 @@ ROUTERS: list[APIRouter] = [
     metrics.router,
     audience.router,
     check.router,
+    docs.router,
     console_router,
 ]
