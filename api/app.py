@@ -17,6 +17,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -160,9 +161,13 @@ def create_app(
                 own_client = True
             except Exception:  # noqa: BLE001 - the API stays up and says it is not ready
                 log.exception("could not connect to Temporal at %s", api_settings.temporal_address)
+        sweeper = asyncio.create_task(_sweep_forever(state)) if api_settings.redispatch_seconds > 0 else None
         try:
             yield
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                await asyncio.gather(sweeper, return_exceptions=True)
             for task in list(state.stop_jobs.tasks):
                 task.cancel()
             if own_store and state.store is not None:
@@ -203,6 +208,20 @@ def create_app(
         app.include_router(router)
     app.add_middleware(_Plumbing, state=state)
     return app
+
+
+async def _sweep_forever(state: Any) -> None:
+    """Deliver events that were stored but never reached Temporal (see
+    ``api.ingest``), every ``redispatch_seconds``."""
+    every = state.settings.redispatch_seconds
+    while True:
+        await asyncio.sleep(every)
+        if state.client is None or state.store is None:
+            continue
+        try:
+            await state.ingestor.sweep(state.client, older_than=timedelta(seconds=every))
+        except Exception:  # noqa: BLE001 - the next round tries again
+            log.exception("sweep of undispatched events failed")
 
 
 def _wire(state: Any) -> None:

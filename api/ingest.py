@@ -12,6 +12,15 @@ journey would be entered twice.
 Paused, stopped and archived journeys start nothing; entries that arrive
 while a journey is paused are dropped, not queued, so resuming does not
 flood users with what came due meanwhile.
+
+Nothing is lost between the store and Temporal: the event is stored as
+undispatched and marked dispatched only once every signal and start it
+needed was accepted. If the process dies in between, or Temporal refuses or
+cannot be reached, the event stays undispatched: a resend of the same
+``messageId`` delivers it (instead of being ignored as a duplicate), and
+``sweep`` — run every ``redispatch_seconds`` by the app — delivers what is
+older than that. Delivering twice is harmless: runs drop event ids they have
+seen and ``engine.runs.begin`` enters a journey once per event.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -32,7 +42,7 @@ from api.segment import Alias, Group, Identify, Page, Track, identifiers, profil
 from api.settings import ApiSettings
 from dsl.ir import EventEntry
 from engine import queries
-from engine.events import ingest_event, link_identities
+from engine.events import ingest_event, link_identities, mark_dispatched, undispatched
 from engine.store import Store
 from engine.store.types import utcnow
 from workflows.conditions import count_queries, evaluate, needs_user
@@ -47,6 +57,7 @@ class Outcome:
     new: bool = False
     signalled: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
+    complete: bool = True  # every signal and start it needed was accepted
 
 
 class Ingestor:
@@ -109,14 +120,39 @@ class Ingestor:
             properties=msg.properties,
             occurred_at=msg.timestamp,
             rules=self.settings.derived,
+            dispatch=True,
         )
-        self.metrics.events.labels(kind, "new" if result.new else "duplicate").inc()
+        status = "new" if result.new else "duplicate" if result.dispatched else "redelivered"
+        self.metrics.events.labels(kind, status).inc()
         outcome = Outcome(user_id=result.user_id, new=result.new)
-        if not result.new:
+        if result.dispatched:
             return outcome
         event = UserEvent(id=event_id, name=msg.event, properties=dict(msg.properties), occurred_at=msg.timestamp)
-        await self.deliver(client, result.user_id, event, outcome)
+        await self.dispatch(client, result.user_id, event, outcome)
         return outcome
+
+    async def dispatch(self, client: Client, user_id: str, event: UserEvent, outcome: Outcome) -> None:
+        """Deliver, then remember that it was delivered (only if it all was)."""
+        await self.deliver(client, user_id, event, outcome)
+        if outcome.complete:
+            await asyncio.to_thread(mark_dispatched, self.store, event.id)
+        else:
+            self.metrics.events.labels("track", "undispatched").inc()
+
+    async def sweep(self, client: Client, *, older_than: timedelta, limit: int = 100) -> int:
+        """Deliver events stored at least ``older_than`` ago and never
+        dispatched (the process died, or Temporal was down); returns how many
+        are now dispatched."""
+        pending = await asyncio.to_thread(undispatched, self.store, received_before=utcnow() - older_than, limit=limit)
+        done = 0
+        for item in pending:
+            outcome = Outcome(user_id=item.user_id)
+            event = UserEvent(id=item.id, name=item.name, properties=item.properties, occurred_at=item.occurred_at)
+            await self.dispatch(client, item.user_id, event, outcome)
+            done += outcome.complete
+        if pending:
+            log.info("sweep: %d of %d undispatched events delivered", done, len(pending))
+        return done
 
     async def deliver(self, client: Client, user_id: str, event: UserEvent, outcome: Outcome) -> None:
         runs = await asyncio.to_thread(queries.open_runs, self.store, user_id)
@@ -126,6 +162,7 @@ class Ingestor:
             if isinstance(res, BaseException):
                 log.warning("could not signal %s: %s", wid, res)
                 self.metrics.signals.labels("error").inc()
+                outcome.complete = False
             elif res:
                 outcome.signalled.append(wid)
                 self.metrics.signals.labels("delivered").inc()
@@ -143,6 +180,7 @@ class Ingestor:
                 )
             except RPCError as exc:
                 log.warning("could not start %s for an event: %s", deployed.info.id, exc)
+                outcome.complete = False
                 continue
             outcome.started.append(started.workflow_id)
             self.metrics.runs_started.labels(deployed.info.id, "event").inc()

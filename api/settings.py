@@ -35,6 +35,10 @@ class ApiSettings(Settings):
     # JSON logs with identifiers masked (``api.logs``); off gives plain text.
     log_json: bool = True
     log_level: str = "INFO"
+    # Events stored but not delivered to Temporal (a crash in between, Temporal
+    # down) are delivered again by a sweep this often, once at least this old
+    # (``api.ingest``); 0 turns the sweep off (a resend still delivers).
+    redispatch_seconds: float = 30.0
 
     def model_post_init(self, __context: object) -> None:
         if self.segment_user_id_kind not in IDENTITY_KINDS:

@@ -5,6 +5,14 @@ user's runs: it stores the event exactly once (the sender's message id is the
 primary key, so a redelivered webhook is a no-op), lands it on the right person
 whatever identifier it carries (merging users when the identifiers say they are
 one), and refreshes the derived stage / RFM tags.
+
+With ``dispatch=True`` (the API's ingest) the event is stored as not yet
+dispatched: the caller delivers it to Temporal and then calls
+``mark_dispatched``. An event left undispatched (the process died in between,
+or Temporal was unreachable) is delivered again when the same message is sent
+again, and by the sweep over ``undispatched``; runs de-duplicate events by id
+and ``engine.runs.begin`` enters a journey once per event, so delivering twice
+is harmless while never delivering would lose the event.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine import identity
@@ -33,6 +42,18 @@ class IngestResult:
     event_id: str
     stage: str | None = None
     rfm: str | None = None
+    dispatched: bool = True  # False: still to be delivered to Temporal
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """A stored event not yet delivered to Temporal, on its current owner."""
+
+    id: str
+    user_id: str
+    name: str
+    properties: dict[str, Any]
+    occurred_at: datetime
 
 
 def ingest_event(
@@ -47,6 +68,7 @@ def ingest_event(
     attributes: Mapping[str, Any] | None = None,
     rules: DerivedRules | None = None,
     now: datetime | None = None,
+    dispatch: bool = False,
 ) -> IngestResult:
     """Store one event idempotently and return whose it is.
 
@@ -64,7 +86,9 @@ def ingest_event(
         existing = s.get(Event, event_id)
         if existing is not None:
             owner = identity.canonical_user_id(s, existing.user_id) or existing.user_id
-            return IngestResult(user_id=owner, new=False, event_id=event_id)
+            return IngestResult(
+                user_id=owner, new=False, event_id=event_id, dispatched=existing.dispatched_at is not None
+            )
         uid = identity.identify(s, identifiers, user_id=user_id, now=occurred)
         if attributes:
             identity.set_attributes(s, uid, attributes, now=at)
@@ -76,6 +100,7 @@ def ingest_event(
                 properties=dict(properties or {}),
                 occurred_at=occurred,
                 received_at=received,
+                dispatched_at=None if dispatch else received,
             )
         )
         s.flush()
@@ -86,9 +111,42 @@ def ingest_event(
             event_id=event_id,
             stage=derived.stage if derived else None,
             rfm=derived.rfm if derived else None,
+            dispatched=not dispatch,
         )
 
     return store.transact(work)
+
+
+def mark_dispatched(store: Store, event_id: str, now: datetime | None = None) -> None:
+    """The event reached every run and journey it concerns."""
+    at = utc(now) if now else utcnow()
+    store.transact(
+        lambda s: s.execute(
+            update(Event).where(Event.id == event_id, Event.dispatched_at.is_(None)).values(dispatched_at=at)
+        )
+    )
+
+
+def undispatched(store: Store, *, received_before: datetime, limit: int = 100) -> list[PendingEvent]:
+    """Events still to be delivered, oldest first, each on its user's current
+    (merged) id."""
+    with store.read() as s:
+        rows = s.scalars(
+            select(Event)
+            .where(Event.dispatched_at.is_(None), Event.received_at < utc(received_before))
+            .order_by(Event.received_at)
+            .limit(limit)
+        ).all()
+        return [
+            PendingEvent(
+                id=row.id,
+                user_id=identity.canonical_user_id(s, row.user_id) or row.user_id,
+                name=row.name,
+                properties=dict(row.properties or {}),
+                occurred_at=row.occurred_at,
+            )
+            for row in rows
+        ]
 
 
 def link_identities(

@@ -45,6 +45,17 @@ def begin(
     existing = session.scalars(select(Run).where(Run.run_key == run_key)).first()
     if existing is not None:
         return BeginAnswer(existing.admitted, existing.reason)
+    trigger_id = str(trigger_event["id"]) if trigger_event and trigger_event.get("id") else None
+    if trigger_id is not None:
+        # The same event delivered again (a resend, the ingest sweep) after the
+        # run it started had already ended: that entry happened; not another.
+        entered = session.scalars(
+            select(Run.run_key).where(
+                Run.journey_id == journey_id, Run.user_id == user_id, Run.trigger_event_id == trigger_id
+            )
+        ).first()
+        if entered is not None:
+            return BeginAnswer(False, f"event {trigger_id} already entered this journey")
     now = utc(now)
     reason: str | None = None
     previous = None
@@ -75,6 +86,7 @@ def begin(
             ended_at=None if reason is None else now,
             outcome=None if reason is None else "refused",
             trigger_event=trigger_event,
+            trigger_event_id=trigger_id,
         )
     )
     session.flush()

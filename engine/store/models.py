@@ -16,7 +16,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from engine.store.types import UTCDateTime, utcnow
@@ -132,10 +132,22 @@ class TagHistory(Base):
 
 class Event(Base):
     """What a user did. ``id`` is the sender's message id: storing it once is the
-    ingestion's idempotency."""
+    ingestion's idempotency. ``dispatched_at`` stays empty until the event has
+    reached every run and journey it concerns on Temporal; until then a resend
+    of the same message, or the API's sweep (``api.ingest``), delivers it
+    again, so an event stored just before a crash or a Temporal outage is not
+    lost."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_user_name_at", "user_id", "name", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_events_user_name_at", "user_id", "name", "occurred_at"),
+        Index(
+            "ix_events_undispatched",
+            "received_at",
+            sqlite_where=text("dispatched_at IS NULL"),
+            postgresql_where=text("dispatched_at IS NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
@@ -143,6 +155,7 @@ class Event(Base):
     properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    dispatched_at: Mapped[datetime | None]
 
 
 class Consent(Base):
@@ -273,12 +286,15 @@ class JourneyVersion(Base):
 
 class Run(Base):
     """One entry of a user into a journey (refused entries are kept too, so the
-    same run asking again gets the same answer)."""
+    same run asking again gets the same answer). One event enters a user into
+    a journey at most once (``trigger_event_id``; an audience broadcast's
+    marker is one id shared by all its users), however often it is delivered."""
 
     __tablename__ = "runs"
     __table_args__ = (
         Index("ix_runs_journey_user", "journey_id", "user_id"),
         Index("ix_runs_user_open", "user_id", "ended_at"),
+        UniqueConstraint("journey_id", "user_id", "trigger_event_id", name="uq_runs_journey_trigger"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -295,6 +311,7 @@ class Run(Base):
     variant: Mapped[str | None] = mapped_column(String(64))
     converted_at: Mapped[datetime | None]
     trigger_event: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    trigger_event_id: Mapped[str | None] = mapped_column(String(128))
 
 
 class StepRecord(Base):

@@ -1,0 +1,129 @@
+"""Nothing is lost between the store and Temporal, and nothing is done twice.
+
+An event is stored first and delivered to Temporal second; if the delivery
+fails (Temporal refused or was unreachable, or the process died in between)
+the event stays *undispatched*: a resend of the same ``messageId`` delivers
+it instead of being dropped as a duplicate, and the sweep delivers what is
+left. Delivering an event twice never enters a journey twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+from temporalio.service import RPCError, RPCStatusCode
+
+from api import ingest
+from engine.store.models import Delivery, Event, Run
+from tests.api.conftest import WRITE, Stack, auth, eventually, unique
+from workflows.models import workflow_id
+
+PING = """\
+journey "{name}"
+  entry event {event}
+  reentry always
+  send webhook "{template}"
+"""
+
+
+async def _setup(stack: Stack) -> tuple[str, str]:
+    jid, event, template = unique("ping"), unique("clicked").replace("-", "_"), unique("ping_tpl")
+    r = await stack.http.put(f"/v1/templates/{template}", json={"body": "hi {{ user.id }}"}, headers=auth())
+    assert r.status_code in (200, 201), r.text
+    source = PING.format(name=jid, event=event, template=template)
+    r = await stack.http.post("/v1/journeys", json={"source": source, "id": jid}, headers=auth())
+    assert r.status_code == 201, r.text
+    return jid, event
+
+
+def _event_row(stack: Stack, message_id: str) -> Event | None:
+    with stack.store.read() as s:
+        return s.get(Event, message_id)
+
+
+def _deliveries(stack: Stack, journey_id: str) -> list[Delivery]:
+    with stack.store.read() as s:
+        return list(s.scalars(select(Delivery).where(Delivery.journey_id == journey_id)))
+
+
+def _admitted_runs(stack: Stack, journey_id: str) -> list[Run]:
+    with stack.store.read() as s:
+        return list(s.scalars(select(Run).where(Run.journey_id == journey_id, Run.admitted.is_(True))))
+
+
+def _refuse_starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    refused: list[str] = []
+
+    async def unavailable(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        refused.append(args[4])  # the user id
+        raise RPCError("temporal is unreachable", RPCStatusCode.UNAVAILABLE, b"")
+
+    monkeypatch.setattr(ingest, "start_run", unavailable)
+    return refused
+
+
+async def test_a_refused_delivery_is_made_by_the_resend_and_only_once(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jid, event = await _setup(stack)
+    track = {"userId": unique("m"), "event": event, "messageId": unique("msg")}
+
+    with monkeypatch.context() as m:
+        refused = _refuse_starts(m)
+        r = await stack.http.post("/v1/track", auth=(WRITE, ""), json=track)
+        assert r.status_code == 200 and r.json() == {"success": True}  # stored: the sender may forget it
+    assert len(refused) == 1
+    stored = _event_row(stack, track["messageId"])
+    assert stored is not None and stored.dispatched_at is None
+    assert _admitted_runs(stack, jid) == []
+
+    # Segment clients retry with the same messageId: this time it is delivered
+    assert (await stack.http.post("/v1/track", auth=(WRITE, ""), json=track)).status_code == 200
+    sent = await eventually(lambda: _async(_deliveries(stack, jid)))
+    assert len(sent) == 1 and sent[0].status == "sent"
+    assert _event_row(stack, track["messageId"]).dispatched_at is not None
+
+    # and once dispatched, the same message is a plain duplicate
+    assert (await stack.http.post("/v1/track", auth=(WRITE, ""), json=track)).status_code == 200
+    metrics = (await stack.http.get("/metrics", headers=auth())).text
+    assert 'outcome="redelivered"' in metrics and 'outcome="undispatched"' in metrics
+    assert len(_deliveries(stack, jid)) == 1 and len(_admitted_runs(stack, jid)) == 1
+
+
+async def test_the_sweep_delivers_what_was_left_and_never_enters_twice(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jid, event = await _setup(stack)
+    member = unique("m")
+    track = {"userId": member, "event": event, "messageId": unique("msg")}
+    with monkeypatch.context() as m:
+        _refuse_starts(m)
+        assert (await stack.http.post("/v1/track", auth=(WRITE, ""), json=track)).status_code == 200
+    assert _event_row(stack, track["messageId"]).dispatched_at is None
+
+    ingestor = stack.app.state.ingestor
+    assert await ingestor.sweep(stack.client, older_than=timedelta(hours=1)) == 0  # too recent to touch
+    assert await ingestor.sweep(stack.client, older_than=timedelta(0)) >= 1
+    sent = await eventually(lambda: _async(_deliveries(stack, jid)))
+    assert len(sent) == 1
+    assert _event_row(stack, track["messageId"]).dispatched_at is not None
+
+    # The run has ended; now say the process died after Temporal took the event
+    # but before it was marked: the sweep delivers it again, and the journey
+    # (reentry always) must not be entered a second time for the same event.
+    runs = await eventually(lambda: _async([r for r in _admitted_runs(stack, jid) if r.ended_at is not None]))
+    assert len(runs) == 1
+    stack.store.transact(
+        lambda s: s.execute(update(Event).where(Event.id == track["messageId"]).values(dispatched_at=None))
+    )
+    assert await ingestor.sweep(stack.client, older_than=timedelta(0)) >= 1
+    handle = stack.client.get_workflow_handle(workflow_id(jid, runs[0].user_id))
+    assert await asyncio.wait_for(handle.result(), 60) == "refused"  # the new run asked, and was told it had happened
+    assert len(_deliveries(stack, jid)) == 1 and len(_admitted_runs(stack, jid)) == 1
+
+
+async def _async(value):  # noqa: ANN001, ANN202
+    return value
