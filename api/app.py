@@ -168,6 +168,8 @@ def create_app(
             if sweeper is not None:
                 sweeper.cancel()
                 await asyncio.gather(sweeper, return_exceptions=True)
+            if state.store is not None:
+                await state.ingestor.flush_marks()
             for task in list(state.stop_jobs.tasks):
                 task.cancel()
             if own_store and state.store is not None:

@@ -117,12 +117,16 @@ def ingest_event(
     return store.transact(work)
 
 
-def mark_dispatched(store: Store, event_id: str, now: datetime | None = None) -> None:
-    """The event reached every run and journey it concerns."""
+def mark_dispatched(store: Store, event_ids: Iterable[str], now: datetime | None = None) -> None:
+    """These events reached every run and journey they concern (one UPDATE
+    for a batch: the API marks in batches, off the request path)."""
+    ids = list(event_ids)
+    if not ids:
+        return
     at = utc(now) if now else utcnow()
     store.transact(
         lambda s: s.execute(
-            update(Event).where(Event.id == event_id, Event.dispatched_at.is_(None)).values(dispatched_at=at)
+            update(Event).where(Event.id.in_(ids), Event.dispatched_at.is_(None)).values(dispatched_at=at)
         )
     )
 
