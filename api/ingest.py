@@ -129,10 +129,12 @@ class Ingestor:
             rules=self.settings.derived,
             dispatch=True,
         )
-        status = "new" if result.new else "duplicate" if result.dispatched else "redelivered"
+        # dispatched: marked in the store, or about to be (the batched mark)
+        dispatched = result.dispatched or (not result.new and event_id in self._dispatched)
+        status = "new" if result.new else "duplicate" if dispatched else "redelivered"
         self.metrics.events.labels(kind, status).inc()
         outcome = Outcome(user_id=result.user_id, new=result.new)
-        if result.dispatched:
+        if dispatched:
             return outcome
         event = UserEvent(id=event_id, name=msg.event, properties=dict(msg.properties), occurred_at=msg.timestamp)
         await self.dispatch(client, result.user_id, event, outcome)

@@ -89,9 +89,21 @@ async def test_a_refused_delivery_is_made_by_the_resend_and_only_once(
 
     # and once dispatched, the same message is a plain duplicate
     assert (await stack.http.post("/v1/track", auth=(WRITE, ""), json=track)).status_code == 200
+    # also right after dispatching, before the batched mark is written
+    quick = {"userId": unique("m"), "event": event, "messageId": unique("msg")}
+    for _ in range(2):
+        assert (await stack.http.post("/v1/track", auth=(WRITE, ""), json=quick)).status_code == 200
+    await stack.app.state.ingestor.flush_marks()
+    runs = await eventually(lambda: _async(len(_admitted_runs(stack, jid)) == 2 and _admitted_runs(stack, jid)))
+    assert runs and sorted(r.trigger_event_id for r in runs) == sorted([track["messageId"], quick["messageId"]])
     metrics = (await stack.http.get("/metrics", headers=auth())).text
-    assert 'outcome="redelivered"' in metrics and 'outcome="undispatched"' in metrics
-    assert len(_deliveries(stack, jid)) == 1 and len(_admitted_runs(stack, jid)) == 1
+    counts = {
+        line.split('outcome="')[1].split('"')[0]: float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("journeys_events_ingested_total{")
+    }
+    assert counts["undispatched"] == 1 and counts["redelivered"] == 1 and counts["duplicate"] == 2
+    assert len(_deliveries(stack, jid)) == 2
 
 
 async def test_the_sweep_delivers_what_was_left_and_never_enters_twice(
