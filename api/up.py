@@ -28,6 +28,7 @@ from pathlib import Path
 import uvicorn
 
 from api.settings import ApiSettings
+from engine import eventloop
 from engine.channels.config import ChannelsConfig
 from engine.temporal import connect, start_dev_server
 
@@ -175,7 +176,7 @@ def _command(args: argparse.Namespace) -> int:
         settings.data_dir = Path(args.data_dir)
         if "DATABASE_URL" not in os.environ:
             settings.database_url = f"sqlite:///{Path(args.data_dir) / 'journeys.db'}"
-    asyncio.run(
+    eventloop.run(
         serve(
             settings,
             host=args.host,

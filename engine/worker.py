@@ -19,7 +19,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from engine import ledger
+from engine import eventloop, ledger
 from engine.activities import JourneyActivities
 from engine.broadcast_activities import BroadcastActivities
 from engine.channels import build_providers
@@ -108,7 +108,7 @@ def _command(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(sig, stop.set)
         await run_worker(settings, stop=stop)
 
-    asyncio.run(main())
+    eventloop.run(main())
     return 0
 
 
