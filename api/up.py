@@ -136,9 +136,6 @@ async def serve(
         stop.set()
         server.should_exit = True
         await asyncio.gather(api, worker, return_exceptions=True)
-        if children is not None:
-            await children.stop()
-            children = None
     finally:
         if children is not None:
             await children.stop()

@@ -45,7 +45,6 @@ class WorkerProcesses:
         self._procs: list[asyncio.subprocess.Process | None] = [None] * count
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
-        self.restarts = 0
 
     @property
     def pids(self) -> list[int]:
@@ -90,7 +89,6 @@ class WorkerProcesses:
             if self._stopping:
                 return
             backoff = min(backoff * 2, 30.0)
-            self.restarts += 1
             await self._spawn(slot)
 
     async def stop(self) -> None:

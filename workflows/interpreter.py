@@ -570,15 +570,8 @@ class JourneyInterpreter:
         in the next workflow task completion. Idempotency keys make either kind
         safe to retry after a crash. ``deadline`` bounds how long retries may go
         on (sends and coupons give up after an hour and record a failure)."""
-        if self._local_effects:
-            return await workflow.execute_local_activity_method(
-                activity,
-                request,
-                start_to_close_timeout=_SIDE_EFFECT_TIMEOUT,
-                schedule_to_close_timeout=_SIDE_EFFECT_DEADLINE if deadline else None,
-                retry_policy=_ACTIVITY_RETRY,
-            )
-        return await workflow.execute_activity_method(
+        execute = workflow.execute_local_activity_method if self._local_effects else workflow.execute_activity_method
+        return await execute(
             activity,
             request,
             start_to_close_timeout=_SIDE_EFFECT_TIMEOUT,
