@@ -45,7 +45,7 @@ from api.segment import Alias, Group, Identify, Page, Track, identifiers, profil
 from api.settings import ApiSettings
 from dsl.ir import EventEntry
 from engine import queries
-from engine.events import ingest_event, link_identities, mark_dispatched, undispatched
+from engine.events import IngestResult, ingest_event, link_identities, mark_dispatched, undispatched
 from engine.store import Store
 from engine.store.types import utcnow
 from workflows.conditions import count_queries, evaluate, needs_user
@@ -63,6 +63,15 @@ class Outcome:
     signalled: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
     complete: bool = True  # every signal and start it needed was accepted
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Where an event goes: the user's open runs (workflow ids) and the
+    active journeys it enters."""
+
+    runs: list[str]
+    journeys: list[Deployed]
 
 
 class Ingestor:
@@ -118,17 +127,23 @@ class Ingestor:
     async def track(self, msg: Track, client: Client, kind: str = "track") -> Outcome:
         event_id = msg.messageId or f"api-{uuid.uuid4().hex}"
         ids = identifiers(msg, self.settings.segment_user_id_kind)
-        result = await asyncio.to_thread(
-            ingest_event,
-            self.store,
-            event_id=event_id,
-            name=msg.event,
-            identifiers=ids,
-            properties=msg.properties,
-            occurred_at=msg.timestamp,
-            rules=self.settings.derived,
-            dispatch=True,
-        )
+
+        def store_and_look_up() -> tuple[IngestResult, Targets | None]:
+            # One hop to a worker thread for the write and the reads that
+            # follow it (each hop is a wait for a thread under load).
+            stored = ingest_event(
+                self.store,
+                event_id=event_id,
+                name=msg.event,
+                identifiers=ids,
+                properties=msg.properties,
+                occurred_at=msg.timestamp,
+                rules=self.settings.derived,
+                dispatch=True,
+            )
+            return stored, None if stored.dispatched else self.targets(stored.user_id, msg.event)
+
+        result, found = await asyncio.to_thread(store_and_look_up)
         # dispatched: marked in the store, or about to be (the batched mark)
         dispatched = result.dispatched or (not result.new and event_id in self._dispatched)
         status = "new" if result.new else "duplicate" if dispatched else "redelivered"
@@ -137,12 +152,18 @@ class Ingestor:
         if dispatched:
             return outcome
         event = UserEvent(id=event_id, name=msg.event, properties=dict(msg.properties), occurred_at=msg.timestamp)
-        await self.dispatch(client, result.user_id, event, outcome)
+        await self.dispatch(client, result.user_id, event, outcome, found)
         return outcome
 
-    async def dispatch(self, client: Client, user_id: str, event: UserEvent, outcome: Outcome) -> None:
+    def targets(self, user_id: str, event_name: str) -> Targets:
+        runs = queries.open_runs(self.store, user_id)
+        return Targets(list(dict.fromkeys(r.workflow_id for r in runs)), self.cache.event_triggered(event_name))
+
+    async def dispatch(
+        self, client: Client, user_id: str, event: UserEvent, outcome: Outcome, targets: Targets | None = None
+    ) -> None:
         """Deliver, then remember that it was delivered (only if it all was)."""
-        await self.deliver(client, user_id, event, outcome)
+        await self.deliver(client, user_id, event, outcome, targets)
         if not outcome.complete:
             self.metrics.events.labels("track", "undispatched").inc()
             return
@@ -178,11 +199,15 @@ class Ingestor:
             log.info("sweep: %d of %d undispatched events delivered", done, len(pending))
         return done
 
-    async def deliver(self, client: Client, user_id: str, event: UserEvent, outcome: Outcome) -> None:
-        runs = await asyncio.to_thread(queries.open_runs, self.store, user_id)
-        targets = list(dict.fromkeys(r.workflow_id for r in runs))
-        results = await asyncio.gather(*(signal_event(client, wid, event) for wid in targets), return_exceptions=True)
-        for wid, res in zip(targets, results, strict=True):
+    async def deliver(
+        self, client: Client, user_id: str, event: UserEvent, outcome: Outcome, targets: Targets | None = None
+    ) -> None:
+        if targets is None:
+            targets = await asyncio.to_thread(self.targets, user_id, event.name)
+        results = await asyncio.gather(
+            *(signal_event(client, wid, event) for wid in targets.runs), return_exceptions=True
+        )
+        for wid, res in zip(targets.runs, results, strict=True):
             if isinstance(res, BaseException):
                 log.warning("could not signal %s: %s", wid, res)
                 self.metrics.signals.labels("error").inc()
@@ -192,7 +217,7 @@ class Ingestor:
                 self.metrics.signals.labels("delivered").inc()
             else:
                 self.metrics.signals.labels("gone").inc()
-        for deployed in await asyncio.to_thread(self.cache.event_triggered, event.name):
+        for deployed in targets.journeys:
             entry = deployed.ir.entry
             needs_store = not isinstance(entry, EventEntry) or entry.where is not None
             # no entry condition: it matches, no need for a worker thread

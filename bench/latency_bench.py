@@ -48,7 +48,7 @@ from sqlalchemy import select  # noqa: E402
 
 from dsl import compile_source  # noqa: E402
 from engine.store import Store  # noqa: E402
-from engine.store.models import Delivery, Identity  # noqa: E402
+from engine.store.models import Delivery, Event, Identity, Run  # noqa: E402
 from engine.temporal import connect  # noqa: E402
 from workflows.journey import JourneyWorkflow  # noqa: E402
 from workflows.models import JourneyInput, UserEvent, workflow_id  # noqa: E402
@@ -171,6 +171,34 @@ def summary(label: str, values: list[float]) -> str:
     )
 
 
+def stage_report(store: Store, sent: dict[str, float]) -> str:
+    """Where an event's time went, from the store's own timestamps: request
+    sent → event stored (HTTP, auth, parsing), stored → run begun (the
+    ingest transaction, signal-with-start, Temporal handing the workflow
+    task to the worker; a run's ``entered_at`` is the task's start time), and
+    begun → delivery row (the worker's local activities)."""
+    with store.read() as s:
+        rows = s.execute(
+            select(Event.id, Event.received_at, Run.entered_at, Delivery.created_at)
+            .join(Run, Run.trigger_event_id == Event.id)
+            .join(Delivery, Delivery.run_key == Run.run_key)
+            .where(Event.id.like("api-msg-%"))
+        ).all()
+    stages: dict[str, list[float]] = {"sent → stored": [], "stored → run begun": [], "run begun → delivery": []}
+    for event_id, received, entered, created in rows:
+        t0 = sent[event_id.removeprefix("api-msg-")]
+        t1, t2, t3 = _ts(received), _ts(entered), _ts(created)
+        stages["sent → stored"].append(1000 * (t1 - t0))
+        stages["stored → run begun"].append(1000 * (t2 - t1))
+        stages["run begun → delivery"].append(1000 * (t3 - t2))
+    lines = []
+    for label, values in stages.items():
+        values.sort()
+        if values:
+            lines.append(f"    {label:22} p50={values[len(values) // 2]:6.1f} ms  p99={p99(values):6.1f} ms")
+    return "\n".join(lines)
+
+
 def p99(values: list[float]) -> float:
     return values[min(len(values) - 1, int(0.99 * len(values)))]
 
@@ -262,6 +290,7 @@ async def main(rate: float, seconds: float, workers: int | None, only: str | Non
                     by_window.setdefault(int(i / rate // 5), []).append(v)
                 medians = " ".join(f"{statistics.median(v):.0f}" for _, v in sorted(by_window.items()))
                 print(f"    p50 by 5 s window (ms): {medians}")
+                print(stage_report(store, sent))
 
         if only in (None, "direct"):
             client = await connect(f"127.0.0.1:{temporal_port}")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -48,6 +48,11 @@ from engine.tags import add_tags, remove_tags, tags_of
 from engine.templates import TemplateRenderError, build_context, get_template, render, transactional_names
 
 ALWAYS_REACHABLE = ("webhook",)
+
+_USERS = User.__table__
+_PROFILE = select(_USERS.c.attributes, _USERS.c.timezone, _USERS.c.stage, _USERS.c.rfm).where(
+    _USERS.c.id == bindparam("uid")
+)
 
 
 @dataclass(frozen=True)
@@ -318,7 +323,7 @@ class JourneyActivities:
         template = get_template(s, req.template)
         if template is None:
             return _Decision("failed", f"unknown template {req.template!r}", first)
-        user = s.get(User, uid)
+        user = s.execute(_PROFILE, {"uid": uid}).first()
         ids = identity.identities_of(s, uid) if user else {}
         found = addresses_from(ids) if user else {c: None for c in ALWAYS_REACHABLE}
         blocked = opted_out_channels(s, uid) if user else set()

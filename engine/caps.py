@@ -20,8 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from engine.settings import Settings
@@ -31,6 +33,11 @@ from engine.store.types import utc
 
 DAY = timedelta(days=1)
 WEEK = timedelta(days=7)
+
+_USAGE = CapUsage.__table__
+_COUNTED = select(_USAGE.c.id).where(_USAGE.c.delivery_key == bindparam("key"))
+_INSERT = insert(_USAGE)
+_RELEASE = delete(_USAGE).where(_USAGE.c.delivery_key == bindparam("key"))
 
 
 @dataclass(frozen=True)
@@ -54,14 +61,23 @@ def _count(
     journey_id: str | None = None,
     exclude: list[str] | None = None,
 ) -> int:
-    q = select(func.count()).select_from(CapUsage).where(CapUsage.user_id == user_id, CapUsage.at > since)
-    if channel is not None:
-        q = q.where(CapUsage.channel == channel)
-    if journey_id is not None:
-        q = q.where(CapUsage.journey_id == journey_id)
-    if exclude:
-        q = q.where(CapUsage.channel.not_in(exclude))
-    return int(session.execute(q).scalar_one())
+    stmt = _count_query(channel is not None, journey_id is not None, bool(exclude))
+    params = {"uid": user_id, "since": since, "channel": channel, "journey_id": journey_id, "exclude": exclude}
+    return int(session.execute(stmt, params).scalar_one())
+
+
+@lru_cache(maxsize=8)
+def _count_query(by_channel: bool, by_journey: bool, excluding: bool) -> Any:
+    """Counted sends since a time, built once per shape (every send asks)."""
+    q = select(func.count()).select_from(_USAGE).where(_USAGE.c.user_id == bindparam("uid"))
+    q = q.where(_USAGE.c.at > bindparam("since"))
+    if by_channel:
+        q = q.where(_USAGE.c.channel == bindparam("channel"))
+    if by_journey:
+        q = q.where(_USAGE.c.journey_id == bindparam("journey_id"))
+    if excluding:
+        q = q.where(_USAGE.c.channel.not_in(bindparam("exclude", expanding=True)))
+    return q
 
 
 def check_and_count(session: Session, store: Store, settings: Settings, req: CapRequest) -> str | None:
@@ -72,7 +88,7 @@ def check_and_count(session: Session, store: Store, settings: Settings, req: Cap
     if req.transactional:
         return None
     store.lock(session, f"caps:{req.user_id}")
-    if session.scalars(select(CapUsage.id).where(CapUsage.delivery_key == req.delivery_key)).first() is not None:
+    if session.execute(_COUNTED, {"key": req.delivery_key}).first() is not None:
         return None  # this very send was counted by an earlier attempt
     now = utc(req.now)
     exempt = req.channel in settings.cap_exempt_channels
@@ -100,18 +116,22 @@ def check_and_count(session: Session, store: Store, settings: Settings, req: Cap
                 if used >= limit:
                     return f"frequency cap: {limit} {req.channel} messages per {label} reached ({used} sent)"
 
-    session.add(
-        CapUsage(
-            delivery_key=req.delivery_key, user_id=req.user_id, channel=req.channel, journey_id=req.journey_id, at=now
-        )
+    session.execute(
+        _INSERT,
+        {
+            "delivery_key": req.delivery_key,
+            "user_id": req.user_id,
+            "channel": req.channel,
+            "journey_id": req.journey_id,
+            "at": now,
+        },
     )
-    session.flush()
     return None
 
 
 def release(session: Session, delivery_key: str) -> None:
     """Give the slot back: the send it was counted for failed."""
-    session.execute(delete(CapUsage).where(CapUsage.delivery_key == delivery_key))
+    session.execute(_RELEASE, {"key": delivery_key})
 
 
 def _fmt(window: timedelta) -> str:

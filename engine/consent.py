@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from engine.channels.base import ADDRESS_KIND
@@ -20,10 +20,12 @@ from engine.store import Store
 from engine.store.models import Consent
 from engine.store.types import utc, utcnow
 
+_CONSENTS = Consent.__table__
+_OPTED_OUT = select(_CONSENTS.c.channel).where(_CONSENTS.c.user_id == bindparam("uid"), _CONSENTS.c.opted_out.is_(True))
+
 
 def opted_out_channels(session: Session, user_id: str) -> set[str]:
-    rows = session.scalars(select(Consent.channel).where(Consent.user_id == user_id, Consent.opted_out.is_(True)))
-    return set(rows)
+    return set(session.scalars(_OPTED_OUT, {"uid": user_id}))
 
 
 def set_opt_out(

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from engine.settings import DerivedRules
@@ -36,6 +38,28 @@ from engine.store.types import utc
 from engine.tags import replace_prefixes
 
 DERIVED_SOURCE = "derived"
+
+_USERS = User.__table__
+_EVENTS = Event.__table__
+_USER_ROW = select(_USERS.c.created_at, _USERS.c.stage, _USERS.c.rfm).where(_USERS.c.id == bindparam("uid"))
+_SET_STAGE = (
+    update(_USERS).where(_USERS.c.id == bindparam("uid")).values(stage=bindparam("new_stage"), rfm=bindparam("new_rfm"))
+)
+
+
+@lru_cache(maxsize=8)
+def _fact_queries(payment_events: tuple[str, ...]) -> tuple[Any, Any]:
+    """(first/last event and last payment, payments since a time) for one set
+    of payment event names, built once: every ingested event asks."""
+    is_payment = _EVENTS.c.name.in_(payment_events)
+    mine = _EVENTS.c.user_id == bindparam("uid")
+    spans = select(
+        func.min(_EVENTS.c.occurred_at),
+        func.max(_EVENTS.c.occurred_at),
+        func.max(case((is_payment, _EVENTS.c.occurred_at), else_=None)),
+    ).where(mine)
+    payments = select(_EVENTS.c.properties).where(mine, is_payment, _EVENTS.c.occurred_at > bindparam("since"))
+    return spans, payments
 
 
 @dataclass(frozen=True)
@@ -86,34 +110,22 @@ def compute(facts: UserFacts, now: datetime, rules: DerivedRules) -> Derived:
 
 
 def user_facts(session: Session, user_id: str, now: datetime, rules: DerivedRules) -> UserFacts | None:
-    user = session.get(User, user_id)
-    return _facts(session, user, now, rules) if user is not None else None
+    row = session.execute(_USER_ROW, {"uid": user_id}).first()
+    return _facts(session, user_id, row.created_at, now, rules) if row is not None else None
 
 
-def _facts(session: Session, user: User, now: datetime, rules: DerivedRules) -> UserFacts:
-    user_id = user.id
+def _facts(session: Session, user_id: str, created_at: datetime, now: datetime, rules: DerivedRules) -> UserFacts:
     now = utc(now)
-    is_payment = Event.name.in_(rules.payment_events)
-    first_event, last_event, last_payment = session.execute(
-        select(
-            func.min(Event.occurred_at),
-            func.max(Event.occurred_at),
-            func.max(case((is_payment, Event.occurred_at), else_=None)),
-        ).where(Event.user_id == user_id)
-    ).one()
+    spans, payments_since = _fact_queries(tuple(rules.payment_events))
+    first_event, last_event, last_payment = session.execute(spans, {"uid": user_id}).one()
     window_start = now - timedelta(days=rules.rfm_window_days)
     payments: list = []
     if last_payment is not None and utc(last_payment) > window_start:  # else none can be in the window
-        payments = session.execute(
-            select(Event.properties).where(
-                Event.user_id == user_id,
-                is_payment,
-                Event.occurred_at > window_start,
-            )
-        ).all()
+        payments = session.execute(payments_since, {"uid": user_id, "since": window_start}).all()
     monetary = sum(_amount(props, rules.amount_property) for (props,) in payments)
     first_event = utc(first_event) if first_event else None
-    first_seen = min(user.created_at, first_event) if first_event else user.created_at
+    created_at = utc(created_at)
+    first_seen = min(created_at, first_event) if first_event else created_at
     return UserFacts(
         first_seen=first_seen,
         last_event_at=utc(last_event) if last_event else None,
@@ -130,12 +142,12 @@ def derive(session: Session, user_id: str, now: datetime, rules: DerivedRules) -
 
 def refresh_user(session: Session, user_id: str, *, now: datetime, rules: DerivedRules) -> Derived | None:
     """Recompute and store the user's stage and RFM layer (column + tags)."""
-    user = session.get(User, user_id)
+    user = session.execute(_USER_ROW, {"uid": user_id}).first()
     if user is None:
         return None
-    result = compute(_facts(session, user, now, rules), now, rules)
+    result = compute(_facts(session, user_id, user.created_at, now, rules), now, rules)
     if user.stage != result.stage or user.rfm != result.rfm:
-        user.stage, user.rfm = result.stage, result.rfm
+        session.execute(_SET_STAGE, {"uid": user_id, "new_stage": result.stage, "new_rfm": result.rfm})
     replace_prefixes(
         session,
         user_id,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from engine import identity
@@ -33,6 +33,10 @@ from engine.store.models import Event
 from engine.store.types import utc, utcnow
 
 Identifiers = Mapping[str, str | None] | Iterable[tuple[str, str]]
+
+_EVENTS = Event.__table__
+_STORED = select(_EVENTS.c.user_id, _EVENTS.c.dispatched_at).where(_EVENTS.c.id == bindparam("id"))
+_INSERT_EVENT = insert(_EVENTS)
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ def ingest_event(
     at = utc(now) if now else max(received, occurred)
 
     def work(s: Session) -> IngestResult:
-        existing = s.get(Event, event_id)
+        existing = s.execute(_STORED, {"id": event_id}).first()
         if existing is not None:
             owner = identity.canonical_user_id(s, existing.user_id) or existing.user_id
             return IngestResult(
@@ -92,18 +96,19 @@ def ingest_event(
         uid = identity.identify(s, identifiers, user_id=user_id, now=occurred)
         if attributes:
             identity.set_attributes(s, uid, attributes, now=at)
-        s.add(
-            Event(
-                id=event_id,
-                user_id=uid,
-                name=name,
-                properties=dict(properties or {}),
-                occurred_at=occurred,
-                received_at=received,
-                dispatched_at=None if dispatch else received,
-            )
+            s.flush()
+        s.execute(
+            _INSERT_EVENT,
+            {
+                "id": event_id,
+                "user_id": uid,
+                "name": name,
+                "properties": dict(properties or {}),
+                "occurred_at": occurred,
+                "received_at": received,
+                "dispatched_at": None if dispatch else received,
+            },
         )
-        s.flush()
         derived = refresh_user(s, uid, now=at, rules=rules)
         return IngestResult(
             user_id=uid,

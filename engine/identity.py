@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from engine.store.models import (
@@ -35,11 +35,29 @@ from engine.store.models import (
     TagHistory,
     User,
     UserMerge,
+    new_user_id,
 )
 from engine.store.types import utc, utcnow
 
 Identifier = tuple[str, str]
 MAX_MERGE_CHAIN = 32
+
+# The hot lookups (every event and every send resolves a user) as Core
+# statements built once: building an ORM query per call cost three times the
+# query itself.
+_USERS = User.__table__
+_IDENTITIES = Identity.__table__
+_MERGED_INTO = select(_USERS.c.merged_into).where(_USERS.c.id == bindparam("uid"))
+_OWNER = select(_IDENTITIES.c.user_id).where(
+    _IDENTITIES.c.kind == bindparam("kind"), _IDENTITIES.c.value == bindparam("value")
+)
+_IDENTITIES_OF = (
+    select(_IDENTITIES.c.kind, _IDENTITIES.c.value)
+    .where(_IDENTITIES.c.user_id == bindparam("uid"))
+    .order_by(_IDENTITIES.c.id)
+)
+_INSERT_USER = insert(_USERS)
+_INSERT_IDENTITY = insert(_IDENTITIES)
 
 
 class IdentityError(ValueError):
@@ -81,7 +99,7 @@ def canonical_user_id(session: Session, user_id: str) -> str | None:
     """The live user an id stands for (following merges), or None if unknown."""
     current = user_id
     for _ in range(MAX_MERGE_CHAIN):
-        merged_into = session.execute(select(User.merged_into).where(User.id == current)).first()
+        merged_into = session.execute(_MERGED_INTO, {"uid": current}).first()
         if merged_into is None:
             return None
         if merged_into[0] is None:
@@ -101,17 +119,17 @@ def ensure_user(session: Session, user_id: str, *, now: datetime | None = None) 
     canonical = canonical_user_id(session, user_id)
     if canonical is not None:
         return canonical
-    stamp = utc(now) if now else utcnow()
-    session.add(User(id=user_id, created_at=stamp, updated_at=stamp, attributes={}))
-    session.flush()
+    _insert_user(session, user_id, utc(now) if now else utcnow())
     return user_id
+
+
+def _insert_user(session: Session, user_id: str, stamp: datetime) -> None:
+    session.execute(_INSERT_USER, {"id": user_id, "created_at": stamp, "updated_at": stamp, "attributes": {}})
 
 
 def lookup(session: Session, kind: str, value: str) -> str | None:
     """The canonical user for one identifier, without creating anything."""
-    row = session.execute(
-        select(Identity.user_id).where(Identity.kind == kind, Identity.value == normalize_value(kind, value))
-    ).first()
+    row = session.execute(_OWNER, {"kind": kind, "value": normalize_value(kind, value)}).first()
     return canonical_user_id(session, row[0]) if row else None
 
 
@@ -150,27 +168,24 @@ def identify(
             owners.append(owner)
 
     if not owners:
-        user = User(created_at=stamp, updated_at=stamp, attributes={})
-        session.add(user)
-        session.flush()
-        survivor = user.id
+        survivor = new_user_id()
+        _insert_user(session, survivor, stamp)
     else:
         survivor = owners[0]
         for other in owners[1:]:
             survivor = merge_users(session, survivor, other, now=stamp)
 
-    for kind, value in unknown:
-        session.add(Identity(kind=kind, value=value, user_id=survivor, created_at=stamp))
-    session.flush()
+    if unknown:
+        session.execute(
+            _INSERT_IDENTITY,
+            [{"kind": k, "value": v, "user_id": survivor, "created_at": stamp} for k, v in unknown],
+        )
     return survivor
 
 
 def identities_of(session: Session, user_id: str) -> dict[str, list[str]]:
-    rows = session.execute(
-        select(Identity.kind, Identity.value).where(Identity.user_id == user_id).order_by(Identity.id)
-    )
     out: dict[str, list[str]] = {}
-    for kind, value in rows:
+    for kind, value in session.execute(_IDENTITIES_OF, {"uid": user_id}):
         out.setdefault(kind, []).append(value)
     return out
 

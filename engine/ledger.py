@@ -18,17 +18,17 @@ activity retries and workflow replays). ``deliver``:
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from engine import caps
 from engine.channels.base import ChannelProvider, OutboundMessage
 from engine.settings import Settings
 from engine.store import Store
-from engine.store.models import FINAL_DELIVERY_STATUSES, Delivery
+from engine.store.models import FINAL_DELIVERY_STATUSES, Delivery, new_id
 from engine.store.types import utc, utcnow
 
 
@@ -65,35 +65,71 @@ class DeliveryInfo:
         return self.status in FINAL_DELIVERY_STATUSES
 
 
-def _info(row: Delivery) -> DeliveryInfo:
-    return DeliveryInfo(
-        row.id, row.idempotency_key, row.status, row.channel, row.reason, row.provider_message_id, row.attempts
+_DELIVERIES = Delivery.__table__
+_INFO_COLUMNS = (
+    _DELIVERIES.c.id,
+    _DELIVERIES.c.idempotency_key,
+    _DELIVERIES.c.status,
+    _DELIVERIES.c.channel,
+    _DELIVERIES.c.reason,
+    _DELIVERIES.c.provider_message_id,
+    _DELIVERIES.c.attempts,
+)
+# Every send looks its key up and writes it at least twice: Core statements
+# built once (an ORM object and its flush cost more than the queries).
+_BY_KEY = select(*_INFO_COLUMNS).where(_DELIVERIES.c.idempotency_key == bindparam("key"))
+_INSERT = insert(_DELIVERIES)
+_SET = update(_DELIVERIES).where(_DELIVERIES.c.idempotency_key == bindparam("key"))
+_SETTLE = (
+    update(_DELIVERIES)
+    .where(
+        _DELIVERIES.c.idempotency_key == bindparam("key"),
+        _DELIVERIES.c.status.not_in(list(FINAL_DELIVERY_STATUSES)),
     )
+    .values(
+        status=bindparam("new_status"),
+        reason=bindparam("new_reason"),
+        updated_at=bindparam("new_at"),
+        provider_message_id=bindparam("new_message_id"),
+    )
+)
 
 
-def _row(session: Session, key: str) -> Delivery | None:
-    return session.scalars(select(Delivery).where(Delivery.idempotency_key == key)).first()
+def _row(session: Session, key: str) -> DeliveryInfo | None:
+    row = session.execute(_BY_KEY, {"key": key}).first()
+    return DeliveryInfo(*row) if row is not None else None
 
 
-def _new_row(meta: DeliveryMeta, status: str, reason: str | None) -> Delivery:
+def _insert(session: Session, meta: DeliveryMeta, status: str, reason: str | None, attempts: int = 0) -> DeliveryInfo:
     now = utcnow()
-    return Delivery(
-        idempotency_key=meta.idempotency_key,
-        run_key=meta.run_key,
-        journey_id=meta.journey_id,
-        version=meta.version,
-        node_id=meta.node_id,
-        user_id=meta.user_id,
-        channel=meta.channel,
-        template=meta.template,
-        variant=meta.variant,
-        status=status,
-        reason=reason,
-        attempts=0,
-        at=utc(meta.at),
-        created_at=now,
-        updated_at=now,
+    info = DeliveryInfo(new_id(), meta.idempotency_key, status, meta.channel, reason, None, attempts)
+    session.execute(
+        _INSERT,
+        {
+            "id": info.id,
+            "idempotency_key": meta.idempotency_key,
+            "run_key": meta.run_key,
+            "journey_id": meta.journey_id,
+            "version": meta.version,
+            "node_id": meta.node_id,
+            "user_id": meta.user_id,
+            "channel": meta.channel,
+            "template": meta.template,
+            "variant": meta.variant,
+            "status": status,
+            "reason": reason,
+            "attempts": attempts,
+            "at": utc(meta.at),
+            "created_at": now,
+            "updated_at": now,
+        },
     )
+    return info
+
+
+def _set_outcome(session: Session, info: DeliveryInfo, status: str, reason: str | None) -> DeliveryInfo:
+    session.execute(_SET.values(status=status, reason=reason, updated_at=utcnow()), {"key": info.idempotency_key})
+    return replace(info, status=status, reason=reason)
 
 
 def lookup(store: Store, key: str) -> DeliveryInfo | None:
@@ -103,8 +139,7 @@ def lookup(store: Store, key: str) -> DeliveryInfo | None:
 
 def find(session: Session, key: str) -> DeliveryInfo | None:
     """``lookup`` inside an open session."""
-    row = _row(session, key)
-    return _info(row) if row else None
+    return _row(session, key)
 
 
 def record(store: Store, meta: DeliveryMeta, status: str, reason: str | None = None) -> DeliveryInfo:
@@ -114,16 +149,12 @@ def record(store: Store, meta: DeliveryMeta, status: str, reason: str | None = N
 
     def work(s: Session) -> DeliveryInfo:
         row = _row(s, meta.idempotency_key)
-        if row is not None and row.status in FINAL_DELIVERY_STATUSES:
-            return _info(row)
         if row is None:
-            row = _new_row(meta, status, reason)
-            s.add(row)
-        else:
-            row.status, row.reason, row.updated_at = status, reason, utcnow()
-            caps.release(s, meta.idempotency_key)
-        s.flush()
-        return _info(row)
+            return _insert(s, meta, status, reason)
+        if row.final:
+            return row
+        caps.release(s, meta.idempotency_key)
+        return _set_outcome(s, row, status, reason)
 
     return store.transact(work)
 
@@ -133,22 +164,17 @@ def _reserve(
 ) -> tuple[DeliveryInfo, bool]:
     """(row, go): go is False when the answer is already final."""
     row = _row(s, meta.idempotency_key)
-    if row is not None and row.status in FINAL_DELIVERY_STATUSES:
-        return _info(row), False
+    if row is not None and row.final:
+        return row, False
     if row is None:
         if cap is not None:
             reason = caps.check_and_count(s, store, settings, cap)
             if reason is not None:
-                row = _new_row(meta, "suppressed", reason)
-                s.add(row)
-                s.flush()
-                return _info(row), False
-        row = _new_row(meta, "reserved", None)
-        s.add(row)
-    row.attempts += 1
-    row.updated_at = utcnow()
-    s.flush()
-    return _info(row), True
+                return _insert(s, meta, "suppressed", reason), False
+        return _insert(s, meta, "reserved", None, attempts=1), True
+    attempts = row.attempts + 1
+    s.execute(_SET.values(attempts=attempts, updated_at=utcnow()), {"key": row.idempotency_key})
+    return replace(row, attempts=attempts), True
 
 
 def _finish(store: Store, key: str, status: str, reason: str | None, provider_message_id: str | None) -> DeliveryInfo:
@@ -156,34 +182,30 @@ def _finish(store: Store, key: str, status: str, reason: str | None, provider_me
         if status != "failed" and s.get_bind().dialect.update_returning:
             # The common case in one statement: settle the reservation unless
             # an answer is already final (then fall through and return that).
-            t = Delivery.__table__
             settled = s.execute(
-                update(t)
-                .where(t.c.idempotency_key == key, t.c.status.not_in(list(FINAL_DELIVERY_STATUSES)))
-                .values(status=status, reason=reason, updated_at=utcnow(), provider_message_id=provider_message_id)
-                .returning(
-                    t.c.id,
-                    t.c.idempotency_key,
-                    t.c.status,
-                    t.c.channel,
-                    t.c.reason,
-                    t.c.provider_message_id,
-                    t.c.attempts,
-                )
+                _SETTLE.returning(*_INFO_COLUMNS),
+                {
+                    "key": key,
+                    "new_status": status,
+                    "new_reason": reason,
+                    "new_at": utcnow(),
+                    "new_message_id": provider_message_id,
+                },
             ).first()
             if settled is not None:
                 return DeliveryInfo(*settled)
         row = _row(s, key)
         if row is None:
             raise LookupError(f"delivery {key} vanished")
-        if row.status in FINAL_DELIVERY_STATUSES:
-            return _info(row)
-        row.status, row.reason, row.updated_at = status, reason, utcnow()
-        row.provider_message_id = provider_message_id
+        if row.final:
+            return row
+        s.execute(
+            _SET.values(status=status, reason=reason, updated_at=utcnow(), provider_message_id=provider_message_id),
+            {"key": key},
+        )
         if status == "failed":
             caps.release(s, key)
-        s.flush()
-        return _info(row)
+        return replace(row, status=status, reason=reason, provider_message_id=provider_message_id)
 
     return store.transact(work)
 
@@ -230,10 +252,10 @@ def pending(store: Store, *, channel: str | None = None, limit: int = 100) -> li
     """Deliveries a vendor accepted as a task that completes later (WeCom
     ``add_msg_template`` waits for a staff member), oldest first."""
     with store.read() as s:
-        q = select(Delivery).where(Delivery.status == "pending")
+        q = select(*_INFO_COLUMNS).where(_DELIVERIES.c.status == "pending")
         if channel is not None:
-            q = q.where(Delivery.channel == channel)
-        return [_info(r) for r in s.scalars(q.order_by(Delivery.updated_at).limit(limit))]
+            q = q.where(_DELIVERIES.c.channel == channel)
+        return [DeliveryInfo(*r) for r in s.execute(q.order_by(_DELIVERIES.c.updated_at).limit(limit))]
 
 
 def settle(store: Store, key: str, status: str, reason: str | None = None) -> DeliveryInfo:
@@ -245,11 +267,10 @@ def settle(store: Store, key: str, status: str, reason: str | None = None) -> De
         if row is None:
             raise LookupError(key)
         if row.status == "pending" and status in ("sent", "failed"):
-            row.status, row.reason, row.updated_at = status, reason, utcnow()
             if status == "failed":
                 caps.release(s, key)
-            s.flush()
-        return _info(row)
+            return _set_outcome(s, row, status, reason)
+        return row
 
     return store.transact(work)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from engine import identity
 from engine.activities import JourneyActivities
@@ -148,11 +148,19 @@ def user_runs(store: Store, user_id: str, *, limit: int = 200) -> list[RunInfo]:
 
 def open_runs(store: Store, user_id: str, journey_id: str | None = None) -> list[RunInfo]:
     """Admitted runs not ended yet: the ones an event must be delivered to."""
+    stmt = _OPEN_RUNS if journey_id is None else _OPEN_RUNS_IN
     with store.read() as s:
-        q = select(Run).where(Run.user_id == user_id, Run.admitted.is_(True), Run.ended_at.is_(None))
-        if journey_id is not None:
-            q = q.where(Run.journey_id == journey_id)
-        return [_run(r) for r in s.scalars(q.order_by(Run.id))]
+        return [_run(r) for r in s.execute(stmt, {"uid": user_id, "journey_id": journey_id})]
+
+
+# Every ingested event asks for the user's open runs: built once, in Core.
+_RUNS = Run.__table__
+_OPEN_RUNS = (
+    select(_RUNS)
+    .where(_RUNS.c.user_id == bindparam("uid"), _RUNS.c.admitted.is_(True), _RUNS.c.ended_at.is_(None))
+    .order_by(_RUNS.c.id)
+)
+_OPEN_RUNS_IN = _OPEN_RUNS.where(_RUNS.c.journey_id == bindparam("journey_id"))
 
 
 def count_open_runs(store: Store, journey_id: str) -> int:

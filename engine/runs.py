@@ -14,13 +14,50 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from engine import contracts
 from engine.store import Store
 from engine.store.models import Run, StepRecord
 from engine.store.types import utc
+
+# Every run begins, records its steps and ends: these statements are built
+# once (Core, not ORM: building and flushing ORM objects cost more than the
+# queries themselves).
+_RUNS = Run.__table__
+_STEPS = StepRecord.__table__
+_BY_KEY = select(_RUNS.c.admitted, _RUNS.c.reason).where(_RUNS.c.run_key == bindparam("run_key"))
+_BY_TRIGGER = select(_RUNS.c.run_key).where(
+    _RUNS.c.journey_id == bindparam("journey_id"),
+    _RUNS.c.user_id == bindparam("user_id"),
+    _RUNS.c.trigger_event_id == bindparam("trigger_id"),
+)
+_LAST_ADMITTED = (
+    select(_RUNS.c.entered_at)
+    .where(
+        _RUNS.c.journey_id == bindparam("journey_id"),
+        _RUNS.c.user_id == bindparam("user_id"),
+        _RUNS.c.admitted.is_(True),
+    )
+    .order_by(_RUNS.c.entered_at.desc())
+    .limit(1)
+)
+_INSERT_RUN = insert(_RUNS)
+_END_STATE = select(_RUNS.c.ended_at, _RUNS.c.outcome, _RUNS.c.converted_at).where(
+    _RUNS.c.run_key == bindparam("run_key")
+)
+_SET = update(_RUNS).where(_RUNS.c.run_key == bindparam("key"))
+_STORED_STEPS = select(
+    _STEPS.c.run_key, _STEPS.c.seq, _STEPS.c.node_id, _STEPS.c.kind, _STEPS.c.outcome, _STEPS.c.at
+).where(
+    _STEPS.c.run_key.in_(bindparam("run_keys", expanding=True)),
+    _STEPS.c.seq.in_(bindparam("seqs", expanding=True)),
+)
+_INSERT_STEPS = insert(_STEPS)
+_VARIANT_AND_CONVERSION = select(_RUNS.c.run_key, _RUNS.c.variant, _RUNS.c.converted_at).where(
+    _RUNS.c.run_key.in_(bindparam("run_keys", expanding=True))
+)
 
 
 @dataclass(frozen=True)
@@ -42,54 +79,45 @@ def begin(
     now: datetime,
     trigger_event: dict[str, Any] | None = None,
 ) -> BeginAnswer:
-    existing = session.scalars(select(Run).where(Run.run_key == run_key)).first()
+    existing = session.execute(_BY_KEY, {"run_key": run_key}).first()
     if existing is not None:
         return BeginAnswer(existing.admitted, existing.reason)
     trigger_id = str(trigger_event["id"]) if trigger_event and trigger_event.get("id") else None
+    who = {"journey_id": journey_id, "user_id": user_id}
     if trigger_id is not None:
         # The same event delivered again (a resend, the ingest sweep) after the
         # run it started had already ended: that entry happened; not another.
-        entered = session.scalars(
-            select(Run.run_key).where(
-                Run.journey_id == journey_id, Run.user_id == user_id, Run.trigger_event_id == trigger_id
-            )
-        ).first()
-        if entered is not None:
+        if session.execute(_BY_TRIGGER, {**who, "trigger_id": trigger_id}).first() is not None:
             return BeginAnswer(False, f"event {trigger_id} already entered this journey")
     now = utc(now)
     reason: str | None = None
-    previous = None
+    previous: datetime | None = None
     if mode in ("once", "after"):  # "always" admits whatever came before: no need to look
         store.lock(session, f"entry:{journey_id}:{user_id}")
-        previous = session.scalars(
-            select(Run)
-            .where(Run.journey_id == journey_id, Run.user_id == user_id, Run.admitted.is_(True))
-            .order_by(Run.entered_at.desc())
-        ).first()
+        previous = session.scalars(_LAST_ADMITTED, who).first()
     if previous is not None:
         if mode == "once":
-            reason = f"reentry once: already entered at {previous.entered_at.isoformat()}"
+            reason = f"reentry once: already entered at {previous.isoformat()}"
         elif mode == "after":
             cooldown = timedelta(seconds=cooldown_seconds or 0)
-            if now < previous.entered_at + cooldown:
-                until = (previous.entered_at + cooldown).isoformat()
+            if now < previous + cooldown:
+                until = (previous + cooldown).isoformat()
                 reason = f"reentry after {int(cooldown.total_seconds())}s: cooling down until {until}"
-    session.add(
-        Run(
-            run_key=run_key,
-            journey_id=journey_id,
-            version=version,
-            user_id=user_id,
-            admitted=reason is None,
-            reason=reason,
-            entered_at=now,
-            ended_at=None if reason is None else now,
-            outcome=None if reason is None else "refused",
-            trigger_event=trigger_event,
-            trigger_event_id=trigger_id,
-        )
+    session.execute(
+        _INSERT_RUN,
+        {
+            **who,
+            "run_key": run_key,
+            "version": version,
+            "admitted": reason is None,
+            "reason": reason,
+            "entered_at": now,
+            "ended_at": None if reason is None else now,
+            "outcome": None if reason is None else "refused",
+            "trigger_event": trigger_event,
+            "trigger_event_id": trigger_id,
+        },
     )
-    session.flush()
     return BeginAnswer(reason is None, reason)
 
 
@@ -97,25 +125,32 @@ def end(
     session: Session, *, run_key: str, journey_id: str, user_id: str, outcome: str, reason: str | None, now: datetime
 ) -> None:
     """Close the run; the first recorded end wins (retries change nothing)."""
-    run = session.scalars(select(Run).where(Run.run_key == run_key)).first()
     now = utc(now)
+    run = session.execute(_END_STATE, {"run_key": run_key}).first()
     if run is None:
         # The run was never begun in this store (e.g. started before the store
         # existed); keep the outcome anyway so stats stay complete.
-        run = Run(
-            run_key=run_key,
-            journey_id=journey_id,
-            version=0,
-            user_id=user_id,
-            admitted=True,
-            entered_at=now,
+        session.execute(
+            _INSERT_RUN,
+            {
+                "run_key": run_key,
+                "journey_id": journey_id,
+                "version": 0,
+                "user_id": user_id,
+                "admitted": True,
+                "entered_at": now,
+                "ended_at": now,
+                "outcome": outcome,
+                "end_reason": reason,
+                "converted_at": now if outcome == "converted" else None,
+            },
         )
-        session.add(run)
+        return
     if run.ended_at is None or run.outcome is None:
-        run.ended_at, run.outcome, run.end_reason = now, outcome, reason
+        values: dict[str, Any] = {"ended_at": now, "outcome": outcome, "end_reason": reason}
         if outcome == "converted" and run.converted_at is None:
-            run.converted_at = now
-    session.flush()
+            values["converted_at"] = now
+        session.execute(_SET.values(**values), {"key": run_key})
 
 
 def record_steps(store: Store, records: Iterable[contracts.StepRecord]) -> int:
@@ -143,19 +178,7 @@ def add_steps(session: Session, records: Iterable[contracts.StepRecord]) -> int:
         return 0
     run_keys = list(dict.fromkeys(r.run_key for r in batch))
     seqs = list(dict.fromkeys(r.seq for r in batch))
-    stored = {
-        _natural_key(*row)
-        for row in session.execute(
-            select(
-                StepRecord.run_key,
-                StepRecord.seq,
-                StepRecord.node_id,
-                StepRecord.kind,
-                StepRecord.outcome,
-                StepRecord.at,
-            ).where(StepRecord.run_key.in_(run_keys), StepRecord.seq.in_(seqs))
-        )
-    }
+    stored = {_natural_key(*row) for row in session.execute(_STORED_STEPS, {"run_keys": run_keys, "seqs": seqs})}
     rows: list[dict[str, Any]] = []
     for rec in batch:
         key = _natural_key(rec.run_key, rec.seq, rec.node_id, rec.kind, rec.outcome, rec.at)
@@ -178,16 +201,22 @@ def add_steps(session: Session, records: Iterable[contracts.StepRecord]) -> int:
             }
         )
     if rows:
-        session.execute(insert(StepRecord), rows)
+        session.execute(_INSERT_STEPS, rows)
     if any(rec.variant or rec.kind == "goal" for rec in batch):
-        found = {r.run_key: r for r in session.scalars(select(Run).where(Run.run_key.in_(run_keys)))}
+        found = {
+            r.run_key: {"variant": r.variant, "converted_at": r.converted_at}
+            for r in session.execute(_VARIANT_AND_CONVERSION, {"run_keys": run_keys})
+        }
         for rec in batch:
             run = found.get(rec.run_key)
             if run is None:
                 continue
-            if rec.variant and run.variant is None:
-                run.variant = rec.variant
-            if rec.kind == "goal" and run.converted_at is None:
-                run.converted_at = utc(rec.at)
-    session.flush()
+            values: dict[str, Any] = {}
+            if rec.variant and run["variant"] is None:
+                values["variant"] = rec.variant
+            if rec.kind == "goal" and run["converted_at"] is None:
+                values["converted_at"] = utc(rec.at)
+            if values:
+                session.execute(_SET.values(**values), {"key": rec.run_key})
+                run.update(values)
     return len(rows)

@@ -11,15 +11,26 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
 from engine.store.models import Tag, TagHistory
 from engine.store.types import utc, utcnow
 
+_TAGS = Tag.__table__
+_TAGS_OF = select(_TAGS.c.tag).where(_TAGS.c.user_id == bindparam("uid")).order_by(_TAGS.c.tag)
+_CARRIED = (
+    select(_TAGS.c.tag)
+    .where(_TAGS.c.user_id == bindparam("uid"), _TAGS.c.tag.in_(bindparam("tags", expanding=True)))
+    .order_by(_TAGS.c.tag)
+)
+_DELETE = delete(_TAGS).where(_TAGS.c.user_id == bindparam("uid"), _TAGS.c.tag.in_(bindparam("tags", expanding=True)))
+_INSERT_TAG = insert(_TAGS)
+_INSERT_HISTORY = insert(TagHistory.__table__)
+
 
 def tags_of(session: Session, user_id: str) -> list[str]:
-    return list(session.scalars(select(Tag.tag).where(Tag.user_id == user_id).order_by(Tag.tag)))
+    return list(session.scalars(_TAGS_OF, {"uid": user_id}))
 
 
 def add_tags(
@@ -34,15 +45,19 @@ def _add(
     session: Session, user_id: str, tags: Iterable[str], current: set[str], *, source: str, now: datetime | None
 ) -> list[str]:
     stamp = utc(now) if now else utcnow()
-    added: list[str] = []
-    for tag in dict.fromkeys(tags):
-        if tag in current:
-            continue
-        session.add(Tag(user_id=user_id, tag=tag, source=source, added_at=stamp))
-        session.add(TagHistory(user_id=user_id, tag=tag, action="add", source=source, at=stamp))
-        added.append(tag)
-    session.flush()
+    added = [tag for tag in dict.fromkeys(tags) if tag not in current]
+    if added:
+        session.execute(
+            _INSERT_TAG, [{"user_id": user_id, "tag": t, "source": source, "added_at": stamp} for t in added]
+        )
+        _history(session, user_id, added, "add", source, stamp)
     return added
+
+
+def _history(session: Session, user_id: str, tags: list[str], action: str, source: str, at: datetime) -> None:
+    session.execute(
+        _INSERT_HISTORY, [{"user_id": user_id, "tag": t, "action": action, "source": source, "at": at} for t in tags]
+    )
 
 
 def remove_tags(
@@ -50,13 +65,13 @@ def remove_tags(
 ) -> list[str]:
     """Remove tags the user carries; returns the ones actually removed."""
     stamp = utc(now) if now else utcnow()
-    wanted = set(tags)
-    removed: list[str] = []
-    for row in list(session.scalars(select(Tag).where(Tag.user_id == user_id, Tag.tag.in_(wanted)))):
-        session.delete(row)
-        session.add(TagHistory(user_id=user_id, tag=row.tag, action="remove", source=source, at=stamp))
-        removed.append(row.tag)
-    session.flush()
+    wanted = sorted(set(tags))
+    if not wanted:
+        return []
+    removed = list(session.scalars(_CARRIED, {"uid": user_id, "tags": wanted}))
+    if removed:
+        session.execute(_DELETE, {"uid": user_id, "tags": removed})
+        _history(session, user_id, removed, "remove", source, stamp)
     return removed
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from engine.store import Store
@@ -141,9 +141,23 @@ def _info(row: Template) -> TemplateInfo:
     )
 
 
+_TEMPLATES = Template.__table__
+_BY_NAME = select(
+    _TEMPLATES.c.name,
+    _TEMPLATES.c.body,
+    _TEMPLATES.c.channel_bodies,
+    _TEMPLATES.c.subject,
+    _TEMPLATES.c.transactional,
+    _TEMPLATES.c.version,
+).where(_TEMPLATES.c.name == bindparam("name"))
+
+
 def get_template(session: Session, name: str) -> TemplateInfo | None:
-    row = session.scalars(select(Template).where(Template.name == name)).first()
-    return _info(row) if row else None
+    """Every send reads its template: one Core statement, built once."""
+    row = session.execute(_BY_NAME, {"name": name}).first()
+    if row is None:
+        return None
+    return TemplateInfo(row.name, row.body, dict(row.channel_bodies or {}), row.subject, row.transactional, row.version)
 
 
 def transactional_names(session: Session, names: list[str]) -> list[str]:
