@@ -80,6 +80,8 @@ __all__ = ["Registry", "check", "max_messages"]
 
 DAY = 86400
 WEEK = 7 * DAY
+# Temporal's calendar specs accept these years only.
+SCHEDULE_YEARS = (2000, 2100)
 _TIME = re.compile(r"(\d{1,2}):(\d{2})")
 
 
@@ -254,9 +256,17 @@ def _check_header(journey: Journey, steps: list[Step], report: _Report) -> None:
             report.add("E227", f"impossible time {sched.time!r}", entry.span, "times are HH:MM, 00:00 to 23:59")
         if sched.every == "once":
             try:
-                _dt.date.fromisoformat(sched.date or "")
+                day = _dt.date.fromisoformat(sched.date or "")
             except ValueError:
                 report.add("E227", f"impossible date {sched.date!r}", entry.span, "dates are YYYY-MM-DD")
+            else:
+                if not SCHEDULE_YEARS[0] <= day.year <= SCHEDULE_YEARS[1]:
+                    report.add(
+                        "E227",
+                        f"a schedule cannot run in {day.year}",
+                        entry.span,
+                        f"schedules run from {SCHEDULE_YEARS[0]} to {SCHEDULE_YEARS[1]}",
+                    )
     for cond, span in _conds_with_spans(journey, steps):
         if isinstance(cond, StageCond):
             for stage in cond.stages:

@@ -23,8 +23,9 @@ time, the broadcast still runs when it is back within that window.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from temporalio.client import (
     Client,
@@ -42,6 +43,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from dsl.errors import Diagnostic
 from dsl.ir import AudienceEntry, Journey
 from dsl.ir import Schedule as IrSchedule
 from engine.broadcast_contracts import DEFAULT_PAGE_SIZE, BroadcastInput
@@ -70,6 +72,41 @@ def calendar_for(schedule: IrSchedule) -> ScheduleCalendarSpec:
         year, month, day = (int(x) for x in schedule.date.split("-"))
         fields.update(year=[ScheduleRange(year)], month=[ScheduleRange(month)], day_of_month=[ScheduleRange(day)])
     return ScheduleCalendarSpec(**fields)  # type: ignore[arg-type]
+
+
+def one_off_time(ir: Journey) -> datetime | None:
+    """When a ``once at`` audience entry fires (aware, in the journey's time
+    zone); None for any other entry."""
+    entry = ir.entry
+    if not isinstance(entry, AudienceEntry) or entry.schedule.every != "once" or not entry.schedule.date:
+        return None
+    try:
+        local = datetime.fromisoformat(f"{entry.schedule.date}T{entry.schedule.time}")
+        return local.replace(tzinfo=ZoneInfo(ir.timezone))
+    except (ValueError, ZoneInfoNotFoundError):  # the language checker reports these (E227, …)
+        return None
+
+
+def past_one_off(ir: Journey, now: datetime | None = None) -> Diagnostic | None:
+    """E240 when a ``once at`` time is already past: Temporal schedules look
+    forward, so it would never fire. Checked when a new version is deployed
+    (and by the editor's check), not by the language checker: it depends on
+    the clock."""
+    fires = one_off_time(ir)
+    if fires is None:
+        return None
+    now = (now or datetime.now(UTC)).astimezone(fires.tzinfo)
+    if fires > now:
+        return None
+    span = getattr(ir.entry, "span", None)
+    return Diagnostic(
+        "E240",
+        f"once at {fires:%Y-%m-%d %H:%M} is already past (it is {now:%Y-%m-%d %H:%M} in {ir.timezone}): "
+        "this broadcast would never run",
+        span.line if span else 1,
+        span.column if span else 1,
+        hint="pick a later time, or start the broadcast now with POST /v1/journeys/<id>/broadcasts",
+    )
 
 
 def build_schedule(

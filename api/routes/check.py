@@ -24,6 +24,7 @@ from dsl.ids import slug
 from dsl.ir import CouponStep, Journey, SendStep, iter_steps
 from dsl.render import to_svg
 from engine import queries
+from engine.schedules import past_one_off
 from engine.store import Store
 from engine.templates import list_templates
 
@@ -91,6 +92,9 @@ def check_text(source: str, store: Store | None, daily_limit: int | None, check_
             templates={t.name for t in list_templates(store)}, pools={p.name for p in queries.list_pools(store)}
         )
     diagnostics = check(journey, source, "<editor>", registry, daily_limit)
+    past = past_one_off(journey)  # what a deploy of this text would refuse
+    if past is not None:
+        diagnostics.append(past)
     diagnostics = sorted(diagnostics, key=lambda d: (d.line, d.column))
     try:
         svg = to_svg(journey)

@@ -44,7 +44,7 @@ from dsl.ir import AudienceEntry, EventEntry, Journey
 from dsl.render import to_mermaid, to_svg
 from engine import catalog, queries, stats
 from engine.catalog import JourneyInfo, VersionInfo
-from engine.schedules import sync_audience_schedule
+from engine.schedules import past_one_off, sync_audience_schedule
 from engine.store import Store
 from engine.templates import list_templates
 
@@ -126,6 +126,21 @@ def _compile(body: DeployIn, store: Store, settings: ApiSettings) -> tuple[Journ
     return journey, warnings
 
 
+def _is_current(request: Request, existing: JourneyInfo | None, journey: Journey) -> bool:
+    """This text is the journey's current version already (a repeated deploy)."""
+    deployed = request.app.state.cache.current(existing) if existing is not None else None
+    return deployed is not None and deployed.version.hash == journey.content_hash()
+
+
+def _refuse_past_one_off(journey: Journey) -> None:
+    """A new version whose ``once at`` is already past would never fire: say
+    so instead of deploying a broadcast that silently never runs (a repeated
+    deploy of the current version is let through: its one-off may have run)."""
+    past = past_one_off(journey)
+    if past is not None:
+        raise Problem(422, past.message, kind="journey-invalid", errors=[diagnostic_item(past)])
+
+
 @router.post(
     "",
     response_model=DeployOut,
@@ -141,6 +156,8 @@ async def deploy(
     existing = await asyncio.to_thread(queries.get_journey, store, journey_id)
     if existing is not None and existing.status == "archived":
         raise Problem(409, f"journey {journey_id!r} is archived; deploy it under another id")
+    if not await asyncio.to_thread(_is_current, request, existing, journey):
+        _refuse_past_one_off(journey)
     version = await asyncio.to_thread(
         catalog.publish,
         store,

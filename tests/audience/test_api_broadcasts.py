@@ -137,3 +137,35 @@ async def test_journey_routes_keep_the_schedule_in_line(
     except RPCError:
         return
     raise AssertionError("a stopped journey's schedule still exists")
+
+
+async def test_a_one_off_already_past_is_refused_at_deploy(http: tuple[httpx.AsyncClient, Store]) -> None:
+    """Temporal schedules look forward: a new version whose ``once at`` has
+    passed would never run, so deploy says so (and the editor's check too);
+    the same text deployed again as the current version is let through."""
+    from engine import catalog
+
+    client, store = http
+    jid = f"once-{uuid.uuid4().hex[:6]}"
+    past = SOURCE.format(name=jid).replace("every day at 10:00", "once at 2020-01-01 10:00")
+    r = await client.post("/v1/journeys", json={"source": past, "id": jid}, headers=auth())
+    assert r.status_code == 422, r.text
+    [error] = r.json()["errors"]
+    assert (error["code"], error["line"], error["column"]) == ("E240", 2, 3)
+    assert "POST /v1/journeys/<id>/broadcasts" in error["hint"]
+    checked = (await client.post("/v1/journeys/check", json={"source": past}, headers=auth())).json()
+    assert checked["ok"] is False and [e["code"] for e in checked["errors"]] == ["E240"]
+
+    future = past.replace("2020-01-01", "2099-01-01")
+    assert (await client.post("/v1/journeys", json={"source": future, "id": jid}, headers=auth())).status_code == 201
+    # A version published when its time was still ahead (here: straight into
+    # the store) is current; deploying the same text again changes nothing.
+    from dsl import compile_source
+
+    compiled = compile_source(past)
+    catalog.publish(
+        store, jid, name=jid, source=past, ir=compiled.model_dump(mode="json"), hash=compiled.content_hash()
+    )
+    again = await client.post("/v1/journeys", json={"source": past, "id": jid}, headers=auth())
+    assert again.status_code == 200, again.text
+    assert again.json()["created"] is False

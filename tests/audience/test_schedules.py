@@ -4,6 +4,8 @@ schedule running a real broadcast."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from temporalio.client import ScheduleActionStartWorkflow, ScheduleRange
 from temporalio.service import RPCError, RPCStatusCode
@@ -13,7 +15,7 @@ from dsl.ir import Schedule
 from dsl.parser import parse
 from engine import broadcasts
 from engine.broadcast_contracts import BroadcastProgress
-from engine.schedules import calendar_for, schedule_id, sync_audience_schedule
+from engine.schedules import calendar_for, past_one_off, schedule_id, sync_audience_schedule
 from engine.store import Store
 from tests.audience.harness import audience_journey, engine, population
 
@@ -37,6 +39,25 @@ def test_calendars_from_the_ir() -> None:
         [ScheduleRange(10)],
         [ScheduleRange(5)],
     ]
+
+
+def test_a_one_off_time_already_past_is_reported_where_it_is_written() -> None:
+    text = """journey "x"
+  timezone "Asia/Shanghai"
+  entry audience where tag vip once at 2026-12-01 10:00
+
+  send webhook "hi"
+"""
+    journey = parse(text)
+    before = datetime(2026, 12, 1, 1, 59, tzinfo=UTC)  # 09:59 in Shanghai
+    after = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai: the fire time is not in the future
+    assert past_one_off(journey, before) is None
+    found = past_one_off(journey, after)
+    assert found is not None and found.code == "E240"
+    assert (found.line, found.column) == (3, 3)
+    assert "2026-12-01 10:00" in found.message and "Asia/Shanghai" in found.message
+    daily = parse(text.replace("once at 2026-12-01 10:00", "every day at 10:00"))
+    assert past_one_off(daily, after) is None
 
 
 async def test_schedule_follows_the_journey(dev_env: WorkflowEnvironment) -> None:

@@ -80,6 +80,8 @@ def test_zero_durations_and_bad_values() -> None:
     assert codes("pass", header="  quiet hours 22:00-08:60\n") == ["E227"]
     assert codes("pass", header='  timezone "Nowhere/City"\n') == ["E226"]
     assert codes("pass", header="  entry audience where tag a once at 2026-02-30 10:00\n") == ["E227"]
+    assert codes("pass", header="  entry audience where tag a once at 2101-01-01 10:00\n") == ["E227"]
+    assert codes("pass", header="  entry audience where tag a once at 2100-12-31 10:00\n") == []
     assert codes("if stage is sleeping:\n  pass") == ["E228"]
     assert codes("if stage in [new, paying]:\n  pass") == []
 
