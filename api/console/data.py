@@ -134,10 +134,14 @@ class NodePanel:
         }
 
 
-async def waiting_users_temporal(client: Client, journey_id: str, node_id: str, limit: int = PANEL_LIMIT) -> list[str]:
+async def waiting_users_temporal(
+    client: Client, journey_id: str, node_id: str, limit: int = PANEL_LIMIT, version: int | None = None
+) -> list[str]:
     """Who waits at the node right now, by Temporal visibility (the same
-    search attributes the "waiting" counts come from)."""
+    search attributes the "waiting" counts come from); of one version if given."""
     query = f"JourneyId = {quote(journey_id)} AND ExecutionStatus = 'Running' AND JourneyStep = {quote(stats_node_id(node_id))}"
+    if version is not None:
+        query += f" AND JourneyVersion = {int(version)}"
     users: list[str] = []
     async for wf in client.list_workflows(query, limit=limit):
         user = wf.typed_search_attributes.get(sa.JOURNEY_USER)
@@ -145,15 +149,16 @@ async def waiting_users_temporal(client: Client, journey_id: str, node_id: str, 
     return users
 
 
-def waiting_users_store(store: Store, journey_id: str, node_id: str, limit: int = PANEL_LIMIT) -> list[str]:
+def waiting_users_store(
+    store: Store, journey_id: str, node_id: str, limit: int = PANEL_LIMIT, version: int | None = None
+) -> list[str]:
     """Fallback without Temporal: open runs whose latest step is this node."""
     wanted = stats_node_id(node_id)
+    q = select(Run.run_key).where(Run.journey_id == journey_id, Run.admitted.is_(True), Run.ended_at.is_(None))
+    if version is not None:
+        q = q.where(Run.version == version)
     with store.read() as s:
-        open_keys = list(
-            s.scalars(
-                select(Run.run_key).where(Run.journey_id == journey_id, Run.admitted.is_(True), Run.ended_at.is_(None))
-            )
-        )
+        open_keys = list(s.scalars(q))
         users: list[str] = []
         for key in open_keys:
             last = s.scalars(
@@ -168,19 +173,19 @@ def waiting_users_store(store: Store, journey_id: str, node_id: str, limit: int 
         return users
 
 
-def node_deliveries(store: Store, journey_id: str, node_id: str, limit: int = PANEL_LIMIT) -> list[DeliveryRow]:
+def node_deliveries(
+    store: Store, journey_id: str, node_id: str, limit: int = PANEL_LIMIT, version: int | None = None
+) -> list[DeliveryRow]:
+    q = select(Delivery).where(Delivery.journey_id == journey_id, Delivery.node_id == stats_node_id(node_id))
+    if version is not None:
+        q = q.where(Delivery.version == version)
     with store.read() as s:
-        rows = s.scalars(
-            select(Delivery)
-            .where(Delivery.journey_id == journey_id, Delivery.node_id == stats_node_id(node_id))
-            .order_by(Delivery.at.desc(), Delivery.created_at.desc())
-            .limit(limit)
-        )
+        rows = s.scalars(q.order_by(Delivery.at.desc(), Delivery.created_at.desc()).limit(limit))
         return [DeliveryRow(r.at, r.user_id, r.channel, r.template, r.status, r.reason) for r in rows]
 
 
-def node_outcomes(store: Store, journey_id: str, node_id: str) -> dict[str, int]:
-    counts = stats.node_counts(store, journey_id).get(stats_node_id(node_id))
+def node_outcomes(store: Store, journey_id: str, node_id: str, version: int | None = None) -> dict[str, int]:
+    counts = stats.node_counts(store, journey_id, version).get(stats_node_id(node_id))
     return dict(counts.outcomes) if counts else {}
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -124,7 +124,11 @@ async def journeys(request: Request, archived: bool = False) -> Response:
 
 
 @router.get("/journeys/{journey_id}", response_class=HTMLResponse)
-async def journey(request: Request, journey_id: str) -> Response:
+async def journey(
+    request: Request, journey_id: str, version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None
+) -> Response:
+    """The journey's diagram with live numbers: of every version together,
+    or (``?version=N``) of one version, drawn as that version was."""
     principal = auth.page_principal(request)
     if principal is None:
         return auth.login_redirect(request)
@@ -132,26 +136,38 @@ async def journey(request: Request, journey_id: str) -> Response:
     info = await asyncio.to_thread(queries.get_journey, store, journey_id)
     if info is None:
         return _not_found(request, principal, f"No journey {journey_id!r}.")
-    deployed = await asyncio.to_thread(request.app.state.cache.current, info)
+    cache = request.app.state.cache
+    drawn = None
+    if version is not None:
+        found = await asyncio.to_thread(cache.version, journey_id, version)
+        if found is None:
+            return _not_found(request, principal, f"Journey {journey_id!r} has no version {version}.")
+        drawn = found[1]
+    else:
+        deployed = await asyncio.to_thread(cache.current, info)
+        drawn = deployed.ir if deployed is not None else None
     svg = None
-    if deployed is not None:
-        svg = await asyncio.to_thread(to_svg, deployed.ir, data.zero_counts(deployed.ir))
+    if drawn is not None:
+        svg = await asyncio.to_thread(to_svg, drawn, data.zero_counts(drawn))
     versions = await asyncio.to_thread(catalog.list_versions, store, journey_id)
     return _page(
         request,
         "journey.html",
         principal,
         journey=info,
-        deployed=deployed,
         svg=svg,
         versions=list(reversed(versions)),
+        selected_version=version,
     )
 
 
 @router.get("/journeys/{journey_id}/nodes/{node_id}")
-async def node_panel(request: Request, journey_id: str, node_id: str) -> Response:
+async def node_panel(
+    request: Request, journey_id: str, node_id: str, version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None
+) -> Response:
     """JSON for the panel beside the diagram: who waits at the node now, and
-    its latest deliveries with their status and reason."""
+    its latest deliveries with their status and reason (of one version if
+    given, like the page's numbers)."""
     principal = auth.page_principal(request)
     if principal is None:
         return JSONResponse({"detail": "sign in again"}, status_code=401)
@@ -159,20 +175,26 @@ async def node_panel(request: Request, journey_id: str, node_id: str) -> Respons
     info = await asyncio.to_thread(queries.get_journey, store, journey_id)
     if info is None:
         return JSONResponse({"detail": f"no journey {journey_id!r}"}, status_code=404)
-    deployed = await asyncio.to_thread(request.app.state.cache.current, info)
-    labels = data.node_labels(deployed.ir) if deployed else {}
+    cache = request.app.state.cache
+    if version is not None:
+        found = await asyncio.to_thread(cache.version, journey_id, version)
+        drawn = found[1] if found else None
+    else:
+        deployed = await asyncio.to_thread(cache.current, info)
+        drawn = deployed.ir if deployed else None
+    labels = data.node_labels(drawn) if drawn else {}
     panel = data.NodePanel(journey_id, node_id, labels.get(node_id, node_id), "store")
     client = getattr(request.app.state, "client", None)
     if client is not None:
         try:
-            panel.waiting = await data.waiting_users_temporal(client, journey_id, node_id)
+            panel.waiting = await data.waiting_users_temporal(client, journey_id, node_id, version=version)
             panel.waiting_source = "temporal"
         except Exception:  # noqa: BLE001 - the store still knows roughly who waits
             log.warning("visibility listing failed for %s/%s", journey_id, node_id, exc_info=True)
     if panel.waiting_source == "store":
-        panel.waiting = await asyncio.to_thread(data.waiting_users_store, store, journey_id, node_id)
-    panel.deliveries = await asyncio.to_thread(data.node_deliveries, store, journey_id, node_id)
-    panel.outcomes = await asyncio.to_thread(data.node_outcomes, store, journey_id, node_id)
+        panel.waiting = await asyncio.to_thread(data.waiting_users_store, store, journey_id, node_id, version=version)
+    panel.deliveries = await asyncio.to_thread(data.node_deliveries, store, journey_id, node_id, version=version)
+    panel.outcomes = await asyncio.to_thread(data.node_outcomes, store, journey_id, node_id, version)
     return JSONResponse(panel.as_json(), headers={"Cache-Control": "no-store"})
 
 

@@ -287,3 +287,39 @@ def test_stop_from_the_list_ends_running_runs(live: LiveStack, page: Any) -> Non
         page.reload()
     expect(row.locator('[data-key="in_now"]')).to_have_text("0")
     expect(row.get_by_role("button", name="Resume")).to_be_visible()
+
+
+def test_numbers_of_one_version(live: LiveStack, page: Any) -> None:
+    """The version picker: all versions together by default, one version's
+    numbers (and its own diagram) when picked; the node panel follows."""
+    journey_id = unique("versions")
+    v1 = 'journey "两个版本"\n  entry api\n  send webhook "hook"\n'
+    v2 = v1 + "  tag add second\n"
+    with _api(live) as api:
+        assert api.post("/v1/journeys", json={"id": journey_id, "source": v1}).status_code == 201
+        r = api.post(f"/v1/journeys/{journey_id}/runs", json={"user_ids": [unique("u"), unique("u")]})
+        assert r.status_code == 202, r.text
+        for _ in range(100):  # each run records its entry once its workflow begins
+            if api.get(f"/v1/journeys/{journey_id}/stats").json()["summary"]["entered"] == 2:
+                break
+            page.wait_for_timeout(100)
+        assert api.post("/v1/journeys", json={"id": journey_id, "source": v2}).status_code == 201
+        r = api.post(f"/v1/journeys/{journey_id}/runs", json={"user_ids": [unique("u")]})
+        assert r.status_code == 202, r.text
+    _login(page, live, f"/console/journeys/{journey_id}")
+    entered = page.locator('[data-summary="entered"]')
+    expect(entered).to_have_text("3", timeout=20_000)
+    picker = page.get_by_label("Numbers for")
+    expect(picker).to_have_value("")
+    picker.select_option("1")
+    page.wait_for_url(re.compile(r"\?version=1$"))
+    expect(entered).to_have_text("2", timeout=20_000)
+    expect(page.locator("#diagram g.node")).to_have_count(3)  # v1 as drawn: entry, send, end
+    page.locator("#diagram g.node", has_text="hook").first.click()
+    expect(page.locator("#node-panel")).to_contain_text("Deliveries (2)", timeout=20_000)
+    shot(page, "journey-version-1")
+    page.get_by_label("Numbers for").select_option("2")
+    page.wait_for_url(re.compile(r"\?version=2$"))
+    expect(entered).to_have_text("1", timeout=20_000)
+    expect(page.locator("#diagram g.node")).to_have_count(4)
+    assert page.console_errors == [], page.console_errors

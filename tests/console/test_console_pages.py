@@ -319,6 +319,44 @@ def test_node_panel_lists_deliveries(app_store: tuple[TestClient, Store, ApiSett
     assert [(d["user_id"], d["status"], d["template"]) for d in body["deliveries"]] == [("u1", "sent", "召回文案")]
 
 
+def test_one_versions_page_and_panel(app_store: tuple[TestClient, Store, ApiSettings]) -> None:
+    http, store, _ = app_store
+    deploy(http)
+    deploy(http, CHINESE.replace("wait 1d", "wait 2d"))
+    now = datetime.now(UTC)
+    for n, version in enumerate((1, 2, 2)):
+        key = f"k{n}"
+        store.transact(
+            lambda s, key=key, version=version: s.add(
+                Delivery(
+                    idempotency_key=key,
+                    run_key=key,
+                    journey_id="double-11",
+                    version=version,
+                    node_id="send-x",
+                    user_id=f"u{version}",
+                    channel="sms",
+                    template="召回文案",
+                    status="sent",
+                    at=now,
+                )
+            )
+        )
+    login(http)
+    page = http.get("/console/journeys/double-11?version=1")
+    assert page.status_code == 200
+    assert 'data-version="1"' in page.text and '<option value="1" selected>v1</option>' in page.text
+    assert "1d" in page.text and "2d" not in page.text  # drawn as version 1 was
+    assert 'data-version=""' in http.get("/console/journeys/double-11").text
+    assert http.get("/console/journeys/double-11?version=7").status_code == 404
+
+    def users(query: str) -> list[str]:
+        return [d["user_id"] for d in http.get(f"/console/journeys/double-11/nodes/send-x{query}").json()["deliveries"]]
+
+    assert sorted(users("")) == ["u1", "u2", "u2"]
+    assert users("?version=1") == ["u1"] and users("?version=2") == ["u2", "u2"]
+
+
 def test_static_files_and_no_traversal(http: TestClient) -> None:
     r = http.get("/console/static/console.css")
     assert r.status_code == 200 and "Noto Sans CJK SC" in r.text

@@ -11,6 +11,9 @@
   if (!root) return;
   const id = root.dataset.journeyId;
   const pollMs = Number(root.dataset.pollMs || 3000);
+  // "" = every version together; else the numbers of that one version only
+  const version = root.dataset.version || "";
+  const onVersion = version ? "?version=" + encodeURIComponent(version) : "";
   const { api, el, number, percent } = Console;
   const diagramId = (nodeId) => ({ entry: "__entry__", end: "__end__" })[nodeId] || nodeId;
   const KEYS = ["entered", "waiting", "sent", "suppressed"];
@@ -46,7 +49,7 @@
   }
 
   async function poll() {
-    const result = await api("GET", "/v1/journeys/" + encodeURIComponent(id) + "/stats");
+    const result = await api("GET", "/v1/journeys/" + encodeURIComponent(id) + "/stats" + onVersion);
     const state = document.getElementById("live-state");
     if (result.ok) {
       const s = result.data;
@@ -77,7 +80,7 @@
     for (const other of document.querySelectorAll("#diagram .node.selected")) other.classList.remove("selected");
     g.classList.add("selected");
     Console.fill(panel, el("h2", {}, "Step"), el("p", { class: "muted" }, "Loading…"));
-    const path = "/console/journeys/" + encodeURIComponent(id) + "/nodes/" + encodeURIComponent(nodeId);
+    const path = "/console/journeys/" + encodeURIComponent(id) + "/nodes/" + encodeURIComponent(nodeId) + onVersion;
     const result = await api("GET", path);
     if (!result.ok) {
       Console.fill(panel, el("h2", {}, "Step"), el("p", { class: "error" }, Console.problem(result)));
@@ -120,6 +123,15 @@
         event.preventDefault();
         openNode(g.dataset.nodeId, g);
       }
+    });
+  }
+
+  /* ---- which version's numbers: picking one reloads the page for it */
+  const picker = document.getElementById("version-pick");
+  if (picker) {
+    picker.addEventListener("change", () => {
+      const query = picker.value ? "?version=" + encodeURIComponent(picker.value) : "";
+      window.location.assign("/console/journeys/" + encodeURIComponent(id) + query);
     });
   }
 
