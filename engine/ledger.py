@@ -95,11 +95,6 @@ _SETTLE = (
 )
 
 
-def _row(session: Session, key: str) -> DeliveryInfo | None:
-    row = session.execute(_BY_KEY, {"key": key}).first()
-    return DeliveryInfo(*row) if row is not None else None
-
-
 def _insert(session: Session, meta: DeliveryMeta, status: str, reason: str | None, attempts: int = 0) -> DeliveryInfo:
     now = utcnow()
     info = DeliveryInfo(new_id(), meta.idempotency_key, status, meta.channel, reason, None, attempts)
@@ -139,7 +134,8 @@ def lookup(store: Store, key: str) -> DeliveryInfo | None:
 
 def find(session: Session, key: str) -> DeliveryInfo | None:
     """``lookup`` inside an open session."""
-    return _row(session, key)
+    row = session.execute(_BY_KEY, {"key": key}).first()
+    return DeliveryInfo(*row) if row is not None else None
 
 
 def record(store: Store, meta: DeliveryMeta, status: str, reason: str | None = None) -> DeliveryInfo:
@@ -148,7 +144,7 @@ def record(store: Store, meta: DeliveryMeta, status: str, reason: str | None = N
     decide differently (say the user opted out meanwhile) gets the original."""
 
     def work(s: Session) -> DeliveryInfo:
-        row = _row(s, meta.idempotency_key)
+        row = find(s, meta.idempotency_key)
         if row is None:
             return _insert(s, meta, status, reason)
         if row.final:
@@ -163,7 +159,7 @@ def _reserve(
     s: Session, store: Store, settings: Settings, meta: DeliveryMeta, cap: caps.CapRequest | None
 ) -> tuple[DeliveryInfo, bool]:
     """(row, go): go is False when the answer is already final."""
-    row = _row(s, meta.idempotency_key)
+    row = find(s, meta.idempotency_key)
     if row is not None and row.final:
         return row, False
     if row is None:
@@ -194,7 +190,7 @@ def _finish(store: Store, key: str, status: str, reason: str | None, provider_me
             ).first()
             if settled is not None:
                 return DeliveryInfo(*settled)
-        row = _row(s, key)
+        row = find(s, key)
         if row is None:
             raise LookupError(f"delivery {key} vanished")
         if row.final:
@@ -263,7 +259,7 @@ def settle(store: Store, key: str, status: str, reason: str | None = None) -> De
     changes; a failed one gives its frequency-cap slot back."""
 
     def work(s: Session) -> DeliveryInfo:
-        row = _row(s, key)
+        row = find(s, key)
         if row is None:
             raise LookupError(key)
         if row.status == "pending" and status in ("sent", "failed"):
