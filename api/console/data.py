@@ -24,6 +24,7 @@ from dsl.ir import Journey
 from dsl.render import END_ID, ENTRY_ID, build_diagram
 from engine import catalog, queries, stats
 from engine.identity import canonical_user_id, normalize_value
+from engine.stats import Window, newest_page, within
 from engine.store import Store
 from engine.store.models import IDENTITY_KINDS, CouponGrant, Delivery, Identity, Run, StepRecord
 from workflows import search_attributes as sa
@@ -238,17 +239,20 @@ class TimelineRow:
     reason: str | None
 
 
-def _timeline_rows(s: Session, uid: str, limit: int) -> list[tuple[tuple[Any, ...], TimelineRow]]:
+def _timeline_rows(
+    s: Session, uid: str, limit: int | None, window: Window
+) -> list[tuple[tuple[Any, ...], TimelineRow]]:
     """(sort key, row) for the user's steps, deliveries and coupons. The key
     keeps a run's steps in the order they happened even at one instant (a
     step's ``seq``), and puts a send's ledger row right after its step."""
     out: list[tuple[tuple[Any, ...], TimelineRow]] = []
-    steps = s.scalars(
-        select(StepRecord)
-        .where(StepRecord.user_id == uid)
-        .order_by(StepRecord.at.desc(), StepRecord.id.desc())
-        .limit(limit)
-    )
+    steps_q = select(StepRecord).where(StepRecord.user_id == uid)
+    deliveries_q = select(Delivery).where(Delivery.user_id == uid)
+    grants_q = select(CouponGrant).where(CouponGrant.user_id == uid)
+    steps_q = within(steps_q, StepRecord.at, window)
+    deliveries_q = within(deliveries_q, Delivery.at, window)
+    grants_q = within(grants_q, CouponGrant.issued_at, window)
+    steps = s.scalars(steps_q.order_by(StepRecord.at.desc(), StepRecord.id.desc()).limit(limit))
     for r in steps:
         detail = r.detail or {}
         reason = detail.get("reason")
@@ -268,7 +272,7 @@ def _timeline_rows(s: Session, uid: str, limit: int) -> list[tuple[tuple[Any, ..
                 ),
             )
         )
-    deliveries = s.scalars(select(Delivery).where(Delivery.user_id == uid).order_by(Delivery.at.desc()).limit(limit))
+    deliveries = s.scalars(deliveries_q.order_by(Delivery.at.desc()).limit(limit))
     for d in deliveries:
         out.append(
             (
@@ -286,9 +290,7 @@ def _timeline_rows(s: Session, uid: str, limit: int) -> list[tuple[tuple[Any, ..
                 ),
             )
         )
-    grants = s.scalars(
-        select(CouponGrant).where(CouponGrant.user_id == uid).order_by(CouponGrant.issued_at.desc()).limit(limit)
-    )
+    grants = s.scalars(grants_q.order_by(CouponGrant.issued_at.desc()).limit(limit))
     for g in grants:
         out.append(
             (
@@ -301,14 +303,23 @@ def _timeline_rows(s: Session, uid: str, limit: int) -> list[tuple[tuple[Any, ..
     return out
 
 
-def user_timeline(store: Store, cache: JourneyCache, user_id: str, limit: int = 300) -> list[TimelineRow]:
-    """Every step, send, suppression (with its reason) and coupon of the user,
-    newest first, each step worded as the diagram of the version the run
-    was on words it."""
+def user_timeline(
+    store: Store, cache: JourneyCache, user_id: str, limit: int = 300, until: datetime | None = None
+) -> tuple[list[TimelineRow], datetime | None]:
+    """Every step, send, suppression (with its reason) and coupon of the user
+    at or before ``until``, newest first, each step worded as the diagram of
+    the version the run was on words it; the most recent ``limit`` of them,
+    and the ``until`` of the older page (None when there is none)."""
+
+    def newest_first(s: Session, uid: str, limit: int | None, window: Window) -> list[tuple[Any, TimelineRow]]:
+        return sorted(_timeline_rows(s, uid, limit, window), key=lambda pair: pair[0], reverse=True)
+
     with store.read() as s:
         uid = canonical_user_id(s, user_id) or user_id
-        keyed = _timeline_rows(s, uid, limit)
-    keyed.sort(key=lambda pair: pair[0], reverse=True)
+        newest = newest_first(s, uid, limit + 1, (None, until))
+        keyed, older, crowded = newest_page(newest, limit, lambda pair: pair[1].at)
+        if crowded is not None:
+            keyed = newest_first(s, uid, None, (crowded, crowded))
     labels: dict[tuple[str, int | None], dict[str, str]] = {}
 
     def label(row: TimelineRow) -> str | None:
@@ -331,4 +342,4 @@ def user_timeline(store: Store, cache: JourneyCache, user_id: str, limit: int = 
                 log.debug("labels for %s failed", key, exc_info=True)
         return labels[key].get(row.node_id)
 
-    return [replace(row, node_label=label(row)) for _, row in keyed[:limit]]
+    return [replace(row, node_label=label(row)) for _, row in keyed], older

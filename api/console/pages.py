@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import AwareDatetime
 
 from api.console import auth, data
 from api.deps import CONSOLE_HEADER, Principal, resolve_api_key
@@ -232,7 +233,11 @@ async def users(request: Request, q: str = "") -> Response:
 
 
 @router.get("/users/{user_id}", response_class=HTMLResponse)
-async def user(request: Request, user_id: str) -> Response:
+async def user(
+    request: Request,
+    user_id: str,
+    until: Annotated[AwareDatetime | None, Query(description="older page of the timeline")] = None,
+) -> Response:
     principal = auth.page_principal(request)
     if principal is None:
         return auth.login_redirect(request)
@@ -241,8 +246,20 @@ async def user(request: Request, user_id: str) -> Response:
     if profile is None:
         return _not_found(request, principal, f"No user {user_id!r}.")
     runs = await asyncio.to_thread(queries.user_runs, store, profile.id)
-    timeline = await asyncio.to_thread(data.user_timeline, store, request.app.state.cache, profile.id)
-    return _page(request, "user.html", principal, profile=profile, runs=runs, timeline=timeline, q="")
+    timeline, older = await asyncio.to_thread(
+        data.user_timeline, store, request.app.state.cache, profile.id, until=until
+    )
+    return _page(
+        request,
+        "user.html",
+        principal,
+        profile=profile,
+        runs=runs,
+        timeline=timeline,
+        older=older.isoformat() if older else None,
+        until=until,
+        q="",
+    )
 
 
 @router.get("/find-users")

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from pydantic import AwareDatetime
 
 from api.deps import Operator, StoreDep, viewer
 from api.lookups import user_or_404
@@ -69,11 +70,23 @@ async def runs(user_id: UserIdStr, store: StoreDep, limit: Annotated[int, Query(
 async def timeline(
     user_id: UserIdStr,
     store: StoreDep,
+    request: Request,
+    response: Response,
     journey_id: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=2000)] = 200,
+    until: Annotated[
+        AwareDatetime | None, Query(description="Only what happened at or before this time (the older page)")
+    ] = None,
 ) -> list[TimelineItemOut]:
+    """The newest ``limit`` entries at or before ``until``. When older ones
+    exist, a ``Link: <…?until=…>; rel="next"`` header points at them."""
     uid = await user_or_404(store, user_id)
-    items = await asyncio.to_thread(stats.user_timeline, store, uid, journey_id=journey_id, limit=limit)
+    items, older = await asyncio.to_thread(
+        stats.user_timeline_page, store, uid, journey_id=journey_id, limit=limit, until=until
+    )
+    if older is not None:
+        next_url = request.url.include_query_params(until=older.isoformat())
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
     return [TimelineItemOut.model_validate(i) for i in items]
 
 

@@ -357,6 +357,55 @@ def test_one_versions_page_and_panel(app_store: tuple[TestClient, Store, ApiSett
     assert users("?version=1") == ["u1"] and users("?version=2") == ["u2", "u2"]
 
 
+def test_timeline_pages(app_store: tuple[TestClient, Store, ApiSettings]) -> None:
+    """Older entries are a page away, in the console (300 a page) and in the
+    API (``Link: <…?until=…>; rel="next"``), and no entry is lost between pages."""
+    from datetime import timedelta
+
+    from engine import runs
+    from engine.contracts import StepRecord as Step
+
+    http, store, _ = app_store
+    uid = store.transact(lambda s: identity.ensure_user(s, "long-time-member"))
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    steps = [
+        Step(
+            run_key="r",
+            seq=i,
+            journey_id="j",
+            version=1,
+            user_id=uid,
+            node_id=f"n{i}",
+            kind="tag",
+            outcome="passed",
+            at=start + timedelta(minutes=i),
+        )
+        for i in range(305)
+    ]
+    runs.record_steps(store, steps)
+    login(http)
+    first = http.get(f"/console/users/{uid}")
+    assert first.text.count('<li class="tl ') == 300
+    assert "2026-01-01 05:04:00" in first.text and "2026-01-01 00:04:00" not in first.text  # newest 300
+    older = re.search(r'id="timeline-older" href="([^"]+)"', first.text)
+    assert older is not None
+    second = http.get(older.group(1).replace("&amp;", "&"))
+    assert second.status_code == 200 and second.text.count('<li class="tl ') == 5
+    assert "2026-01-01 00:04:00" in second.text and "2026-01-01 00:05:00" not in second.text
+    assert "timeline-older" not in second.text and "← Newest" in second.text
+
+    api = {"Authorization": f"Bearer {ADMIN}"}
+    seen: list[str] = []
+    url: str | None = f"/v1/users/{uid}/timeline?limit=120"
+    while url:
+        r = http.get(url, headers=api)
+        assert r.status_code == 200, r.text
+        seen = [i["node_id"] for i in r.json()] + seen
+        link = r.headers.get("link")
+        url = re.match(r"<([^>]+)>; rel=\"next\"", link).group(1) if link else None
+    assert seen == [f"n{i}" for i in range(305)]
+
+
 def test_static_files_and_no_traversal(http: TestClient) -> None:
     r = http.get("/console/static/console.css")
     assert r.status_code == 200 and "Noto Sans CJK SC" in r.text

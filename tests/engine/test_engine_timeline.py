@@ -1,0 +1,58 @@
+"""Timeline paging: the newest page first, an ``until`` for the older one,
+and walking every page shows each entry exactly once, even when an activity
+wrote several steps at one instant right at a page's edge."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from engine import runs
+from engine.contracts import StepRecord
+from engine.stats import newest_page, user_timeline_page
+from engine.store import Store
+
+NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+def test_newest_page_never_splits_an_instant() -> None:
+    t = [NOW + timedelta(seconds=n) for n in range(10)]
+    at = lambda row: row[0]  # noqa: E731
+    rows = [(t[9], "a"), (t[8], "b"), (t[7], "c"), (t[7], "d"), (t[6], "e")]
+    assert newest_page(rows, 5, at) == (rows, None, None)
+    assert newest_page(rows, 2, at) == (rows[:2], t[7], None)  # the next page starts at t7, inclusive
+    assert newest_page(rows, 3, at) == (rows[:2], t[7], None)  # t7 would be split: stop before it
+    same = [(t[7], "x"), (t[7], "y"), (t[7], "z")]
+    page, older, crowded = newest_page(same, 2, at)  # one instant larger than a page: shown whole
+    assert (page, older, crowded) == (same, t[7] - timedelta(microseconds=1), t[7])
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 5, 50])
+def test_walking_the_pages_shows_every_entry_once(store: Store, limit: int) -> None:
+    times = [NOW, NOW, NOW + timedelta(seconds=1), NOW + timedelta(seconds=2), NOW + timedelta(seconds=2)]
+    times += [NOW + timedelta(seconds=2), NOW + timedelta(minutes=5)]
+    records = [
+        StepRecord(
+            run_key="r1",
+            seq=i,
+            journey_id="j",
+            version=1,
+            user_id="u1",
+            node_id=f"n{i}",
+            kind="tag",
+            outcome="passed",
+            at=at,
+        )
+        for i, at in enumerate(times)
+    ]
+    runs.record_steps(store, records)
+    seen: list[str] = []
+    until = None
+    for _ in range(len(times) + 1):
+        page, until = user_timeline_page(store, "u1", limit=limit, until=until)
+        assert [i.at for i in page] == sorted(i.at for i in page)  # each page oldest first
+        seen = [i.node_id for i in page] + seen
+        if until is None:
+            break
+    assert sorted(seen) == sorted(r.node_id for r in records) and len(seen) == len(set(seen))
