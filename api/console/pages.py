@@ -42,6 +42,7 @@ STARTER = """journey "新用户欢迎"
 """
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+LIST_REFRESH_MS = 5000  # the journeys list refreshes its numbers in place this often
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 
@@ -121,7 +122,7 @@ async def journeys(request: Request, archived: bool = False) -> Response:
     if principal is None:
         return auth.login_redirect(request)
     rows = await asyncio.to_thread(data.journey_rows, _store(request), archived)
-    return _page(request, "journeys.html", principal, rows=rows, archived=archived)
+    return _page(request, "journeys.html", principal, rows=rows, archived=archived, refresh_ms=LIST_REFRESH_MS)
 
 
 @router.get("/journeys/{journey_id}", response_class=HTMLResponse)
