@@ -88,6 +88,23 @@ def test_edit_deploy_and_watch_counts_live(live: LiveStack, page: Any) -> None:
     editor.press("Control+End")
     page.keyboard.type("\n" + "\n".join(lines[ERROR_LINE - 1 :]))  # …the rest typed, key by key
     assert editor.input_value() == broken
+    # syntax colours: the same text drawn behind the (transparent) textarea,
+    # on the same spot with the same metrics, so every character lines up
+    assert page.evaluate("() => document.querySelector('#highlight code').textContent") == broken + "\n"
+    expect(page.locator("#highlight .hl-kw", has_text="journey")).to_have_count(1)
+    expect(page.locator("#highlight .hl-str").first).to_have_text(f'"新会员欢迎 {tag}"')
+    expect(page.locator("#highlight .hl-num", has_text="3d")).to_have_count(1)
+    aligned = page.evaluate(
+        """() => {
+        const a = document.getElementById('source'), b = document.getElementById('highlight');
+        const s = getComputedStyle(a), t = getComputedStyle(b);
+        const ra = a.getBoundingClientRect(), rb = b.getBoundingClientRect();
+        const keys = ['fontFamily', 'fontSize', 'lineHeight', 'paddingTop', 'paddingLeft', 'tabSize', 'whiteSpace'];
+        return keys.every((k) => s[k] === t[k]) && ra.top === rb.top && ra.left === rb.left
+          && s.color === 'rgba(0, 0, 0, 0)';
+      }"""
+    )
+    assert aligned
     problem = page.locator(f'#problems button[data-line="{ERROR_LINE}"]')
     expect(problem).to_be_visible()
     expect(problem).to_contain_text(f"{ERROR_LINE}:3")

@@ -50,7 +50,7 @@
     source.focus();
     source.setSelectionRange(pos, pos);
     source.scrollTop = Math.max(0, (line - 1) * lineHeight() - source.clientHeight / 3);
-    gutter.scrollTop = source.scrollTop;
+    syncScroll();
   }
 
   function setState(text, cls) {
@@ -142,8 +142,46 @@
     timer = setTimeout(check, delay);
   }
 
-  source.addEventListener("input", () => { renderGutter(); schedule(); });
-  source.addEventListener("scroll", () => { gutter.scrollTop = source.scrollTop; });
+  /* ---- syntax colours: the same text drawn in a <pre> behind the textarea
+     (whose own text is transparent), re-coloured on every change */
+  const highlight = document.querySelector("#highlight code");
+  const pre = document.getElementById("highlight");
+  const KEYWORDS = new Set(("add after always and api at audience best count coupon day description elif " +
+    "else entry event every exit false for goal goto hours if in is journey label limit message messages not " +
+    "of on once or out_of_stock pass per quiet reachable reentry remove rfm send split stage tag then timeout " +
+    "timezone to true until up user wait when where within").split(" "));
+  // a comment, a string (maybe not closed yet), a number or duration, a word
+  const TOKEN = /(#[^\n]*)|("(?:[^"\\\n]|\\.)*"?)|(\b\d+(?:\.\d+)?(?:[smhdw]\b|%)?)|([A-Za-z_][A-Za-z0-9_]*)/g;
+  const MAX_COLOURED = 100000; // characters; past that the text stays plain (and typing stays quick)
+
+  function colour() {
+    if (!highlight) return;
+    const text = source.value;
+    const parts = [];
+    let last = 0;
+    if (text.length <= MAX_COLOURED) {
+      for (const m of text.matchAll(TOKEN)) {
+        if (m.index > last) parts.push(text.slice(last, m.index));
+        const cls = m[1] ? "hl-com" : m[2] ? "hl-str" : m[3] ? "hl-num" : KEYWORDS.has(m[4]) ? "hl-kw" : null;
+        parts.push(cls ? el("span", { class: cls }, m[0]) : m[0]);
+        last = m.index + m[0].length;
+      }
+    }
+    parts.push(text.slice(last) + "\n"); // a last empty line still takes its height
+    Console.fill(highlight, ...parts);
+    syncScroll();
+  }
+
+  function syncScroll() {
+    gutter.scrollTop = source.scrollTop;
+    if (pre) {
+      pre.scrollTop = source.scrollTop;
+      pre.scrollLeft = source.scrollLeft;
+    }
+  }
+
+  source.addEventListener("input", () => { renderGutter(); colour(); schedule(); });
+  source.addEventListener("scroll", syncScroll);
   source.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
       event.preventDefault();
@@ -213,5 +251,6 @@
   });
 
   renderGutter();
+  colour();
   check();
 })();
