@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, delete, exists, insert, select, update
+from sqlalchemy.orm import Session, aliased
 
 from engine.store.models import (
     IDENTITY_KINDS,
@@ -232,6 +232,7 @@ def merge_users(session: Session, a: str, b: str, *, now: datetime | None = None
     repoint(Identity, "identities")
     repoint(Event, "events")
     repoint(TagHistory, "tag_history")
+    _release_shared_triggers(session, survivor.id, loser.id)
     repoint(Run, "runs")
     repoint(Delivery, "deliveries")
     repoint(CouponGrant, "coupon_grants")
@@ -270,6 +271,26 @@ def merge_users(session: Session, a: str, b: str, *, now: datetime | None = None
     session.add(UserMerge(loser_id=loser.id, survivor_id=survivor.id, at=stamp, detail=moved))
     session.flush()
     return survivor.id
+
+
+def _release_shared_triggers(session: Session, survivor: str, loser: str) -> None:
+    """Both users entered a journey on the same trigger (an audience
+    broadcast's marker is one id for everyone it entered): one entry per
+    (journey, user, trigger) is the rule, so the survivor's entry keeps the
+    id and the loser's run keeps its history (``trigger_event`` still says
+    what started it) without it. Otherwise the merge could never happen."""
+    theirs = aliased(Run)
+    shared = exists().where(
+        theirs.user_id == survivor,
+        theirs.journey_id == Run.journey_id,
+        theirs.trigger_event_id == Run.trigger_event_id,
+    )
+    session.execute(
+        update(Run)
+        .where(Run.user_id == loser, Run.trigger_event_id.is_not(None), shared)
+        .values(trigger_event_id=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def delete_identity(session: Session, kind: str, value: str) -> bool:

@@ -118,3 +118,46 @@ def test_chained_merges_resolve_to_final_survivor(store: Store) -> None:
     with store.read() as s:
         assert identity.canonical_user_id(s, "u3") == "u1"
         assert identity.canonical_user_id(s, "nobody") is None
+
+
+def test_users_who_entered_on_one_broadcast_can_still_be_merged(store: Store) -> None:
+    """A broadcast's marker is one trigger id for everyone it entered, and a
+    user enters a journey once per trigger (unique per journey, user and
+    trigger). Two such users found to be one person merge anyway: the
+    survivor's entry keeps the marker, the other run keeps its history, and
+    the marker delivered again enters nobody."""
+    from engine import runs
+
+    marker = {"id": "broadcast:recall:2026-11-23T02:00:00Z", "name": "broadcast"}
+    a = store.transact(lambda s: identity.resolve(s, "phone", "13800138000", now=NOW))
+    b = store.transact(lambda s: identity.resolve(s, "openid", "o-merge", now=NOW + timedelta(seconds=1)))
+
+    def enter(user: str, run_key: str) -> runs.BeginAnswer:
+        return store.transact(
+            lambda s: runs.begin(
+                s,
+                store,
+                run_key=run_key,
+                journey_id="recall",
+                version=1,
+                user_id=user,
+                mode="always",
+                cooldown_seconds=None,
+                now=NOW,
+                trigger_event=marker,
+            )
+        )
+
+    assert enter(a, "journey:recall:a:1").allowed and enter(b, "journey:recall:b:1").allowed
+    survivor = link_identities(store, {"phone": "13800138000", "openid": "o-merge"})
+    assert survivor == a
+    with store.read() as s:
+        rows = s.execute(select(Run.run_key, Run.trigger_event_id, Run.trigger_event).where(Run.user_id == a)).all()
+    assert {r.run_key for r in rows} == {"journey:recall:a:1", "journey:recall:b:1"}
+    assert sorted((r.run_key, r.trigger_event_id) for r in rows) == [
+        ("journey:recall:a:1", marker["id"]),
+        ("journey:recall:b:1", None),
+    ]
+    assert all(r.trigger_event == marker for r in rows)  # what started each run is still on record
+    again = enter(survivor, "journey:recall:a:2")
+    assert not again.allowed and "already entered" in (again.reason or "")
