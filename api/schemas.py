@@ -417,6 +417,24 @@ class ReadoutOut(BaseModel):
     conversion_rate: float
 
 
+class PerEntryVariantOut(BaseModel):
+    variant: str | None
+    entered: int
+    events: int
+    per_entry: float = Field(description="events / entered")
+
+
+class PerEntryOut(BaseModel):
+    """``?per_entry=<event>``: that event counted per entered user, after
+    entry — a referral's new users won per user reached (above 1 it grows)."""
+
+    event: str
+    entered: int
+    events: int
+    per_entry: float
+    variants: list[PerEntryVariantOut]
+
+
 class StatsOut(BaseModel):
     journey_id: str
     version: int | None
@@ -426,6 +444,7 @@ class StatsOut(BaseModel):
     variants: list[VariantOut]
     series: list[BucketOut] | None = None
     readouts: list[ReadoutOut] | None = None
+    per_entry: PerEntryOut | None = None
     warnings: list[str] = Field(default_factory=list)
 
 

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import and_, distinct, func, select
 from sqlalchemy.orm import Session
 
 from engine.identity import canonical_user_id
 from engine.store import Store
-from engine.store.models import CouponGrant, Delivery, Run, StepRecord
+from engine.store.models import CouponGrant, Delivery, Event, Run, StepRecord
 
 T = TypeVar("T")
 
@@ -116,6 +116,23 @@ def variant_counts(store: Store, journey_id: str, version: int | None = None) ->
             (VariantStats(v, int(n), int(c)) for v, n, c in rows),
             key=lambda v: (v.variant is None, v.variant or ""),
         )
+
+
+def events_after_entry(store: Store, journey_id: str, event: str, version: int | None = None) -> dict[str | None, int]:
+    """Per split variant: how many ``event`` events the entered users did at
+    or after entering (each event once per variant). Divided by the entries
+    it is a referral campaign's "new users won / users reached" (``event`` =
+    ``friend_joined``) or a package card's orders per recalled buyer."""
+    with store.read() as s:
+        after_entry = and_(Event.user_id == Run.user_id, Event.name == event, Event.occurred_at >= Run.entered_at)
+        q = (
+            select(Run.variant, func.count(distinct(Event.id)))
+            .join(Event, after_entry)
+            .where(Run.journey_id == journey_id, Run.admitted.is_(True))
+        )
+        if version is not None:
+            q = q.where(Run.version == version)
+        return {variant: int(n) for variant, n in s.execute(q.group_by(Run.variant))}
 
 
 def journey_summary(store: Store, journey_id: str, version: int | None = None) -> JourneySummary:

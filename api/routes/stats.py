@@ -4,7 +4,9 @@
 suppressions, failures, conversions) from ``since`` to now (or ``until``);
 ``?start=<ISO time>&readouts=3h,6h,12h`` adds cumulative readouts at those
 offsets after ``start`` — the SMS campaign's "how are we doing after 3, 6 and
-12 hours". Both are capped at 1000 buckets / 20 readouts.
+12 hours". Both are capped at 1000 buckets / 20 readouts. ``?per_entry=
+friend_joined`` counts that event per entered user after entry, per variant:
+a referral campaign's "new users won / users reached".
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from api.deps import StoreDep, viewer
 from api.lookups import journey_or_404
 from api.problems import Problem, error_item
-from api.schemas import GoalOut, StatsOut, SummaryOut
+from api.schemas import GoalOut, PerEntryOut, PerEntryVariantOut, StatsOut, SummaryOut
 from api.stats_calc import buckets, live_waiting, node_rows, parse_duration, readouts, variant_rows
 from engine import queries, stats
 from engine.store.types import utc, utcnow
@@ -28,6 +30,23 @@ router = APIRouter(prefix="/v1/journeys", tags=["stats"], dependencies=[Depends(
 MAX_BUCKETS = 1000
 _EARLIEST = datetime(1970, 1, 2)
 _LATEST = datetime(2200, 1, 1)
+
+
+def per_entry_out(event: str, variants: list[stats.VariantStats], counted: dict[str | None, int]) -> PerEntryOut:
+    def ratio(events: int, entered: int) -> float:
+        return round(events / entered, 6) if entered else 0.0
+
+    rows = [
+        PerEntryVariantOut(
+            variant=v.variant,
+            entered=v.entered,
+            events=counted.get(v.variant, 0),
+            per_entry=ratio(counted.get(v.variant, 0), v.entered),
+        )
+        for v in variants
+    ]
+    entered, events = sum(r.entered for r in rows), sum(r.events for r in rows)
+    return PerEntryOut(event=event, entered=entered, events=events, per_entry=ratio(events, entered), variants=rows)
 
 
 def _time(name: str, value: datetime | None) -> datetime | None:
@@ -66,6 +85,14 @@ async def journey_stats(
     bucket: Annotated[str, Query(max_length=16)] = "1h",
     start: datetime | None = None,
     readouts_: Annotated[str, Query(alias="readouts", max_length=200)] = "3h,6h,12h",
+    per_entry: Annotated[
+        str | None,
+        Query(
+            max_length=128,
+            pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$",
+            description="An event name: how many of it the entered users did after entering, per entry and variant",
+        ),
+    ] = None,
 ) -> StatsOut:
     info = await journey_or_404(store, journey_id)
     since_t, until_t, start_t = _time("since", since), _time("until", until), _time("start", start)
@@ -98,6 +125,9 @@ async def journey_stats(
         variants=variant_rows(variants),
         warnings=warnings,
     )
+    if per_entry is not None:
+        counted = await asyncio.to_thread(stats.events_after_entry, store, journey_id, per_entry, version)
+        out.per_entry = per_entry_out(per_entry, variants, counted)
     now = utcnow()
     if since_t is not None:
         step = _duration("bucket", bucket)
