@@ -27,6 +27,7 @@ from temporalio.client import Client
 from api import problems
 from api.catalog_cache import JourneyCache
 from api.ingest import Ingestor
+from api.keyring import KeyRing
 from api.logs import setup_logging
 from api.metrics import Metrics
 from api.routes import ROUTERS
@@ -201,6 +202,7 @@ def create_app(
     state.store = store
     state.client = client
     state.stop_jobs = StopJobs()
+    state.keyring = KeyRing(state)
     state.metrics = Metrics(state)
     if store is not None:
         _wire(state)

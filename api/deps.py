@@ -13,7 +13,7 @@ import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPBasic, HTTPBearer
@@ -117,12 +117,21 @@ def basic_username(request: Request) -> str | None:
     return decoded.partition(":")[0] or None
 
 
-def resolve_api_key(settings: ApiSettings, key: str) -> Principal | None:
+def resolve_api_key(state: Any, key: str) -> Principal | None:
+    """Who a key is: a key from settings, else one an admin created through
+    the API (``state.keyring``; unknown and revoked keys are None)."""
+    settings: ApiSettings = state.settings
     matched = _match(key, list(settings.api_keys))
     if matched is not None:
         return Principal("api", settings.api_keys[matched], key_id(key))
     if _match(key, list(settings.write_keys)) is not None:
         return Principal("write", None, key_id(key))
+    ring = getattr(state, "keyring", None)
+    role = ring.role(key) if ring is not None else None
+    if role == "write":
+        return Principal("write", None, key_id(key))
+    if role is not None:
+        return Principal("api", role, key_id(key))  # type: ignore[arg-type]
     return None
 
 
@@ -137,13 +146,12 @@ def require(role: Role):
         _bearer: Annotated[object, Depends(bearer_scheme)] = None,
         _header: Annotated[object, Depends(api_key_scheme)] = None,
     ) -> Principal:
-        settings: ApiSettings = request.app.state.settings
         key = presented_key(request)
         if key is None:
             raise Problem(
                 401, "an API key is required (Authorization: Bearer <key> or X-API-Key)", headers=_UNAUTHORIZED
             )
-        principal = resolve_api_key(settings, key)
+        principal = resolve_api_key(request.app.state, key)
         if principal is None:
             raise Problem(401, "unknown API key", headers=_UNAUTHORIZED)
         if principal.kind == "write":
@@ -169,14 +177,17 @@ Admin = Annotated[Principal, Depends(admin)]
 def ingest_principal(request: Request, body_write_key: str | None) -> Principal:
     """Write keys via HTTP Basic (what Segment libraries send) or ``writeKey``
     in the body; API keys of operators/admins may ingest too."""
-    settings: ApiSettings = request.app.state.settings
+    state = request.app.state
     candidates = [basic_username(request), body_write_key]
     for candidate in candidates:
-        if candidate and _match(candidate, list(settings.write_keys)) is not None:
-            return Principal("write", None, key_id(candidate))
+        if not candidate:
+            continue
+        found = resolve_api_key(state, candidate)
+        if found is not None and found.kind == "write":
+            return found
     key = presented_key(request)
     if key is not None:
-        principal = resolve_api_key(settings, key)
+        principal = resolve_api_key(state, key)
         if principal is not None and principal.kind == "api":
             if principal.can("operator"):
                 return principal

@@ -22,7 +22,6 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
 from api.deps import COOKIE_NAME, Principal, resolve_api_key
-from api.settings import ApiSettings
 
 COOKIE_MAX_AGE = 12 * 3600  # a working day; then sign in again
 LOGIN_PATH = "/console/login"
@@ -35,8 +34,7 @@ def page_principal(request: Request) -> Principal | None:
     key = request.cookies.get(COOKIE_NAME, "").strip()
     if not key:
         return None
-    settings: ApiSettings = request.app.state.settings
-    principal = resolve_api_key(settings, key)
+    principal = resolve_api_key(request.app.state, key)
     if principal is None or principal.kind != "api":
         return None
     return principal

@@ -85,7 +85,7 @@ async def login(request: Request) -> Response:
     form = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
     key = (form.get("key") or [""])[0].strip()
     target = auth.safe_next((form.get("next") or [None])[0])
-    principal = resolve_api_key(request.app.state.settings, key) if key else None
+    principal = resolve_api_key(request.app.state, key) if key else None
     if principal is None or principal.kind != "api":
         error = "That key is not an API key of this service." if key else "Enter your API key."
         if principal is not None and principal.kind == "write":

@@ -16,6 +16,7 @@ from api.routes import (
     events,
     health,
     journeys,
+    keys,
     metrics,
     pools,
     runs,
@@ -37,5 +38,6 @@ ROUTERS: list[APIRouter] = [
     audience.router,
     check.router,
     docs.router,
+    keys.router,
     console_router,
 ]
