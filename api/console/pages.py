@@ -127,7 +127,10 @@ async def journeys(request: Request, archived: bool = False) -> Response:
 
 @router.get("/journeys/{journey_id}", response_class=HTMLResponse)
 async def journey(
-    request: Request, journey_id: str, version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None
+    request: Request,
+    journey_id: str,
+    version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
+    per_entry: Annotated[str | None, Query(max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$")] = None,
 ) -> Response:
     """The journey's diagram with live numbers: of every version together,
     or (``?version=N``) of one version, drawn as that version was."""
@@ -160,6 +163,7 @@ async def journey(
         svg=svg,
         versions=list(reversed(versions)),
         selected_version=version,
+        per_entry=per_entry,
     )
 
 

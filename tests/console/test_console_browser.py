@@ -336,3 +336,34 @@ def test_numbers_of_one_version(live: LiveStack, page: Any) -> None:
     expect(entered).to_have_text("1", timeout=20_000)
     expect(page.locator("#diagram g.node")).to_have_count(4)
     assert page.console_errors == [], page.console_errors
+
+
+def test_count_an_event_per_entry(live: LiveStack, page: Any) -> None:
+    """A referral's "new users won per user reached": ``friend_joined`` events
+    after entry, per variant, next to the conversion numbers."""
+    journey_id = unique("referral")
+    event = unique("joined").replace("-", "_")
+    source = f'journey "邀请有礼"\n  entry event {event}\n  reentry once\n  send webhook "invite"\n'
+    inviters = [unique("inviter"), unique("inviter")]
+    with _api(live) as api:
+        assert api.post("/v1/journeys", json={"id": journey_id, "source": source}).status_code == 201
+        for user in inviters:
+            r = api.post("/v1/track", json={"userId": user, "event": event}, auth=(WRITE, ""), headers={})
+            assert r.status_code == 200, r.text
+        for _ in range(100):  # each run records its entry once its workflow begins
+            if api.get(f"/v1/journeys/{journey_id}/stats").json()["summary"]["entered"] == 2:
+                break
+            page.wait_for_timeout(100)
+        for _ in range(3):
+            r = api.post("/v1/track", json={"userId": inviters[0], "event": "friend_joined"}, auth=(WRITE, ""))
+            assert r.status_code == 200, r.text
+    _login(page, live, f"/console/journeys/{journey_id}")
+    page.get_by_label("Count per entry").fill("friend_joined")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url(re.compile(r"per_entry=friend_joined"))
+    row = page.locator("#variants tbody tr").first
+    expect(row.locator('[data-key="events"]')).to_have_text("3", timeout=20_000)
+    expect(row.locator('[data-key="per_entry"]')).to_have_text("1.50")
+    expect(page.locator("#variants thead")).to_contain_text("friend_joined")
+    shot(page, "journey-per-entry")
+    assert page.console_errors == [], page.console_errors

@@ -14,6 +14,10 @@
   // "" = every version together; else the numbers of that one version only
   const version = root.dataset.version || "";
   const onVersion = version ? "?version=" + encodeURIComponent(version) : "";
+  // an event counted per entered user, next to each variant (?per_entry=)
+  const perEntry = root.dataset.perEntry || "";
+  const statsQuery = [version ? "version=" + encodeURIComponent(version) : null,
+    perEntry ? "per_entry=" + encodeURIComponent(perEntry) : null].filter(Boolean).join("&");
   const { api, el, number, percent } = Console;
   const diagramId = (nodeId) => ({ entry: "__entry__", end: "__end__" })[nodeId] || nodeId;
   const KEYS = ["entered", "waiting", "sent", "suppressed"];
@@ -30,9 +34,10 @@
     }
   }
 
-  function renderVariants(variants) {
+  function renderVariants(variants, counted) {
     const body = document.querySelector("#variants tbody");
     if (!body) return;
+    const per = new Map((counted ? counted.variants : []).map((c) => [c.variant ?? "", c]));
     const rows = variants.length
       ? variants.map((v) =>
           el("tr", { "data-variant": v.variant ?? "" },
@@ -40,16 +45,19 @@
             el("td", { class: "num" }, number(v.entered)),
             el("td", { class: "num" }, number(v.converted)),
             el("td", { class: "num", "data-key": "conversion_rate" }, percent(v.conversion_rate)),
+            counted ? el("td", { class: "num", "data-key": "events" }, number((per.get(v.variant ?? "") || {}).events)) : null,
+            counted ? el("td", { class: "num", "data-key": "per_entry" },
+              ((per.get(v.variant ?? "") || {}).per_entry ?? 0).toFixed(2)) : null,
             el("td", {}, v.tests.map((t) =>
               el("div", { class: t.significant ? "good" : "muted" },
                 "vs " + t.against + ": " + (t.p_value === null ? "n/a" : "p=" + t.p_value.toFixed(3)) +
                 (t.significant ? " (significant)" : ""))))))
-      : [el("tr", {}, el("td", { colspan: 5, class: "muted" }, "Nobody has entered yet."))];
+      : [el("tr", {}, el("td", { colspan: counted ? 7 : 5, class: "muted" }, "Nobody has entered yet."))];
     Console.fill(body, ...rows);
   }
 
   async function poll() {
-    const result = await api("GET", "/v1/journeys/" + encodeURIComponent(id) + "/stats" + onVersion);
+    const result = await api("GET", "/v1/journeys/" + encodeURIComponent(id) + "/stats" + (statsQuery ? "?" + statsQuery : ""));
     const state = document.getElementById("live-state");
     if (result.ok) {
       const s = result.data;
@@ -61,7 +69,7 @@
         const key = dd.dataset.summary;
         dd.textContent = key === "conversion_rate" ? percent(summary[key]) : number(summary[key]);
       }
-      renderVariants(s.variants);
+      renderVariants(s.variants, s.per_entry);
       if (state) {
         state.textContent = "Live · updated " + new Date().toLocaleTimeString() +
           (s.warnings.length ? " · " + s.warnings.join("; ") : "");
@@ -130,8 +138,9 @@
   const picker = document.getElementById("version-pick");
   if (picker) {
     picker.addEventListener("change", () => {
-      const query = picker.value ? "?version=" + encodeURIComponent(picker.value) : "";
-      window.location.assign("/console/journeys/" + encodeURIComponent(id) + query);
+      const query = [picker.value ? "version=" + encodeURIComponent(picker.value) : null,
+        perEntry ? "per_entry=" + encodeURIComponent(perEntry) : null].filter(Boolean).join("&");
+      window.location.assign("/console/journeys/" + encodeURIComponent(id) + (query ? "?" + query : ""));
     });
   }
 
