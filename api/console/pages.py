@@ -23,7 +23,7 @@ from pydantic import AwareDatetime
 from api.console import auth, data
 from api.deps import CONSOLE_HEADER, Principal, resolve_api_key
 from dsl.render import to_svg
-from engine import catalog, queries
+from engine import api_keys, catalog, queries
 
 log = logging.getLogger("journeys.console")
 
@@ -265,6 +265,20 @@ async def user(
         until=until,
         q="",
     )
+
+
+@router.get("/keys", response_class=HTMLResponse)
+async def keys(request: Request) -> Response:
+    """Admins make and revoke API keys here (``/v1/keys``)."""
+    principal = auth.page_principal(request)
+    if principal is None:
+        return auth.login_redirect(request)
+    if not principal.can("admin"):
+        refused = _not_found(request, principal, "Only admins manage keys.")
+        refused.status_code = 403
+        return refused
+    made = await asyncio.to_thread(api_keys.listing, _store(request))
+    return _page(request, "keys.html", principal, keys=list(reversed(made)))
 
 
 @router.get("/find-users")

@@ -367,3 +367,33 @@ def test_count_an_event_per_entry(live: LiveStack, page: Any) -> None:
     expect(page.locator("#variants thead")).to_contain_text("friend_joined")
     shot(page, "journey-per-entry")
     assert page.console_errors == [], page.console_errors
+
+
+def test_an_admin_makes_and_revokes_a_key(live: LiveStack, page: Any) -> None:
+    _login(page, live, "/console/keys")
+    name = unique("运营小组")
+    page.get_by_label("For").fill(name)
+    page.get_by_label("Role").select_option("operator")
+    page.get_by_role("button", name="Create").click()
+    shown = page.locator("#new-key-value")
+    expect(shown).to_have_text(re.compile(r"^jk_"))
+    key = shown.inner_text()
+    with httpx.Client(base_url=live.url, timeout=30) as http:
+        assert http.get("/v1/journeys", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        page.reload()
+        row = page.locator("#keys tr", has_text=name)
+        expect(row).to_contain_text("operator")
+        expect(row).to_contain_text(key[-4:])
+        assert key not in page.content()  # listed by its last characters only
+        shot(page, "keys")
+        page.once("dialog", lambda dialog: dialog.accept())
+        row.get_by_role("button", name="Revoke").click()
+        expect(page.locator("#keys tr", has_text=name)).to_contain_text("revoked")
+        assert http.get("/v1/journeys", headers={"Authorization": f"Bearer {key}"}).status_code == 401
+    assert page.console_errors == [], page.console_errors
+
+
+def test_only_admins_see_keys(live: LiveStack, page: Any) -> None:
+    _login(page, live, "/console/journeys", key=VIEWER)
+    expect(page.get_by_role("link", name="Keys")).to_have_count(0)
+    assert page.goto(live.url + "/console/keys").status == 403
