@@ -22,8 +22,10 @@ from pydantic import AwareDatetime
 
 from api.console import auth, data
 from api.deps import CONSOLE_HEADER, Principal, resolve_api_key
+from dsl.ir import Journey
 from dsl.render import to_svg
 from engine import api_keys, catalog, queries
+from engine.catalog import JourneyInfo
 
 log = logging.getLogger("journeys.console")
 
@@ -125,6 +127,17 @@ async def journeys(request: Request, archived: bool = False) -> Response:
     return _page(request, "journeys.html", principal, rows=rows, archived=archived, refresh_ms=LIST_REFRESH_MS)
 
 
+async def _drawn(request: Request, info: JourneyInfo, version: int | None) -> Journey | None:
+    """The IR the journey page draws: that version's, or the current one's;
+    None when there is no such version (or none deployed)."""
+    cache = request.app.state.cache
+    if version is not None:
+        found = await asyncio.to_thread(cache.version, info.id, version)
+        return found[1] if found else None
+    deployed = await asyncio.to_thread(cache.current, info)
+    return deployed.ir if deployed else None
+
+
 @router.get("/journeys/{journey_id}", response_class=HTMLResponse)
 async def journey(
     request: Request,
@@ -141,16 +154,9 @@ async def journey(
     info = await asyncio.to_thread(queries.get_journey, store, journey_id)
     if info is None:
         return _not_found(request, principal, f"No journey {journey_id!r}.")
-    cache = request.app.state.cache
-    drawn = None
-    if version is not None:
-        found = await asyncio.to_thread(cache.version, journey_id, version)
-        if found is None:
-            return _not_found(request, principal, f"Journey {journey_id!r} has no version {version}.")
-        drawn = found[1]
-    else:
-        deployed = await asyncio.to_thread(cache.current, info)
-        drawn = deployed.ir if deployed is not None else None
+    drawn = await _drawn(request, info, version)
+    if version is not None and drawn is None:
+        return _not_found(request, principal, f"Journey {journey_id!r} has no version {version}.")
     svg = None
     if drawn is not None:
         svg = await asyncio.to_thread(to_svg, drawn, data.zero_counts(drawn))
@@ -181,13 +187,7 @@ async def node_panel(
     info = await asyncio.to_thread(queries.get_journey, store, journey_id)
     if info is None:
         return JSONResponse({"detail": f"no journey {journey_id!r}"}, status_code=404)
-    cache = request.app.state.cache
-    if version is not None:
-        found = await asyncio.to_thread(cache.version, journey_id, version)
-        drawn = found[1] if found else None
-    else:
-        deployed = await asyncio.to_thread(cache.current, info)
-        drawn = deployed.ir if deployed else None
+    drawn = await _drawn(request, info, version)
     labels = data.node_labels(drawn) if drawn else {}
     panel = data.NodePanel(journey_id, node_id, labels.get(node_id, node_id), "store")
     client = getattr(request.app.state, "client", None)
