@@ -33,7 +33,7 @@ register(_dsl_commands)
 
 
 def _worker_commands(subparsers: argparse._SubParsersAction) -> None:
-    from engine.worker import add_subcommands
+    from runtime.worker import add_subcommands
 
     add_subcommands(subparsers)
 

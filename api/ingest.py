@@ -43,13 +43,13 @@ from api.metrics import Metrics
 from api.runs import signal_event, start_run
 from api.segment import Alias, Group, Identify, Page, Track, identifiers, profile_attributes
 from api.settings import ApiSettings
+from contracts.conditions import count_queries, evaluate, needs_user
+from contracts.runs import UserEvent
 from dsl.ir import EventEntry
 from engine import queries
 from engine.events import IngestResult, ingest_event, link_identities, mark_dispatched, undispatched
 from engine.store import Store
 from engine.store.types import utcnow
-from workflows.conditions import count_queries, evaluate, needs_user
-from workflows.models import UserEvent
 
 log = logging.getLogger("journeys.api")
 

@@ -21,11 +21,11 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts import search_attributes as sa
+from contracts.runs import JourneyInput, UserEvent, workflow_id
 from dsl.ir import Journey
 from engine.catalog import VersionInfo
-from workflows import search_attributes as sa
 from workflows.journey import JourneyWorkflow
-from workflows.models import JourneyInput, UserEvent, workflow_id
 
 log = logging.getLogger("journeys.api")
 

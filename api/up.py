@@ -69,7 +69,7 @@ async def serve(
     from api.app import create_app
     from api.worker_processes import WorkerProcesses
     from engine.store import Store
-    from engine.worker import run_worker, settings_json
+    from runtime.worker import run_worker, settings_json
 
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from engine.activities import JourneyActivities
-    from engine.contracts import (
+    from contracts import search_attributes as sa
+    from contracts.activities import (
         BeginRunRequest,
         CouponRequest,
         EndRunRequest,
@@ -34,8 +34,8 @@ with workflow.unsafe.imports_passed_through():
         TagRequest,
         UserSnapshotRequest,
     )
-    from workflows import search_attributes as sa
-    from workflows.models import JourneyInput, UserEvent
+    from contracts.runs import JourneyInput, UserEvent
+    from engine.activities import JourneyActivities
 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 T = timedelta(seconds=30)

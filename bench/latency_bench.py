@@ -46,12 +46,12 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
+from contracts.runs import JourneyInput, UserEvent, workflow_id  # noqa: E402
 from dsl import compile_source  # noqa: E402
 from engine.store import Store  # noqa: E402
 from engine.store.models import Delivery, Event, Identity, Run  # noqa: E402
 from engine.temporal import connect  # noqa: E402
 from workflows.journey import JourneyWorkflow  # noqa: E402
-from workflows.models import JourneyInput, UserEvent, workflow_id  # noqa: E402
 
 SOURCE = """
 journey "ping"

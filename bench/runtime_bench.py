@@ -21,15 +21,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from temporalio.worker import Worker  # noqa: E402
 
 from bench.handwritten import HandwrittenJourney  # noqa: E402
+from contracts.runs import JourneyInput, UserEvent  # noqa: E402
 from dsl import compile_source  # noqa: E402
 from engine import coupons, events, templates  # noqa: E402
 from engine.channels.config import ChannelsConfig  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from engine.store import Store  # noqa: E402
 from engine.temporal import start_dev_server  # noqa: E402
-from engine.worker import build_activities  # noqa: E402
+from runtime.worker import build_activities  # noqa: E402
 from workflows.journey import JourneyWorkflow  # noqa: E402
-from workflows.models import JourneyInput, UserEvent  # noqa: E402
 
 SOURCE = """
 journey "bench"

@@ -23,10 +23,7 @@ from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from engine import caps, coupons, identity, ledger, runs
-from engine.channels.base import ChannelProvider, OutboundMessage
-from engine.consent import addresses, addresses_from, opted_out_channels
-from engine.contracts import (
+from contracts.activities import (
     BeginRunRequest,
     BeginRunResult,
     CouponRequest,
@@ -39,6 +36,9 @@ from engine.contracts import (
     UserSnapshot,
     UserSnapshotRequest,
 )
+from engine import caps, coupons, identity, ledger, runs
+from engine.channels.base import ChannelProvider, OutboundMessage
+from engine.consent import addresses, addresses_from, opted_out_channels
 from engine.derived import derive
 from engine.settings import Settings
 from engine.store import Store

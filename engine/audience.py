@@ -3,7 +3,7 @@
 The broadcast (``workflows.broadcast``) walks the user table in pages with
 keyset pagination on ``users.id`` (stable under inserts, O(page) per step, and
 the last id scanned is a cursor that survives a crash). A user matches exactly
-when ``workflows.conditions.evaluate`` says so on the user's snapshot: the same
+when ``contracts.conditions.evaluate`` says so on the user's snapshot: the same
 semantics as an ``if`` inside a journey, so an operator never sees the audience
 and the journey disagree about who is a VIP.
 
@@ -39,6 +39,8 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, case, exists, false, not_, or_, select, true
 from sqlalchemy.orm import Session
 
+from contracts.activities import UserSnapshot
+from contracts.conditions import count_queries, evaluate
 from dsl.ir import (
     AndCond,
     Cond,
@@ -50,10 +52,8 @@ from dsl.ir import (
     StageCond,
     TagCond,
 )
-from engine.contracts import UserSnapshot
 from engine.store import Store
 from engine.store.models import Tag, User
-from workflows.conditions import count_queries, evaluate
 
 DERIVED_PREFIXES = ("stage:", "rfm:")
 
@@ -192,8 +192,8 @@ def full_snapshot_fn(activities: object, cond: Cond, now: datetime) -> SnapshotF
     """Per-user snapshots from ``JourneyActivities`` — the very code a running
     journey's ``if`` reads through — so audience and journey agree on derived
     stage/RFM at ``now``, event counts and reachability."""
+    from contracts.activities import UserSnapshotRequest
     from engine.activities import JourneyActivities
-    from engine.contracts import UserSnapshotRequest
 
     assert isinstance(activities, JourneyActivities)
     queries = count_queries(cond)

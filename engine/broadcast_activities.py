@@ -31,20 +31,20 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from dsl.ir import AudienceEntry, Cond
-from engine import broadcasts
-from engine.activities import JourneyActivities
-from engine.audience import AudiencePage, full_snapshot_fn, needs_full_snapshot, select_page
-from engine.broadcast_contracts import (
+from contracts.broadcast import (
     BeginBroadcastRequest,
     BroadcastPageRequest,
     BroadcastProgress,
     FinishBroadcastRequest,
 )
+from contracts.runs import JourneyInput, UserEvent, workflow_id
+from dsl.ir import AudienceEntry, Cond
+from engine import broadcasts
+from engine.activities import JourneyActivities
+from engine.audience import AudiencePage, full_snapshot_fn, needs_full_snapshot, select_page
 from engine.settings import Settings
 from engine.store import Store
 from engine.store.models import Journey as JourneyRow
-from workflows.models import JourneyInput, UserEvent, workflow_id
 
 JOURNEY_WORKFLOW = "JourneyWorkflow"
 MEMO_KEY = "broadcast_id"

@@ -21,7 +21,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.broadcast_contracts import BroadcastProgress
+from contracts.broadcast import BroadcastProgress
 from engine.store import Store
 from engine.store.models import Broadcast, Run
 from engine.store.types import utc

@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select
 
+from contracts.activities import EventCountQuery, UserSnapshot, UserSnapshotRequest
 from engine import identity
 from engine.activities import JourneyActivities
 from engine.catalog import JourneyInfo
-from engine.contracts import EventCountQuery, UserSnapshot, UserSnapshotRequest
 from engine.coupons import PoolInfo, _pool_info
 from engine.settings import Settings
 from engine.store import Store

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from engine import contracts
+from contracts import activities as contracts
 from engine.store import Store
 from engine.store.models import Run, StepRecord
 from engine.store.types import utc

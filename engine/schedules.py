@@ -43,10 +43,10 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts.broadcast import DEFAULT_PAGE_SIZE, BroadcastInput
 from dsl.errors import Diagnostic
 from dsl.ir import AudienceEntry, Journey
 from dsl.ir import Schedule as IrSchedule
-from engine.broadcast_contracts import DEFAULT_PAGE_SIZE, BroadcastInput
 from engine.temporal import TASK_QUEUE
 
 CATCHUP = timedelta(hours=6)

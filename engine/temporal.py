@@ -11,13 +11,13 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+
+from contracts.search_attributes import ALL
 
 TASK_QUEUE = "journeys"
 DATA_CONVERTER = pydantic_data_converter
@@ -32,8 +32,6 @@ def _binary(name: str) -> str:
 
 
 def search_attribute_keys() -> Sequence:
-    from workflows.search_attributes import ALL
-
     return ALL
 
 
@@ -83,25 +81,3 @@ async def start_time_skipping() -> WorkflowEnvironment:
 
 async def connect(address: str, namespace: str = "default") -> Client:
     return await Client.connect(address, namespace=namespace, data_converter=DATA_CONVERTER)
-
-
-def build_worker(
-    client: Client,
-    activities: Sequence,
-    task_queue: str = TASK_QUEUE,
-    *,
-    max_concurrent_activities: int = 50,
-    workflows: Sequence[type] = (),
-) -> Worker:
-    """A worker running the journey interpreter, any extra ``workflows`` (e.g.
-    ``AudienceBroadcastWorkflow``) and the given activities."""
-    from workflows.journey import JourneyWorkflow
-
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[JourneyWorkflow, *[w for w in workflows if w is not JourneyWorkflow]],
-        activities=list(activities),
-        activity_executor=ThreadPoolExecutor(max_workers=max_concurrent_activities),
-        max_concurrent_activities=max_concurrent_activities,
-    )

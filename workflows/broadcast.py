@@ -24,14 +24,14 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from engine.broadcast_activities import BroadcastActivities
-    from engine.broadcast_contracts import (
+    from contracts.broadcast import (
         BeginBroadcastRequest,
         BroadcastInput,
         BroadcastPageRequest,
         BroadcastProgress,
         FinishBroadcastRequest,
     )
+    from engine.broadcast_activities import BroadcastActivities
 
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 _SHORT = timedelta(seconds=30)
@@ -110,8 +110,3 @@ class AudienceBroadcastWorkflow:
             self._progress = progress
             pages_here += 1
         return progress
-
-
-def broadcast_workflow_id(journey_id: str, broadcast_id: str) -> str:
-    """Workflow id of a broadcast started through the API ("run now")."""
-    return f"broadcast:{journey_id}:{broadcast_id}"

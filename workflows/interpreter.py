@@ -26,6 +26,21 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from contracts import search_attributes as sa
+from contracts.activities import (
+    BeginRunRequest,
+    CouponRequest,
+    EndRunRequest,
+    EventCountQuery,
+    RecordStepsRequest,
+    SendRequest,
+    StepRecord,
+    TagRequest,
+    UserSnapshot,
+    UserSnapshotRequest,
+)
+from contracts.conditions import count_queries, evaluate
+from contracts.runs import JourneyInput, RunState, RunStatus, UserEvent
 from dsl.graph import Graph, build_graph
 from dsl.ir import (
     CouponStep,
@@ -44,27 +59,12 @@ from dsl.ir import (
     WaitUntilStep,
 )
 from engine.activities import JourneyActivities
-from engine.contracts import (
-    BeginRunRequest,
-    CouponRequest,
-    EndRunRequest,
-    EventCountQuery,
-    RecordStepsRequest,
-    SendRequest,
-    StepRecord,
-    TagRequest,
-    UserSnapshot,
-    UserSnapshotRequest,
-)
-from workflows import search_attributes as sa
-from workflows.conditions import count_queries, evaluate
 from workflows.localtime import (
     date_from_attribute,
     next_local_time,
     quiet_hours_end,
     zone,
 )
-from workflows.models import JourneyInput, RunState, RunStatus, UserEvent
 
 SEEN_EVENT_IDS_KEPT = 500
 # Patch ids: each gates a change of the command sequence so that histories made

@@ -18,8 +18,8 @@ passed-through so a sandboxed worker would still run this file unchanged.
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from contracts.runs import JourneyInput, RunStatus, UserEvent
     from workflows.interpreter import JourneyInterpreter
-    from workflows.models import JourneyInput, RunStatus, UserEvent
 
 
 @workflow.defn(name="JourneyWorkflow", sandboxed=False)

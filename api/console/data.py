@@ -20,6 +20,7 @@ from temporalio.client import Client
 
 from api.catalog_cache import JourneyCache
 from api.runs import quote
+from contracts import search_attributes as sa
 from dsl.ir import Journey
 from dsl.render import END_ID, ENTRY_ID, build_diagram
 from engine import catalog, queries, stats
@@ -27,7 +28,6 @@ from engine.identity import canonical_user_id, normalize_value
 from engine.stats import Window, newest_page, within
 from engine.store import Store
 from engine.store.models import IDENTITY_KINDS, CouponGrant, Delivery, Identity, Run, StepRecord
-from workflows import search_attributes as sa
 
 log = logging.getLogger("journeys.console")
 

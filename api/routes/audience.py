@@ -22,11 +22,11 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import ClientDep, Operator, SettingsDep, StoreDep, viewer
 from api.lookups import deployed_or_409, journey_or_404
 from api.problems import Problem, not_found
+from contracts.broadcast import DEFAULT_PAGE_SIZE, BroadcastInput, BroadcastProgress, broadcast_workflow_id
 from dsl.ir import AudienceEntry
 from engine import broadcasts
-from engine.broadcast_contracts import DEFAULT_PAGE_SIZE, BroadcastInput, BroadcastProgress
 from engine.schedules import schedule_id
-from workflows.broadcast import AudienceBroadcastWorkflow, broadcast_workflow_id
+from workflows.broadcast import AudienceBroadcastWorkflow
 
 router = APIRouter(prefix="/v1/journeys", tags=["broadcasts"], dependencies=[Depends(viewer)])
 

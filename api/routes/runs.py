@@ -20,10 +20,10 @@ from api.lookups import deployed_or_409, journey_or_404, user_or_404
 from api.problems import Problem
 from api.runs import cancel_run, start_run
 from api.schemas import CancelOut, StartedRun, StartRunsIn, StartRunsOut, UserIdStr
+from contracts.runs import workflow_id
 from engine import identity, queries
 from engine.events import link_identities
 from engine.store import Store
-from workflows.models import workflow_id
 
 log = logging.getLogger("journeys.api")
 router = APIRouter(prefix="/v1/journeys", tags=["runs"], dependencies=[Depends(viewer)])

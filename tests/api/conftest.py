@@ -22,8 +22,8 @@ from api.app import create_app
 from api.settings import ApiSettings
 from engine.channels.config import ChannelsConfig
 from engine.store import Store
-from engine.temporal import build_worker, start_dev_server
-from engine.worker import build_activities
+from engine.temporal import start_dev_server
+from runtime.worker import build_activities, build_worker
 
 ADMIN, OPERATOR, VIEWER, WRITE = "k-admin", "k-operator", "k-viewer", "wk-segment"
 KEYS = {ADMIN: "admin", OPERATOR: "operator", VIEWER: "viewer"}

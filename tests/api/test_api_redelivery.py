@@ -17,9 +17,9 @@ from sqlalchemy import select, update
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import ingest
+from contracts.runs import workflow_id
 from engine.store.models import Delivery, Event, Run
 from tests.api.conftest import WRITE, Stack, auth, eventually, unique
-from workflows.models import workflow_id
 
 PING = """\
 journey "{name}"

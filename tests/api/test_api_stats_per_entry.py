@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 
 from api.app import create_app
+from contracts.activities import StepRecord
 from engine import runs
-from engine.contracts import StepRecord
 from engine.events import ingest_event
 from engine.store import Store
 from tests.api.conftest import auth, make_settings, unique

@@ -24,7 +24,7 @@ from engine.settings import Settings
 from engine.store import Store
 from engine.store.models import Run
 from engine.templates import upsert_template
-from engine.temporal import build_worker
+from runtime.worker import build_worker
 from tests.audience.support import make_user
 from workflows.broadcast import AudienceBroadcastWorkflow
 

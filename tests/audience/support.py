@@ -9,17 +9,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contracts.activities import UserSnapshot
+from contracts.conditions import evaluate
 from dsl.ir import Cond
 from engine import identity
 from engine.activities import JourneyActivities
 from engine.audience import full_snapshot_fn, needs_full_snapshot, select_page
-from engine.contracts import UserSnapshot
 from engine.events import ingest_event
 from engine.settings import Settings
 from engine.store import Store
 from engine.store.models import User
 from engine.tags import add_tags
-from workflows.conditions import evaluate
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 

@@ -18,8 +18,7 @@ from engine.broadcast_activities import BroadcastActivities
 from engine.channels.config import ChannelsConfig
 from engine.store import Store
 from engine.templates import upsert_template
-from engine.temporal import build_worker
-from engine.worker import build_activities
+from runtime.worker import build_activities, build_worker
 from tests.audience.harness import population
 from workflows.broadcast import AudienceBroadcastWorkflow
 

@@ -1,5 +1,5 @@
 """Audience selection on SQLite: paged keyset scans select exactly the users
-``workflows.conditions.evaluate`` would, on their snapshot at ``now``."""
+``contracts.conditions.evaluate`` would, on their snapshot at ``now``."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import random
 
 import pytest
 
+from contracts.activities import UserSnapshot
 from dsl.ir import AndCond, AudienceEntry, CompareCond, Cond, NotCond, OrCond, StageCond, TagCond
 from dsl.parser import parse
 from engine.audience import needs_full_snapshot, select_page, sql_bounds
-from engine.contracts import UserSnapshot
 from engine.events import link_identities
 from engine.store import Store
 from tests.audience.support import NOW, brute_force, event, make_user, scan_all

@@ -10,14 +10,14 @@ import uuid
 from sqlalchemy import update
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from contracts.broadcast import BroadcastInput, BroadcastPageRequest, BroadcastProgress
+from contracts.runs import workflow_id
 from engine import broadcasts
-from engine.broadcast_contracts import BroadcastInput, BroadcastPageRequest, BroadcastProgress
 from engine.store import Store
 from engine.store.models import Broadcast
 from tests.audience.harness import Engine, audience_journey, engine, population
 from tests.audience.support import NOW
 from workflows.broadcast import AudienceBroadcastWorkflow
-from workflows.models import workflow_id
 
 WHERE = "tag vip and not tag blocked"
 

@@ -11,10 +11,10 @@ from temporalio.client import ScheduleActionStartWorkflow, ScheduleRange
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.broadcast import BroadcastProgress
 from dsl.ir import Schedule
 from dsl.parser import parse
 from engine import broadcasts
-from engine.broadcast_contracts import BroadcastProgress
 from engine.schedules import calendar_for, past_one_off, schedule_id, sync_audience_schedule
 from engine.store import Store
 from tests.audience.harness import audience_journey, engine, population

@@ -92,8 +92,8 @@ class LiveStack:
             self._ready.set()
 
     async def _main(self) -> None:
-        from engine.temporal import build_worker, start_dev_server
-        from engine.worker import build_activities
+        from engine.temporal import start_dev_server
+        from runtime.worker import build_activities, build_worker
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()

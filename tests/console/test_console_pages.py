@@ -362,8 +362,8 @@ def test_timeline_pages(app_store: tuple[TestClient, Store, ApiSettings]) -> Non
     API (``Link: <…?until=…>; rel="next"``), and no entry is lost between pages."""
     from datetime import timedelta
 
+    from contracts.activities import StepRecord as Step
     from engine import runs
-    from engine.contracts import StepRecord as Step
 
     http, store, _ = app_store
     uid = store.transact(lambda s: identity.ensure_user(s, "long-time-member"))

@@ -7,10 +7,7 @@ import pytest
 from sqlalchemy import select
 from temporalio.exceptions import ApplicationError
 
-from engine.activities import JourneyActivities
-from engine.channels.base import ProviderResult
-from engine.consent import opt_out
-from engine.contracts import (
+from contracts.activities import (
     BeginRunRequest,
     CouponRequest,
     EndRunRequest,
@@ -21,6 +18,9 @@ from engine.contracts import (
     TagRequest,
     UserSnapshotRequest,
 )
+from engine.activities import JourneyActivities
+from engine.channels.base import ProviderResult
+from engine.consent import opt_out
 from engine.coupons import upsert_pool
 from engine.events import ingest_event, link_identities
 from engine.settings import Settings

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
+from contracts.activities import EndRunRequest, RecordStepsRequest, StepRecord
 from engine import runs
 from engine.activities import JourneyActivities
-from engine.contracts import EndRunRequest, RecordStepsRequest, StepRecord
 from engine.settings import Settings
 from engine.store import Store
 from engine.store.models import Run

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from contracts.activities import StepRecord
 from engine import runs
-from engine.contracts import StepRecord
 from engine.stats import newest_page, user_timeline_page
 from engine.store import Store
 

@@ -9,7 +9,7 @@ from engine import ledger
 from engine.activities import JourneyActivities
 from engine.channels.base import OutboundMessage, ProviderResult
 from engine.settings import Settings
-from engine.worker import poll_pending_sends
+from runtime.worker import poll_pending_sends
 
 
 class TaskProvider:

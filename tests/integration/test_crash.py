@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from contracts.runs import JourneyInput, workflow_id
 from dsl import compile_source
 from engine import coupons, templates
 from engine.store import Store
@@ -21,7 +22,6 @@ from engine.store.models import CouponGrant, Delivery
 from engine.temporal import TASK_QUEUE, start_dev_server
 from tests.integration.receiver import Receiver
 from workflows.journey import JourneyWorkflow
-from workflows.models import JourneyInput, workflow_id
 
 USERS = int(os.environ.get("CRASH_TEST_USERS", "200"))
 KILLS = 4

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest_asyncio
 from sqlalchemy import select
 
+from contracts.runs import JourneyInput, workflow_id
 from dsl import compile_source
 from engine import templates
 from engine.channels.config import ChannelsConfig
 from engine.settings import Settings
 from engine.store import Store
 from engine.store.models import Delivery
-from engine.temporal import build_worker, start_dev_server
-from engine.worker import build_activities
+from engine.temporal import start_dev_server
+from runtime.worker import build_activities, build_worker
 from workflows.journey import JourneyWorkflow
-from workflows.models import JourneyInput, workflow_id
 
 TQ = "tq-reentry"
 

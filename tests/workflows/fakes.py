@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from temporalio import activity
 
-from engine.contracts import (
+from contracts.activities import (
     BeginRunRequest,
     BeginRunResult,
     CouponRequest,

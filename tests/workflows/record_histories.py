@@ -16,7 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from engine.temporal import build_worker, start_time_skipping
+from engine.temporal import start_time_skipping
+from runtime.worker import build_worker
 from tests.workflows.fakes import FakeEngine
 from tests.workflows.scenarios import SCENARIOS
 

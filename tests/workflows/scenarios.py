@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from contracts.runs import JourneyInput, UserEvent
 from dsl.ir import (
     Branch,
     CouponStep,
@@ -27,7 +28,6 @@ from dsl.ir import (
     WaitStep,
     WaitUntilStep,
 )
-from workflows.models import JourneyInput, UserEvent
 
 DAY = 86400
 

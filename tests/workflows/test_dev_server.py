@@ -8,12 +8,13 @@ import uuid
 
 import pytest_asyncio
 
+from contracts.runs import JourneyInput, UserEvent, workflow_id
+from contracts.search_attributes import JOURNEY_ID, JOURNEY_STEP, JOURNEY_VARIANT
 from dsl.ir import ApiEntry, Journey, SendStep, SplitStep, Variant, WaitEventStep, WaitStep
-from engine.temporal import build_worker, start_dev_server
+from engine.temporal import start_dev_server
+from runtime.worker import build_worker
 from tests.workflows.fakes import FakeEngine
 from workflows.journey import JourneyWorkflow
-from workflows.models import JourneyInput, UserEvent, workflow_id
-from workflows.search_attributes import JOURNEY_ID, JOURNEY_STEP, JOURNEY_VARIANT
 
 DAY = 86400
 TQ = "tq-dev"

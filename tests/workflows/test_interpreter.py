@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+from contracts.runs import JourneyInput, UserEvent, workflow_id
 from dsl.ir import (
     Branch,
     CouponStep,
@@ -22,10 +23,9 @@ from dsl.ir import (
     WaitEventStep,
     WaitStep,
 )
-from engine.temporal import build_worker
+from runtime.worker import build_worker
 from tests.workflows.fakes import FakeEngine
 from workflows.journey import JourneyWorkflow
-from workflows.models import JourneyInput, UserEvent, workflow_id
 
 DAY = 86400
 

@@ -102,3 +102,8 @@ class FinishBroadcastRequest(BaseModel):
 
 
 BroadcastInput.model_rebuild()
+
+
+def broadcast_workflow_id(journey_id: str, broadcast_id: str) -> str:
+    """Workflow id of a broadcast started through the API ("run now")."""
+    return f"broadcast:{journey_id}:{broadcast_id}"

@@ -1,4 +1,7 @@
-"""``journeys worker``: runs the journey interpreter and the engine activities.
+"""``journeys worker``: the composition root that wires the interpreter
+(``workflows/``) to the engine activities (``engine/``) on a Temporal worker.
+
+The two layers never import each other; this module is where they meet.
 
 Connects to ``TEMPORAL_ADDRESS``; without one it needs a server started by
 ``journeys up`` (which starts worker processes itself and hands them its exact
@@ -15,9 +18,12 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from engine import eventloop, ledger
 from engine.activities import JourneyActivities
@@ -25,10 +31,31 @@ from engine.broadcast_activities import BroadcastActivities
 from engine.channels import build_providers
 from engine.settings import Settings
 from engine.store import Store
-from engine.temporal import build_worker, connect
+from engine.temporal import TASK_QUEUE, connect
 from workflows.broadcast import AudienceBroadcastWorkflow
+from workflows.journey import JourneyWorkflow
 
 log = logging.getLogger("journeys.worker")
+
+
+def build_worker(
+    client: Client,
+    activities: Sequence,
+    task_queue: str = TASK_QUEUE,
+    *,
+    max_concurrent_activities: int = 50,
+    workflows: Sequence[type] = (),
+) -> Worker:
+    """A worker running the journey interpreter, any extra ``workflows`` (e.g.
+    ``AudienceBroadcastWorkflow``) and the given activities."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[JourneyWorkflow, *[w for w in workflows if w is not JourneyWorkflow]],
+        activities=list(activities),
+        activity_executor=ThreadPoolExecutor(max_workers=max_concurrent_activities),
+        max_concurrent_activities=max_concurrent_activities,
+    )
 
 
 def build_activities(settings: Settings, store: Store | None = None) -> JourneyActivities:

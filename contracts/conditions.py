@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from contracts.activities import EventCountQuery, UserSnapshot
 from dsl.ir import (
     AndCond,
     CompareCond,
@@ -21,7 +22,6 @@ from dsl.ir import (
     StageCond,
     TagCond,
 )
-from engine.contracts import EventCountQuery, UserSnapshot
 
 _MISSING = object()
 
