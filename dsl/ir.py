@@ -278,6 +278,20 @@ class WaitDateStep(_Step):
     time: str | None = None
 
 
+class WaitEventTimeStep(_Step):
+    """``wait until event.appointment_at - 2h [at 10:00]``: a date or date-time
+    carried by the event that woke the run (the entry trigger, or the event the
+    last ``wait for event`` received), shifted by an offset. A date-time with a
+    UTC offset is that instant; one without, or a bare date, is read in the
+    user's timezone (a bare date at ``at``'s time, else 00:00). Passes at once
+    when the moment is past, or the field is missing or not a date."""
+
+    kind: Literal["wait_event_time"] = "wait_event_time"
+    field: str
+    offset_seconds: int = 0
+    time: str | None = None
+
+
 class WaitEventStep(_Step):
     """``wait for event order_paid [where ...] [up to 3d]:`` with ``on event`` and
     ``on timeout`` branches; the event's properties are usable afterwards as
@@ -347,6 +361,7 @@ Step = Annotated[
     | WaitStep
     | WaitUntilStep
     | WaitDateStep
+    | WaitEventTimeStep
     | WaitEventStep
     | IfStep
     | SplitStep
@@ -428,5 +443,16 @@ def child_blocks(step: Step) -> list[list[Step]]:
 # classes (subclasses) fall back to ``child_blocks``
 _BLOCKS = {
     cls: None
-    for cls in (SendStep, TagStep, WaitStep, WaitUntilStep, WaitDateStep, LabelStep, GotoStep, ExitStep, PassStep)
+    for cls in (
+        SendStep,
+        TagStep,
+        WaitStep,
+        WaitUntilStep,
+        WaitDateStep,
+        WaitEventTimeStep,
+        LabelStep,
+        GotoStep,
+        ExitStep,
+        PassStep,
+    )
 } | {cls: child_blocks for cls in (CouponStep, WaitEventStep, IfStep, SplitStep)}
