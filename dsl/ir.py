@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -229,11 +229,17 @@ class _Step(_Model):
     id: str = ""
     span: Span | None = None
 
+    # Static facts of the kind, read by every layer instead of a list of kinds
+    # of its own. ``waits``: a run can rest at this step for a while (a timer,
+    # an awaited event, a send held by quiet hours), so "waiting now" counts it.
+    waits: ClassVar[bool] = False
+
 
 class SendStep(_Step):
     """``send sms "tpl"`` or ``send best of wecom, push, sms "tpl"`` (first
     reachable channel in the given order)."""
 
+    waits: ClassVar[bool] = True
     kind: Literal["send"] = "send"
     channels: list[Channel]
     best_of: bool = False
@@ -255,6 +261,7 @@ class TagStep(_Step):
 class WaitStep(_Step):
     """``wait 1d``."""
 
+    waits: ClassVar[bool] = True
     kind: Literal["wait"] = "wait"
     seconds: int
 
@@ -263,6 +270,7 @@ class WaitUntilStep(_Step):
     """``wait until 10:00`` / ``wait until monday 10:00``: the next such local time
     in the user's timezone (never now)."""
 
+    waits: ClassVar[bool] = True
     kind: Literal["wait_until"] = "wait_until"
     time: str  # "HH:MM"
     weekday: int | None = None  # 0 = monday
@@ -272,6 +280,7 @@ class WaitDateStep(_Step):
     """``wait until user.term_start - 7d [at 10:00]``: a date held in a user
     attribute, shifted by an offset; passes at once if it is already past."""
 
+    waits: ClassVar[bool] = True
     kind: Literal["wait_date"] = "wait_date"
     attribute: str
     offset_seconds: int = 0
@@ -286,6 +295,7 @@ class WaitEventTimeStep(_Step):
     user's timezone (a bare date at ``at``'s time, else 00:00). Passes at once
     when the moment is past, or the field is missing or not a date."""
 
+    waits: ClassVar[bool] = True
     kind: Literal["wait_event_time"] = "wait_event_time"
     field: str
     offset_seconds: int = 0
@@ -297,6 +307,7 @@ class WaitEventStep(_Step):
     ``on timeout`` branches; the event's properties are usable afterwards as
     ``event.x``."""
 
+    waits: ClassVar[bool] = True
     kind: Literal["wait_event"] = "wait_event"
     event: str
     where: Cond | None = None
@@ -371,6 +382,11 @@ Step = Annotated[
     | PassStep,
     Field(discriminator="kind"),
 ]
+
+
+# every step kind, in the union's order: registries (ids, graph, formatter,
+# renderers, checker, interpreter, stats) are checked against this tuple
+STEP_KINDS: tuple[type[_Step], ...] = get_args(get_args(Step)[0])
 
 
 class Journey(_Model):
