@@ -16,42 +16,25 @@ Data keys read: ``data["params"]`` (template fields such as ``thing1``,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from engine.channels._common import ChannelError, missing_address, sent, template_params
-from engine.channels.base import OutboundMessage, ProviderResult
+from engine.channels.base import OutboundMessage
 from engine.channels.config import MiniProgramConfig
-from engine.channels.wechat import WeChatClient, resolve_template_id, template_data
+from engine.channels.wechat import WeChatTemplateProvider
 
 
-class MiniProgramProvider:
-    channel = "miniprogram"
+class MiniProgramProvider(WeChatTemplateProvider):
+    channel: ClassVar[str] = "miniprogram"
+    endpoint: ClassVar[str] = "cgi-bin/message/subscribe/send"
+    config: MiniProgramConfig
 
-    def __init__(self, config: MiniProgramConfig, client: WeChatClient) -> None:
-        self.config = config
-        self.client = client
-
-    async def send(self, message: OutboundMessage) -> ProviderResult:
-        if not message.address:
-            return missing_address(message)
-        template_id = resolve_template_id(self.config, message)
-        if isinstance(template_id, ProviderResult):
-            return template_id
-        body: dict[str, Any] = {
-            "touser": message.address,
-            "template_id": template_id,
-            "miniprogram_state": self.config.miniprogram_state,
-            "lang": self.config.lang,
-            "data": template_data(template_params(message)),
-        }
+    def fields(self, message: OutboundMessage) -> dict[str, Any]:
+        extra: dict[str, Any] = {"miniprogram_state": self.config.miniprogram_state, "lang": self.config.lang}
         if message.data.get("page"):
-            body["page"] = message.data["page"]
-        try:
-            payload = await self.client.call("cgi-bin/message/subscribe/send", body)
-        except ChannelError as exc:
-            return exc.result()
-        msgid = payload.get("msgid")
-        return sent(str(msgid) if msgid is not None else message.idempotency_key)
+            extra["page"] = message.data["page"]
+        return extra
 
-    async def aclose(self) -> None:
-        await self.client.aclose()
+    def message_id(self, payload: dict[str, Any], message: OutboundMessage) -> str | None:
+        # no msgid in some answers: the delivery's own key still names it
+        msgid = payload.get("msgid")
+        return str(msgid) if msgid is not None else message.idempotency_key

@@ -14,41 +14,23 @@ body}``), ``data["template_id"]``, ``data["url"]``, ``data["miniprogram"]``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from engine.channels._common import ChannelError, missing_address, sent, short_key, template_params
-from engine.channels.base import OutboundMessage, ProviderResult
-from engine.channels.config import OfficialAccountConfig
-from engine.channels.wechat import WeChatClient, resolve_template_id, template_data
+from engine.channels._common import short_key
+from engine.channels.base import OutboundMessage
+from engine.channels.wechat import WeChatTemplateProvider
 
 
-class OfficialAccountProvider:
-    channel = "official_account"
+class OfficialAccountProvider(WeChatTemplateProvider):
+    channel: ClassVar[str] = "official_account"
+    endpoint: ClassVar[str] = "cgi-bin/message/template/send"
 
-    def __init__(self, config: OfficialAccountConfig, client: WeChatClient) -> None:
-        self.config = config
-        self.client = client
-
-    async def send(self, message: OutboundMessage) -> ProviderResult:
-        if not message.address:
-            return missing_address(message)
-        template_id = resolve_template_id(self.config, message)
-        if isinstance(template_id, ProviderResult):
-            return template_id
-        body: dict[str, Any] = {
-            "touser": message.address,
-            "template_id": template_id,
-            "client_msg_id": short_key(message.idempotency_key),
-            "data": template_data(template_params(message)),
-        }
+    def fields(self, message: OutboundMessage) -> dict[str, Any]:
+        extra: dict[str, Any] = {"client_msg_id": short_key(message.idempotency_key)}
         for key in ("url", "miniprogram"):
             if message.data.get(key):
-                body[key] = message.data[key]
-        try:
-            payload = await self.client.call("cgi-bin/message/template/send", body)
-        except ChannelError as exc:
-            return exc.result()
-        return sent(str(payload["msgid"]) if payload.get("msgid") is not None else None)
+                extra[key] = message.data[key]
+        return extra
 
-    async def aclose(self) -> None:
-        await self.client.aclose()
+    def message_id(self, payload: dict[str, Any], message: OutboundMessage) -> str | None:
+        return str(payload["msgid"]) if payload.get("msgid") is not None else None

@@ -16,9 +16,11 @@ others (43004 user not subscribed, 43101 user refused subscribe messages,
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import httpx
 
-from engine.channels._common import failed
+from engine.channels._common import ChannelError, failed, missing_address, sent, template_params
 from engine.channels._tencent import TencentApiClient
 from engine.channels.base import OutboundMessage, ProviderResult
 from engine.channels.config import WeChatAppConfig
@@ -72,3 +74,45 @@ def resolve_template_id(config: WeChatAppConfig, message: OutboundMessage) -> st
 def template_data(params: dict[str, str]) -> dict[str, dict[str, str]]:
     """WeChat's ``{"key": {"value": "..."}}`` shape."""
     return {key: {"value": value} for key, value in params.items()}
+
+
+class WeChatTemplateProvider:
+    """What the official account's template messages and the mini program's
+    subscribe messages share: an openid address, a template id mapped from the
+    journey's template name, ``data`` in WeChat's shape, one POST. Subclasses
+    name the endpoint and add their own fields and message id."""
+
+    channel: ClassVar[str]
+    endpoint: ClassVar[str]
+
+    def __init__(self, config: WeChatAppConfig, client: WeChatClient) -> None:
+        self.config = config
+        self.client = client
+
+    def fields(self, message: OutboundMessage) -> dict[str, Any]:
+        """The endpoint's own body fields besides touser, template_id and data."""
+        raise NotImplementedError
+
+    def message_id(self, payload: dict[str, Any], message: OutboundMessage) -> str | None:
+        raise NotImplementedError
+
+    async def send(self, message: OutboundMessage) -> ProviderResult:
+        if not message.address:
+            return missing_address(message)
+        template_id = resolve_template_id(self.config, message)
+        if isinstance(template_id, ProviderResult):
+            return template_id
+        body: dict[str, Any] = {
+            "touser": message.address,
+            "template_id": template_id,
+            **self.fields(message),
+            "data": template_data(template_params(message)),
+        }
+        try:
+            payload = await self.client.call(self.endpoint, body)
+        except ChannelError as exc:
+            return exc.result()
+        return sent(self.message_id(payload, message))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
