@@ -4,7 +4,7 @@ Targets: a 1,000-step journey in under 150 ms, a 10,000-line file in under 1 s
 (parse + check, grammar already loaded). Prints the median of several runs (the
 verdict) and the fastest (what the code costs when nothing else runs on the
 machine); asserts nothing. The grammar load is timed from a cold start: with
-the grammar cache (see ``dsl.parser._cache_file``) it is a few tens of ms.
+the grammar cache (see ``dsl._grammar.cache_file``) it is a few tens of ms.
 
     .venv/bin/python bench/parse_bench.py
 """

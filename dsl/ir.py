@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from typing import Annotated, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -68,29 +69,45 @@ class Span(_Model):
 # ---------------------------------------------------------------- conditions
 
 
-class TagCond(_Model):
+class _Cond(_Model):
+    def operands_of(self) -> list[Cond]:
+        """The conditions this one is made of (``not``, ``and``, ``or``); a
+        leaf has none. ``iter_conds`` walks a tree by this."""
+        return []
+
+
+class TagCond(_Cond):
     """``tag visited``: the user carries the tag."""
 
     kind: Literal["tag"] = "tag"
     tag: str
 
 
-class NotCond(_Model):
+class NotCond(_Cond):
     kind: Literal["not"] = "not"
     operand: Cond
 
+    def operands_of(self) -> list[Cond]:
+        return [self.operand]
 
-class AndCond(_Model):
+
+class AndCond(_Cond):
     kind: Literal["and"] = "and"
     operands: list[Cond]
 
+    def operands_of(self) -> list[Cond]:
+        return self.operands
 
-class OrCond(_Model):
+
+class OrCond(_Cond):
     kind: Literal["or"] = "or"
     operands: list[Cond]
 
+    def operands_of(self) -> list[Cond]:
+        return self.operands
 
-class CompareCond(_Model):
+
+class CompareCond(_Cond):
     """``user.city == "上海"`` or ``event.amount >= 100``.
 
     ``subject`` says whose field: the user's attributes, or the properties of the
@@ -105,21 +122,21 @@ class CompareCond(_Model):
     value: Value
 
 
-class StageCond(_Model):
+class StageCond(_Cond):
     """``stage is silent`` / ``stage in [silent, churned]`` (lifecycle stage)."""
 
     kind: Literal["stage"] = "stage"
     stages: list[str]
 
 
-class RfmCond(_Model):
+class RfmCond(_Cond):
     """``rfm is high`` / ``rfm in [high, mid]`` (RFM layer from derived tags)."""
 
     kind: Literal["rfm"] = "rfm"
     layers: list[str]
 
 
-class EventCountCond(_Model):
+class EventCountCond(_Cond):
     """``count order_paid within 30d >= 2``: how often the user did something."""
 
     kind: Literal["event_count"] = "event_count"
@@ -129,7 +146,7 @@ class EventCountCond(_Model):
     value: int
 
 
-class ReachableCond(_Model):
+class ReachableCond(_Cond):
     """``reachable push``: the user can be messaged on that channel now."""
 
     kind: Literal["reachable"] = "reachable"
@@ -233,6 +250,20 @@ class _Step(_Model):
     # of its own. ``waits``: a run can rest at this step for a while (a timer,
     # an awaited event, a send held by quiet hours), so "waiting now" counts it.
     waits: ClassVar[bool] = False
+    # ``outcomes``: the graph's edge keys out of this step, which are also what
+    # the interpreter's handler answers (``dsl.graph``); ``branch:*`` and
+    # ``variant:*`` stand for one edge per arm (``branch:0``, ``variant:A``).
+    outcomes: ClassVar[tuple[str, ...]] = ("next",)
+
+    def blocks(self) -> list[list[Step]]:
+        """The nested blocks of this step, in document order; a leaf has none.
+        Everything that walks children (``iter_steps``, ``child_blocks``, ids,
+        the graph, the checker) derives from this."""
+        return []
+
+    def conds(self) -> list[tuple[Cond, Span | None]]:
+        """The conditions this step tests, each with the span of its line."""
+        return []
 
 
 class SendStep(_Step):
@@ -247,9 +278,15 @@ class SendStep(_Step):
 
 
 class CouponStep(_Step):
+    """``coupon "pool"`` with an optional ``on out_of_stock:`` block."""
+
+    outcomes: ClassVar[tuple[str, ...]] = ("next", "out_of_stock")
     kind: Literal["coupon"] = "coupon"
     pool: str
     out_of_stock: list[Step] | None = None
+
+    def blocks(self) -> list[list[Step]]:
+        return [self.out_of_stock] if self.out_of_stock is not None else []
 
 
 class TagStep(_Step):
@@ -312,8 +349,15 @@ class WaitEventStep(_Step):
     event: str
     where: Cond | None = None
     timeout_seconds: int | None = None
+    outcomes: ClassVar[tuple[str, ...]] = ("event", "timeout")
     on_event: list[Step] = Field(default_factory=list)
     on_timeout: list[Step] = Field(default_factory=list)
+
+    def blocks(self) -> list[list[Step]]:
+        return [self.on_event, self.on_timeout]
+
+    def conds(self) -> list[tuple[Cond, Span | None]]:
+        return [(self.where, self.span)] if self.where is not None else []
 
 
 class Branch(_Model):
@@ -323,9 +367,21 @@ class Branch(_Model):
 
 
 class IfStep(_Step):
+    """``if COND:`` with ``else if`` / ``elif`` branches and an ``else``."""
+
+    outcomes: ClassVar[tuple[str, ...]] = ("branch:*", "else")
     kind: Literal["if"] = "if"
     branches: list[Branch]
     else_steps: list[Step] | None = None
+
+    def blocks(self) -> list[list[Step]]:
+        blocks = [b.steps for b in self.branches]
+        if self.else_steps is not None:
+            blocks.append(self.else_steps)
+        return blocks
+
+    def conds(self) -> list[tuple[Cond, Span | None]]:
+        return [(b.cond, b.span or self.span) for b in self.branches]
 
 
 class Variant(_Model):
@@ -341,8 +397,12 @@ class SplitStep(_Step):
     messages from the journey (sends are recorded as suppressed) so its
     conversions measure the journey's effect."""
 
+    outcomes: ClassVar[tuple[str, ...]] = ("variant:*",)
     kind: Literal["split"] = "split"
     variants: list[Variant]
+
+    def blocks(self) -> list[list[Step]]:
+        return [v.steps for v in self.variants]
 
 
 class LabelStep(_Step):
@@ -421,7 +481,21 @@ for _m in (NotCond, AndCond, OrCond, CouponStep, WaitEventStep, Branch, IfStep, 
     _m.model_rebuild()
 
 
-def iter_steps(steps: list[Step]):
+def iter_conds(cond: Cond | None) -> Iterator[Cond]:
+    """Every condition in a condition tree, the tree itself first (pre-order);
+    nothing for ``None``. The one walk the checker and the evaluator share."""
+    if cond is None:
+        return
+    stack: list[Cond] = [cond]
+    while stack:
+        node = stack.pop()
+        yield node
+        operands = node.operands_of()
+        if operands:
+            stack.extend(reversed(operands))
+
+
+def iter_steps(steps: list[Step]) -> Iterator[Step]:
     """Every step in document order, nested blocks included."""
     # iterative (journeys can be long and deep), with a per-kind lookup of
     # nested blocks: every check and id pass walks all steps this way
@@ -440,35 +514,10 @@ def iter_steps(steps: list[Step]):
 
 
 def child_blocks(step: Step) -> list[list[Step]]:
-    """The nested blocks of a step, in document order."""
-    if isinstance(step, CouponStep):
-        return [step.out_of_stock] if step.out_of_stock is not None else []
-    if isinstance(step, WaitEventStep):
-        return [step.on_event, step.on_timeout]
-    if isinstance(step, IfStep):
-        blocks = [b.steps for b in step.branches]
-        if step.else_steps is not None:
-            blocks.append(step.else_steps)
-        return blocks
-    if isinstance(step, SplitStep):
-        return [v.steps for v in step.variants]
-    return []
+    """The nested blocks of a step, in document order (``step.blocks()``)."""
+    return step.blocks()
 
 
-# step class -> how to find its nested blocks (None: it has none); other
-# classes (subclasses) fall back to ``child_blocks``
-_BLOCKS = {
-    cls: None
-    for cls in (
-        SendStep,
-        TagStep,
-        WaitStep,
-        WaitUntilStep,
-        WaitDateStep,
-        WaitEventTimeStep,
-        LabelStep,
-        GotoStep,
-        ExitStep,
-        PassStep,
-    )
-} | {cls: child_blocks for cls in (CouponStep, WaitEventStep, IfStep, SplitStep)}
+# step class -> how to find its nested blocks, None for the kinds that never
+# have any (``iter_steps`` then skips the call: most steps are leaves)
+_BLOCKS = {cls: None if cls.blocks is _Step.blocks else cls.blocks for cls in STEP_KINDS}

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 from lark.grammar import Terminal
 
-from dsl import check, format_journey, parse
-from dsl import parser as dsl_parser
+from dsl import _fastmodel, _grammar, _recovery, check, format_journey, parse
 from dsl._gc import gc_paused
 from dsl.ir import Journey, SendStep, Span, Step, child_blocks, iter_steps
 
@@ -52,22 +51,22 @@ def test_big_generated_journey_validates_too() -> None:
 
 
 def test_unvalidated_models_are_ordinary_models() -> None:
-    send = dsl_parser._new(SendStep, channels=["sms"], template="t")
+    send = _fastmodel.new(SendStep, channels=["sms"], template="t")
     assert send == SendStep(channels=["sms"], template="t")
     assert send.model_fields_set == {"channels", "template"}
     send.id = "x"  # assignment works as on any model
     assert send.model_dump()["id"] == "x"
     with pytest.raises(TypeError, match="template"):
-        dsl_parser._new(SendStep, channels=["sms"])
+        _fastmodel.new(SendStep, channels=["sms"])
 
 
 def test_keywords_only_open_rules() -> None:
-    """``_Node`` looks for keyword tokens at the start of a node only; a rule
+    """``Node`` looks for keyword tokens at the start of a node only; a rule
     with a keyword after another child (or in an inlined helper) would keep a
     keyword among its children and lose its start position."""
-    for rule in dsl_parser._lark().rules:
+    for rule in _grammar.lark().rules:
         kept = [s for s in rule.expansion if not (isinstance(s, Terminal) and s.filter_out)]
-        places = [i for i, s in enumerate(kept) if isinstance(s, Terminal) and s.name in dsl_parser._KEYWORDS]
+        places = [i for i, s in enumerate(kept) if isinstance(s, Terminal) and s.name in _grammar.KEYWORD_TERMINALS]
         if not places:
             continue
         assert places == list(range(len(places))), rule
@@ -76,12 +75,12 @@ def test_keywords_only_open_rules() -> None:
 
 
 def test_tree_nodes_have_no_keyword_children() -> None:
-    tree, _, _ = dsl_parser._parse_tree(journey_with_steps(30))
+    tree, _, _ = _recovery.parse_tree(journey_with_steps(30))
     assert tree is not None
     for node in tree.iter_subtrees():
         assert type(node.data) is str
         for child in node.children:
-            assert not (hasattr(child, "type") and child.type in dsl_parser._KEYWORDS), node
+            assert not (hasattr(child, "type") and child.type in _grammar.KEYWORD_TERMINALS), node
 
 
 def _iter_steps_recursive(steps: list[Step]):
@@ -121,12 +120,12 @@ def test_gc_paused_restores_the_collector() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX only")
 def test_grammar_cache_only_in_a_private_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dsl_parser.tempfile, "gettempdir", lambda: str(tmp_path))
-    path = dsl_parser._cache_file("grammar")
+    monkeypatch.setattr(_grammar.tempfile, "gettempdir", lambda: str(tmp_path))
+    path = _grammar.cache_file("grammar")
     assert isinstance(path, str) and Path(path).parent.parent == tmp_path
     assert Path(path).parent.stat().st_mode & 0o777 == 0o700
     Path(path).parent.chmod(0o777)  # e.g. made by someone else
-    assert dsl_parser._cache_file("grammar") is False
+    assert _grammar.cache_file("grammar") is False
 
 
 def test_fmt_keeps_single_blank_lines_between_steps() -> None:
