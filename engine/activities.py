@@ -1,6 +1,7 @@
 """The activities the journey interpreter calls.
 
-Names are stable (they are recorded in Temporal history): ``journeys.<name>``.
+Each is registered under its name in ``contracts.activity_names``, which the
+interpreter calls it by (names are recorded in Temporal history: never change one).
 
 Each activity is a thin async shell: the store work is synchronous SQLAlchemy
 run in a worker thread (``asyncio.to_thread``), so the worker's event loop
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from contracts import activity_names as names
 from contracts.activities import (
     BeginRunRequest,
     BeginRunResult,
@@ -90,7 +92,7 @@ class JourneyActivities:
 
     # ------------------------------------------------------------ snapshot
 
-    @activity.defn(name="journeys.user_snapshot")
+    @activity.defn(name=names.USER_SNAPSHOT)
     async def user_snapshot(self, req: UserSnapshotRequest) -> UserSnapshot:
         return await asyncio.to_thread(self._snapshot, req)
 
@@ -142,7 +144,7 @@ class JourneyActivities:
 
     # ------------------------------------------------------------ runs
 
-    @activity.defn(name="journeys.begin_run")
+    @activity.defn(name=names.BEGIN_RUN)
     async def begin_run(self, req: BeginRunRequest) -> BeginRunResult:
         def work(s: Session) -> BeginRunResult:
             uid = identity.canonical_user_id(s, req.user_id) or req.user_id
@@ -162,7 +164,7 @@ class JourneyActivities:
 
         return await asyncio.to_thread(self.store.transact, work)
 
-    @activity.defn(name="journeys.end_run")
+    @activity.defn(name=names.END_RUN)
     async def end_run(self, req: EndRunRequest) -> None:
         await asyncio.to_thread(self.store.transact, lambda s: self._end(s, req))
 
@@ -178,7 +180,7 @@ class JourneyActivities:
             now=req.now,
         )
 
-    @activity.defn(name="journeys.record_steps")
+    @activity.defn(name=names.RECORD_STEPS)
     async def record_steps(self, req: RecordStepsRequest) -> None:
         end = req.end
 
@@ -204,7 +206,7 @@ class JourneyActivities:
 
     # ------------------------------------------------------------ tags, coupons
 
-    @activity.defn(name="journeys.change_tags")
+    @activity.defn(name=names.CHANGE_TAGS)
     async def change_tags(self, req: TagRequest) -> None:
         def work(s: Session) -> None:
             uid = identity.ensure_user(s, req.user_id, now=req.now)
@@ -215,7 +217,7 @@ class JourneyActivities:
 
         await asyncio.to_thread(self.store.transact, work)
 
-    @activity.defn(name="journeys.issue_coupon")
+    @activity.defn(name=names.ISSUE_COUPON)
     async def issue_coupon(self, req: CouponRequest) -> CouponResult:
         def work(s: Session) -> CouponResult:
             uid = identity.canonical_user_id(s, req.user_id) or req.user_id
@@ -237,7 +239,7 @@ class JourneyActivities:
 
     # ------------------------------------------------------------ send
 
-    @activity.defn(name="journeys.send")
+    @activity.defn(name=names.SEND)
     async def send(self, req: SendRequest) -> SendResult:
         prepared = await asyncio.to_thread(self._prepare, req)
         if isinstance(prepared, ledger.DeliveryInfo):

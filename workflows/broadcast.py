@@ -1,7 +1,8 @@
 """``AudienceBroadcastWorkflow``: enter everyone a tag-audience entry selects.
 
 One execution per broadcast (a scheduled fire or an API "run now"). It walks
-the audience page by page through ``journeys.broadcast_page`` — which selects,
+the audience page by page through the ``journeys.broadcast_page`` activity
+(called by name: ``contracts.activity_names``) — which selects,
 starts each user's ``JourneyWorkflow`` and commits progress in the store — and
 continues as new every ``pages_per_run`` pages, so history stays short for any
 audience size.
@@ -24,6 +25,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from contracts import activity_names as names
     from contracts.broadcast import (
         BeginBroadcastRequest,
         BroadcastInput,
@@ -31,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
         BroadcastProgress,
         FinishBroadcastRequest,
     )
-    from engine.broadcast_activities import BroadcastActivities
 
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 _SHORT = timedelta(seconds=30)
@@ -58,11 +59,12 @@ class AudienceBroadcastWorkflow:
         try:
             return await self._run(inp, broadcast_id)
         except asyncio.CancelledError:
-            await workflow.execute_activity_method(
-                BroadcastActivities.finish,
+            await workflow.execute_activity(
+                names.BROADCAST_FINISH,
                 FinishBroadcastRequest(
                     broadcast_id=broadcast_id, status="halted", reason="cancelled", now=workflow.now()
                 ),
+                result_type=BroadcastProgress,
                 start_to_close_timeout=_SHORT,
                 retry_policy=_RETRY,
             )
@@ -71,8 +73,8 @@ class AudienceBroadcastWorkflow:
     async def _run(self, inp: BroadcastInput, broadcast_id: str) -> BroadcastProgress:
         progress = inp.progress
         if progress is None:
-            progress = await workflow.execute_activity_method(
-                BroadcastActivities.begin,
+            progress = await workflow.execute_activity(
+                names.BROADCAST_BEGIN,
                 BeginBroadcastRequest(
                     broadcast_id=broadcast_id,
                     journey_id=inp.journey_id,
@@ -81,6 +83,7 @@ class AudienceBroadcastWorkflow:
                     page_size=inp.page_size,
                     now=workflow.now(),
                 ),
+                result_type=BroadcastProgress,
                 start_to_close_timeout=_SHORT,
                 retry_policy=_RETRY,
             )
@@ -89,8 +92,8 @@ class AudienceBroadcastWorkflow:
         while not progress.done:
             if pages_here >= max(1, inp.pages_per_run) or workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(inp.model_copy(update={"broadcast_id": broadcast_id, "progress": progress}))
-            progress = await workflow.execute_activity_method(
-                BroadcastActivities.page,
+            progress = await workflow.execute_activity(
+                names.BROADCAST_PAGE,
                 BroadcastPageRequest(
                     broadcast_id=broadcast_id,
                     journey_id=inp.journey_id,
@@ -103,6 +106,7 @@ class AudienceBroadcastWorkflow:
                     task_queue=inp.task_queue,
                     now=workflow.now(),
                 ),
+                result_type=BroadcastProgress,
                 start_to_close_timeout=_PAGE_TIMEOUT,
                 heartbeat_timeout=_PAGE_HEARTBEAT,
                 retry_policy=_RETRY,

@@ -10,30 +10,37 @@ over committed histories guard that.
 
 The whole position of a run is one node id in the journey graph
 (``dsl.graph``), so a step handler only answers *which outcome* happened and the
-graph says where to go next. Everything the run does to the user goes through
-activities in ``engine.activities`` with idempotency keys derived from
-(run, node, visit), so retries and replays never send or issue twice.
+graph says where to go next; ``STEP_HANDLERS`` maps each step class to its
+handler. Everything the run does to the user goes through activities, called
+by their registered names (``contracts.activity_names``: this layer imports
+nothing of ``engine/``), with idempotency keys derived from (run, node, visit),
+so retries and replays never send or issue twice.
 
 This module must stay free of side effects.
 """
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from contracts import activity_names as names
 from contracts import search_attributes as sa
 from contracts.activities import (
     BeginRunRequest,
+    BeginRunResult,
     CouponRequest,
+    CouponResult,
     EndRunRequest,
     EventCountQuery,
     RecordStepsRequest,
     SendRequest,
+    SendResult,
     StepRecord,
     TagRequest,
     UserSnapshot,
@@ -55,41 +62,37 @@ from dsl.ir import (
     TagStep,
     WaitDateStep,
     WaitEventStep,
+    WaitEventTimeStep,
     WaitStep,
     WaitUntilStep,
 )
-from engine.activities import JourneyActivities
 from workflows.localtime import (
     date_from_attribute,
     next_local_time,
     quiet_hours_end,
     zone,
 )
+from workflows.patches import END_WITH_RECORDS, LEAN_SNAPSHOTS, LOCAL_EFFECTS, taken
 
 SEEN_EVENT_IDS_KEPT = 500
-# Patch ids: each gates a change of the command sequence so that histories made
-# by older code still replay (tests/workflows/histories).
-# - lean-snapshots: read the user before a send/coupon only when quiet hours or
-#   tag exit rules need it.
-PATCH_LEAN_SNAPSHOTS = "lean-snapshots"
-# - end-with-records: the run's end goes with its last step records in one
-#   local activity instead of a separate end_run activity.
-PATCH_END_WITH_RECORDS = "end-with-records"
-# - local-effects: the run's side effects (begin, send, coupon, tags) are local
-#   activities, so a run that does not wait is one workflow task instead of one
-#   per activity; the entry search attributes are not upserted again when the
-#   start already set them. A run that takes this patch takes the two above as
-#   well without asking for them, so a new run carries one patch marker, not
-#   three (each marker also costs a search-attribute write on the server).
-PATCH_LOCAL_EFFECTS = "local-effects"
 _ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 _SIDE_EFFECT_TIMEOUT = timedelta(seconds=30)
 _SIDE_EFFECT_DEADLINE = timedelta(hours=1)
 _LOCAL_TIMEOUT = timedelta(seconds=10)
 
 
+_R = TypeVar("_R")
+
+
 class _Exited(Exception):
-    """Unwinds a step handler when an exit condition fires mid-step."""
+    """Unwinds a step handler when an exit condition fires mid-step (or the
+    step is ``exit``)."""
+
+
+class UnknownStepKind(TypeError):
+    """A step class without a handler in ``STEP_HANDLERS``. Raised inside a
+    workflow task it fails the task, not the run: Temporal retries the task, so
+    the run waits where it is until a worker that knows the kind takes it."""
 
 
 class JourneyInterpreter:
@@ -142,7 +145,7 @@ class JourneyInterpreter:
 
     async def run(self) -> str:
         # The first command of every run decides which revision it follows.
-        self._local_effects = workflow.patched(PATCH_LOCAL_EFFECTS)
+        self._local_effects = taken(LOCAL_EFFECTS)
         if self._state is None:
             begun = await self._begin()
             if not begun:
@@ -159,7 +162,8 @@ class JourneyInterpreter:
         run_key = f"{info.workflow_id}:{info.first_execution_run_id}"
         trigger = self._inp.trigger_event
         decision = await self._effect(
-            JourneyActivities.begin_run,
+            names.BEGIN_RUN,
+            BeginRunResult,
             BeginRunRequest(
                 run_key=run_key,
                 journey_id=self._inp.journey_id,
@@ -213,8 +217,6 @@ class JourneyInterpreter:
                 outcome = await self._execute(step)
             except _Exited:
                 return await self._finish("exited", self._exit_reason or "exit condition")
-            if isinstance(step, ExitStep):
-                return await self._finish("exited", "exit step")
             state.node = self._graph.successor(step.id, outcome)
         await self._process_goals()
         return await self._finish("converted" if state.converted else "completed", None)
@@ -222,45 +224,24 @@ class JourneyInterpreter:
     # ------------------------------------------------------------ step handlers
 
     async def _execute(self, step: Step) -> str:
-        if isinstance(step, SendStep):
-            return await self._send(step)
-        if isinstance(step, CouponStep):
-            return await self._coupon(step)
-        if isinstance(step, TagStep):
-            return await self._tag(step)
-        if isinstance(step, WaitStep):
-            await self._wait_until(workflow.now() + timedelta(seconds=step.seconds), step.id)
-            return "next"
-        if isinstance(step, WaitUntilStep):
-            snapshot = await self._snapshot()
-            tz = zone(snapshot.timezone, self._inp.ir.timezone)
-            await self._wait_until(next_local_time(workflow.now(), tz, step.time, step.weekday), step.id)
-            return "next"
-        if isinstance(step, WaitDateStep):
-            return await self._wait_date(step)
-        if isinstance(step, WaitEventStep):
-            return await self._wait_event(step)
-        if isinstance(step, IfStep):
-            return await self._if(step)
-        if isinstance(step, SplitStep):
-            return self._split(step)
-        if isinstance(step, (LabelStep, GotoStep, PassStep, ExitStep)):
-            self._record(step.id, step.kind, "passed")
-            return "next"
-        raise TypeError(f"unknown step kind {step!r}")
+        """Run one step; its outcome picks the graph edge to follow."""
+        handler = STEP_HANDLERS.get(type(step))
+        if handler is None:
+            raise UnknownStepKind(f"no handler for step kind {step.kind!r} ({type(step).__name__}) at {step.id!r}")
+        return await handler(self, step)
 
     async def _send(self, step: SendStep) -> str:
         state = self._require_state()
         quiet = self._inp.ir.quiet_hours
         snapshot = None
-        if quiet or self._has_user_exits() or not self._patched(PATCH_LEAN_SNAPSHOTS):
+        if quiet or self._has_user_exits() or not self._patched(LEAN_SNAPSHOTS):
             snapshot = await self._snapshot(templates=[step.template])
         if quiet and snapshot and step.template not in snapshot.transactional_templates and not state.holdout:
             tz = zone(snapshot.timezone, self._inp.ir.timezone)
             until = quiet_hours_end(workflow.now(), tz, quiet.start, quiet.end)
             if until is not None:
                 self._record(step.id, "send", "deferred", {"until": until.isoformat(), "reason": "quiet hours"})
-                await self._wait_until(until, step.id)
+                await self._sleep_until(until, step.id)
         limit = self._inp.ir.message_limit
         request = SendRequest(
             idempotency_key=self._key(step.id),
@@ -281,7 +262,7 @@ class JourneyInterpreter:
             now=workflow.now(),
         )
         try:
-            result = await self._effect(JourneyActivities.send, request)
+            result = await self._effect(names.SEND, SendResult, request)
             outcome, detail = result.status, {"channel": result.channel, "reason": result.reason}
         except ActivityError as err:
             outcome, detail = "failed", {"reason": f"gave up retrying: {err.cause or err}"}
@@ -290,14 +271,15 @@ class JourneyInterpreter:
 
     async def _coupon(self, step: CouponStep) -> str:
         state = self._require_state()
-        if self._has_user_exits() or not self._patched(PATCH_LEAN_SNAPSHOTS):
+        if self._has_user_exits() or not self._patched(LEAN_SNAPSHOTS):
             await self._snapshot()  # exit conditions on tags are checked before a side effect
         if state.holdout:
             self._record(step.id, "coupon", "suppressed", {"reason": "holdout"})
             return "next"
         try:
             result = await self._effect(
-                JourneyActivities.issue_coupon,
+                names.ISSUE_COUPON,
+                CouponResult,
                 CouponRequest(
                     idempotency_key=self._key(step.id),
                     run_key=state.run_key,
@@ -322,7 +304,8 @@ class JourneyInterpreter:
 
     async def _tag(self, step: TagStep) -> str:
         await self._effect(
-            JourneyActivities.change_tags,
+            names.CHANGE_TAGS,
+            None,
             TagRequest(
                 user_id=self._inp.user_id,
                 action=step.action,
@@ -335,14 +318,57 @@ class JourneyInterpreter:
         self._record(step.id, "tag", step.action, {"tags": list(step.tags)})
         return "next"
 
-    async def _wait_date(self, step: WaitDateStep) -> str:
+    async def _wait(self, step: WaitStep) -> str:
+        await self._sleep_until(workflow.now() + timedelta(seconds=step.seconds), step.id)
+        return "next"
+
+    async def _wait_until_time(self, step: WaitUntilStep) -> str:
+        tz = await self._user_zone()
+        await self._sleep_until(next_local_time(workflow.now(), tz, step.time, step.weekday), step.id)
+        return "next"
+
+    async def _wait_user_date(self, step: WaitDateStep) -> str:
         snapshot = await self._snapshot()
         tz = zone(snapshot.timezone, self._inp.ir.timezone)
-        moment = date_from_attribute(snapshot.attributes.get(step.attribute), tz, step.time)
+        # A past date still goes through the sleep (which returns at once after
+        # flushing the records): runs recorded before wait_event_time did, and
+        # skipping that flush would change their command sequence.
+        return await self._wait_date_value(
+            step, snapshot.attributes.get(step.attribute), tz, {"attribute": step.attribute}, sleep_when_past=True
+        )
+
+    async def _wait_event_time(self, step: WaitEventTimeStep) -> str:
+        # A new kind needs no patch: no run recorded before it has one.
+        tz = await self._user_zone()
+        event = self._require_state().last_event or {}
+        return await self._wait_date_value(
+            step, event.get(step.field), tz, {"field": step.field, "event": event.get("_name")}, sleep_when_past=False
+        )
+
+    async def _wait_date_value(
+        self,
+        step: WaitDateStep | WaitEventTimeStep,
+        value: object,
+        tz: ZoneInfo,
+        detail: dict[str, Any],
+        *,
+        sleep_when_past: bool,
+    ) -> str:
+        """Sleep until the date or date-time ``value`` (a bare date or a naive
+        date-time read in ``tz``; ``step.time`` sets the local time of day)
+        shifted by ``step.offset_seconds``. A missing or unreadable value, or a
+        moment already past, passes at once; the step record says which."""
+        moment = date_from_attribute(value, tz, step.time)
         if moment is None:
-            self._record(step.id, "wait_date", "no_date", {"attribute": step.attribute})
+            reason = "missing" if value is None or value == "" else "not a date"
+            self._record(step.id, step.kind, "no_date", {**detail, "reason": reason, "value": _shown(value)})
             return "next"
-        await self._wait_until(moment + timedelta(seconds=step.offset_seconds), step.id)
+        until = moment + timedelta(seconds=step.offset_seconds)
+        if until <= workflow.now():
+            self._record(step.id, step.kind, "past", {**detail, "until": until.isoformat()})
+            if not sleep_when_past:
+                return "next"
+        await self._sleep_until(until, step.id)
         return "next"
 
     async def _wait_event(self, step: WaitEventStep) -> str:
@@ -357,7 +383,7 @@ class JourneyInterpreter:
             return False
 
         deadline = workflow.now() + timedelta(seconds=step.timeout_seconds) if step.timeout_seconds else None
-        woke = await self._wait_until(deadline, step.id, wake=matched)
+        woke = await self._sleep_until(deadline, step.id, wake=matched)
         if woke and found:
             self._require_state().last_event = _event_context(found[0])
             self._record(step.id, "wait_event", "event", {"event_id": found[0].id})
@@ -376,7 +402,7 @@ class JourneyInterpreter:
         self._record(step.id, "if", "else")
         return "else"
 
-    def _split(self, step: SplitStep) -> str:
+    async def _split(self, step: SplitStep) -> str:
         state = self._require_state()
         roll = workflow.random().random() * 100
         chosen = step.variants[-1]
@@ -394,13 +420,24 @@ class JourneyInterpreter:
         self._record(step.id, "split", f"variant:{chosen.name}")
         return f"variant:{chosen.name}"
 
+    async def _pass(self, step: LabelStep | GotoStep | PassStep) -> str:
+        """Steps that only shape the graph (its edges say where a goto goes)."""
+        self._record(step.id, step.kind, "passed")
+        return "next"
+
+    async def _exit(self, step: ExitStep) -> str:
+        self._record(step.id, step.kind, "passed")
+        self._exit_reason = self._exit_reason or "exit step"
+        raise _Exited()
+
     # ------------------------------------------------------------ waiting
 
-    async def _wait_until(
+    async def _sleep_until(
         self, deadline: datetime | None, node_id: str, wake: Callable[[], bool] | None = None
     ) -> bool:
-        """Sleep until ``deadline`` (forever if None) unless ``wake`` becomes true
-        (returns True). Goals are recorded while waiting; an exit raises."""
+        """The durable sleep every wait uses (one timer): until ``deadline``
+        (forever if None) unless ``wake`` becomes true (returns True). Goals are
+        recorded while sleeping; an exit raises."""
         self._waiting = node_id
         if self._inp.search_attributes:
             workflow.upsert_search_attributes([sa.JOURNEY_STEP.value_set(node_id)])
@@ -480,19 +517,25 @@ class JourneyInterpreter:
         self, templates: list[str] | None = None, counts: list[EventCountQuery] | None = None
     ) -> UserSnapshot:
         exit_counts = [q for rule in self._inp.ir.exits for q in count_queries(rule.cond)]
-        snapshot = await workflow.execute_local_activity_method(
-            JourneyActivities.user_snapshot,
+        snapshot = await workflow.execute_local_activity(
+            names.USER_SNAPSHOT,
             UserSnapshotRequest(
                 user_id=self._inp.user_id,
                 now=workflow.now(),
                 event_counts=(counts or []) + exit_counts,
                 templates=templates or [],
             ),
+            result_type=UserSnapshot,
             start_to_close_timeout=_LOCAL_TIMEOUT,
             retry_policy=_ACTIVITY_RETRY,
         )
         self._check_user_exits(snapshot)
         return snapshot
+
+    async def _user_zone(self) -> ZoneInfo:
+        """The user's time zone (else the journey's), read from a snapshot."""
+        snapshot = await self._snapshot()
+        return zone(snapshot.timezone, self._inp.ir.timezone)
 
     def _record(
         self,
@@ -528,8 +571,8 @@ class JourneyInterpreter:
         if not self._records and end is None:
             return
         records, self._records = self._records, []
-        await workflow.execute_local_activity_method(
-            JourneyActivities.record_steps,
+        await workflow.execute_local_activity(
+            names.RECORD_STEPS,
             RecordStepsRequest(records=records, end=end),
             start_to_close_timeout=_LOCAL_TIMEOUT,
             retry_policy=_ACTIVITY_RETRY,
@@ -546,12 +589,12 @@ class JourneyInterpreter:
             reason=reason,
             now=workflow.now(),
         )
-        if self._patched(PATCH_END_WITH_RECORDS):
+        if self._patched(END_WITH_RECORDS):
             await self._flush(end=end)
             return outcome
         await self._flush()
-        await workflow.execute_activity_method(
-            JourneyActivities.end_run,
+        await workflow.execute_activity(
+            names.END_RUN,
             end,
             start_to_close_timeout=_SIDE_EFFECT_TIMEOUT,
             retry_policy=_ACTIVITY_RETRY,
@@ -562,18 +605,19 @@ class JourneyInterpreter:
         """An older patch: taken for granted by runs on the local-effects
         revision (no marker of its own), asked for by runs replaying older
         histories."""
-        return bool(self._local_effects) or workflow.patched(patch_id)
+        return bool(self._local_effects) or taken(patch_id)
 
-    async def _effect(self, activity: Callable[..., Any], request: Any, *, deadline: bool = True) -> Any:
+    async def _effect(self, name: str, result_type: type[_R] | None, request: Any, *, deadline: bool = True) -> _R:
         """Run a side effect. On the local-effects revision it is a local
         activity: no round trip through the server, and its result is a marker
         in the next workflow task completion. Idempotency keys make either kind
         safe to retry after a crash. ``deadline`` bounds how long retries may go
         on (sends and coupons give up after an hour and record a failure)."""
-        execute = workflow.execute_local_activity_method if self._local_effects else workflow.execute_activity_method
+        execute = workflow.execute_local_activity if self._local_effects else workflow.execute_activity
         return await execute(
-            activity,
+            name,
             request,
+            result_type=result_type,
             start_to_close_timeout=_SIDE_EFFECT_TIMEOUT,
             schedule_to_close_timeout=_SIDE_EFFECT_DEADLINE if deadline else None,
             retry_policy=_ACTIVITY_RETRY,
@@ -609,5 +653,36 @@ class JourneyInterpreter:
 
 
 def _event_context(event: UserEvent) -> dict[str, Any]:
-    """What templates and ``event.x`` conditions see of an event."""
+    """What templates, ``event.x`` conditions and ``wait until event.x`` see of
+    an event."""
     return {**event.properties, "_name": event.name, "_id": event.id}
+
+
+def _shown(value: object) -> object:
+    """A value as a step record may carry it (JSON, short)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return str(value)[:80]
+
+
+StepHandler = Callable[[JourneyInterpreter, Any], Awaitable[str]]
+
+# Step class -> its handler, one per kind of ``dsl.ir.Step`` (``STEP_KINDS``):
+# tests/workflows/test_step_handlers.py fails when a kind has none, and a run
+# that meets one anyway raises ``UnknownStepKind``.
+STEP_HANDLERS: dict[type, StepHandler] = {
+    SendStep: JourneyInterpreter._send,
+    CouponStep: JourneyInterpreter._coupon,
+    TagStep: JourneyInterpreter._tag,
+    WaitStep: JourneyInterpreter._wait,
+    WaitUntilStep: JourneyInterpreter._wait_until_time,
+    WaitDateStep: JourneyInterpreter._wait_user_date,
+    WaitEventTimeStep: JourneyInterpreter._wait_event_time,
+    WaitEventStep: JourneyInterpreter._wait_event,
+    IfStep: JourneyInterpreter._if,
+    SplitStep: JourneyInterpreter._split,
+    LabelStep: JourneyInterpreter._pass,
+    GotoStep: JourneyInterpreter._pass,
+    PassStep: JourneyInterpreter._pass,
+    ExitStep: JourneyInterpreter._exit,
+}

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from temporalio import activity
 
+from contracts import activity_names as names
 from contracts.activities import (
     BeginRunRequest,
     BeginRunResult,
@@ -46,7 +47,7 @@ class FakeEngine:
     sent: dict[str, SendResult] = field(default_factory=dict)
     issued: dict[str, CouponResult] = field(default_factory=dict)
 
-    @activity.defn(name="journeys.user_snapshot")
+    @activity.defn(name=names.USER_SNAPSHOT)
     async def user_snapshot(self, req: UserSnapshotRequest) -> UserSnapshot:
         return UserSnapshot(
             user_id=req.user_id,
@@ -58,7 +59,7 @@ class FakeEngine:
             transactional_templates=[t for t in req.templates if t in self.transactional],
         )
 
-    @activity.defn(name="journeys.begin_run")
+    @activity.defn(name=names.BEGIN_RUN)
     async def begin_run(self, req: BeginRunRequest) -> BeginRunResult:
         # idempotent by run key, like engine.runs.begin: a retried workflow
         # task runs the local activity again and must get the same answer
@@ -73,11 +74,11 @@ class FakeEngine:
         self.begun[req.run_key] = answer
         return answer
 
-    @activity.defn(name="journeys.end_run")
+    @activity.defn(name=names.END_RUN)
     async def end_run(self, req: EndRunRequest) -> None:
         self.ends.append(req)
 
-    @activity.defn(name="journeys.send")
+    @activity.defn(name=names.SEND)
     async def send(self, req: SendRequest) -> SendResult:
         if req.idempotency_key in self.sent:
             return self.sent[req.idempotency_key]
@@ -96,7 +97,7 @@ class FakeEngine:
                 return SendResult(status="suppressed", reason="unreachable")
         return SendResult(status="sent", channel=channel)
 
-    @activity.defn(name="journeys.issue_coupon")
+    @activity.defn(name=names.ISSUE_COUPON)
     async def issue_coupon(self, req: CouponRequest) -> CouponResult:
         if req.idempotency_key in self.issued:
             return self.issued[req.idempotency_key]
@@ -111,7 +112,7 @@ class FakeEngine:
         self.stock[req.pool] = left - 1
         return CouponResult(status="issued", code=f"C-{len(self.coupons)}", coupon={"code": f"C-{len(self.coupons)}"})
 
-    @activity.defn(name="journeys.change_tags")
+    @activity.defn(name=names.CHANGE_TAGS)
     async def change_tags(self, req: TagRequest) -> None:
         tags = self.tags.setdefault(req.user_id, set())
         if req.action == "add":
@@ -119,7 +120,7 @@ class FakeEngine:
         else:
             tags.difference_update(req.tags)
 
-    @activity.defn(name="journeys.record_steps")
+    @activity.defn(name=names.RECORD_STEPS)
     async def record_steps(self, req: RecordStepsRequest) -> None:
         # Local activities are at-least-once (re-run when a workflow task is
         # retried): the real store de-duplicates by (run_key, seq), so must we.

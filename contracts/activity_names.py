@@ -1,0 +1,32 @@
+"""The registered names of the activities the workflows call.
+
+Workflows call activities by these names (``workflow.execute_activity(NAME, …,
+result_type=…)``, as temporalio/samples-python's ``dsl`` sample does), so
+``workflows/`` needs nothing from ``engine/``; the engine registers its
+activities under the same constants. A name is recorded in every history that
+calls it: never change one (``tests/workflows/test_replay.py`` replays the
+committed histories, ``tests/workflows/test_activity_names.py`` checks that the
+engine registers each name the workflows call).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# JourneyWorkflow (workflows/interpreter.py) → engine.activities.JourneyActivities
+USER_SNAPSHOT: Final = "journeys.user_snapshot"
+BEGIN_RUN: Final = "journeys.begin_run"
+END_RUN: Final = "journeys.end_run"
+RECORD_STEPS: Final = "journeys.record_steps"
+CHANGE_TAGS: Final = "journeys.change_tags"
+ISSUE_COUPON: Final = "journeys.issue_coupon"
+SEND: Final = "journeys.send"
+
+JOURNEY_ACTIVITIES: Final = (USER_SNAPSHOT, BEGIN_RUN, END_RUN, RECORD_STEPS, CHANGE_TAGS, ISSUE_COUPON, SEND)
+
+# AudienceBroadcastWorkflow (workflows/broadcast.py) → engine.broadcast_activities.BroadcastActivities
+BROADCAST_BEGIN: Final = "journeys.broadcast_begin"
+BROADCAST_PAGE: Final = "journeys.broadcast_page"
+BROADCAST_FINISH: Final = "journeys.broadcast_finish"
+
+BROADCAST_ACTIVITIES: Final = (BROADCAST_BEGIN, BROADCAST_PAGE, BROADCAST_FINISH)
