@@ -15,8 +15,10 @@ Without ``source`` (IR built elsewhere) there are no comments to keep.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
-from dsl.ids import format_duration
+from dsl.durations import format_duration
 from dsl.ir import (
     WEEKDAYS,
     AndCond,
@@ -47,8 +49,10 @@ from dsl.ir import (
     TagStep,
     WaitDateStep,
     WaitEventStep,
+    WaitEventTimeStep,
     WaitStep,
     WaitUntilStep,
+    _Step,
 )
 from dsl.parser import keywords
 
@@ -234,77 +238,99 @@ class _Writer:
             self.block(depth + 1, steps)
 
     def step(self, depth: int, step: Step) -> None:
-        if isinstance(step, CouponStep):
-            self.line(depth, f"coupon {quote(step.pool)}", step.span)
-            if step.out_of_stock is not None:
-                self.suite(depth + 1, "on out_of_stock:", step.out_of_stock)
-        elif isinstance(step, IfStep):
-            for i, branch in enumerate(step.branches):
-                word = "if" if i == 0 else "else if"
-                self.suite(depth, f"{word} {format_cond(branch.cond)}:", branch.steps, branch.span or step.span, False)
-            if step.else_steps is not None:
-                self.suite(depth, "else:", step.else_steps, None, False)
-        elif isinstance(step, WaitEventStep):
-            head = f"wait for event {name(step.event)}{_where(step.where)}"
-            if step.timeout_seconds is not None:
-                head += f" up to {format_duration(step.timeout_seconds)}"
-            if not step.on_event and not step.on_timeout:
-                self.line(depth, head, step.span)
-                return
-            self.line(depth, head + ":", step.span)
-            if step.on_event:
-                self.suite(depth + 1, "on event:", step.on_event)
-            if step.on_timeout:
-                self.suite(depth + 1, "on timeout:", step.on_timeout)
-        elif isinstance(step, SplitStep):
-            self.line(depth, "split:", step.span)
-            for variant in step.variants:
-                head = f"{variant.percent:g}% {name(variant.name)}"
-                if variant.steps:
-                    self.suite(depth + 1, head + ":", variant.steps, variant.span)
-                else:
-                    self.line(depth + 1, head, variant.span)
+        write = BLOCK_WRITERS.get(type(step))
+        if write is not None:
+            write(self, depth, step)
         else:
             self.line(depth, _simple(step), step.span)
 
+    def coupon(self, depth: int, step: CouponStep) -> None:
+        self.line(depth, f"coupon {quote(step.pool)}", step.span)
+        if step.out_of_stock is not None:
+            self.suite(depth + 1, "on out_of_stock:", step.out_of_stock)
+
+    def if_step(self, depth: int, step: IfStep) -> None:
+        for i, branch in enumerate(step.branches):
+            word = "if" if i == 0 else "else if"
+            self.suite(depth, f"{word} {format_cond(branch.cond)}:", branch.steps, branch.span or step.span, False)
+        if step.else_steps is not None:
+            self.suite(depth, "else:", step.else_steps, None, False)
+
+    def wait_event(self, depth: int, step: WaitEventStep) -> None:
+        head = f"wait for event {name(step.event)}{_where(step.where)}"
+        if step.timeout_seconds is not None:
+            head += f" up to {format_duration(step.timeout_seconds)}"
+        if not step.on_event and not step.on_timeout:
+            self.line(depth, head, step.span)
+            return
+        self.line(depth, head + ":", step.span)
+        if step.on_event:
+            self.suite(depth + 1, "on event:", step.on_event)
+        if step.on_timeout:
+            self.suite(depth + 1, "on timeout:", step.on_timeout)
+
+    def split(self, depth: int, step: SplitStep) -> None:
+        self.line(depth, "split:", step.span)
+        for variant in step.variants:
+            head = f"{variant.percent:g}% {name(variant.name)}"
+            if variant.steps:
+                self.suite(depth + 1, head + ":", variant.steps, variant.span)
+            else:
+                self.line(depth + 1, head, variant.span)
+
 
 def _is_inline(step: Step) -> bool:
-    return not isinstance(step, IfStep | WaitEventStep | SplitStep) and not (
-        isinstance(step, CouponStep) and step.out_of_stock is not None
-    )
+    """Can this step be the one step after a ``:`` on the same line?"""
+    return type(step) in LINES and not step.blocks()
 
 
 def _simple(step: Step) -> str:
     """The one-line text of a step without a block."""
-    if isinstance(step, SendStep):
-        if step.best_of:
-            return f"send best of {', '.join(step.channels)} {quote(step.template)}"
-        return f"send {step.channels[0]} {quote(step.template)}"
-    if isinstance(step, CouponStep):
-        return f"coupon {quote(step.pool)}"
-    if isinstance(step, TagStep):
-        return f"tag {step.action} {_names(step.tags)}"
-    if isinstance(step, WaitStep):
-        return f"wait {format_duration(step.seconds)}"
-    if isinstance(step, WaitUntilStep):
-        return f"wait until {_time_of(step.weekday, step.time)}"
-    if isinstance(step, WaitDateStep):
-        text = f"wait until user.{step.attribute}"
-        if step.offset_seconds:
-            sign = "-" if step.offset_seconds < 0 else "+"
-            text += f" {sign} {format_duration(abs(step.offset_seconds))}"
-        if step.time is not None:
-            text += f" at {step.time}"
-        return text
-    if isinstance(step, LabelStep):
-        return f"label {name(step.name)}"
-    if isinstance(step, GotoStep):
-        return f"goto {name(step.label)}"
-    if isinstance(step, ExitStep):
-        return "exit"
-    if isinstance(step, PassStep):
-        return "pass"
-    raise TypeError(f"{step.kind} is not a one-line step")  # pragma: no cover
+    line = LINES.get(type(step))
+    if line is None:
+        raise TypeError(f"dsl.formatter.LINES has no one-line text for step kind {step.kind!r}")
+    return line(step)
+
+
+def _send(step: SendStep) -> str:
+    if step.best_of:
+        return f"send best of {', '.join(step.channels)} {quote(step.template)}"
+    return f"send {step.channels[0]} {quote(step.template)}"
+
+
+def _date_wait(subject: str, offset_seconds: int, time: str | None) -> str:
+    """``wait until user.x - 7d at 10:00`` and ``wait until event.x + 2h``."""
+    text = f"wait until {subject}"
+    if offset_seconds:
+        sign = "-" if offset_seconds < 0 else "+"
+        text += f" {sign} {format_duration(abs(offset_seconds))}"
+    if time is not None:
+        text += f" at {time}"
+    return text
+
+
+# step class -> its text on one line (the kinds that can be written so; a
+# coupon only without its block)
+LINES: dict[type[_Step], Callable[[Any], str]] = {
+    SendStep: _send,
+    CouponStep: lambda s: f"coupon {quote(s.pool)}",
+    TagStep: lambda s: f"tag {s.action} {_names(s.tags)}",
+    WaitStep: lambda s: f"wait {format_duration(s.seconds)}",
+    WaitUntilStep: lambda s: f"wait until {_time_of(s.weekday, s.time)}",
+    WaitDateStep: lambda s: _date_wait(f"user.{s.attribute}", s.offset_seconds, s.time),
+    WaitEventTimeStep: lambda s: _date_wait(f"event.{s.field}", s.offset_seconds, s.time),
+    LabelStep: lambda s: f"label {name(s.name)}",
+    GotoStep: lambda s: f"goto {name(s.label)}",
+    ExitStep: lambda s: "exit",
+    PassStep: lambda s: "pass",
+}
+# step class -> how it writes itself with its blocks (the kinds that have any)
+BLOCK_WRITERS: dict[type[_Step], Callable[[_Writer, int, Any], None]] = {
+    CouponStep: _Writer.coupon,
+    IfStep: _Writer.if_step,
+    WaitEventStep: _Writer.wait_event,
+    SplitStep: _Writer.split,
+}
 
 
 def _header(journey: Journey, lines: dict[str, Span]) -> list[tuple[str, Span | None]]:

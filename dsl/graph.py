@@ -6,7 +6,10 @@ all follow the same edges. The interpreter's whole position is one node id,
 which makes continue-as-new trivial.
 
 Outcomes (edge keys):
-- ``next``: the plain successor (sends, tags, waits, labels, pass, goto).
+Each kind's edges come from ``LINKS`` (one entry per kind of ``dsl.ir.Step``;
+their keys are the kind's ``outcomes``):
+- ``next``: the plain successor (sends, tags, waits, labels, pass, goto; a
+  coupon that was issued).
 - ``out_of_stock``: coupon pool empty.
 - ``event`` / ``timeout``: the two ends of ``wait for event``.
 - ``branch:<i>`` / ``else``: the arms of ``if``.
@@ -16,7 +19,9 @@ A target of ``None`` means the journey ends there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from dsl.ir import (
     CouponStep,
@@ -25,9 +30,17 @@ from dsl.ir import (
     IfStep,
     Journey,
     LabelStep,
+    PassStep,
+    SendStep,
     SplitStep,
     Step,
+    TagStep,
+    WaitDateStep,
     WaitEventStep,
+    WaitEventTimeStep,
+    WaitStep,
+    WaitUntilStep,
+    _Step,
     iter_steps,
 )
 
@@ -78,33 +91,66 @@ def _link_block(graph: Graph, steps: list[Step], after: str | None) -> str | Non
 
 
 def _link_step(graph: Graph, step: Step, after: str | None) -> None:
-    edges: list[Edge]
-    if isinstance(step, GotoStep):
-        edges = [Edge("next", graph.labels.get(step.label), f"goto {step.label}")]
-    elif isinstance(step, ExitStep):
-        edges = [Edge("next", None, "exit")]
-    elif isinstance(step, CouponStep):
-        edges = [Edge("next", after, "issued")]
-        if step.out_of_stock is not None:
-            edges.append(Edge("out_of_stock", _link_block(graph, step.out_of_stock, after), "out of stock"))
-        else:
-            edges.append(Edge("out_of_stock", after, "out of stock"))
-    elif isinstance(step, WaitEventStep):
-        edges = [
-            Edge("event", _link_block(graph, step.on_event, after), f"on {step.event}"),
-            Edge("timeout", _link_block(graph, step.on_timeout, after), "on timeout"),
-        ]
-    elif isinstance(step, IfStep):
-        edges = [
-            Edge(f"branch:{i}", _link_block(graph, b.steps, after), "yes" if i == 0 else f"else if #{i}")
-            for i, b in enumerate(step.branches)
-        ]
-        edges.append(Edge("else", _link_block(graph, step.else_steps or [], after), "else"))
-    elif isinstance(step, SplitStep):
-        edges = [
-            Edge(f"variant:{v.name}", _link_block(graph, v.steps, after), f"{v.name} {v.percent:g}%")
-            for v in step.variants
-        ]
-    else:
-        edges = [Edge("next", after)]
-    graph.edges[step.id] = edges
+    link = LINKS.get(type(step))
+    if link is None:
+        raise TypeError(f"dsl.graph.LINKS has no entry for step kind {step.kind!r}")
+    graph.edges[step.id] = link(graph, step, after)
+
+
+def _next(graph: Graph, step: Step, after: str | None) -> list[Edge]:
+    return [Edge("next", after)]
+
+
+def _goto(graph: Graph, step: GotoStep, after: str | None) -> list[Edge]:
+    return [Edge("next", graph.labels.get(step.label), f"goto {step.label}")]
+
+
+def _exit(graph: Graph, step: ExitStep, after: str | None) -> list[Edge]:
+    return [Edge("next", None, "exit")]
+
+
+def _coupon(graph: Graph, step: CouponStep, after: str | None) -> list[Edge]:
+    out_of_stock = _link_block(graph, step.out_of_stock, after) if step.out_of_stock is not None else after
+    return [Edge("next", after, "issued"), Edge("out_of_stock", out_of_stock, "out of stock")]
+
+
+def _wait_event(graph: Graph, step: WaitEventStep, after: str | None) -> list[Edge]:
+    return [
+        Edge("event", _link_block(graph, step.on_event, after), f"on {step.event}"),
+        Edge("timeout", _link_block(graph, step.on_timeout, after), "on timeout"),
+    ]
+
+
+def _if(graph: Graph, step: IfStep, after: str | None) -> list[Edge]:
+    edges = [
+        Edge(f"branch:{i}", _link_block(graph, b.steps, after), "yes" if i == 0 else f"else if #{i}")
+        for i, b in enumerate(step.branches)
+    ]
+    edges.append(Edge("else", _link_block(graph, step.else_steps or [], after), "else"))
+    return edges
+
+
+def _split(graph: Graph, step: SplitStep, after: str | None) -> list[Edge]:
+    return [
+        Edge(f"variant:{v.name}", _link_block(graph, v.steps, after), f"{v.name} {v.percent:g}%") for v in step.variants
+    ]
+
+
+# step class -> its edges (in the order of its ``outcomes``); a kind with
+# blocks links them here, so one left out would lose its nested steps
+LINKS: dict[type[_Step], Callable[[Graph, Any, str | None], list[Edge]]] = {
+    SendStep: _next,
+    CouponStep: _coupon,
+    TagStep: _next,
+    WaitStep: _next,
+    WaitUntilStep: _next,
+    WaitDateStep: _next,
+    WaitEventTimeStep: _next,
+    WaitEventStep: _wait_event,
+    IfStep: _if,
+    SplitStep: _split,
+    LabelStep: _next,
+    GotoStep: _goto,
+    ExitStep: _exit,
+    PassStep: _next,
+}

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
+from typing import Any
 
+from dsl.durations import format_duration
 from dsl.ir import (
     AndCond,
     CompareCond,
@@ -34,10 +37,14 @@ from dsl.ir import (
     TagStep,
     WaitDateStep,
     WaitEventStep,
+    WaitEventTimeStep,
     WaitStep,
     WaitUntilStep,
+    _Step,
     iter_steps,
 )
+
+__all__ = ["ID_PARTS", "assign_ids", "base_id", "format_duration", "slug"]
 
 MAX_SLUG = 48
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
@@ -57,19 +64,6 @@ def slug(text: str) -> str:
         digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:6]
         text = text[: MAX_SLUG - 7].rstrip("-") + "-" + digest
     return text or "x"
-
-
-def format_duration(seconds: int) -> str:
-    """Canonical duration text: ``1d12h``, ``30m``, ``0s``. Weeks are written as
-    days (``14d``), which is how operators count campaign windows."""
-    if seconds <= 0:
-        return "0s" if seconds == 0 else "-" + format_duration(-seconds)
-    out = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            out.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return "".join(out)
 
 
 def _cond_words(cond: object) -> list[str]:
@@ -93,41 +87,47 @@ def _cond_words(cond: object) -> list[str]:
     return []
 
 
+def _send(step: SendStep) -> list[str]:
+    return ["send", "best" if step.best_of else step.channels[0], step.template]
+
+
+def _wait_until(step: WaitUntilStep) -> list[str]:
+    day = [_SHORT_DAYS[step.weekday]] if step.weekday is not None and 0 <= step.weekday < 7 else []
+    return ["wait", "until", *day, step.time.replace(":", "")]
+
+
+def _offset(seconds: int) -> list[str]:
+    if not seconds:
+        return []
+    return ["minus" if seconds < 0 else "plus", format_duration(abs(seconds))]
+
+
+# step class -> the words of its id, each slugged, then the whole slugged
+# again (a no-op for a label's name, already a slug)
+ID_PARTS: dict[type[_Step], Callable[[Any], list[str]]] = {
+    SendStep: _send,
+    CouponStep: lambda s: ["coupon", s.pool],
+    TagStep: lambda s: ["tag", s.action, *s.tags],
+    WaitStep: lambda s: ["wait", format_duration(s.seconds)],
+    WaitUntilStep: _wait_until,
+    WaitDateStep: lambda s: ["wait", "until", s.attribute, *_offset(s.offset_seconds)],
+    WaitEventTimeStep: lambda s: ["wait", "until", "event", s.field, *_offset(s.offset_seconds)],
+    WaitEventStep: lambda s: ["wait", "event", s.event],
+    IfStep: lambda s: ["if", *(_cond_words(s.branches[0].cond) if s.branches else [])],
+    SplitStep: lambda s: ["split", *(v.name for v in s.variants)],
+    LabelStep: lambda s: [s.name],
+    GotoStep: lambda s: ["goto", s.label],
+    ExitStep: lambda s: ["exit"],
+    PassStep: lambda s: ["pass"],
+}
+
+
 def base_id(step: Step) -> str:
     """The id a step gets when it is the only one of its kind and content."""
-    parts: list[str]
-    if isinstance(step, SendStep):
-        parts = ["send", "best" if step.best_of else step.channels[0], step.template]
-    elif isinstance(step, CouponStep):
-        parts = ["coupon", step.pool]
-    elif isinstance(step, TagStep):
-        parts = ["tag", step.action, *step.tags]
-    elif isinstance(step, WaitStep):
-        parts = ["wait", format_duration(step.seconds)]
-    elif isinstance(step, WaitUntilStep):
-        day = [_SHORT_DAYS[step.weekday]] if step.weekday is not None and 0 <= step.weekday < 7 else []
-        parts = ["wait", "until", *day, step.time.replace(":", "")]
-    elif isinstance(step, WaitDateStep):
-        parts = ["wait", "until", step.attribute]
-        if step.offset_seconds:
-            parts += ["minus" if step.offset_seconds < 0 else "plus", format_duration(abs(step.offset_seconds))]
-    elif isinstance(step, WaitEventStep):
-        parts = ["wait", "event", step.event]
-    elif isinstance(step, IfStep):
-        parts = ["if", *(_cond_words(step.branches[0].cond) if step.branches else [])]
-    elif isinstance(step, SplitStep):
-        parts = ["split", *(v.name for v in step.variants)]
-    elif isinstance(step, LabelStep):
-        return slug(step.name)
-    elif isinstance(step, GotoStep):
-        parts = ["goto", step.label]
-    elif isinstance(step, ExitStep):
-        parts = ["exit"]
-    elif isinstance(step, PassStep):
-        parts = ["pass"]
-    else:  # pragma: no cover - every kind is listed above
-        parts = [step.kind]
-    return slug("-".join(slug(p) for p in parts))
+    parts = ID_PARTS.get(type(step))
+    if parts is None:
+        raise TypeError(f"dsl.ids.ID_PARTS has no entry for step kind {step.kind!r}")
+    return slug("-".join(slug(p) for p in parts(step)))
 
 
 def assign_ids(journey: Journey) -> None:

@@ -8,6 +8,8 @@ same step reads the same everywhere: ``wait 3 days``, ``send SMS: nudge_a``,
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
+from typing import Any
 
 from dsl.ir import (
     WEEKDAYS,
@@ -40,8 +42,10 @@ from dsl.ir import (
     TagStep,
     WaitDateStep,
     WaitEventStep,
+    WaitEventTimeStep,
     WaitStep,
     WaitUntilStep,
+    _Step,
 )
 
 CHANNEL_NAMES: dict[str, str] = {
@@ -168,59 +172,71 @@ def describe_step(step) -> str:
     ``send best of WeCom → push → SMS: reminder``, ``coupon new_user_10``,
     ``wait for order_paid (up to 3 days)``, ``if visited and not ordered``,
     ``split``, ``goto reminder``."""
-    if isinstance(step, SendStep):
-        names = [describe_channel(c) for c in step.channels]
-        if step.best_of:
-            how = "best of " + " → ".join(names)
-        else:
-            how = " + ".join(names)
-        return f"send {how}: {step.template}"
-    if isinstance(step, CouponStep):
-        return f"coupon {step.pool}"
-    if isinstance(step, TagStep):
-        noun = "tag" if len(step.tags) == 1 else "tags"
-        return f"{step.action} {noun} " + ", ".join(step.tags)
-    if isinstance(step, WaitStep):
-        return f"wait {describe_duration(step.seconds)}"
-    if isinstance(step, WaitUntilStep):
-        if step.weekday is not None:
-            return f"wait until {_weekday(step.weekday)} {step.time}"
-        return f"wait until {step.time}"
-    if isinstance(step, WaitDateStep):
-        attr = f"user.{step.attribute}"
-        if step.offset_seconds < 0:
-            when = f"{describe_duration(-step.offset_seconds)} before {attr}"
-        elif step.offset_seconds > 0:
-            when = f"{describe_duration(step.offset_seconds)} after {attr}"
-        else:
-            when = attr
-        text = f"wait until {when}"
-        if step.time:
-            text += f" at {step.time}"
-        return text
-    if isinstance(step, WaitEventStep):
-        text = f"wait for {step.event}"
-        if step.where is not None:
-            text += " where " + describe_cond(step.where, bare_event=True)
-        if step.timeout_seconds:
-            text += f" (up to {describe_duration(step.timeout_seconds)})"
-        return text
-    if isinstance(step, IfStep):
-        parts = [describe_cond(b.cond) for b in step.branches]
-        if not parts:
-            return "if"
-        return "if " + " / else if ".join(parts)
-    if isinstance(step, SplitStep):
-        return "split"
-    if isinstance(step, LabelStep):
-        return f"label {step.name}"
-    if isinstance(step, GotoStep):
-        return f"goto {step.label}"
-    if isinstance(step, ExitStep):
-        return "exit"
-    if isinstance(step, PassStep):
-        return "pass"
-    return str(getattr(step, "kind", step))
+    describe = STEP_TEXT.get(type(step))
+    if describe is None:
+        raise TypeError(f"dsl.render_text.STEP_TEXT has no words for step kind {step.kind!r}")
+    return describe(step)
+
+
+def _send(step: SendStep) -> str:
+    names = [describe_channel(c) for c in step.channels]
+    how = "best of " + " → ".join(names) if step.best_of else " + ".join(names)
+    return f"send {how}: {step.template}"
+
+
+def _tag(step: TagStep) -> str:
+    noun = "tag" if len(step.tags) == 1 else "tags"
+    return f"{step.action} {noun} " + ", ".join(step.tags)
+
+
+def _wait_until(step: WaitUntilStep) -> str:
+    if step.weekday is not None:
+        return f"wait until {_weekday(step.weekday)} {step.time}"
+    return f"wait until {step.time}"
+
+
+def _date_wait(subject: str, offset_seconds: int, time: str | None) -> str:
+    """``wait until 7 days before user.term_start at 10:00``."""
+    if offset_seconds < 0:
+        when = f"{describe_duration(-offset_seconds)} before {subject}"
+    elif offset_seconds > 0:
+        when = f"{describe_duration(offset_seconds)} after {subject}"
+    else:
+        when = subject
+    return f"wait until {when}" + (f" at {time}" if time else "")
+
+
+def _wait_event(step: WaitEventStep) -> str:
+    text = f"wait for {step.event}"
+    if step.where is not None:
+        text += " where " + describe_cond(step.where, bare_event=True)
+    if step.timeout_seconds:
+        text += f" (up to {describe_duration(step.timeout_seconds)})"
+    return text
+
+
+def _if(step: IfStep) -> str:
+    parts = [describe_cond(b.cond) for b in step.branches]
+    return "if " + " / else if ".join(parts) if parts else "if"
+
+
+# step class -> the step in the operator's words
+STEP_TEXT: dict[type[_Step], Callable[[Any], str]] = {
+    SendStep: _send,
+    CouponStep: lambda s: f"coupon {s.pool}",
+    TagStep: _tag,
+    WaitStep: lambda s: f"wait {describe_duration(s.seconds)}",
+    WaitUntilStep: _wait_until,
+    WaitDateStep: lambda s: _date_wait(f"user.{s.attribute}", s.offset_seconds, s.time),
+    WaitEventTimeStep: lambda s: _date_wait(f"event.{s.field}", s.offset_seconds, s.time),
+    WaitEventStep: _wait_event,
+    IfStep: _if,
+    SplitStep: lambda s: "split",
+    LabelStep: lambda s: f"label {s.name}",
+    GotoStep: lambda s: f"goto {s.label}",
+    ExitStep: lambda s: "exit",
+    PassStep: lambda s: "pass",
+}
 
 
 def describe_schedule(schedule: Schedule) -> str:
