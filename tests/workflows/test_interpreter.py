@@ -1,106 +1,46 @@
-"""Time-skipping tests of the interpreter, one or more per step kind."""
+"""Time-skipping tests of the interpreter, one or more per step kind, with the
+journeys written as operators write them."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
-from contracts.runs import JourneyInput, UserEvent, workflow_id
-from dsl.ir import (
-    Branch,
-    CouponStep,
-    ExitRule,
-    Goal,
-    IfStep,
-    Journey,
-    NotCond,
-    QuietHours,
-    SendStep,
-    SplitStep,
-    TagCond,
-    TagStep,
-    Variant,
-    WaitEventStep,
-    WaitStep,
-)
+from contracts.runs import UserEvent
 from runtime.worker import build_worker
 from tests.workflows.fakes import FakeEngine
-from workflows.journey import JourneyWorkflow
-
-DAY = 86400
-
-
-async def start(env, engine: FakeEngine, journey: Journey, user: str = "u1", **kw):
-    handle = await env.client.start_workflow(
-        JourneyWorkflow.run,
-        JourneyInput(
-            journey_id="j1",
-            version=1,
-            hash=journey.content_hash(),
-            user_id=user,
-            ir=journey,
-            search_attributes=False,
-            **kw,
-        ),
-        id=workflow_id("j1", user) + uuid.uuid4().hex[:6],
-        task_queue=TQ,
-    )
-    return handle
-
-
-TQ = "tq-interp"
-
-
-async def waiting_at(handle, node: str) -> None:
-    """Poll the status query until the run waits at ``node`` (no wall-clock asserts)."""
-    import asyncio
-
-    for _ in range(500):
-        status = await handle.query(JourneyWorkflow.status)
-        if status.waiting == node:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"run never waited at {node}")
+from tests.workflows.support import TQ, journey, shanghai, start, waiting_at
 
 
 async def test_thirty_day_journey_sends_in_order(ts_env):
     engine = FakeEngine()
-    journey = Journey(
-        name="long",
-        steps=[
-            SendStep(id="s1", channels=["wecom"], template="welcome"),
-            WaitStep(id="w30", seconds=30 * DAY),
-            SendStep(id="s2", channels=["sms"], template="month_later"),
-        ],
+    ir = journey(
+        """
+        journey "long"
+          send wecom "welcome"
+          wait 30d
+          send sms "month_later"
+        """
     )
     async with build_worker(ts_env.client, engine.all(), TQ):
-        handle = await start(ts_env, engine, journey)
+        handle = await start(ts_env, ir)
         assert await handle.result() == "completed"
     assert engine.sent_templates() == ["welcome", "month_later"]
     assert engine.sends[1].now - engine.sends[0].now >= timedelta(days=30)
 
 
-def shanghai(dt):
-    from zoneinfo import ZoneInfo
-
-    return dt.astimezone(ZoneInfo("Asia/Shanghai"))
-
-
 async def test_quiet_hours_across_midnight_defer_to_morning(ts_env):
-    from dsl.ir import WaitUntilStep
-
     engine = FakeEngine(transactional={"otp"})
-    journey = Journey(
-        name="quiet",
-        quiet_hours=QuietHours(start="22:00", end="08:00"),
-        steps=[
-            WaitUntilStep(id="at23", time="23:30"),
-            SendStep(id="otp", channels=["sms"], template="otp"),
-            SendStep(id="promo", channels=["sms"], template="promo"),
-        ],
+    ir = journey(
+        """
+        journey "quiet"
+          quiet hours 22:00-08:00
+          wait until 23:30
+          send sms "otp"
+          send sms "promo"
+        """
     )
     async with build_worker(ts_env.client, engine.all(), TQ):
-        handle = await start(ts_env, engine, journey)
+        handle = await start(ts_env, ir)
         await handle.result()
     otp, promo = engine.sends
     assert (shanghai(otp.now).hour, shanghai(otp.now).minute) == (23, 30)  # transactional: not deferred
@@ -108,27 +48,25 @@ async def test_quiet_hours_across_midnight_defer_to_morning(ts_env):
     assert (local.hour, local.minute) == (8, 0)
     assert local.date() > shanghai(otp.now).date()
     deferred = [r for r in engine.records if r.outcome == "deferred"]
-    assert [r.node_id for r in deferred] == ["promo"]
+    assert [r.node_id for r in deferred] == [ir.steps[2].id]
 
 
 async def test_wait_for_event_both_branches_and_event_properties(ts_env):
     engine = FakeEngine()
-    journey = Journey(
-        name="wfe",
-        steps=[
-            WaitEventStep(
-                id="wait-order",
-                event="order_paid",
-                timeout_seconds=3 * DAY,
-                on_event=[TagStep(id="t", action="add", tags=["first_order"])],
-                on_timeout=[SendStep(id="nudge", channels=["sms"], template="nudge")],
-            ),
-            SendStep(id="after", channels=["wecom"], template="after"),
-        ],
+    ir = journey(
+        """
+        journey "wfe"
+          wait for event order_paid up to 3d:
+            on event:
+              tag add first_order
+            on timeout:
+              send sms "nudge"
+          send wecom "after"
+        """
     )
     async with build_worker(ts_env.client, engine.all(), TQ):
-        answered = await start(ts_env, engine, journey, user="buyer")
-        silent = await start(ts_env, engine, journey, user="silent")
+        answered = await start(ts_env, ir, user="buyer")
+        silent = await start(ts_env, ir, user="silent")
         await answered.signal("event", UserEvent(id="e0", name="viewed"))
         await answered.signal("event", UserEvent(id="e1", name="order_paid", properties={"amount": 99}))
         assert await answered.result() == "completed"
@@ -142,19 +80,19 @@ async def test_wait_for_event_both_branches_and_event_properties(ts_env):
 
 async def test_exit_event_interrupts_long_wait_and_duplicates_are_ignored(ts_env):
     engine = FakeEngine()
-    journey = Journey(
-        name="exit",
-        exits=[ExitRule(event="unsubscribed")],
-        goal=Goal(event="order_paid", within_seconds=14 * DAY),
-        steps=[
-            SendStep(id="hello", channels=["wecom"], template="hello"),
-            WaitStep(id="w", seconds=20 * DAY),
-            SendStep(id="never", channels=["wecom"], template="never"),
-        ],
+    ir = journey(
+        """
+        journey "exit"
+          goal event order_paid within 14d
+          exit when event unsubscribed
+          send wecom "hello"
+          wait 20d
+          send wecom "never"
+        """
     )
     async with build_worker(ts_env.client, engine.all(), TQ):
-        handle = await start(ts_env, engine, journey)
-        await waiting_at(handle, "w")
+        handle = await start(ts_env, ir)
+        await waiting_at(handle, ir.steps[1].id)
         await handle.signal("event", UserEvent(id="o1", name="order_paid"))
         await handle.signal("event", UserEvent(id="o1", name="order_paid"))
         await handle.signal("event", UserEvent(id="u1", name="unsubscribed"))
@@ -167,13 +105,16 @@ async def test_exit_event_interrupts_long_wait_and_duplicates_are_ignored(ts_env
 
 async def test_goal_then_exit_ends_run(ts_env):
     engine = FakeEngine()
-    journey = Journey(
-        name="goal-exit",
-        goal=Goal(event="order_paid", exit_on_goal=True),
-        steps=[WaitStep(id="w", seconds=5 * DAY), SendStep(id="late", channels=["sms"], template="late")],
+    ir = journey(
+        """
+        journey "goal-exit"
+          goal event order_paid then exit
+          wait 5d
+          send sms "late"
+        """
     )
     async with build_worker(ts_env.client, engine.all(), TQ):
-        handle = await start(ts_env, engine, journey)
+        handle = await start(ts_env, ir)
         await handle.signal("event", UserEvent(id="o", name="order_paid"))
         assert await handle.result() == "exited"
     assert engine.sends == []
@@ -183,54 +124,42 @@ async def test_goal_then_exit_ends_run(ts_env):
 async def test_if_on_tags_coupon_out_of_stock_and_tag_exit(ts_env):
     engine = FakeEngine(stock={"empty": 0})
     engine.tags["u-visited"] = {"visited"}
-    journey = Journey(
-        name="branch",
-        exits=[ExitRule(cond=TagCond(tag="blacklisted"))],
-        steps=[
-            IfStep(
-                id="if-visited",
-                branches=[
-                    Branch(
-                        cond=NotCond(operand=TagCond(tag="visited")),
-                        steps=[SendStep(id="a", channels=["sms"], template="not_visited")],
-                    )
-                ],
-                else_steps=[
-                    CouponStep(
-                        id="c", pool="empty", out_of_stock=[SendStep(id="sorry", channels=["wecom"], template="sorry")]
-                    ),
-                    TagStep(id="bl", action="add", tags=["blacklisted"]),
-                    SendStep(id="blocked", channels=["wecom"], template="blocked"),
-                ],
-            )
-        ],
+    ir = journey(
+        """
+        journey "branch"
+          exit when tag blacklisted
+          if not tag visited:
+            send sms "not_visited"
+          else:
+            coupon "empty"
+              on out_of_stock: send wecom "sorry"
+            tag add blacklisted
+            send wecom "blocked"
+        """
     )
     async with build_worker(ts_env.client, engine.all(), TQ):
-        assert await (await start(ts_env, engine, journey, user="u-new")).result() == "completed"
-        assert await (await start(ts_env, engine, journey, user="u-visited")).result() == "exited"
+        assert await (await start(ts_env, ir, user="u-new")).result() == "completed"
+        assert await (await start(ts_env, ir, user="u-visited")).result() == "exited"
     assert [(s.user_id, s.template) for s in engine.sends] == [("u-new", "not_visited"), ("u-visited", "sorry")]
 
 
 async def test_split_is_recorded_and_holdout_is_suppressed(ts_env):
     engine = FakeEngine()
-    journey = Journey(
-        name="split",
-        steps=[
-            SplitStep(
-                id="ab",
-                variants=[
-                    Variant(name="A", percent=50, steps=[SendStep(id="a", channels=["sms"], template="a")]),
-                    Variant(name="holdout", percent=50, holdout=True),
-                ],
-            ),
-            SendStep(id="all", channels=["wecom"], template="all"),
-        ],
+    ir = journey(
+        """
+        journey "split"
+          split:
+            50% A: send sms "a"
+            50% holdout
+          send wecom "all"
+        """
     )
+    split = ir.steps[0].id
     async with build_worker(ts_env.client, engine.all(), TQ):
-        handles = [await start(ts_env, engine, journey, user=f"s{i}") for i in range(20)]
+        handles = [await start(ts_env, ir, user=f"s{i}") for i in range(20)]
         for h in handles:
             await h.result()
-    chosen = {r.user_id: r.outcome for r in engine.records if r.node_id == "ab"}
+    chosen = {r.user_id: r.outcome for r in engine.records if r.node_id == split}
     assert set(chosen.values()) == {"variant:A", "variant:holdout"}
     for send in engine.sends:
         assert send.holdout == (chosen[send.user_id] == "variant:holdout")
@@ -238,24 +167,22 @@ async def test_split_is_recorded_and_holdout_is_suppressed(ts_env):
 
 
 async def test_goto_loop_continues_as_new_and_keeps_state(ts_env):
-    from dsl.ir import GotoStep, LabelStep
-
     engine = FakeEngine()
-    journey = Journey(
-        name="loop",
-        steps=[
-            LabelStep(id="top", name="top"),
-            WaitEventStep(
-                id="invite",
-                event="friend_invited",
-                timeout_seconds=7 * DAY,
-                on_event=[TagStep(id="t", action="add", tags=["inviter"]), GotoStep(id="again", label="top")],
-                on_timeout=[SendStep(id="done", channels=["wecom"], template="done")],
-            ),
-        ],
+    ir = journey(
+        """
+        journey "loop"
+          label top
+          wait for event friend_invited up to 7d:
+            on event:
+              tag add inviter
+              goto top
+            on timeout:
+              send wecom "done"
+        """
     )
+    invite = ir.steps[1].id
     async with build_worker(ts_env.client, engine.all(), TQ):
-        handle = await start(ts_env, engine, journey, continue_after_steps=3)
+        handle = await start(ts_env, ir, continue_after_steps=3)
         for i in range(4):
             await handle.signal("event", UserEvent(id=f"inv{i}", name="friend_invited"))
             # the same event again (a retried ingest) must not count twice
@@ -264,81 +191,81 @@ async def test_goto_loop_continues_as_new_and_keeps_state(ts_env):
         assert await handle.result() == "completed"
         desc = await handle.describe()
     assert engine.sent_templates() == ["done"]
-    answered = [r for r in engine.records if r.node_id == "invite" and r.outcome == "event"]
+    answered = [r for r in engine.records if r.node_id == invite and r.outcome == "event"]
     assert len(answered) == 4
-    assert desc.run_id != handle.result_run_id or desc.run_id != handle.first_execution_run_id
+    assert desc.run_id != handle.first_execution_run_id  # it did continue as new
     run_keys = {r.run_key for r in engine.records}
     assert len(run_keys) == 1  # one logical run across continue-as-new
 
 
 async def test_wait_date_from_attribute_best_of_and_exit_step(ts_env):
-    from datetime import datetime, timedelta
-
-    from dsl.ir import ExitStep, WaitDateStep
-
     engine = FakeEngine()
     engine.reachable["student"] = ["sms", "email"]
     # the term starts ten days from the (time-skipped) now; remind a week before, at 10:00 local
     now = await ts_env.get_current_time()
-    term_start = (now + timedelta(days=10)).astimezone(__import__("zoneinfo").ZoneInfo("Asia/Shanghai")).date()
+    term_start = shanghai(now + timedelta(days=10)).date()
     engine.attributes["student"] = {"term_start": term_start.isoformat()}
-    journey = Journey(
-        name="term",
-        steps=[
-            WaitDateStep(id="week-before", attribute="term_start", offset_seconds=-7 * DAY, time="10:00"),
-            SendStep(id="remind", channels=["wecom", "push", "sms"], best_of=True, template="term_offer"),
-            ExitStep(id="bye"),
-            SendStep(id="never", channels=["sms"], template="never"),
-        ],
+    ir = journey(
+        """
+        journey "term"
+          wait until user.term_start - 7d at 10:00
+          send best of wecom, push, sms "term_offer"
+          exit
+          send sms "never"
+        """
     )
     async with build_worker(ts_env.client, engine.all(), TQ):
-        handle = await start(ts_env, engine, journey, user="student")
+        handle = await start(ts_env, ir, user="student")
         assert await handle.result() == "exited"
     (send,) = engine.sends
     local = shanghai(send.now)
     assert local.date() == term_start - timedelta(days=7)
     assert (local.hour, local.minute) == (10, 0)
     assert send.best_of and send.channels == ["wecom", "push", "sms"]
-    sent = [r for r in engine.records if r.node_id == "remind"]
+    sent = [r for r in engine.records if r.node_id == ir.steps[1].id]
     assert sent[-1].detail["channel"] == "sms"  # first reachable in the operator's order
-    assert isinstance(now, datetime)
+    assert engine.ends[-1].reason == "exit step"
+
+
+async def test_wait_date_without_the_attribute_passes_and_says_why(ts_env):
+    engine = FakeEngine()
+    ir = journey(
+        """
+        journey "no-term"
+          wait until user.term_start - 7d
+          pass
+          send sms "now"
+        """
+    )
+    now = await ts_env.get_current_time()
+    async with build_worker(ts_env.client, engine.all(), TQ):
+        assert await (await start(ts_env, ir)).result() == "completed"
+    assert engine.sends[0].now - now < timedelta(minutes=1)
+    (record,) = [r for r in engine.records if r.node_id == ir.steps[0].id]
+    assert (record.outcome, record.detail) == ("no_date", {"attribute": "term_start", "reason": "missing"})
+    assert [r.outcome for r in engine.records if r.node_id == ir.steps[1].id] == ["passed"]
 
 
 async def test_if_on_event_counts_stage_and_attributes(ts_env):
-    from dsl.ir import CompareCond, EventCountCond, OrCond, StageCond
-
     engine = FakeEngine()
     engine.event_counts["order_paid|2592000"] = 3
     engine.attributes["shanghai"] = {"city": "上海"}
-    journey = Journey(
-        name="conds",
-        steps=[
-            IfStep(
-                id="loyal",
-                branches=[
-                    Branch(
-                        cond=EventCountCond(event="order_paid", within_seconds=30 * DAY, op=">=", value=2),
-                        steps=[SendStep(id="loyal-msg", channels=["sms"], template="loyal")],
-                    ),
-                    Branch(
-                        cond=OrCond(
-                            operands=[
-                                CompareCond(subject="user", field="city", op="==", value="上海"),
-                                StageCond(stages=["silent"]),
-                            ]
-                        ),
-                        steps=[SendStep(id="city-msg", channels=["sms"], template="city")],
-                    ),
-                ],
-                else_steps=[SendStep(id="other-msg", channels=["sms"], template="other")],
-            )
-        ],
+    ir = journey(
+        """
+        journey "conds"
+          if count order_paid within 30d >= 2:
+            send sms "loyal"
+          else if user.city == "上海" or stage is silent:
+            send sms "city"
+          else:
+            send sms "other"
+        """
     )
     async with build_worker(ts_env.client, engine.all(), TQ):
         for user in ("loyal", "shanghai", "nobody"):
             if user != "loyal":
                 engine.event_counts.clear()
-            await (await start(ts_env, engine, journey, user=user)).result()
+            await (await start(ts_env, ir, user=user)).result()
     assert [(s.user_id, s.template) for s in engine.sends] == [
         ("loyal", "loyal"),
         ("shanghai", "city"),
