@@ -13,7 +13,26 @@ from dsl.ir import Journey, _strip_spans
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
 EXAMPLES = sorted((ROOT / "journeys").glob("*.journey"))
-UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+
+
+def updating_goldens() -> bool:
+    """``UPDATE_GOLDEN=1`` exactly (read at each comparison): only then are
+    golden files written; ``0``, empty or anything else compares."""
+    return os.environ.get("UPDATE_GOLDEN") == "1"
+
+
+def assert_golden(path: Path, actual: str) -> None:
+    """``actual`` must equal the committed golden file ``path``. A missing or
+    different golden fails; with ``UPDATE_GOLDEN=1`` the file is written
+    instead (review the diff, then commit it)."""
+    if updating_goldens():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(actual.encode("utf-8"))
+        return
+    if not path.exists():
+        raise AssertionError(f"golden file {path} is missing; write it with UPDATE_GOLDEN=1, review and commit it")
+    expected = path.read_bytes().decode("utf-8")
+    assert actual == expected, f"{path} differs; if the change is intended, regenerate it with UPDATE_GOLDEN=1"
 
 
 def content(journey: Journey) -> Any:

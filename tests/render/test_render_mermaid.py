@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
+import sys
 from pathlib import Path
 
 from render_samples import sample_journey
@@ -11,6 +11,9 @@ from render_samples import sample_journey
 from dsl.graph import build_graph
 from dsl.ir import GotoStep, Journey, LabelStep, SendStep, WaitStep
 from dsl.render import to_mermaid
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.dsl.support import assert_golden  # noqa: E402
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -20,12 +23,7 @@ def _edge_lines(text: str) -> list[str]:
 
 
 def test_sample_matches_golden():
-    text = to_mermaid(sample_journey())
-    path = GOLDEN / "sample.mmd"
-    if os.environ.get("UPDATE_GOLDEN") or not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert text == path.read_text(encoding="utf-8"), "regenerate with UPDATE_GOLDEN=1 if the change is intended"
+    assert_golden(GOLDEN / "sample.mmd", to_mermaid(sample_journey()))
 
 
 def test_expected_lines(sample):
