@@ -73,6 +73,24 @@ _EXAMPLES: list[tuple[tuple[str, str, str], list[str]]] = [
     ),
     (
         (
+            "E118",
+            "incomplete date wait",
+            "write wait until user.term_start - 7d at 10:00 or wait until event.appointment_at - 2h "
+            "(a date the user or the event carries; the offset and the time are optional)",
+        ),
+        [
+            'journey "x"\n  wait until user.\n',
+            'journey "x"\n  wait until user term_start\n',
+            'journey "x"\n  wait until user.term_start 7d\n',
+            'journey "x"\n  wait until event.\n',
+            'journey "x"\n  wait until event appointment_at\n',
+            'journey "x"\n  wait until event.appointment_at 2h\n',
+            'journey "x"\n  wait until event.appointment_at - 2\n',
+            'journey "x"\n  wait until event.appointment_at at\n',
+        ],
+    ),
+    (
+        (
             "E112",
             "a split variant needs a percentage and a name",
             'write e.g. 40% A: send sms "nudge_a" or 20% holdout',

@@ -20,6 +20,7 @@ from dsl.ir import (
     TagCond,
     WaitDateStep,
     WaitEventStep,
+    WaitEventTimeStep,
     WaitStep,
     WaitUntilStep,
 )
@@ -86,6 +87,12 @@ def test_waits() -> None:
     step = one_step("wait until user.term_start - 7d at 10:00")
     assert isinstance(step, WaitDateStep)
     assert (step.attribute, step.offset_seconds, step.time) == ("term_start", -7 * 86400, "10:00")
+    step = one_step("wait until event.appointment_at - 2h")
+    assert isinstance(step, WaitEventTimeStep) and step.id == "wait-until-event-appointment_at-minus-2h"
+    assert (step.field, step.offset_seconds, step.time) == ("appointment_at", -7200, None)
+    step = one_step("wait until event.live_at + 30m at 9:00")
+    assert isinstance(step, WaitEventTimeStep)
+    assert (step.field, step.offset_seconds, step.time) == ("live_at", 1800, "09:00")
 
 
 def test_wait_for_event_branches() -> None:

@@ -34,6 +34,7 @@ from dsl.ir import (
     Variant,
     WaitDateStep,
     WaitEventStep,
+    WaitEventTimeStep,
     WaitStep,
     WaitUntilStep,
 )
@@ -69,7 +70,11 @@ def sample_journey() -> Journey:
                 event="order_paid",
                 where=CompareCond(subject="event", field="amount", op=">=", value=100),
                 timeout_seconds=3 * DAY,
-                on_event=[TagStep(id="tagpaid", action="add", tags=["paid"]), ExitStep(id="done")],
+                on_event=[
+                    TagStep(id="tagpaid", action="add", tags=["paid"]),
+                    WaitEventTimeStep(id="delivery", field="delivery_at", offset_seconds=-2 * 3600, time="10:00"),
+                    ExitStep(id="done"),
+                ],
                 on_timeout=[
                     IfStep(
                         id="ifvis",

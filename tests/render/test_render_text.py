@@ -31,6 +31,7 @@ from dsl.ir import (
     Variant,
     WaitDateStep,
     WaitEventStep,
+    WaitEventTimeStep,
     WaitStep,
     WaitUntilStep,
 )
@@ -90,6 +91,12 @@ def test_durations_in_words(seconds, words):
         ),
         (WaitDateStep(attribute="birthday"), "wait until user.birthday"),
         (WaitDateStep(attribute="birthday", offset_seconds=DAY), "wait until 1 day after user.birthday"),
+        (
+            WaitEventTimeStep(field="appointment_at", offset_seconds=-2 * 3600),
+            "wait until 2 hours before event.appointment_at",
+        ),
+        (WaitEventTimeStep(field="live_at", time="09:00"), "wait until event.live_at at 09:00"),
+        (WaitEventTimeStep(field="paid_at", offset_seconds=DAY), "wait until 1 day after event.paid_at"),
         (
             IfStep(
                 branches=[
