@@ -16,12 +16,29 @@ import json
 import sys
 from pathlib import Path
 
+from temporalio.client import Client, WorkflowHistory
+
 from engine.temporal import start_time_skipping
 from runtime.worker import build_worker
 from tests.workflows.fakes import FakeEngine
-from tests.workflows.scenarios import SCENARIOS
+from tests.workflows.scenarios import SCENARIOS, Scenario
 
 HERE = Path(__file__).parent / "histories"
+
+
+async def play(
+    client: Client, scenario: Scenario, workflow_id: str, task_queue: str
+) -> tuple[FakeEngine, WorkflowHistory]:
+    """Run a scenario to its end on a fake engine: the engine (what the run
+    asked of it) and the run's history."""
+    engine = FakeEngine(**scenario.engine_kwargs)
+    async with build_worker(client, engine.all(), task_queue):
+        handle = await client.start_workflow("JourneyWorkflow", scenario.input, id=workflow_id, task_queue=task_queue)
+        for event in scenario.events:
+            await handle.signal("event", event)
+        await handle.result()
+        history = await handle.fetch_history()
+    return engine, history
 
 
 async def record(label: str) -> None:
@@ -32,15 +49,7 @@ async def record(label: str) -> None:
             if target.exists():
                 print("kept", target.name)
                 continue
-            engine = FakeEngine(**scenario.engine_kwargs)
-            async with build_worker(env.client, engine.all(), "record"):
-                handle = await env.client.start_workflow(
-                    "JourneyWorkflow", scenario.input, id=f"history-{name}", task_queue="record"
-                )
-                for event in scenario.events:
-                    await handle.signal("event", event)
-                await handle.result()
-                history = await handle.fetch_history()
+            _, history = await play(env.client, scenario, f"history-{name}", "record")
             target.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
             print("recorded", name)
     finally:

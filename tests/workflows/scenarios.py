@@ -1,5 +1,7 @@
-"""Journeys whose histories are committed for replay tests: together they cover
-every step kind the interpreter handles."""
+"""Journeys whose histories are committed for replay tests. The newest history
+of ``every_step`` runs every step kind of ``dsl.ir.STEP_KINDS``
+(``test_replay.py`` checks it); older ones replay the branches the patches
+kept (``workflows.patches``)."""
 
 from __future__ import annotations
 
@@ -7,29 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contracts.runs import JourneyInput, UserEvent
-from dsl.ir import (
-    Branch,
-    CouponStep,
-    ExitRule,
-    Goal,
-    GotoStep,
-    IfStep,
-    Journey,
-    LabelStep,
-    NotCond,
-    QuietHours,
-    SendStep,
-    SplitStep,
-    TagCond,
-    TagStep,
-    Variant,
-    WaitDateStep,
-    WaitEventStep,
-    WaitStep,
-    WaitUntilStep,
-)
-
-DAY = 86400
+from dsl.ir import Journey
+from tests.workflows.support import journey
 
 
 @dataclass
@@ -39,63 +20,57 @@ class Scenario:
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-def _input(journey: Journey, user: str) -> JourneyInput:
+def _input(ir: Journey, user: str) -> JourneyInput:
     return JourneyInput(
-        journey_id=journey.name,
+        journey_id=ir.name,
         version=1,
-        hash=journey.content_hash(),
+        hash=ir.content_hash(),
         user_id=user,
-        ir=journey,
+        ir=ir,
         search_attributes=False,
     )
 
 
-EVERY_STEP = Journey(
-    name="every-step",
-    goal=Goal(event="order_paid", within_seconds=14 * DAY),
-    exits=[ExitRule(event="unsubscribed")],
-    quiet_hours=QuietHours(start="22:00", end="08:00"),
-    steps=[
-        SendStep(id="welcome", channels=["wecom"], template="welcome"),
-        CouponStep(
-            id="coupon", pool="new_user", out_of_stock=[SendStep(id="sorry", channels=["wecom"], template="sorry")]
-        ),
-        TagStep(id="tag", action="add", tags=["welcomed"]),
-        WaitStep(id="wait-1d", seconds=DAY),
-        WaitUntilStep(id="wait-10", time="10:00"),
-        WaitDateStep(id="wait-date", attribute="term_start", offset_seconds=-7 * DAY),
-        LabelStep(id="top", name="top"),
-        WaitEventStep(
-            id="wait-order",
-            event="order_paid",
-            timeout_seconds=3 * DAY,
-            on_event=[GotoStep(id="again", label="top")],
-            on_timeout=[
-                IfStep(
-                    id="if",
-                    branches=[Branch(cond=NotCond(operand=TagCond(tag="ordered")), steps=[])],
-                    else_steps=[],
-                ),
-                SplitStep(
-                    id="split",
-                    variants=[
-                        Variant(name="A", percent=50, steps=[SendStep(id="a", channels=["sms"], template="a")]),
-                        Variant(
-                            name="B",
-                            percent=50,
-                            steps=[SendStep(id="b", channels=["push", "sms"], best_of=True, template="b")],
-                        ),
-                    ],
-                ),
-            ],
-        ),
-    ],
+# The order arrives while the run waits for it: the events are signalled right
+# after the start, before any timer (a send in quiet hours waits too, so the
+# wait comes first). The event branch waits until a date the event carries and
+# loops back; the second wait times out and takes the rest.
+EVERY_STEP = journey(
+    """
+    journey "every-step"
+      goal event order_paid within 14d
+      exit when event unsubscribed
+      quiet hours 22:00-08:00
+
+      label top
+      wait for event order_paid up to 3d:
+        on event:
+          wait until event.paid_at + 1d at 10:00
+          goto top
+        on timeout:
+          if not tag ordered:
+            pass
+          split:
+            50% A: send sms "a"
+            50% B: send best of push, sms "b"
+      send wecom "welcome"
+      coupon "new_user"
+        on out_of_stock: send wecom "sorry"
+      tag add welcomed
+      wait 1d
+      wait until 10:00
+      wait until user.term_start - 7d
+      exit
+    """
 )
 
 SCENARIOS: dict[str, Scenario] = {
     "every_step": Scenario(
         input=_input(EVERY_STEP, "u1"),
-        events=[UserEvent(id="e1", name="viewed")],
-        engine_kwargs={"stock": {"new_user": 0}},
+        events=[
+            UserEvent(id="e1", name="viewed"),
+            UserEvent(id="o1", name="order_paid", properties={"paid_at": "2027-01-15"}),
+        ],
+        engine_kwargs={"stock": {"new_user": 0}, "attributes": {"u1": {"term_start": "2027-03-01"}}},
     ),
 }
