@@ -7,6 +7,12 @@ round-trippable and backwards compatible: add optional fields, never rename.
 
 Every step carries a stable ``id`` (see ``dsl.ids``) and the ``span`` of source
 text it came from, so errors, diagrams and live counts all point at the same node.
+
+Each step class also carries the static facts of its kind (``waits``,
+``outcomes``, ``blocks()``, ``conds()``) that the other layers read instead of
+lists of kinds of their own. The module is past 450 lines because it is the
+whole contract in one place: every model, and the unions that must be rebuilt
+together.
 """
 
 from __future__ import annotations
