@@ -40,7 +40,7 @@ from contracts.activities import (
 )
 from engine import caps, coupons, identity, ledger, runs
 from engine.channels.base import ChannelProvider, OutboundMessage
-from engine.consent import addresses, addresses_from, opted_out_channels
+from engine.consent import UNKNOWN_USER, reach, reachable_channels
 from engine.derived import derive
 from engine.settings import Settings
 from engine.store import Store
@@ -48,8 +48,6 @@ from engine.store.models import Event, User
 from engine.store.types import utc
 from engine.tags import add_tags, remove_tags, tags_of
 from engine.templates import TemplateRenderError, build_context, get_template, render, transactional_names
-
-ALWAYS_REACHABLE = ("webhook",)
 
 _USERS = User.__table__
 _PROFILE = select(_USERS.c.attributes, _USERS.c.timezone, _USERS.c.stage, _USERS.c.rfm).where(
@@ -106,7 +104,7 @@ class JourneyActivities:
                 return UserSnapshot(
                     user_id=req.user_id,
                     exists=False,
-                    reachable=list(ALWAYS_REACHABLE),
+                    reachable=UNKNOWN_USER.reachable(),
                     event_counts={q.key: 0 for q in req.event_counts},
                     transactional_templates=transactional,
                 )
@@ -132,15 +130,10 @@ class JourneyActivities:
                 stage=derived.stage if derived else user.stage,
                 rfm=derived.rfm if derived else user.rfm,
                 timezone=user.timezone or (user.attributes or {}).get("timezone"),
-                reachable=self._reachable(s, user.id),
+                reachable=reachable_channels(s, user.id),
                 event_counts=counts,
                 transactional_templates=transactional,
             )
-
-    def _reachable(self, s: Session, user_id: str | None) -> list[str]:
-        found = addresses(s, user_id) if user_id else {c: None for c in ALWAYS_REACHABLE}
-        blocked = opted_out_channels(s, user_id) if user_id else set()
-        return [c for c in found if c not in blocked]
 
     # ------------------------------------------------------------ runs
 
@@ -327,12 +320,11 @@ class JourneyActivities:
             return _Decision("failed", f"unknown template {req.template!r}", first)
         user = s.execute(_PROFILE, {"uid": uid}).first()
         ids = identity.identities_of(s, uid) if user else {}
-        found = addresses_from(ids) if user else {c: None for c in ALWAYS_REACHABLE}
-        blocked = opted_out_channels(s, uid) if user else set()
+        user_reach = reach(s, uid, ids) if user else UNKNOWN_USER
         if forced_channel is not None:
             channel = forced_channel
         elif req.best_of:
-            usable = [c for c in req.channels if c in found and c not in blocked]
+            usable = user_reach.reachable(req.channels)
             if not usable:
                 return _Decision("suppressed", f"unreachable on {', '.join(req.channels)}", first)
             channel = usable[0]
@@ -340,10 +332,9 @@ class JourneyActivities:
             if first is None:
                 return _Decision("failed", "no channel given", None)
             channel = first
-            if channel in blocked:
-                return _Decision("suppressed", f"opted out of {channel}", channel)
-            if channel not in found:
-                return _Decision("suppressed", f"unreachable on {channel}: no address", channel)
+            blocked = user_reach.why_not(channel)
+            if blocked is not None:
+                return _Decision("suppressed", blocked, channel)
         context = build_context(
             user_id=uid,
             attributes=dict(user.attributes or {}) if user else {},
@@ -362,7 +353,7 @@ class JourneyActivities:
             return _Decision("failed", str(exc), channel)
         return _Plan(
             channel=channel,
-            address=found.get(channel),
+            address=user_reach.addresses.get(channel),
             subject=rendered.subject,
             body=rendered.body,
             transactional=template.transactional,

@@ -9,6 +9,8 @@ reachable one, so an app user gets free push before a paid SMS.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, select
@@ -56,14 +58,10 @@ def opt_out(store: Store, user_id: str, channel: str, *, opted_out: bool = True,
     store.transact(work)
 
 
-def addresses(session: Session, user_id: str) -> dict[str, str | None]:
-    """Channel -> address for every channel the user has an address on (the
-    most recently linked identity of that kind)."""
-    return addresses_from(identities_of(session, user_id))
-
-
 def addresses_from(ids: dict[str, list[str]]) -> dict[str, str | None]:
-    """``addresses`` from the user's identities (``identity.identities_of``)."""
+    """Channel -> address for every channel the user has an address on (the
+    most recently linked identity of that kind), from their identities
+    (``identity.identities_of``)."""
     out: dict[str, str | None] = {}
     for channel, kind in ADDRESS_KIND.items():
         if kind is None:
@@ -73,7 +71,39 @@ def addresses_from(ids: dict[str, list[str]]) -> dict[str, str | None]:
     return out
 
 
+@dataclass(frozen=True)
+class Reach:
+    """Where a user can be messaged: their address per channel and the channels
+    they opted out of. The one answer to "reachable on X?" that the snapshot
+    (``reachable`` conditions, best-of) and the send decision share."""
+
+    addresses: Mapping[str, str | None]
+    opted_out: frozenset[str] = frozenset()
+
+    def why_not(self, channel: str) -> str | None:
+        """Why ``channel`` cannot reach the user, or None when it can."""
+        if channel in self.opted_out:
+            return f"opted out of {channel}"
+        if channel not in self.addresses:
+            return f"unreachable on {channel}: no address"
+        return None
+
+    def reachable(self, channels: list[str] | None = None) -> list[str]:
+        """The channels (``channels`` in their order, else every channel in
+        ``ADDRESS_KIND`` order) that reach the user."""
+        return [c for c in (self.addresses if channels is None else channels) if self.why_not(c) is None]
+
+
+# A user the store does not know: only channels that need no address.
+UNKNOWN_USER = Reach(addresses_from({}))
+
+
+def reach(session: Session, user_id: str, ids: dict[str, list[str]] | None = None) -> Reach:
+    """The user's ``Reach``; ``ids`` are their identities when already read."""
+    found = addresses_from(identities_of(session, user_id) if ids is None else ids)
+    return Reach(found, frozenset(opted_out_channels(session, user_id)))
+
+
 def reachable_channels(session: Session, user_id: str) -> list[str]:
     """Channels (in ``ADDRESS_KIND`` order) with an address and no opt-out."""
-    blocked = opted_out_channels(session, user_id)
-    return [channel for channel in addresses(session, user_id) if channel not in blocked]
+    return reach(session, user_id).reachable()

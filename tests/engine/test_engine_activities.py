@@ -18,6 +18,7 @@ from contracts.activities import (
     TagRequest,
     UserSnapshotRequest,
 )
+from dsl.ir import CHANNELS
 from engine.activities import JourneyActivities
 from engine.channels.base import ProviderResult
 from engine.consent import opt_out
@@ -233,6 +234,21 @@ async def test_user_snapshot_of_unknown_user(store: Store) -> None:
         UserSnapshotRequest(user_id="ghost", now=NOW, event_counts=[EventCountQuery(event="x")])
     )
     assert (snap.exists, snap.reachable, snap.event_counts) == (False, ["webhook"], {"x|": 0})
+
+
+async def test_snapshot_reachability_and_the_send_decision_agree(store: Store, user: str) -> None:
+    """``reachable push`` in a condition and a send on push give the same
+    answer for every channel: both ask ``engine.consent.Reach``."""
+    acts, _ = make(store)
+    opt_out(store, user, "sms")
+    snap = await acts.user_snapshot(UserSnapshotRequest(user_id=user, now=NOW))
+    sent = []
+    for i, channel in enumerate(CHANNELS):
+        result = await acts.send(send_req(f"agree-{i}", user, template="otp", channels=(channel,)))
+        if result.status != "suppressed":
+            sent.append(channel)
+    assert snap.reachable == ["push", "webhook"]
+    assert sent == snap.reachable
 
 
 # ---------------------------------------------------------------- runs
