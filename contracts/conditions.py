@@ -1,13 +1,16 @@
 """Evaluating IR conditions against a user snapshot and an event.
 
 Pure functions: the workflow calls them with data an activity fetched, so each
-check is deterministic on replay.
+check is deterministic on replay. ``COND_EVALUATORS`` holds one check per
+condition class of ``dsl.ir.Cond`` (``tests/workflows/test_conditions.py``
+fails when a kind has none).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import operator
+from collections.abc import Callable
+from typing import Any, get_args
 
 from contracts.activities import EventCountQuery, UserSnapshot
 from dsl.ir import (
@@ -21,37 +24,61 @@ from dsl.ir import (
     RfmCond,
     StageCond,
     TagCond,
+    iter_conds,
 )
 
 _MISSING = object()
 
+Event = dict[str, Any] | None
+Check = Callable[[Any, UserSnapshot | None, Event], bool]
 
-def evaluate(cond: Cond, user: UserSnapshot | None, event: dict[str, Any] | None) -> bool:
+# every condition class, in the union's order
+COND_KINDS: tuple[type, ...] = get_args(get_args(Cond)[0])
+
+
+class UnknownCondKind(TypeError):
+    """A condition class without a check in ``COND_EVALUATORS``."""
+
+
+def evaluate(cond: Cond, user: UserSnapshot | None, event: Event) -> bool:
     """True when the condition holds. A field that is missing makes its
-    comparison false (never an error), as an operator would expect."""
-    if isinstance(cond, AndCond):
-        return all(evaluate(c, user, event) for c in cond.operands)
-    if isinstance(cond, OrCond):
-        return any(evaluate(c, user, event) for c in cond.operands)
-    if isinstance(cond, NotCond):
-        return not evaluate(cond.operand, user, event)
-    if isinstance(cond, CompareCond):
-        source = (user.attributes if user else {}) if cond.subject == "user" else (event or {})
-        return _compare(source.get(cond.field, _MISSING), cond.op, cond.value)
-    if user is None:
-        return False
-    if isinstance(cond, TagCond):
-        return cond.tag in user.tags
-    if isinstance(cond, StageCond):
-        return user.stage in cond.stages
-    if isinstance(cond, RfmCond):
-        return user.rfm in cond.layers
-    if isinstance(cond, ReachableCond):
-        return cond.channel in user.reachable
-    if isinstance(cond, EventCountCond):
-        count = user.event_counts.get(count_query(cond).key, 0)
-        return _compare(count, cond.op, cond.value)
-    raise TypeError(f"unknown condition {cond!r}")
+    comparison false (never an error), as an operator would expect; a fact
+    about the user is false without a snapshot (a ``where`` clause sees only
+    the event)."""
+    check = COND_EVALUATORS.get(type(cond))
+    if check is None:
+        raise UnknownCondKind(f"no check for condition kind {cond.kind!r} ({type(cond).__name__})")
+    return check(cond, user, event)
+
+
+def _of_user(check: Callable[[Any, UserSnapshot], bool]) -> Check:
+    def checked(cond: Any, user: UserSnapshot | None, event: Event) -> bool:
+        return user is not None and check(cond, user)
+
+    return checked
+
+
+def _field(cond: CompareCond, user: UserSnapshot | None, event: Event) -> bool:
+    source = (user.attributes if user else {}) if cond.subject == "user" else (event or {})
+    return _compare(source.get(cond.field, _MISSING), cond.op, cond.value)
+
+
+COND_EVALUATORS: dict[type, Check] = {
+    AndCond: lambda cond, user, event: all(evaluate(c, user, event) for c in cond.operands),
+    OrCond: lambda cond, user, event: any(evaluate(c, user, event) for c in cond.operands),
+    NotCond: lambda cond, user, event: not evaluate(cond.operand, user, event),
+    CompareCond: _field,
+    TagCond: _of_user(lambda cond, user: cond.tag in user.tags),
+    StageCond: _of_user(lambda cond, user: user.stage in cond.stages),
+    RfmCond: _of_user(lambda cond, user: user.rfm in cond.layers),
+    ReachableCond: _of_user(lambda cond, user: cond.channel in user.reachable),
+    EventCountCond: _of_user(
+        lambda cond, user: _compare(user.event_counts.get(count_query(cond).key, 0), cond.op, cond.value)
+    ),
+}
+
+# Conditions that read only the event being matched or their operands.
+_WITHOUT_USER = (AndCond, OrCond, NotCond)
 
 
 def count_query(cond: EventCountCond) -> EventCountQuery:
@@ -60,27 +87,24 @@ def count_query(cond: EventCountCond) -> EventCountQuery:
 
 def count_queries(cond: Cond | None) -> list[EventCountQuery]:
     """The event counts a condition needs, so the snapshot fetches just those."""
-    return [count_query(c) for c in _walk(cond) if isinstance(c, EventCountCond)]
+    return [count_query(c) for c in iter_conds(cond) if isinstance(c, EventCountCond)]
 
 
 def needs_user(cond: Cond | None) -> bool:
     """Whether evaluating needs the user's snapshot (not only the event)."""
-    return any(not isinstance(c, (AndCond, OrCond, NotCond)) and not _is_event_compare(c) for c in _walk(cond))
+    return any(not isinstance(c, _WITHOUT_USER) and not _is_event_compare(c) for c in iter_conds(cond))
 
 
 def _is_event_compare(cond: Cond) -> bool:
     return isinstance(cond, CompareCond) and cond.subject == "event"
 
 
-def _walk(cond: Cond | None) -> Iterator[Cond]:
-    if cond is None:
-        return
-    yield cond
-    if isinstance(cond, (AndCond, OrCond)):
-        for c in cond.operands:
-            yield from _walk(c)
-    elif isinstance(cond, NotCond):
-        yield from _walk(cond.operand)
+_ORDERINGS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 
 
 def _compare(actual: Any, op: str, expected: Any) -> bool:
@@ -94,19 +118,14 @@ def _compare(actual: Any, op: str, expected: Any) -> bool:
         return _equal(actual, expected)
     if op == "!=":
         return not _equal(actual, expected)
+    ordering = _ORDERINGS.get(op)
+    if ordering is None:
+        raise ValueError(f"unknown operator {op}")
     left, right = _coerce_pair(actual, expected)
     try:
-        if op == "<":
-            return left < right
-        if op == "<=":
-            return left <= right
-        if op == ">":
-            return left > right
-        if op == ">=":
-            return left >= right
+        return ordering(left, right)
     except TypeError:
         return False
-    raise ValueError(f"unknown operator {op}")
 
 
 def _equal(actual: Any, expected: Any) -> bool:
