@@ -23,19 +23,23 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from contracts import activity_names as names
     from contracts import search_attributes as sa
     from contracts.activities import (
         BeginRunRequest,
+        BeginRunResult,
         CouponRequest,
+        CouponResult,
         EndRunRequest,
         RecordStepsRequest,
         SendRequest,
+        SendResult,
         StepRecord,
         TagRequest,
+        UserSnapshot,
         UserSnapshotRequest,
     )
     from contracts.runs import JourneyInput, UserEvent
-    from engine.activities import JourneyActivities
 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 T = timedelta(seconds=30)
@@ -75,16 +79,16 @@ class HandwrittenJourney:
         async def flush() -> None:
             pending = [r for r in records if r.seq > flushed[0]]
             if pending:
-                await workflow.execute_local_activity_method(
-                    JourneyActivities.record_steps, RecordStepsRequest(records=pending), start_to_close_timeout=T
+                await workflow.execute_local_activity(
+                    names.RECORD_STEPS, RecordStepsRequest(records=pending), start_to_close_timeout=T
                 )
                 flushed[0] = pending[-1].seq
 
         flushed = [0]
 
         async def send(node: str, channel: str, template: str) -> None:
-            result = await workflow.execute_activity_method(
-                JourneyActivities.send,
+            result = await workflow.execute_activity(
+                names.SEND,
                 SendRequest(
                     idempotency_key=f"{run_key}:{node}:1",
                     run_key=run_key,
@@ -96,13 +100,14 @@ class HandwrittenJourney:
                     template=template,
                     now=workflow.now(),
                 ),
+                result_type=SendResult,
                 start_to_close_timeout=T,
                 retry_policy=RETRY,
             )
             record(node, "send", result.status)
 
-        begun = await workflow.execute_activity_method(
-            JourneyActivities.begin_run,
+        begun = await workflow.execute_activity(
+            names.BEGIN_RUN,
             BeginRunRequest(
                 run_key=run_key,
                 journey_id=inp.journey_id,
@@ -111,6 +116,7 @@ class HandwrittenJourney:
                 reentry_mode="always",
                 now=workflow.now(),
             ),
+            result_type=BeginRunResult,
             start_to_close_timeout=T,
             retry_policy=RETRY,
         )
@@ -134,8 +140,8 @@ class HandwrittenJourney:
         except TimeoutError:
             ordered = False
         if ordered:
-            await workflow.execute_activity_method(
-                JourneyActivities.change_tags,
+            await workflow.execute_activity(
+                names.CHANGE_TAGS,
                 TagRequest(user_id=inp.user_id, action="add", tags=["ordered"], source="bench", now=workflow.now()),
                 start_to_close_timeout=T,
                 retry_policy=RETRY,
@@ -148,14 +154,15 @@ class HandwrittenJourney:
         await flush()
         await workflow.sleep(1)
 
-        snapshot = await workflow.execute_local_activity_method(
-            JourneyActivities.user_snapshot,
+        snapshot = await workflow.execute_local_activity(
+            names.USER_SNAPSHOT,
             UserSnapshotRequest(user_id=inp.user_id, now=workflow.now()),
+            result_type=UserSnapshot,
             start_to_close_timeout=T,
         )
         if "vip" in snapshot.tags:
-            await workflow.execute_activity_method(
-                JourneyActivities.issue_coupon,
+            await workflow.execute_activity(
+                names.ISSUE_COUPON,
                 CouponRequest(
                     idempotency_key=f"{run_key}:coupon:1",
                     run_key=run_key,
@@ -165,6 +172,7 @@ class HandwrittenJourney:
                     pool="vip_pool",
                     now=workflow.now(),
                 ),
+                result_type=CouponResult,
                 start_to_close_timeout=T,
                 retry_policy=RETRY,
             )
@@ -173,8 +181,8 @@ class HandwrittenJourney:
             await send("thanks", "sms", "thanks")
         record("end", "end", "completed")
         await flush()
-        await workflow.execute_activity_method(
-            JourneyActivities.end_run,
+        await workflow.execute_activity(
+            names.END_RUN,
             EndRunRequest(
                 run_key=run_key, journey_id=inp.journey_id, user_id=inp.user_id, outcome="completed", now=workflow.now()
             ),
