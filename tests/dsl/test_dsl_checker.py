@@ -138,3 +138,23 @@ def test_diagnostic_positions() -> None:
         diag.render(source, "x.journey").splitlines()[0]
         == "x.journey:4:3: error[E220]: goto 'b': there is no such label"
     )
+
+
+def test_wait_until_event_field_needs_an_event_in_scope() -> None:
+    assert codes("wait until event.live_at - 2h") == ["W306"]
+    assert codes("wait until event.live_at - 2h", header="  entry event registered\n") == []
+    after_an_event = "wait for event registered up to 1d\nwait until event.live_at"
+    assert codes(after_an_event) == []  # the event may have arrived on the way
+    only_timeout = "wait for event registered up to 1d:\n  on event: exit\n  on timeout: wait until event.live_at"
+    assert codes(only_timeout) == ["W306"]
+    assert codes("wait until event.live_at at 24:00", header="  entry event registered\n") == ["E227"]
+
+
+def test_iter_conds_walks_every_operand_in_order() -> None:
+    from dsl.ir import iter_conds
+
+    step = parse('journey "x"\n  if tag a and not (tag b or tag c):\n    pass\n').steps[0]
+    cond = step.branches[0].cond
+    assert [c.kind for c in iter_conds(cond)] == ["and", "tag", "not", "or", "tag", "tag"]
+    assert [c.tag for c in iter_conds(cond) if c.kind == "tag"] == ["a", "b", "c"]
+    assert list(iter_conds(None)) == []

@@ -136,6 +136,7 @@ def test_labels_are_the_operators_words(sample):
     assert titles["welcome"] == "send best of WeCom → push → SMS: welcome"
     assert titles["waitpay"] == "wait for order_paid where amount ≥ 100 (up to 3 days)"
     assert titles["again"] == "goto reminder"
+    assert titles["delivery"] == "wait until 2 hours before event.delivery_at at 10:00"
     assert titles[ENTRY_ID] == 'Entry: on event signup where channel = "app"'
     assert titles[END_ID] == "End"
     edge_labels = {_text(g) for g in root.iter(f"{NS}g") if g.get("class") == "edge-label"}
