@@ -25,7 +25,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from api import problems
-from api.catalog_cache import JourneyCache
 from api.ingest import Ingestor
 from api.keyring import KeyRing
 from api.logs import setup_logging
@@ -33,8 +32,10 @@ from api.metrics import Metrics
 from api.routes import ROUTERS
 from api.schemas import ProblemOut
 from api.settings import ApiSettings, as_api_settings
-from api.stopping import StopJobs
+from engine.dispatch import Dispatcher
+from engine.journey_cache import JourneyCache
 from engine.settings import Settings
+from engine.stopping import StopJobs
 from engine.store import Store
 
 log = logging.getLogger("journeys.api")
@@ -170,7 +171,7 @@ def create_app(
                 sweeper.cancel()
                 await asyncio.gather(sweeper, return_exceptions=True)
             if state.store is not None:
-                await state.ingestor.flush_marks()
+                await state.dispatcher.flush_marks()
             for task in list(state.stop_jobs.tasks):
                 task.cancel()
             if own_store and state.store is not None:
@@ -216,18 +217,20 @@ def create_app(
 
 async def _sweep_forever(state: Any) -> None:
     """Deliver events that were stored but never reached Temporal (see
-    ``api.ingest``), every ``redispatch_seconds``."""
+    ``engine.dispatch``), every ``redispatch_seconds``."""
     every = state.settings.redispatch_seconds
     while True:
         await asyncio.sleep(every)
         if state.client is None or state.store is None:
             continue
         try:
-            await state.ingestor.sweep(state.client, older_than=timedelta(seconds=every))
+            await state.dispatcher.sweep(state.client, older_than=timedelta(seconds=every))
         except Exception:  # noqa: BLE001 - the next round tries again
             log.exception("sweep of undispatched events failed")
 
 
 def _wire(state: Any) -> None:
+    """The services that need the store (read by ``api.deps``)."""
     state.cache = JourneyCache(state.store)
-    state.ingestor = Ingestor(state.store, state.settings, state.cache, state.metrics)
+    state.dispatcher = Dispatcher(state.store, state.settings, state.cache, state.metrics)
+    state.ingestor = Ingestor(state.store, state.settings, state.dispatcher, state.metrics)

@@ -1,4 +1,7 @@
-"""Request dependencies: settings, store, Temporal client, and auth.
+"""Request dependencies: settings, store, Temporal client, the app's
+services, and auth. Routes and console pages take what they need as typed
+``Annotated`` parameters (``StoreDep``, ``CacheDep``…); this module is the
+one place that reads ``app.state``.
 
 Auth model: API keys carry a role (admin ⊇ operator ⊇ viewer) and are sent
 as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; Segment write
@@ -19,8 +22,13 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPBasic, HTTPBearer
 from temporalio.client import Client
 
+from api.ingest import Ingestor
+from api.keyring import KeyRing
+from api.metrics import Metrics
 from api.problems import Problem
 from api.settings import ROLE_RANK, ApiSettings, Role
+from engine.journey_cache import JourneyCache
+from engine.stopping import StopJobs
 from engine.store import Store
 
 bearer_scheme = HTTPBearer(auto_error=False, description="API key with a role: `Authorization: Bearer <key>`")
@@ -51,11 +59,21 @@ async def get_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
-async def get_store(request: Request) -> Store:
-    store = getattr(request.app.state, "store", None)
-    if store is None:
+def _opened(request: Request, name: str) -> Any:
+    """An app service that exists once the store is open (503 until then)."""
+    service = getattr(request.app.state, name, None)
+    if service is None:
         raise Problem(503, "the database is not available yet")
-    return store
+    return service
+
+
+async def get_store(request: Request) -> Store:
+    return _opened(request, "store")
+
+
+async def get_optional_store(request: Request) -> Store | None:
+    """The store if open (readiness asks, and must not answer 503 problem JSON)."""
+    return getattr(request.app.state, "store", None)
 
 
 async def get_client(request: Request) -> Client:
@@ -65,9 +83,42 @@ async def get_client(request: Request) -> Client:
     return client
 
 
+async def get_optional_client(request: Request) -> Client | None:
+    """The client when connected; routes that still answer without Temporal
+    (from the store) take this one."""
+    return getattr(request.app.state, "client", None)
+
+
+async def get_cache(request: Request) -> JourneyCache:
+    return _opened(request, "cache")
+
+
+async def get_ingestor(request: Request) -> Ingestor:
+    return _opened(request, "ingestor")
+
+
+async def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+async def get_stop_jobs(request: Request) -> StopJobs:
+    return request.app.state.stop_jobs
+
+
+async def get_keyring(request: Request) -> KeyRing:
+    return request.app.state.keyring
+
+
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
+OptionalStoreDep = Annotated[Store | None, Depends(get_optional_store)]
 ClientDep = Annotated[Client, Depends(get_client)]
+OptionalClientDep = Annotated[Client | None, Depends(get_optional_client)]
+CacheDep = Annotated[JourneyCache, Depends(get_cache)]
+IngestorDep = Annotated[Ingestor, Depends(get_ingestor)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+StopJobsDep = Annotated[StopJobs, Depends(get_stop_jobs)]
+KeyRingDep = Annotated[KeyRing, Depends(get_keyring)]
 
 
 def _match(candidate: str, keys: list[str]) -> str | None:
@@ -117,9 +168,10 @@ def basic_username(request: Request) -> str | None:
     return decoded.partition(":")[0] or None
 
 
-def resolve_api_key(state: Any, key: str) -> Principal | None:
+def resolve_api_key(request: Request, key: str) -> Principal | None:
     """Who a key is: a key from settings, else one an admin created through
-    the API (``state.keyring``; unknown and revoked keys are None)."""
+    the API (the app's ``KeyRing``; unknown and revoked keys are None)."""
+    state = request.app.state
     settings: ApiSettings = state.settings
     matched = _match(key, list(settings.api_keys))
     if matched is not None:
@@ -151,7 +203,7 @@ def require(role: Role):
             raise Problem(
                 401, "an API key is required (Authorization: Bearer <key> or X-API-Key)", headers=_UNAUTHORIZED
             )
-        principal = resolve_api_key(request.app.state, key)
+        principal = resolve_api_key(request, key)
         if principal is None:
             raise Problem(401, "unknown API key", headers=_UNAUTHORIZED)
         if principal.kind == "write":
@@ -169,7 +221,6 @@ viewer = require("viewer")
 operator = require("operator")
 admin = require("admin")
 
-Viewer = Annotated[Principal, Depends(viewer)]
 Operator = Annotated[Principal, Depends(operator)]
 Admin = Annotated[Principal, Depends(admin)]
 
@@ -177,17 +228,16 @@ Admin = Annotated[Principal, Depends(admin)]
 def ingest_principal(request: Request, body_write_key: str | None) -> Principal:
     """Write keys via HTTP Basic (what Segment libraries send) or ``writeKey``
     in the body; API keys of operators/admins may ingest too."""
-    state = request.app.state
     candidates = [basic_username(request), body_write_key]
     for candidate in candidates:
         if not candidate:
             continue
-        found = resolve_api_key(state, candidate)
+        found = resolve_api_key(request, candidate)
         if found is not None and found.kind == "write":
             return found
     key = presented_key(request)
     if key is not None:
-        principal = resolve_api_key(state, key)
+        principal = resolve_api_key(request, key)
         if principal is not None and principal.kind == "api":
             if principal.can("operator"):
                 return principal

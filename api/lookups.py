@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from api.catalog_cache import Deployed, JourneyCache
 from api.problems import Problem, not_found
 from engine import queries
 from engine.catalog import JourneyInfo
+from engine.journey_cache import Deployed, JourneyCache
 from engine.store import Store
 
 

@@ -1,8 +1,8 @@
 """Prometheus metrics, one registry per app (tests build many apps).
 
-Counters are incremented where things happen (requests in the middleware,
-events in ingest, runs in the Temporal helpers). Sends are not counted in
-the API process — the worker sends them — so they are read from the
+Counters are incremented where things happen (requests in the middleware;
+events, signals and starts by ``engine.dispatch`` through the
+``DispatchCounters`` methods). Sends are not counted in the API process — the worker sends them — so they are read from the
 deliveries ledger at scrape time: the numbers are right whichever process
 sent, and survive restarts.
 """
@@ -70,3 +70,13 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(DeliveriesCollector(app_state))
+
+    # engine.dispatch.DispatchCounters: what the dispatcher did, counted here
+    def event(self, kind: str, outcome: str) -> None:
+        self.events.labels(kind, outcome).inc()
+
+    def signal(self, outcome: str) -> None:
+        self.signals.labels(outcome).inc()
+
+    def run_started(self, journey_id: str, trigger: str) -> None:
+        self.runs_started.labels(journey_id, trigger).inc()

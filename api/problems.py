@@ -57,10 +57,6 @@ def not_found(what: str, ident: str) -> Problem:
     return Problem(404, f"{what} {ident!r} not found", kind=f"{what.replace(' ', '-')}-not-found")
 
 
-def conflict(detail: str) -> Problem:
-    return Problem(409, detail)
-
-
 def _slug(text: str) -> str:
     return "-".join(text.lower().replace("'", "").split())
 

@@ -112,6 +112,11 @@ class DeployIn(BaseModel):
     check_references: bool = Field(
         False, description="Also refuse unknown templates and coupon pools (they must exist in the store)"
     )
+    draft: bool = Field(
+        False,
+        description="A new journey starts as a draft (admits nobody until `POST …/resume`); "
+        "redeploying keeps the status whatever this says",
+    )
 
 
 class VersionOut(Out):
@@ -124,7 +129,7 @@ class VersionOut(Out):
 class JourneyOut(Out):
     id: str
     name: str
-    status: Literal["active", "paused", "stopped", "archived"]
+    status: Literal["draft", "active", "paused", "stopped", "archived"]
     current_version: int | None
     hash: str | None = None
     entry: str | None = Field(None, description="api, event or audience")
@@ -279,10 +284,13 @@ class ConsentIn(BaseModel):
 
 class TimelineItemOut(Out):
     at: datetime
-    kind: str
+    kind: str = Field(description="step, delivery or coupon")
     journey_id: str | None
+    version: int | None = Field(None, description="The journey version the run was on (null for coupons)")
     node_id: str | None
     summary: str
+    status: str | None = Field(None, description="A step's outcome, a send's status")
+    reason: str | None = Field(None, description="Why: a suppression's reason, a refused entry's")
     detail: dict[str, Any]
 
 
@@ -350,102 +358,6 @@ class PoolOut(Out):
     per_user_limit: int
     value: dict[str, Any]
     expires_after_seconds: int | None
-
-
-# ---------------------------------------------------------------- stats
-
-
-class NodeStatsOut(BaseModel):
-    node_id: str
-    entered: int
-    passed: int
-    waiting: int | None = Field(description="Runs waiting at this node now (Temporal visibility); null if unavailable")
-    waited: int = Field(description="Runs that ever waited here")
-    sent: int
-    pending: int
-    suppressed: int
-    failed: int
-    outcomes: dict[str, int]
-
-
-class Significance(BaseModel):
-    against: str
-    z: float | None
-    p_value: float | None
-    significant: bool = Field(description="p < 0.05")
-
-
-class VariantOut(BaseModel):
-    variant: str | None
-    entered: int
-    converted: int
-    conversion_rate: float
-    tests: list[Significance]
-
-
-class SummaryOut(BaseModel):
-    entered: int
-    active: int
-    refused: int
-    converted: int
-    outcomes: dict[str, int]
-
-
-class GoalOut(BaseModel):
-    event: str | None
-    converted: int
-    conversion_rate: float
-
-
-class BucketOut(BaseModel):
-    start: datetime
-    end: datetime
-    entered: int
-    sent: int
-    suppressed: int
-    failed: int
-    converted: int
-
-
-class ReadoutOut(BaseModel):
-    offset: str
-    at: datetime
-    complete: bool = Field(description="False while the readout time is still in the future")
-    entered: int
-    sent: int
-    converted: int
-    conversion_rate: float
-
-
-class PerEntryVariantOut(BaseModel):
-    variant: str | None
-    entered: int
-    events: int
-    per_entry: float = Field(description="events / entered")
-
-
-class PerEntryOut(BaseModel):
-    """``?per_entry=<event>``: that event counted per entered user, after
-    entry — a referral's new users won per user reached (above 1 it grows)."""
-
-    event: str
-    entered: int
-    events: int
-    per_entry: float
-    variants: list[PerEntryVariantOut]
-
-
-class StatsOut(BaseModel):
-    journey_id: str
-    version: int | None
-    summary: SummaryOut
-    goal: GoalOut
-    nodes: list[NodeStatsOut]
-    variants: list[VariantOut]
-    series: list[BucketOut] | None = None
-    readouts: list[ReadoutOut] | None = None
-    per_entry: PerEntryOut | None = None
-    warnings: list[str] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- health

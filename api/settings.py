@@ -1,8 +1,10 @@
 """Settings of the HTTP service, on top of the engine's.
 
-Keys live in the environment (settings only, no key table): operators
-rotate them by changing ``JOURNEYS_API_KEYS`` / ``JOURNEYS_WRITE_KEYS`` and
-restarting, the same way they manage ``DATABASE_URL``:
+Keys come from two places: these settings, rotated by changing
+``JOURNEYS_API_KEYS`` / ``JOURNEYS_WRITE_KEYS`` and restarting (the same way
+operators manage ``DATABASE_URL``), and the keys table an admin fills
+through ``/v1/keys`` (stored as SHA-256 digests, ``engine.api_keys``; read
+by ``api.keyring``). In the environment:
 
 - ``JOURNEYS_API_KEYS='{"k-admin": "admin", "k-ops": "operator", "k-ro": "viewer"}'``
 - ``JOURNEYS_WRITE_KEYS='["wk-site", "wk-app"]'`` (Segment write keys: ingest only)
@@ -37,7 +39,7 @@ class ApiSettings(Settings):
     log_level: str = "INFO"
     # Events stored but not delivered to Temporal (a crash in between, Temporal
     # down) are delivered again by a sweep this often, once at least this old
-    # (``api.ingest``); 0 turns the sweep off (a resend still delivers).
+    # (``engine.dispatch``); 0 turns the sweep off (a resend still delivers).
     redispatch_seconds: float = 30.0
 
     def model_post_init(self, __context: object) -> None:

@@ -8,8 +8,9 @@ first step is a send; latency is from the moment the request was sent to the
 moment the delivery row was written.
 
 The baseline in the same run is the same journey started straight on the same
-Temporal server (signal-with-start from Python: no HTTP, no ingest), picked up
-by the same worker, so the gap shows what the service adds. It also prints the
+Temporal server by ``engine.starts.start_run`` (the signal-with-start
+ingest uses, from Python: no HTTP, no ingest), picked up by the same worker,
+so the gap shows what the service adds. It also prints the
 CPU each process of ``journeys up`` spent per event: on a 2-core machine
 that, not any one query, decides where latency starts to climb. Target
 (issue 4): p99 < 250 ms at 20 events/s.
@@ -46,12 +47,12 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-from contracts.runs import JourneyInput, UserEvent, workflow_id  # noqa: E402
+from contracts.runs import JourneyInput, UserEvent  # noqa: E402
 from dsl import compile_source  # noqa: E402
+from engine.starts import start_run  # noqa: E402
 from engine.store import Store  # noqa: E402
 from engine.store.models import Delivery, Event, Identity, Run  # noqa: E402
 from engine.temporal import connect  # noqa: E402
-from workflows.journey import JourneyWorkflow  # noqa: E402
 
 SOURCE = """
 journey "ping"
@@ -299,21 +300,15 @@ async def main(rate: float, seconds: float, workers: int | None, only: str | Non
             async def direct(i: int) -> None:
                 user = f"direct-{i}"
                 event = UserEvent(id=f"direct-msg-{i}", name="clicked")
-                await client.start_workflow(
-                    JourneyWorkflow.run,
-                    JourneyInput(
-                        journey_id="ping-direct",
-                        version=1,
-                        hash=journey.content_hash(),
-                        user_id=user,
-                        ir=journey,
-                        trigger_event=event,
-                    ),
-                    id=workflow_id("ping-direct", user),
-                    task_queue="journeys",
-                    start_signal="event",
-                    start_signal_args=[event],
+                inp = JourneyInput(
+                    journey_id="ping-direct",
+                    version=1,
+                    hash=journey.content_hash(),
+                    user_id=user,
+                    ir=journey,
+                    trigger_event=event,
                 )
+                await start_run(client, "journeys", inp)  # the API's own starter: signal-with-start
 
             print(f"{rate:g} starts/s for {seconds:g} s straight to Temporal (baseline) …", flush=True)
             before = cpu_seconds(up.pid)

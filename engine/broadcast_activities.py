@@ -5,10 +5,10 @@ One activity per page does all three so a page's user ids never enter Temporal
 history (a million-user broadcast would otherwise carry them all) and a retry
 simply redoes the page. Redoing is safe:
 
-- a run still open for (journey, user) makes the start fail with "already
-  started" (conflict policy FAIL, not USE_EXISTING, so we learn whether *we*
-  started it): counted as entered when its memo names this broadcast, else as
-  skipped — one run per (journey, user) at a time;
+- a run still open for (journey, user) is left as it is (``engine.starts``:
+  the one starter, whose answer says whether this call started the run);
+  counted as entered when its memo names this broadcast, else as skipped —
+  one run per (journey, user) at a time;
 - a run this broadcast started that has closed since is found in the runs
   table by its trigger event (``engine.broadcasts.marker``) and not started
   again, whatever the journey's re-entry rule;
@@ -28,8 +28,6 @@ from datetime import datetime
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from contracts.broadcast import (
     BeginBroadcastRequest,
@@ -37,16 +35,16 @@ from contracts.broadcast import (
     BroadcastProgress,
     FinishBroadcastRequest,
 )
-from contracts.runs import JourneyInput, UserEvent, workflow_id
+from contracts.runs import JourneyInput, UserEvent
 from dsl.ir import AudienceEntry, Cond
-from engine import broadcasts
+from engine import broadcasts, lifecycle
 from engine.activities import JourneyActivities
 from engine.audience import AudiencePage, full_snapshot_fn, needs_full_snapshot, select_page
 from engine.settings import Settings
+from engine.starts import memo_of, start_run
 from engine.store import Store
 from engine.store.models import Journey as JourneyRow
 
-JOURNEY_WORKFLOW = "JourneyWorkflow"
 MEMO_KEY = "broadcast_id"
 
 
@@ -136,7 +134,7 @@ class BroadcastActivities:
         (started straight from IR) is not checked."""
         with self.store.read() as s:
             row = s.get(JourneyRow, journey_id)
-            if row is not None and row.status != "active":
+            if row is not None and row.status != lifecycle.ADMITTING:
                 return f"journey {row.status}"
         return None
 
@@ -160,28 +158,22 @@ class BroadcastActivities:
 
         async def start(user_id: str) -> bool:
             async with gate:
-                wid = workflow_id(req.journey_id, user_id)
+                inp = JourneyInput(
+                    journey_id=req.journey_id,
+                    version=req.version,
+                    hash=req.hash,
+                    user_id=user_id,
+                    ir=req.ir,
+                    trigger_event=trigger,
+                )
                 try:
-                    await client.start_workflow(
-                        JOURNEY_WORKFLOW,
-                        JourneyInput(
-                            journey_id=req.journey_id,
-                            version=req.version,
-                            hash=req.hash,
-                            user_id=user_id,
-                            ir=req.ir,
-                            trigger_event=trigger,
-                        ),
-                        id=wid,
-                        task_queue=task_queue,
-                        memo={MEMO_KEY: req.broadcast_id},
-                        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    started = await start_run(
+                        client, task_queue, inp, signal_running=False, memo={MEMO_KEY: req.broadcast_id}
                     )
-                    return True
-                except WorkflowAlreadyStartedError:
-                    desc = await client.get_workflow_handle(wid).describe()
-                    return await desc.memo_value(MEMO_KEY, default=None) == req.broadcast_id
+                    if started.started:
+                        return True
+                    # a run was going already: ours (an earlier attempt of this page) or another entry's
+                    return await memo_of(client, started.workflow_id, MEMO_KEY) == req.broadcast_id
                 finally:
                     activity.heartbeat()
 

@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from engine import lifecycle
 from engine.store import Store
-from engine.store.models import JOURNEY_STATUSES, Journey, JourneyVersion
+from engine.store.models import Journey, JourneyVersion
 from engine.store.types import utcnow
 
 
@@ -46,14 +47,21 @@ def _j(row: Journey) -> JourneyInfo:
     return JourneyInfo(row.id, row.name, row.status, row.current_version)
 
 
-def publish(store: Store, journey_id: str, *, name: str, source: str, ir: dict[str, Any], hash: str) -> VersionInfo:
-    """Deploy a version; returns the current one unchanged when the hash matches."""
+def publish(
+    store: Store, journey_id: str, *, name: str, source: str, ir: dict[str, Any], hash: str, draft: bool = False
+) -> VersionInfo:
+    """Deploy a version; returns the current one unchanged when the hash
+    matches. A new journey starts ``active``, or ``draft`` (admitting nobody
+    until activated) with ``draft``; redeploying keeps the status. An archived
+    journey takes no new version (``IllegalTransition``)."""
 
     def work(s: Session) -> VersionInfo:
         store.lock(s, f"journey:{journey_id}")
         journey = s.get(Journey, journey_id)
+        if journey is not None and journey.status == "archived":
+            raise lifecycle.IllegalTransition(journey_id, "archived", "deployed")
         if journey is None:
-            journey = Journey(id=journey_id, name=name, status="active")
+            journey = Journey(id=journey_id, name=name, status="draft" if draft else lifecycle.ADMITTING)
             s.add(journey)
             s.flush()
         if journey.current_version is not None:
@@ -92,16 +100,35 @@ def get_version(store: Store, journey_id: str, version: int | None = None) -> Ve
         return _v(row) if row else None
 
 
-def set_status(store: Store, journey_id: str, status: str) -> JourneyInfo:
-    if status not in JOURNEY_STATUSES:
-        raise ValueError(f"status must be one of {JOURNEY_STATUSES}")
+@dataclass(frozen=True)
+class StatusChange:
+    journey: JourneyInfo
+    previous: str
 
-    def work(s: Session) -> JourneyInfo:
+
+def set_status(store: Store, journey_id: str, status: str) -> JourneyInfo:
+    """Move the journey to ``status`` if the lifecycle allows it from where it
+    is (``lifecycle.IllegalTransition`` otherwise; ``KeyError`` for an unknown
+    journey). Read and written under the journey's lock, so two requests
+    racing cannot both pass the check."""
+    return change_status(store, journey_id, [status]).journey
+
+
+def change_status(store: Store, journey_id: str, path: list[str]) -> StatusChange:
+    """Walk ``path`` (each step checked against the lifecycle) in one
+    transaction; answers the journey afterwards and the status it had."""
+
+    def work(s: Session) -> StatusChange:
+        store.lock(s, f"journey:{journey_id}")
         journey = s.get(Journey, journey_id)
         if journey is None:
             raise KeyError(journey_id)
-        journey.status, journey.updated_at = status, utcnow()
-        return _j(journey)
+        previous = journey.status
+        for status in path:
+            lifecycle.check(journey_id, journey.status, status)
+            journey.status = status
+        journey.updated_at = utcnow()
+        return StatusChange(_j(journey), previous)
 
     return store.transact(work)
 

@@ -181,14 +181,3 @@ def link_identities(
         return uid
 
     return store.transact(work)
-
-
-def set_user_attributes(store: Store, user_id: str, attributes: Mapping[str, Any]) -> str:
-    """Update a user's profile (creating the user under that id if unknown)."""
-
-    def work(s: Session) -> str:
-        uid = identity.ensure_user(s, user_id)
-        identity.set_attributes(s, uid, attributes)
-        return uid
-
-    return store.transact(work)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, insert, select, update
+from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from engine.store.models import (
@@ -291,11 +291,3 @@ def _release_shared_triggers(session: Session, survivor: str, loser: str) -> Non
         .values(trigger_event_id=None)
         .execution_options(synchronize_session=False)
     )
-
-
-def delete_identity(session: Session, kind: str, value: str) -> bool:
-    """Unlink one identifier (e.g. a WeCom contact deleted the staff member)."""
-    result = session.execute(
-        delete(Identity).where(Identity.kind == kind, Identity.value == normalize_value(kind, value))
-    )
-    return bool(result.rowcount)

@@ -14,7 +14,8 @@ change of a journey (deploy, pause, resume, stop, archive); it is idempotent:
   new version/IR/time and unpaused;
 - paused → schedule paused (fires while paused are skipped, not caught up
   later: resuming does not flood users with what came due meanwhile);
-- stopped / archived, or the new version has another kind of entry → deleted.
+- draft (nothing fires before its first activation), stopped / archived, or
+  the new version has another kind of entry → deleted (or never made).
 
 Overlap policy SKIP: a daily broadcast still running at the next fire is not
 doubled. Catch-up window ``CATCHUP``: if the Temporal server was down at fire
@@ -23,6 +24,7 @@ time, the broadcast still runs when it is back within that window.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -43,10 +45,11 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from contracts.broadcast import DEFAULT_PAGE_SIZE, BroadcastInput
+from contracts.broadcast import DEFAULT_PAGE_SIZE, BroadcastInput, broadcast_workflow_id
 from dsl.errors import Diagnostic
 from dsl.ir import AudienceEntry, Journey
 from dsl.ir import Schedule as IrSchedule
+from engine.catalog import VersionInfo
 from engine.temporal import TASK_QUEUE
 
 CATCHUP = timedelta(hours=6)
@@ -109,6 +112,27 @@ def past_one_off(ir: Journey, now: datetime | None = None) -> Diagnostic | None:
     )
 
 
+BROADCAST_WORKFLOW = "AudienceBroadcastWorkflow"  # workflows.broadcast's registered name
+
+
+async def start_broadcast(
+    client: Client, task_queue: str, version: VersionInfo, ir: Journey, *, trigger: str, page_size: int
+) -> str:
+    """Broadcast the deployed version now (``trigger`` says who asked);
+    answers the broadcast's workflow id."""
+    wid = broadcast_workflow_id(version.journey_id, uuid.uuid4().hex[:12])
+    inp = BroadcastInput(
+        journey_id=version.journey_id,
+        version=version.version,
+        hash=version.hash,
+        ir=ir,
+        trigger=trigger,
+        page_size=page_size,
+    )
+    await client.start_workflow(BROADCAST_WORKFLOW, inp, id=wid, task_queue=task_queue)
+    return wid
+
+
 def build_schedule(
     journey_id: str,
     version: int,
@@ -127,7 +151,7 @@ def build_schedule(
     )
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            "AudienceBroadcastWorkflow",
+            BROADCAST_WORKFLOW,
             inp,
             id=f"broadcast:{journey_id}",
             task_queue=task_queue,

@@ -1,5 +1,6 @@
-"""Read-side queries for the operator's views: numbers on every node, variants
-side by side, one user's timeline.
+"""Read-side counts for the operator's views: numbers on every node, runs per
+variant, a journey's summary. (One user's timeline is ``engine.timeline``;
+``user_timeline`` is importable from here too, where tests have long found it.)
 
 Counts are of distinct runs, so a node visited twice by a looping run counts
 that run once per outcome; deliveries count messages by final status.
@@ -7,19 +8,24 @@ that run once per outcome; deliveries count messages by final status.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
 
 from sqlalchemy import and_, distinct, func, select
-from sqlalchemy.orm import Session
 
-from engine.identity import canonical_user_id
 from engine.store import Store
-from engine.store.models import CouponGrant, Delivery, Event, Run, StepRecord
+from engine.store.models import Delivery, Event, Run, StepRecord
+from engine.timeline import user_timeline
 
-T = TypeVar("T")
+__all__ = [
+    "JourneySummary",
+    "NodeStats",
+    "VariantStats",
+    "events_after_entry",
+    "journey_summary",
+    "node_counts",
+    "user_timeline",
+    "variant_counts",
+]
 
 PASS_OUTCOMES = ("passed",)
 
@@ -55,16 +61,6 @@ class JourneySummary:
     refused: int
     converted: int
     outcomes: dict[str, int]
-
-
-@dataclass(frozen=True)
-class TimelineItem:
-    at: datetime
-    kind: str  # "step", "delivery", "coupon"
-    journey_id: str | None
-    node_id: str | None
-    summary: str
-    detail: dict[str, Any]
 
 
 def node_counts(store: Store, journey_id: str, version: int | None = None) -> dict[str, NodeStats]:
@@ -157,118 +153,3 @@ def journey_summary(store: Store, journey_id: str, version: int | None = None) -
             elif outcome:
                 outcomes[outcome] = outcomes.get(outcome, 0) + int(n)
         return JourneySummary(entered, active, refused, converted, outcomes)
-
-
-def newest_page(
-    rows: list[T], limit: int, at: Callable[[T], datetime]
-) -> tuple[list[T], datetime | None, datetime | None]:
-    """The first ``limit`` of ``rows`` (sorted newest first, each source read
-    ``limit + 1`` deep), the inclusive ``until`` of the next page (None when
-    nothing is left), and the instant to read whole (else None).
-
-    An instant is never split between two pages (steps of one activity share
-    their time): the page stops before it and the next one starts with it.
-    An instant holding more than a page is shown whole on its own page; the
-    caller reads all of it, since the sources were cut at ``limit + 1``."""
-    if len(rows) <= limit:
-        return rows, None, None
-    boundary = at(rows[limit])
-    page = [r for r in rows[:limit] if at(r) > boundary]
-    if page:
-        return page, boundary, None
-    return [r for r in rows if at(r) == boundary], boundary - timedelta(microseconds=1), boundary
-
-
-Window = tuple[datetime | None, datetime | None]  # (since, until), both inclusive
-
-
-def within(q: Any, column: Any, window: Window) -> Any:
-    """``q`` limited to rows whose ``column`` lies in ``window``."""
-    since, until = window
-    if since is not None:
-        q = q.where(column >= since)
-    if until is not None:
-        q = q.where(column <= until)
-    return q
-
-
-def user_timeline_page(
-    store: Store, user_id: str, *, journey_id: str | None = None, limit: int = 200, until: datetime | None = None
-) -> tuple[list[TimelineItem], datetime | None]:
-    """Steps, deliveries and coupons of one user at or before ``until``: the
-    newest ``limit``, oldest first, and the ``until`` of the older page."""
-    order = {"step": 0, "coupon": 1, "delivery": 2}
-
-    def newest_first(s: Session, uid: str, limit: int | None, window: Window) -> list[TimelineItem]:
-        items = _steps(s, uid, journey_id, limit, window) + _deliveries(s, uid, journey_id, limit, window)
-        items += _grants(s, uid, journey_id, limit, window)
-        return sorted(items, key=lambda i: (i.at, order.get(i.kind, 3)), reverse=True)
-
-    with store.read() as s:
-        uid = canonical_user_id(s, user_id) or user_id
-        page, older, crowded = newest_page(newest_first(s, uid, limit + 1, (None, until)), limit, lambda i: i.at)
-        if crowded is not None:
-            page = newest_first(s, uid, None, (crowded, crowded))
-    return page[::-1], older
-
-
-def user_timeline(store: Store, user_id: str, *, journey_id: str | None = None, limit: int = 200) -> list[TimelineItem]:
-    """The newest page of ``user_timeline_page``, oldest first."""
-    return user_timeline_page(store, user_id, journey_id=journey_id, limit=limit)[0]
-
-
-def _steps(s: Session, uid: str, journey_id: str | None, limit: int | None, window: Window) -> list[TimelineItem]:
-    q = select(StepRecord).where(StepRecord.user_id == uid)
-    if journey_id:
-        q = q.where(StepRecord.journey_id == journey_id)
-    q = within(q, StepRecord.at, window)
-    rows = s.scalars(q.order_by(StepRecord.at.desc()).limit(limit))
-    return [
-        TimelineItem(
-            r.at,
-            "step",
-            r.journey_id,
-            r.node_id,
-            f"{r.kind}: {r.outcome}",
-            {"run_key": r.run_key, "variant": r.variant, **(r.detail or {})},
-        )
-        for r in rows
-    ]
-
-
-def _deliveries(s: Session, uid: str, journey_id: str | None, limit: int | None, window: Window) -> list[TimelineItem]:
-    q = select(Delivery).where(Delivery.user_id == uid)
-    if journey_id:
-        q = q.where(Delivery.journey_id == journey_id)
-    q = within(q, Delivery.at, window)
-    rows = s.scalars(q.order_by(Delivery.at.desc()).limit(limit))
-    return [
-        TimelineItem(
-            r.at,
-            "delivery",
-            r.journey_id,
-            r.node_id,
-            f"{r.channel or '-'} {r.template}: {r.status}" + (f" ({r.reason})" if r.reason else ""),
-            {"run_key": r.run_key, "status": r.status, "reason": r.reason, "channel": r.channel, "id": r.id},
-        )
-        for r in rows
-    ]
-
-
-def _grants(s: Session, uid: str, journey_id: str | None, limit: int | None, window: Window) -> list[TimelineItem]:
-    q = select(CouponGrant).where(CouponGrant.user_id == uid)
-    if journey_id:
-        q = q.where(CouponGrant.journey_id == journey_id)
-    q = within(q, CouponGrant.issued_at, window)
-    rows = s.scalars(q.order_by(CouponGrant.issued_at.desc()).limit(limit))
-    return [
-        TimelineItem(
-            r.issued_at,
-            "coupon",
-            r.journey_id,
-            r.node_id,
-            f"coupon {r.pool}: {r.code}",
-            {"run_key": r.run_key, "pool": r.pool, "code": r.code},
-        )
-        for r in rows
-    ]

@@ -2,7 +2,8 @@
 
 ``router`` is appended to ``api.routes.ROUTERS`` like any API area. Sign-in
 and how the pages' scripts reach ``/v1`` are in ``api.console.auth``; the
-pages in ``api.console.pages``; what they read in ``api.console.data``.
+pages in ``api.console.pages``; what they add to engine reads (labels,
+badges, the node panel) in ``api.console.view``.
 """
 
 from __future__ import annotations

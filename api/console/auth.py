@@ -34,7 +34,7 @@ def page_principal(request: Request) -> Principal | None:
     key = request.cookies.get(COOKIE_NAME, "").strip()
     if not key:
         return None
-    principal = resolve_api_key(request.app.state, key)
+    principal = resolve_api_key(request, key)
     if principal is None or principal.kind != "api":
         return None
     return principal

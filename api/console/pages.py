@@ -20,12 +20,13 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 from pydantic import AwareDatetime
 
-from api.console import auth, data
-from api.deps import CONSOLE_HEADER, Principal, resolve_api_key
+from api.console import auth, view
+from api.deps import CONSOLE_HEADER, CacheDep, OptionalClientDep, Principal, StoreDep, resolve_api_key
 from dsl.ir import Journey
 from dsl.render import to_svg
-from engine import api_keys, catalog, queries
+from engine import api_keys, catalog, queries, views, visibility
 from engine.catalog import JourneyInfo
+from engine.journey_cache import JourneyCache
 
 log = logging.getLogger("journeys.console")
 
@@ -60,13 +61,6 @@ def _page(request: Request, template: str, principal: Principal | None, **contex
     return response
 
 
-def _store(request: Request):
-    store = getattr(request.app.state, "store", None)
-    if store is None:
-        raise RuntimeError("the database is not available yet")
-    return store
-
-
 # ---------------------------------------------------------------- sign-in
 
 
@@ -87,7 +81,7 @@ async def login(request: Request) -> Response:
     form = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
     key = (form.get("key") or [""])[0].strip()
     target = auth.safe_next((form.get("next") or [None])[0])
-    principal = resolve_api_key(request.app.state, key) if key else None
+    principal = resolve_api_key(request, key) if key else None
     if principal is None or principal.kind != "api":
         error = "That key is not an API key of this service." if key else "Enter your API key."
         if principal is not None and principal.kind == "write":
@@ -119,22 +113,18 @@ async def static(name: str) -> Response:
 
 
 @router.get("/journeys", response_class=HTMLResponse)
-async def journeys(request: Request, archived: bool = False) -> Response:
+async def journeys(request: Request, store: StoreDep, archived: bool = False) -> Response:
     principal = auth.page_principal(request)
     if principal is None:
         return auth.login_redirect(request)
-    rows = await asyncio.to_thread(data.journey_rows, _store(request), archived)
+    rows = await asyncio.to_thread(views.journey_rows, store, archived)
     return _page(request, "journeys.html", principal, rows=rows, archived=archived, refresh_ms=LIST_REFRESH_MS)
 
 
-async def _drawn(request: Request, info: JourneyInfo, version: int | None) -> Journey | None:
+async def _drawn(cache: JourneyCache, info: JourneyInfo, version: int | None) -> Journey | None:
     """The IR the journey page draws: that version's, or the current one's;
     None when there is no such version (or none deployed)."""
-    cache = request.app.state.cache
-    if version is not None:
-        found = await asyncio.to_thread(cache.version, info.id, version)
-        return found[1] if found else None
-    deployed = await asyncio.to_thread(cache.current, info)
+    deployed = await asyncio.to_thread(cache.pinned, info, version)
     return deployed.ir if deployed else None
 
 
@@ -142,6 +132,8 @@ async def _drawn(request: Request, info: JourneyInfo, version: int | None) -> Jo
 async def journey(
     request: Request,
     journey_id: str,
+    store: StoreDep,
+    cache: CacheDep,
     version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
     per_entry: Annotated[str | None, Query(max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$")] = None,
 ) -> Response:
@@ -150,16 +142,15 @@ async def journey(
     principal = auth.page_principal(request)
     if principal is None:
         return auth.login_redirect(request)
-    store = _store(request)
     info = await asyncio.to_thread(queries.get_journey, store, journey_id)
     if info is None:
         return _not_found(request, principal, f"No journey {journey_id!r}.")
-    drawn = await _drawn(request, info, version)
+    drawn = await _drawn(cache, info, version)
     if version is not None and drawn is None:
         return _not_found(request, principal, f"Journey {journey_id!r} has no version {version}.")
     svg = None
     if drawn is not None:
-        svg = await asyncio.to_thread(to_svg, drawn, data.zero_counts(drawn))
+        svg = await asyncio.to_thread(to_svg, drawn, view.zero_counts(drawn))
     versions = await asyncio.to_thread(catalog.list_versions, store, journey_id)
     return _page(
         request,
@@ -175,7 +166,13 @@ async def journey(
 
 @router.get("/journeys/{journey_id}/nodes/{node_id}")
 async def node_panel(
-    request: Request, journey_id: str, node_id: str, version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None
+    request: Request,
+    journey_id: str,
+    node_id: str,
+    store: StoreDep,
+    cache: CacheDep,
+    client: OptionalClientDep,
+    version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
 ) -> Response:
     """JSON for the panel beside the diagram: who waits at the node now, and
     its latest deliveries with their status and reason (of one version if
@@ -183,24 +180,23 @@ async def node_panel(
     principal = auth.page_principal(request)
     if principal is None:
         return JSONResponse({"detail": "sign in again"}, status_code=401)
-    store = _store(request)
     info = await asyncio.to_thread(queries.get_journey, store, journey_id)
     if info is None:
         return JSONResponse({"detail": f"no journey {journey_id!r}"}, status_code=404)
-    drawn = await _drawn(request, info, version)
-    labels = data.node_labels(drawn) if drawn else {}
-    panel = data.NodePanel(journey_id, node_id, labels.get(node_id, node_id), "store")
-    client = getattr(request.app.state, "client", None)
+    drawn = await _drawn(cache, info, version)
+    labels = view.node_labels(drawn) if drawn else {}
+    panel = view.NodePanel(journey_id, node_id, labels.get(node_id, node_id), "store")
+    limit, step = view.PANEL_LIMIT, views.stats_node_id(node_id)
     if client is not None:
         try:
-            panel.waiting = await data.waiting_users_temporal(client, journey_id, node_id, version=version)
+            panel.waiting = await visibility.waiting_users(client, journey_id, step, limit, version)
             panel.waiting_source = "temporal"
         except Exception:  # noqa: BLE001 - the store still knows roughly who waits
             log.warning("visibility listing failed for %s/%s", journey_id, node_id, exc_info=True)
     if panel.waiting_source == "store":
-        panel.waiting = await asyncio.to_thread(data.waiting_users_store, store, journey_id, node_id, version=version)
-    panel.deliveries = await asyncio.to_thread(data.node_deliveries, store, journey_id, node_id, version=version)
-    panel.outcomes = await asyncio.to_thread(data.node_outcomes, store, journey_id, node_id, version)
+        panel.waiting = await asyncio.to_thread(views.waiting_users_store, store, journey_id, node_id, limit, version)
+    panel.deliveries = await asyncio.to_thread(views.node_deliveries, store, journey_id, node_id, limit, version)
+    panel.outcomes = await asyncio.to_thread(views.node_outcomes, store, journey_id, node_id, version)
     return JSONResponse(panel.as_json(), headers={"Cache-Control": "no-store"})
 
 
@@ -208,17 +204,17 @@ async def node_panel(
 
 
 @router.get("/editor", response_class=HTMLResponse)
-async def editor(request: Request, journey: str | None = None) -> Response:
+async def editor(request: Request, store: StoreDep, journey: str | None = None) -> Response:
     principal = auth.page_principal(request)
     if principal is None:
         return auth.login_redirect(request)
     source, journey_id, name = STARTER, None, None
     if journey:
-        version = await asyncio.to_thread(catalog.get_version, _store(request), journey)
+        version = await asyncio.to_thread(catalog.get_version, store, journey)
         if version is None:
             return _not_found(request, principal, f"No deployed journey {journey!r}.")
         source, journey_id = version.source, journey
-        info = await asyncio.to_thread(queries.get_journey, _store(request), journey)
+        info = await asyncio.to_thread(queries.get_journey, store, journey)
         name = info.name if info else journey
     return _page(request, "editor.html", principal, source=source, journey_id=journey_id, name=name)
 
@@ -227,11 +223,11 @@ async def editor(request: Request, journey: str | None = None) -> Response:
 
 
 @router.get("/users", response_class=HTMLResponse)
-async def users(request: Request, q: str = "") -> Response:
+async def users(request: Request, store: StoreDep, q: str = "") -> Response:
     principal = auth.page_principal(request)
     if principal is None:
         return auth.login_redirect(request)
-    matches = await asyncio.to_thread(data.find_users, _store(request), q) if q.strip() else []
+    matches = await asyncio.to_thread(views.find_users, store, q) if q.strip() else []
     if len(matches) == 1:
         return RedirectResponse(f"/console/users/{matches[0].user_id}", status_code=303)
     return _page(request, "users.html", principal, q=q, matches=matches, searched=bool(q.strip()))
@@ -241,19 +237,18 @@ async def users(request: Request, q: str = "") -> Response:
 async def user(
     request: Request,
     user_id: str,
+    store: StoreDep,
+    cache: CacheDep,
     until: Annotated[AwareDatetime | None, Query(description="older page of the timeline")] = None,
 ) -> Response:
     principal = auth.page_principal(request)
     if principal is None:
         return auth.login_redirect(request)
-    store = _store(request)
     profile = await asyncio.to_thread(queries.user_profile, store, user_id)
     if profile is None:
         return _not_found(request, principal, f"No user {user_id!r}.")
     runs = await asyncio.to_thread(queries.user_runs, store, profile.id)
-    timeline, older = await asyncio.to_thread(
-        data.user_timeline, store, request.app.state.cache, profile.id, until=until
-    )
+    timeline, older = await asyncio.to_thread(view.user_timeline, store, cache, profile.id, until=until)
     return _page(
         request,
         "user.html",
@@ -268,7 +263,7 @@ async def user(
 
 
 @router.get("/keys", response_class=HTMLResponse)
-async def keys(request: Request) -> Response:
+async def keys(request: Request, store: StoreDep) -> Response:
     """Admins make and revoke API keys here (``/v1/keys``)."""
     principal = auth.page_principal(request)
     if principal is None:
@@ -277,16 +272,16 @@ async def keys(request: Request) -> Response:
         refused = _not_found(request, principal, "Only admins manage keys.")
         refused.status_code = 403
         return refused
-    made = await asyncio.to_thread(api_keys.listing, _store(request))
+    made = await asyncio.to_thread(api_keys.listing, store)
     return _page(request, "keys.html", principal, keys=list(reversed(made)))
 
 
 @router.get("/find-users")
-async def find_users(request: Request, q: str = "") -> Response:
+async def find_users(request: Request, store: StoreDep, q: str = "") -> Response:
     """JSON for the editor's preview: the users an identifier names."""
     if auth.page_principal(request) is None:
         return JSONResponse({"detail": "sign in again"}, status_code=401)
-    matches = await asyncio.to_thread(data.find_users, _store(request), q)
+    matches = await asyncio.to_thread(views.find_users, store, q)
     return JSONResponse([{"user_id": m.user_id, "kind": m.kind, "value": m.value} for m in matches])
 
 

@@ -11,22 +11,20 @@ store keeps page by page, so the GET routes read the database, not Temporal.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import ClientDep, Operator, SettingsDep, StoreDep, viewer
+from api.deps import CacheDep, ClientDep, Operator, SettingsDep, StoreDep, viewer
 from api.lookups import deployed_or_409, journey_or_404
 from api.problems import Problem, not_found
-from contracts.broadcast import DEFAULT_PAGE_SIZE, BroadcastInput, BroadcastProgress, broadcast_workflow_id
+from contracts.broadcast import DEFAULT_PAGE_SIZE, BroadcastProgress
 from dsl.ir import AudienceEntry
-from engine import broadcasts
-from engine.schedules import schedule_id
-from workflows.broadcast import AudienceBroadcastWorkflow
+from engine import broadcasts, lifecycle
+from engine.schedules import schedule_id, start_broadcast
 
 router = APIRouter(prefix="/v1/journeys", tags=["broadcasts"], dependencies=[Depends(viewer)])
 
@@ -63,32 +61,22 @@ class ScheduleOut(BaseModel):
 )
 async def run_now(
     journey_id: str,
-    request: Request,
     store: StoreDep,
+    cache: CacheDep,
     client: ClientDep,
     settings: SettingsDep,
     _: Operator,
     body: BroadcastIn | None = None,
 ) -> BroadcastStarted:
     info = await journey_or_404(store, journey_id)
-    if info.status != "active":
+    if info.status != lifecycle.ADMITTING:
         raise Problem(409, f"journey {journey_id!r} is {info.status}; broadcasts run only while it is active")
-    deployed = await deployed_or_409(request.app.state.cache, info)
+    deployed = await deployed_or_409(cache, info)
     if not isinstance(deployed.ir.entry, AudienceEntry):
         raise Problem(409, f"journey {journey_id!r} enters on {deployed.ir.entry.kind}, not by audience")
-    wid = broadcast_workflow_id(journey_id, uuid.uuid4().hex[:12])
-    await client.start_workflow(
-        AudienceBroadcastWorkflow.run,
-        BroadcastInput(
-            journey_id=journey_id,
-            version=deployed.version.version,
-            hash=deployed.version.hash,
-            ir=deployed.ir,
-            trigger="api",
-            page_size=(body or BroadcastIn()).page_size,
-        ),
-        id=wid,
-        task_queue=settings.task_queue,
+    page_size = (body or BroadcastIn()).page_size
+    wid = await start_broadcast(
+        client, settings.task_queue, deployed.version, deployed.ir, trigger="api", page_size=page_size
     )
     return BroadcastStarted(broadcast_id=wid, journey_id=journey_id, version=deployed.version.version)
 

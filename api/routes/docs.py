@@ -25,7 +25,7 @@ DOCS_PATH = "/docs"
 
 def docs_reader(request: Request) -> Principal | None:
     key = presented_key(request)
-    principal = resolve_api_key(request.app.state, key) if key else page_principal(request)
+    principal = resolve_api_key(request, key) if key else page_principal(request)
     return principal if principal is not None and principal.kind == "api" else None
 
 

@@ -8,21 +8,19 @@ A batch is validated whole before anything is stored (one bad message
 refuses the batch with 400/422, like Segment), then processed in order.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: each route's body type is the
+# message model given to ``_one_message``, and FastAPI must see the class.
 
 import json
-import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
 
-from api.deps import ClientDep, Principal, basic_scheme, ingest_principal
-from api.ingest import Ingestor
+from api.deps import ClientDep, IngestorDep, Principal, SettingsDep, basic_scheme, ingest_principal
 from api.problems import Problem
 from api.segment import Alias, Batch, Group, Identify, Page, Screen, SegmentOk, Track
-from api.settings import ApiSettings
 
-log = logging.getLogger("journeys.api")
 router = APIRouter(prefix="/v1", tags=["events (Segment)"])
 
 
@@ -41,60 +39,37 @@ async def write_access(request: Request, _basic: Annotated[object, Depends(basic
 
 Writer = Annotated[Principal, Depends(write_access)]
 
-
-def _ingestor(request: Request) -> Ingestor:
-    return request.app.state.ingestor
-
-
-@router.post("/track", response_model=SegmentOk, summary="Segment track: something the user did")
-@router.post("/t", response_model=SegmentOk, include_in_schema=False)
-async def track(body: Track, request: Request, _: Writer, client: ClientDep) -> SegmentOk:
-    await _ingestor(request).handle(body, client)
-    return SegmentOk()
-
-
-@router.post("/identify", response_model=SegmentOk, summary="Segment identify: who the user is (identifiers, traits)")
-@router.post("/i", response_model=SegmentOk, include_in_schema=False)
-async def identify(body: Identify, request: Request, _: Writer, client: ClientDep) -> SegmentOk:
-    await _ingestor(request).handle(body, client)
-    return SegmentOk()
+# (path, short path, body, summary) of the routes that take one message
+MESSAGES: list[tuple[str, str, type[BaseModel], str]] = [
+    ("/track", "/t", Track, "Segment track: something the user did"),
+    ("/identify", "/i", Identify, "Segment identify: who the user is (identifiers, traits)"),
+    ("/page", "/p", Page, "Segment page (stored as event `page`)"),
+    ("/screen", "/s", Screen, "Segment screen (stored as event `screen`)"),
+    ("/group", "/g", Group, "Segment group (accepted, not modelled)"),
+    ("/alias", "/a", Alias, "Segment alias: two ids are one person"),
+]
 
 
-@router.post("/page", response_model=SegmentOk, summary="Segment page (stored as event `page`)")
-@router.post("/p", response_model=SegmentOk, include_in_schema=False)
-async def page(body: Page, request: Request, _: Writer, client: ClientDep) -> SegmentOk:
-    await _ingestor(request).handle(body, client)
-    return SegmentOk()
+def _one_message(model: type[BaseModel]):  # noqa: ANN202 - a route handler for that body type
+    async def handle(body: model, _: Writer, client: ClientDep, ingestor: IngestorDep) -> SegmentOk:  # type: ignore[valid-type]
+        await ingestor.handle(body, client)
+        return SegmentOk()
+
+    handle.__name__ = model.__name__.lower()
+    return handle
 
 
-@router.post("/screen", response_model=SegmentOk, summary="Segment screen (stored as event `screen`)")
-@router.post("/s", response_model=SegmentOk, include_in_schema=False)
-async def screen(body: Screen, request: Request, _: Writer, client: ClientDep) -> SegmentOk:
-    await _ingestor(request).handle(body, client)
-    return SegmentOk()
-
-
-@router.post("/group", response_model=SegmentOk, summary="Segment group (accepted, not modelled)")
-@router.post("/g", response_model=SegmentOk, include_in_schema=False)
-async def group(body: Group, request: Request, _: Writer, client: ClientDep) -> SegmentOk:
-    await _ingestor(request).handle(body, client)
-    return SegmentOk()
-
-
-@router.post("/alias", response_model=SegmentOk, summary="Segment alias: two ids are one person")
-@router.post("/a", response_model=SegmentOk, include_in_schema=False)
-async def alias(body: Alias, request: Request, _: Writer, client: ClientDep) -> SegmentOk:
-    await _ingestor(request).handle(body, client)
-    return SegmentOk()
+for path, short, model, summary in MESSAGES:
+    handler = _one_message(model)
+    router.add_api_route(path, handler, methods=["POST"], response_model=SegmentOk, summary=summary)
+    router.add_api_route(short, handler, methods=["POST"], response_model=SegmentOk, include_in_schema=False)
 
 
 @router.post("/batch", response_model=SegmentOk, summary="Segment batch: many messages, each with a `type`")
 @router.post("/import", response_model=SegmentOk, include_in_schema=False)
-async def batch(body: Batch, request: Request, _: Writer, client: ClientDep) -> SegmentOk:
-    settings: ApiSettings = request.app.state.settings
+async def batch(body: Batch, _: Writer, client: ClientDep, ingestor: IngestorDep, settings: SettingsDep) -> SegmentOk:
     if len(body.batch) > settings.max_batch_events:
         raise Problem(422, f"at most {settings.max_batch_events} messages per batch (got {len(body.batch)})")
-    ingestor = _ingestor(request)
     for msg in body.batch:
         if body.context and hasattr(msg, "context"):
             msg.context = {**body.context, **msg.context}

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from temporalio.client import Client
 
+from api.deps import OptionalClientDep, OptionalStoreDep
 from api.schemas import HealthOut, ReadyOut
+from engine.store import Store
 
 log = logging.getLogger("journeys.api")
 router = APIRouter(tags=["health"])
@@ -20,8 +23,7 @@ async def health() -> HealthOut:
     return HealthOut(status="ok")
 
 
-def _db_ok(request: Request) -> bool:
-    store = getattr(request.app.state, "store", None)
+def _db_ok(store: Store | None) -> bool:
     if store is None:
         return False
     try:
@@ -33,8 +35,7 @@ def _db_ok(request: Request) -> bool:
         return False
 
 
-async def _temporal_ok(request: Request) -> bool:
-    client = getattr(request.app.state, "client", None)
+async def _temporal_ok(client: Client | None) -> bool:
     if client is None:
         return False
     try:
@@ -51,8 +52,8 @@ async def _temporal_ok(request: Request) -> bool:
     summary="Database and Temporal are reachable",
     responses={503: {"model": ReadyOut, "description": "Not ready"}},
 )
-async def ready(request: Request) -> JSONResponse:
-    db = await asyncio.to_thread(_db_ok, request)
-    temporal = await _temporal_ok(request)
+async def ready(store: OptionalStoreDep, client: OptionalClientDep) -> JSONResponse:
+    db = await asyncio.to_thread(_db_ok, store)
+    temporal = await _temporal_ok(client)
     body = ReadyOut(status="ready" if db and temporal else "not ready", database=db, temporal=temporal)
     return JSONResponse(body.model_dump(), status_code=200 if db and temporal else 503)

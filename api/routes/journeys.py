@@ -1,12 +1,13 @@
-"""Deploying journeys and controlling their lifecycle.
+"""Deploying journeys and moving them through their lifecycle.
 
-Statuses: ``active`` (entries admitted) → ``paused`` (no new entries; running
-runs go on; entries that arrive meanwhile are dropped, not queued, so
-``resume`` floods nobody) → ``active`` again; ``stopped`` (no new entries and
-every running run cancelled through a Temporal batch operation);
-``archived`` (read-only, hidden from the default listing; only once no run is
-open). Redeploying keeps the status; a new version applies to new entries
-only, running runs stay on the version they entered.
+The lifecycle (``draft → active ⇄ paused → stopped → archived``) is
+``engine.lifecycle``'s; a move it refuses answers 409 with the current
+status and the allowed ones. ``resume`` admits entries (a draft's first
+activation, or after a pause; nothing dropped meanwhile is replayed);
+``stop`` also cancels every running run through a Temporal batch
+operation; ``archive`` needs no open run (and stops an active or paused
+journey on the way). Redeploying keeps the status; a new version applies to
+new entries only, running runs stay on the version they entered.
 """
 
 from __future__ import annotations
@@ -16,14 +17,24 @@ import difflib
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import PlainTextResponse
+from temporalio.client import Client
+from temporalio.service import RPCError
 
-from api import stopping
-from api.deps import Admin, ClientDep, Operator, SettingsDep, StoreDep, viewer
+from api.deps import (
+    Admin,
+    CacheDep,
+    ClientDep,
+    Operator,
+    OptionalClientDep,
+    SettingsDep,
+    StopJobsDep,
+    StoreDep,
+    viewer,
+)
 from api.lookups import deployed_or_409, journey_or_404
 from api.problems import Problem, diagnostic_item, error_item, not_found
-from api.runs import running_count
 from api.schemas import (
     DeployIn,
     DeployOut,
@@ -36,17 +47,19 @@ from api.schemas import (
     VersionOut,
 )
 from api.settings import ApiSettings
-from api.stats_calc import diagram_counts, live_waiting, node_rows
 from dsl import JourneyError, Registry, check, compile_source, parse
 from dsl.errors import Diagnostic
 from dsl.ids import slug
 from dsl.ir import AudienceEntry, EventEntry, Journey
 from dsl.render import to_mermaid, to_svg
-from engine import catalog, queries, stats
-from engine.catalog import JourneyInfo, VersionInfo
+from engine import catalog, lifecycle, queries, stats, stopping
+from engine.catalog import JourneyInfo, StatusChange, VersionInfo
+from engine.journey_cache import Deployed, JourneyCache
+from engine.node_numbers import diagram_counts, live_waiting, node_rows
 from engine.schedules import past_one_off, sync_audience_schedule
 from engine.store import Store
 from engine.templates import list_templates
+from engine.visibility import running_count
 
 log = logging.getLogger("journeys.api")
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"], dependencies=[Depends(viewer)])
@@ -75,10 +88,11 @@ def _summary(info: JourneyInfo, version: VersionInfo | None, ir: Journey | None)
     )
 
 
-def _detail(store: Store, request: Request, info: JourneyInfo, settings: ApiSettings) -> JourneyDetail:
+def _detail(store: Store, cache: JourneyCache, info: JourneyInfo, settings: ApiSettings) -> JourneyDetail:
     versions = catalog.list_versions(store, info.id)
     current = next((v for v in versions if v.version == info.current_version), None)
-    ir = request.app.state.cache.version(info.id, current.version)[1] if current else None
+    deployed = cache.current(info) if current else None
+    ir = deployed.ir if deployed else None
     warnings: list[ErrorItem] = []
     if current is not None:
         try:
@@ -126,9 +140,9 @@ def _compile(body: DeployIn, store: Store, settings: ApiSettings) -> tuple[Journ
     return journey, warnings
 
 
-def _is_current(request: Request, existing: JourneyInfo | None, journey: Journey) -> bool:
+def _is_current(cache: JourneyCache, existing: JourneyInfo | None, journey: Journey) -> bool:
     """This text is the journey's current version already (a repeated deploy)."""
-    deployed = request.app.state.cache.current(existing) if existing is not None else None
+    deployed = cache.current(existing) if existing is not None else None
     return deployed is not None and deployed.version.hash == journey.content_hash()
 
 
@@ -149,14 +163,20 @@ def _refuse_past_one_off(journey: Journey) -> None:
     responses={200: {"model": DeployOut, "description": "Unchanged: same hash as the current version"}},
 )
 async def deploy(
-    body: DeployIn, request: Request, response: Response, store: StoreDep, settings: SettingsDep, _: Operator
+    body: DeployIn,
+    response: Response,
+    store: StoreDep,
+    cache: CacheDep,
+    client: OptionalClientDep,
+    settings: SettingsDep,
+    _: Operator,
 ) -> DeployOut:
     journey, warnings = await asyncio.to_thread(_compile, body, store, settings)
     journey_id = body.id or slug(journey.name)
     existing = await asyncio.to_thread(queries.get_journey, store, journey_id)
     if existing is not None and existing.status == "archived":
         raise Problem(409, f"journey {journey_id!r} is archived; deploy it under another id")
-    if not await asyncio.to_thread(_is_current, request, existing, journey):
+    if not await asyncio.to_thread(_is_current, cache, existing, journey):
         _refuse_past_one_off(journey)
     version = await asyncio.to_thread(
         catalog.publish,
@@ -166,6 +186,7 @@ async def deploy(
         source=body.source,
         ir=journey.model_dump(mode="json"),
         hash=journey.content_hash(),
+        draft=body.draft,
     )
     created = existing is None or existing.current_version != version.version
     response.status_code = 201 if created else 200
@@ -173,10 +194,10 @@ async def deploy(
     assert info is not None
     # Every deploy (also an unchanged one, so a retry mends a failed sync)
     # brings the tag-audience schedule in line with the current version.
-    await _sync_schedule(request, store, settings, journey_id, info.status)
+    await _sync_schedule(client, store, settings, journey_id, info.status)
     log.info("deployed journey %s v%s (%s)", journey_id, version.version, "new" if created else "unchanged")
     return DeployOut(
-        journey=_detail(store, request, info, settings),
+        journey=_detail(store, cache, info, settings),
         version=version.version,
         created=created,
         warnings=_warnings(warnings),
@@ -184,22 +205,22 @@ async def deploy(
 
 
 @router.get("", response_model=list[JourneyOut], summary="List journeys")
-def list_all(request: Request, store: StoreDep, include_archived: bool = False) -> list[JourneyOut]:
+def list_all(store: StoreDep, cache: CacheDep, include_archived: bool = False) -> list[JourneyOut]:
     out = []
     for info in catalog.list_journeys(store):
         if info.status == "archived" and not include_archived:
             continue
-        deployed = request.app.state.cache.current(info)
+        deployed = cache.current(info)
         out.append(_summary(info, deployed.version if deployed else None, deployed.ir if deployed else None))
     return out
 
 
 @router.get("/{journey_id}", response_model=JourneyDetail, summary="A journey: source, versions, status, warnings")
-def get_one(journey_id: str, request: Request, store: StoreDep, settings: SettingsDep) -> JourneyDetail:
+def get_one(journey_id: str, store: StoreDep, cache: CacheDep, settings: SettingsDep) -> JourneyDetail:
     info = queries.get_journey(store, journey_id)
     if info is None:
         raise not_found("journey", journey_id)
-    return _detail(store, request, info, settings)
+    return _detail(store, cache, info, settings)
 
 
 VersionParam = Annotated[int | None, Query(ge=1, le=1_000_000)]
@@ -233,14 +254,11 @@ async def diff(
     return DiffOut(journey_id=journey_id, from_version=from_v, to_version=to_v, diff=text)
 
 
-async def _version_ir(
-    request: Request, store: Store, journey_id: str, version: int | None
-) -> tuple[VersionInfo, Journey]:
+async def _version_ir(cache: JourneyCache, store: Store, journey_id: str, version: int | None) -> Deployed:
     info = await journey_or_404(store, journey_id)
     if version is None:
-        deployed = await deployed_or_409(request.app.state.cache, info)
-        return deployed.version, deployed.ir
-    found = await asyncio.to_thread(request.app.state.cache.version, journey_id, version)
+        return await deployed_or_409(cache, info)
+    found = await asyncio.to_thread(cache.pinned, info, version)
     if found is None:
         raise Problem(404, f"journey {journey_id!r} has no version {version}", kind="version-not-found")
     return found
@@ -253,13 +271,18 @@ async def _version_ir(
     responses={200: {"content": {"image/svg+xml": {}}}},
 )
 async def graph_svg(
-    journey_id: str, request: Request, store: StoreDep, counts: bool = False, version: VersionParam = None
+    journey_id: str,
+    store: StoreDep,
+    cache: CacheDep,
+    client: OptionalClientDep,
+    counts: bool = False,
+    version: VersionParam = None,
 ) -> Response:
-    v, ir = await _version_ir(request, store, journey_id, version)
+    ir = (await _version_ir(cache, store, journey_id, version)).ir
     numbers = None
     if counts:
         node_counts = await asyncio.to_thread(stats.node_counts, store, journey_id, version)
-        waiting, _ = await live_waiting(getattr(request.app.state, "client", None), journey_id, ir, version)
+        waiting, _ = await live_waiting(client, journey_id, ir, version)
         numbers = diagram_counts(node_rows(ir, node_counts, waiting))
     svg = await asyncio.to_thread(to_svg, ir, numbers)
     return Response(svg, media_type="image/svg+xml")
@@ -271,20 +294,34 @@ async def graph_svg(
     response_class=PlainTextResponse,
 )
 async def graph_mermaid(
-    journey_id: str, request: Request, store: StoreDep, version: VersionParam = None
+    journey_id: str, store: StoreDep, cache: CacheDep, version: VersionParam = None
 ) -> PlainTextResponse:
-    _, ir = await _version_ir(request, store, journey_id, version)
-    return PlainTextResponse(to_mermaid(ir))
+    deployed = await _version_ir(cache, store, journey_id, version)
+    return PlainTextResponse(to_mermaid(deployed.ir))
 
 
-def _transition(store: Store, info: JourneyInfo, status: str) -> JourneyInfo:
-    return catalog.set_status(store, info.id, status)
+async def _move(store: Store, journey_id: str, path: list[str]) -> StatusChange:
+    """The lifecycle move, or 409 with where the journey is and where it may go."""
+    try:
+        return await asyncio.to_thread(catalog.change_status, store, journey_id, path)
+    except KeyError:
+        raise not_found("journey", journey_id) from None
+    except lifecycle.IllegalTransition as exc:
+        raise Problem(
+            409,
+            str(exc),
+            kind="illegal-transition",
+            current_status=exc.current,
+            requested=exc.wanted,
+            allowed=exc.allowed,
+        ) from None
 
 
-async def _sync_schedule(request: Request, store: Store, settings: ApiSettings, journey_id: str, status: str) -> None:
+async def _sync_schedule(
+    client: Client | None, store: Store, settings: ApiSettings, journey_id: str, status: str
+) -> None:
     """Create, update, pause or delete the journey's Temporal Schedule (tag-
     audience entries only; a no-op for other entries without a schedule)."""
-    client = getattr(request.app.state, "client", None)
     version = await asyncio.to_thread(catalog.get_version, store, journey_id)
     if version is None:
         return
@@ -303,35 +340,33 @@ async def _sync_schedule(request: Request, store: Store, settings: ApiSettings, 
 
 
 @router.post("/{journey_id}/pause", response_model=StatusOut, summary="Stop admitting new entries; running runs go on")
-async def pause(journey_id: str, request: Request, store: StoreDep, settings: SettingsDep, _: Operator) -> StatusOut:
-    info = await journey_or_404(store, journey_id)
-    if info.status in ("stopped", "archived"):
-        raise Problem(409, f"journey {journey_id!r} is {info.status}; only an active journey can be paused")
-    await asyncio.to_thread(_transition, store, info, "paused")
-    await _sync_schedule(request, store, settings, journey_id, "paused")
+async def pause(
+    journey_id: str, store: StoreDep, client: OptionalClientDep, settings: SettingsDep, _: Operator
+) -> StatusOut:
+    change = await _move(store, journey_id, ["paused"])
+    await _sync_schedule(client, store, settings, journey_id, "paused")
     return StatusOut(
         id=journey_id,
         status="paused",
-        previous_status=info.status,
+        previous_status=change.previous,
         note="no new entries; events that would have started a run are dropped until resumed",
     )
 
 
 @router.post(
-    "/{journey_id}/resume", response_model=StatusOut, summary="Admit new entries again (nothing queued is replayed)"
+    "/{journey_id}/resume",
+    response_model=StatusOut,
+    summary="Admit entries: a draft's first activation, or after a pause (nothing dropped is replayed)",
 )
-async def resume(journey_id: str, request: Request, store: StoreDep, settings: SettingsDep, _: Operator) -> StatusOut:
-    info = await journey_or_404(store, journey_id)
-    if info.status == "archived":
-        raise Problem(409, f"journey {journey_id!r} is archived")
-    if info.current_version is None:
-        raise Problem(409, f"journey {journey_id!r} has no deployed version")
-    await asyncio.to_thread(_transition, store, info, "active")
-    await _sync_schedule(request, store, settings, journey_id, "active")
+async def resume(
+    journey_id: str, store: StoreDep, client: OptionalClientDep, settings: SettingsDep, _: Operator
+) -> StatusOut:
+    change = await _move(store, journey_id, ["active"])
+    await _sync_schedule(client, store, settings, journey_id, "active")
     return StatusOut(
         id=journey_id,
         status="active",
-        previous_status=info.status,
+        previous_status=change.previous,
         note="entries are admitted from now on; entries dropped while not active are not replayed",
     )
 
@@ -361,14 +396,16 @@ def _stop_out(journey_id: str, status: str, progress: stopping.StopProgress | No
     summary="No new entries, and cancel every running run in bulk (Temporal batch operation)",
 )
 async def stop(
-    journey_id: str, request: Request, store: StoreDep, settings: SettingsDep, client: ClientDep, _: Operator
+    journey_id: str, store: StoreDep, settings: SettingsDep, client: ClientDep, jobs: StopJobsDep, _: Operator
 ) -> StopOut:
-    info = await journey_or_404(store, journey_id)
-    if info.status == "archived":
-        raise Problem(409, f"journey {journey_id!r} is archived")
-    await asyncio.to_thread(_transition, store, info, "stopped")
-    await _sync_schedule(request, store, settings, journey_id, "stopped")
-    progress = await stopping.start_stop(client, journey_id, request.app.state.stop_jobs)
+    await _move(store, journey_id, ["stopped"])
+    await _sync_schedule(client, store, settings, journey_id, "stopped")
+    try:
+        progress = await stopping.start_stop(client, journey_id, jobs)
+    except RPCError as exc:
+        raise Problem(
+            503, f"the journey is stopped but Temporal refused to cancel its runs ({exc.status.name}); retry the stop"
+        ) from exc
     log.info("stopping journey %s: job %s (%s)", journey_id, progress.job_id, progress.method)
     return _stop_out(journey_id, "stopped", progress, None)
 
@@ -376,13 +413,13 @@ async def stop(
 @router.get("/{journey_id}/stop", response_model=StopOut, summary="Progress of the journey's latest stop")
 async def stop_progress(
     journey_id: str,
-    request: Request,
     store: StoreDep,
     client: ClientDep,
+    jobs: StopJobsDep,
     job_id: Annotated[str | None, Query(max_length=200)] = None,
 ) -> StopOut:
     info = await journey_or_404(store, journey_id)
-    progress = await stopping.describe(client, journey_id, request.app.state.stop_jobs, job_id)
+    progress = await stopping.describe(client, journey_id, jobs, job_id)
     if job_id is not None and progress is None:
         raise Problem(404, f"no stop job {job_id!r} for journey {journey_id!r}", kind="job-not-found")
     try:
@@ -393,13 +430,15 @@ async def stop_progress(
 
 
 @router.post("/{journey_id}/archive", response_model=StatusOut, summary="Archive a journey with no open runs (admin)")
-async def archive(journey_id: str, request: Request, store: StoreDep, settings: SettingsDep, _: Admin) -> StatusOut:
+async def archive(
+    journey_id: str, store: StoreDep, client: OptionalClientDep, settings: SettingsDep, _: Admin
+) -> StatusOut:
     info = await journey_or_404(store, journey_id)
     if info.status == "archived":
         return StatusOut(id=journey_id, status="archived", previous_status="archived", note="already archived")
     open_runs = await asyncio.to_thread(queries.count_open_runs, store, journey_id)
     if open_runs:
         raise Problem(409, f"journey {journey_id!r} still has {open_runs} open run(s); stop it first")
-    await asyncio.to_thread(_transition, store, info, "archived")
-    await _sync_schedule(request, store, settings, journey_id, "archived")
-    return StatusOut(id=journey_id, status="archived", previous_status=info.status, note="read-only from now on")
+    change = await _move(store, journey_id, lifecycle.path_to_archive(info.status))
+    await _sync_schedule(client, store, settings, journey_id, "archived")
+    return StatusOut(id=journey_id, status="archived", previous_status=change.previous, note="read-only from now on")

@@ -11,10 +11,10 @@ import asyncio
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from api.deps import StoreDep, admin
+from api.deps import KeyRingDep, StoreDep, admin
 from api.problems import not_found
 from engine import api_keys
 
@@ -53,9 +53,9 @@ KeyId = Annotated[str, Path(max_length=32, pattern=r"^key_[0-9a-f]+$")]
 
 
 @router.post("", response_model=NewKeyOut, status_code=201, summary="Create a key (shown once)")
-async def create_key(body: KeyIn, request: Request, store: StoreDep) -> NewKeyOut:
+async def create_key(body: KeyIn, store: StoreDep, keyring: KeyRingDep) -> NewKeyOut:
     info, key = await asyncio.to_thread(api_keys.create, store, body.name, body.role)
-    request.app.state.keyring.forget()
+    keyring.forget()
     return NewKeyOut(**info.__dict__, key=key)
 
 
@@ -65,9 +65,9 @@ async def list_keys(store: StoreDep) -> list[KeyOut]:
 
 
 @router.delete("/{key_id}", response_model=KeyOut, summary="Revoke a key (at once here, within 10 s everywhere)")
-async def revoke_key(key_id: KeyId, request: Request, store: StoreDep) -> KeyOut:
+async def revoke_key(key_id: KeyId, store: StoreDep, keyring: KeyRingDep) -> KeyOut:
     info = await asyncio.to_thread(api_keys.revoke, store, key_id)
     if info is None:
         raise not_found("key", key_id)
-    request.app.state.keyring.forget()
+    keyring.forget()
     return _out(info)

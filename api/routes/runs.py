@@ -13,16 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
-from api.deps import ClientDep, Operator, SettingsDep, StoreDep, viewer
+from api.deps import CacheDep, ClientDep, MetricsDep, Operator, SettingsDep, StoreDep, viewer
 from api.lookups import deployed_or_409, journey_or_404, user_or_404
 from api.problems import Problem
-from api.runs import cancel_run, start_run
 from api.schemas import CancelOut, StartedRun, StartRunsIn, StartRunsOut, UserIdStr
 from contracts.runs import workflow_id
-from engine import identity, queries
+from engine import identity, lifecycle, queries
 from engine.events import link_identities
+from engine.starts import cancel_run, run_input, start_run
 from engine.store import Store
 
 log = logging.getLogger("journeys.api")
@@ -52,10 +52,11 @@ def _resolve_users(store: Store, body: StartRunsIn, rules: object) -> list[str]:
 async def start_runs(
     journey_id: str,
     body: StartRunsIn,
-    request: Request,
     store: StoreDep,
+    cache: CacheDep,
     client: ClientDep,
     settings: SettingsDep,
+    metrics: MetricsDep,
     _: Operator,
 ) -> StartRunsOut:
     total = (1 if body.user_id else 0) + len(body.user_ids) + len(body.identities)
@@ -64,9 +65,9 @@ async def start_runs(
     if total > settings.max_start_users:
         raise Problem(422, f"at most {settings.max_start_users} users per request (got {total})")
     info = await journey_or_404(store, journey_id)
-    if info.status != "active":
+    if info.status != lifecycle.ADMITTING:
         raise Problem(409, f"journey {journey_id!r} is {info.status}; runs can only start while it is active")
-    deployed = await deployed_or_409(request.app.state.cache, info)
+    deployed = await deployed_or_409(cache, info)
     if deployed.ir.entry.kind != "api":
         raise Problem(
             409,
@@ -78,8 +79,8 @@ async def start_runs(
 
     async def one(uid: str) -> StartedRun:
         async with gate:
-            started = await start_run(client, settings.task_queue, deployed.version, deployed.ir, uid)
-        request.app.state.metrics.runs_started.labels(journey_id, "api").inc()
+            started = await start_run(client, settings.task_queue, run_input(deployed.version, deployed.ir, uid))
+        metrics.run_started(journey_id, "api")
         return StartedRun(user_id=uid, workflow_id=started.workflow_id, run_id=started.run_id, started=started.started)
 
     runs = await asyncio.gather(*(one(u) for u in users))

@@ -12,41 +12,37 @@ a referral campaign's "new users won / users reached".
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
-from api.deps import StoreDep, viewer
+from api.deps import CacheDep, OptionalClientDep, StoreDep, viewer
 from api.lookups import journey_or_404
 from api.problems import Problem, error_item
-from api.schemas import GoalOut, PerEntryOut, PerEntryVariantOut, StatsOut, SummaryOut
-from api.stats_calc import buckets, live_waiting, node_rows, parse_duration, readouts, variant_rows
-from engine import queries, stats
+from api.stats_schemas import (
+    BucketOut,
+    GoalOut,
+    NodeStatsOut,
+    PerEntryOut,
+    ReadoutOut,
+    StatsOut,
+    SummaryOut,
+    VariantOut,
+)
+from dsl.durations import parse_duration
+from engine import experiments, queries, stats
+from engine.node_numbers import live_waiting, node_rows
 from engine.store.types import utc, utcnow
 
 router = APIRouter(prefix="/v1/journeys", tags=["stats"], dependencies=[Depends(viewer)])
 
 MAX_BUCKETS = 1000
+MAX_DURATION = timedelta(days=366)
+_DURATION_TEXT = re.compile(r"(\d{1,6}[wdhms])+")  # what ?bucket= and ?readouts= accept: 30m, 12h, 1d12h
 _EARLIEST = datetime(1970, 1, 2)
 _LATEST = datetime(2200, 1, 1)
-
-
-def per_entry_out(event: str, variants: list[stats.VariantStats], counted: dict[str | None, int]) -> PerEntryOut:
-    def ratio(events: int, entered: int) -> float:
-        return round(events / entered, 6) if entered else 0.0
-
-    rows = [
-        PerEntryVariantOut(
-            variant=v.variant,
-            entered=v.entered,
-            events=counted.get(v.variant, 0),
-            per_entry=ratio(counted.get(v.variant, 0), v.entered),
-        )
-        for v in variants
-    ]
-    entered, events = sum(r.entered for r in rows), sum(r.events for r in rows)
-    return PerEntryOut(event=event, entered=entered, events=events, per_entry=ratio(events, entered), variants=rows)
 
 
 def _time(name: str, value: datetime | None) -> datetime | None:
@@ -67,9 +63,21 @@ def _time(name: str, value: datetime | None) -> datetime | None:
     return value
 
 
+def duration(text: str) -> timedelta:
+    """A query's duration in the language's words (``dsl.durations``): more
+    than nothing and at most a year."""
+    cleaned = text.strip()
+    seconds = parse_duration(cleaned) if _DURATION_TEXT.fullmatch(cleaned) else 0
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is not a duration like 30m, 1h, 12h or 2d")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"{text!r} is longer than a year")
+    return timedelta(seconds=seconds)
+
+
 def _duration(name: str, text: str) -> timedelta:
     try:
-        return parse_duration(text)
+        return duration(text)
     except ValueError as exc:
         raise Problem(422, str(exc), errors=[error_item("duration", str(exc), field=f"query.{name}")]) from None
 
@@ -77,8 +85,9 @@ def _duration(name: str, text: str) -> timedelta:
 @router.get("/{journey_id}/stats", response_model=StatsOut, summary="Node, variant, goal and over-time numbers")
 async def journey_stats(
     journey_id: str,
-    request: Request,
     store: StoreDep,
+    cache: CacheDep,
+    client: OptionalClientDep,
     version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -96,18 +105,17 @@ async def journey_stats(
 ) -> StatsOut:
     info = await journey_or_404(store, journey_id)
     since_t, until_t, start_t = _time("since", since), _time("until", until), _time("start", start)
-    cache = request.app.state.cache
     found = None
     if version is not None or info.current_version is not None:
-        found = await asyncio.to_thread(cache.version, journey_id, version or info.current_version)
+        found = await asyncio.to_thread(cache.pinned, info, version)
         if found is None:
             raise Problem(404, f"journey {journey_id!r} has no version {version}", kind="version-not-found")
     warnings: list[str] = []
     counts = await asyncio.to_thread(stats.node_counts, store, journey_id, version)
     waiting = None
-    ir = found[1] if found else None
+    ir = found.ir if found else None
     if ir is not None:
-        waiting, warning = await live_waiting(getattr(request.app.state, "client", None), journey_id, ir, version)
+        waiting, warning = await live_waiting(client, journey_id, ir, version)
         if warning:
             warnings.append(warning)
     summary = await asyncio.to_thread(stats.journey_summary, store, journey_id, version)
@@ -115,19 +123,21 @@ async def journey_stats(
     out = StatsOut(
         journey_id=journey_id,
         version=version,
-        summary=SummaryOut(**summary.__dict__),
+        summary=SummaryOut.model_validate(summary),
         goal=GoalOut(
             event=ir.goal.event if ir and ir.goal else None,
             converted=summary.converted,
-            conversion_rate=round(summary.converted / summary.entered, 6) if summary.entered else 0.0,
+            conversion_rate=experiments.ratio(summary.converted, summary.entered),
         ),
-        nodes=node_rows(ir, counts, waiting) if ir else [],
-        variants=variant_rows(variants),
+        nodes=[NodeStatsOut.model_validate(r) for r in node_rows(ir, counts, waiting)] if ir else [],
+        variants=[
+            VariantOut.model_validate(r) for r in experiments.variant_rows(variants, experiments.holdout_variants(ir))
+        ],
         warnings=warnings,
     )
     if per_entry is not None:
         counted = await asyncio.to_thread(stats.events_after_entry, store, journey_id, per_entry, version)
-        out.per_entry = per_entry_out(per_entry, variants, counted)
+        out.per_entry = PerEntryOut.model_validate(experiments.per_entry(per_entry, variants, counted))
     now = utcnow()
     if since_t is not None:
         step = _duration("bucket", bucket)
@@ -138,7 +148,8 @@ async def journey_stats(
             raise Problem(422, f"at most {MAX_BUCKETS} buckets: widen bucket or narrow the window")
         entered, converted = await asyncio.to_thread(queries.run_times, store, journey_id, since_t, end, version)
         deliveries = await asyncio.to_thread(queries.delivery_times, store, journey_id, since_t, end, version)
-        out.series = buckets(since_t, end, step, entered, deliveries, converted)
+        rows = experiments.buckets(since_t, end, step, entered, deliveries, converted)
+        out.series = [BucketOut.model_validate(b) for b in rows]
     if start_t is not None:
         labels = [p.strip() for p in readouts_.split(",") if p.strip()]
         if not labels or len(labels) > 20:
@@ -147,5 +158,6 @@ async def journey_stats(
         last = start_t + max(o for _, o in offsets)
         entered, converted = await asyncio.to_thread(queries.run_times, store, journey_id, start_t, last, version)
         deliveries = await asyncio.to_thread(queries.delivery_times, store, journey_id, start_t, last, version)
-        out.readouts = readouts(start_t, offsets, now, entered, deliveries, converted)
+        rows = experiments.readouts(start_t, offsets, now, entered, deliveries, converted)
+        out.readouts = [ReadoutOut.model_validate(r) for r in rows]
     return out

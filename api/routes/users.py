@@ -32,7 +32,8 @@ from api.schemas import (
     UserIdStr,
     UserOut,
 )
-from engine import consent, queries, stats
+from engine import consent, queries
+from engine import timeline as timelines
 from engine.store import Store
 from engine.tags import add_tags, remove_tags, tags_of
 
@@ -82,7 +83,7 @@ async def timeline(
     exist, a ``Link: <…?until=…>; rel="next"`` header points at them."""
     uid = await user_or_404(store, user_id)
     items, older = await asyncio.to_thread(
-        stats.user_timeline_page, store, uid, journey_id=journey_id, limit=limit, until=until
+        timelines.user_timeline_page, store, uid, journey_id=journey_id, limit=limit, until=until
     )
     if older is not None:
         next_url = request.url.include_query_params(until=older.isoformat())

@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from engine.lifecycle import STATUSES
 from engine.store.types import UTCDateTime, utcnow
 
 IdentityKind = Literal[
@@ -35,7 +36,7 @@ IdentityKind = Literal[
 ]
 IDENTITY_KINDS: tuple[str, ...] = get_args(IdentityKind)
 
-JOURNEY_STATUSES: tuple[str, ...] = ("active", "paused", "stopped", "archived")
+JOURNEY_STATUSES: tuple[str, ...] = STATUSES  # the lifecycle (engine.lifecycle) decides the moves
 # "reserved" is the in-flight state of a send: the key is taken, the provider has
 # been (or is being) called, the outcome is not recorded yet.
 DELIVERY_STATUSES: tuple[str, ...] = ("reserved", "sent", "pending", "suppressed", "failed", "deferred")
@@ -134,7 +135,7 @@ class Event(Base):
     """What a user did. ``id`` is the sender's message id: storing it once is the
     ingestion's idempotency. ``dispatched_at`` stays empty until the event has
     reached every run and journey it concerns on Temporal; until then a resend
-    of the same message, or the API's sweep (``api.ingest``), delivers it
+    of the same message, or the API's sweep (``engine.dispatch``), delivers it
     again, so an event stored just before a crash or a Temporal outage is not
     lost."""
 

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import select, update
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import ingest
 from contracts.runs import workflow_id
+from engine import dispatch
 from engine.store.models import Delivery, Event, Run
 from tests.api.conftest import WRITE, Stack, auth, eventually, unique
 
@@ -58,10 +58,10 @@ def _refuse_starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     refused: list[str] = []
 
     async def unavailable(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        refused.append(args[4])  # the user id
+        refused.append(args[2].user_id)  # the run's input
         raise RPCError("temporal is unreachable", RPCStatusCode.UNAVAILABLE, b"")
 
-    monkeypatch.setattr(ingest, "start_run", unavailable)
+    monkeypatch.setattr(dispatch, "start_run", unavailable)
     return refused
 
 
@@ -84,7 +84,7 @@ async def test_a_refused_delivery_is_made_by_the_resend_and_only_once(
     assert (await stack.http.post("/v1/track", auth=(WRITE, ""), json=track)).status_code == 200
     sent = await eventually(lambda: _async(_deliveries(stack, jid)))
     assert len(sent) == 1 and sent[0].status == "sent"
-    await stack.app.state.ingestor.flush_marks()  # marks are batched a moment later
+    await stack.app.state.dispatcher.flush_marks()  # marks are batched a moment later
     assert _event_row(stack, track["messageId"]).dispatched_at is not None
 
     # and once dispatched, the same message is a plain duplicate
@@ -93,7 +93,7 @@ async def test_a_refused_delivery_is_made_by_the_resend_and_only_once(
     quick = {"userId": unique("m"), "event": event, "messageId": unique("msg")}
     for _ in range(2):
         assert (await stack.http.post("/v1/track", auth=(WRITE, ""), json=quick)).status_code == 200
-    await stack.app.state.ingestor.flush_marks()
+    await stack.app.state.dispatcher.flush_marks()
     runs = await eventually(lambda: _async(len(_admitted_runs(stack, jid)) == 2 and _admitted_runs(stack, jid)))
     assert runs and sorted(r.trigger_event_id for r in runs) == sorted([track["messageId"], quick["messageId"]])
     metrics = (await stack.http.get("/metrics", headers=auth())).text
@@ -119,12 +119,12 @@ async def test_the_sweep_delivers_what_was_left_and_never_enters_twice(
         assert (await stack.http.post("/v1/track", auth=(WRITE, ""), json=track)).status_code == 200
     assert _event_row(stack, track["messageId"]).dispatched_at is None
 
-    ingestor = stack.app.state.ingestor
+    ingestor = stack.app.state.dispatcher
     assert await ingestor.sweep(stack.client, older_than=timedelta(hours=1)) == 0  # too recent to touch
     assert await ingestor.sweep(stack.client, older_than=timedelta(0)) >= 1
     sent = await eventually(lambda: _async(_deliveries(stack, jid)))
     assert len(sent) == 1
-    await stack.app.state.ingestor.flush_marks()
+    await stack.app.state.dispatcher.flush_marks()
     assert _event_row(stack, track["messageId"]).dispatched_at is not None
 
     # The run has ended; now say the process died after Temporal took the event

@@ -9,8 +9,10 @@ import math
 import pytest
 
 from api.logs import JsonFormatter, MaskFilter, mask_text
+from api.routes.stats import duration
 from api.segment import Identify, Track, identifiers, profile_attributes
-from api.stats_calc import buckets, parse_duration, two_proportion_z, variant_rows
+from dsl.parser import parse
+from engine.experiments import buckets, holdout_variants, two_proportion_z, variant_rows
 from engine.stats import VariantStats
 
 
@@ -65,14 +67,26 @@ def test_two_proportion_z_matches_known_values() -> None:
     assert p is not None and p < 0.001 and math.isfinite(z)
 
 
+SPLIT = """journey "split"
+  entry event joined
+  split:
+    40% A: send sms "a"
+    40% B: send sms "b"
+    20% holdout
+"""
+
+
 def test_variant_rows_test_against_rest_and_holdout() -> None:
+    holdouts = holdout_variants(parse(SPLIT))
+    assert holdouts == {"holdout"}  # the parser's Variant.holdout, not a list of names
     rows = variant_rows(
         [
             VariantStats("A", 1000, 200),
             VariantStats("B", 1000, 150),
             VariantStats("holdout", 500, 50),
             VariantStats(None, 3, 0),
-        ]
+        ],
+        holdouts,
     )
     a = next(r for r in rows if r.variant == "A")
     assert [t.against for t in a.tests] == ["rest", "holdout"]
@@ -82,13 +96,22 @@ def test_variant_rows_test_against_rest_and_holdout() -> None:
     assert [t.against for t in holdout.tests] == ["rest"]
 
 
+def test_a_variant_named_control_is_not_a_holdout_unless_the_ir_says_so() -> None:
+    named = [VariantStats("A", 100, 20), VariantStats("control", 100, 10)]
+    a = next(r for r in variant_rows(named, set()) if r.variant == "A")
+    assert [t.against for t in a.tests] == ["rest"]
+    a = next(r for r in variant_rows(named, {"control"}) if r.variant == "A")
+    assert [t.against for t in a.tests] == ["rest", "control"]
+
+
 def test_durations_and_buckets() -> None:
     from datetime import UTC, datetime, timedelta
 
-    assert parse_duration("3h") == timedelta(hours=3) and parse_duration("30m") == timedelta(minutes=30)
-    for bad in ("", "0h", "3x", "h", "9999w"):
+    assert duration("3h") == timedelta(hours=3) and duration("30m") == timedelta(minutes=30)
+    assert duration(" 1d12h ") == timedelta(hours=36)  # the language's durations, parsed by dsl.durations
+    for bad in ("", "0h", "3x", "h", "9999w", "3h junk"):
         with pytest.raises(ValueError):
-            parse_duration(bad)
+            duration(bad)
     t0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
     rows = buckets(
         t0,

@@ -10,8 +10,8 @@ import pytest
 
 from contracts.activities import StepRecord
 from engine import runs
-from engine.stats import newest_page, user_timeline_page
 from engine.store import Store
+from engine.timeline import newest_page, user_timeline_page
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 

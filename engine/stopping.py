@@ -6,8 +6,9 @@ records "cancelled" in the store on its way out) over the visibility query
 keeps its progress, so it survives an API restart. Job ids are
 ``stop-<journey>-<random>``, which lets progress be found again by listing
 batch operations. Where batch operations are unavailable (a server with them
-disabled) the API lists the runs itself and cancels them one by one in a
-background task, keeping progress in memory.
+disabled, or its limit of concurrent batch jobs reached: a second stop while
+the first runs) the runs are listed and cancelled one by one in a background
+task, progress kept in memory.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.runs import cancel_run, quote
+from engine.starts import cancel_run
+from engine.visibility import running_query
 
-log = logging.getLogger("journeys.api")
+log = logging.getLogger("journeys.engine")
 
 _STATES = {0: "unknown", 1: "running", 2: "completed", 3: "failed"}
 
@@ -50,10 +52,6 @@ class StopJobs:
     jobs: dict[str, StopProgress] = field(default_factory=dict)
     latest: dict[str, str] = field(default_factory=dict)  # journey -> job id
     tasks: set[asyncio.Task] = field(default_factory=set)
-
-
-def running_query(journey_id: str) -> str:
-    return f'JourneyId = {quote(journey_id)} AND ExecutionStatus = "Running"'
 
 
 def _prefix(journey_id: str) -> str:
@@ -79,6 +77,7 @@ async def start_stop(client: Client, journey_id: str, jobs: StopJobs) -> StopPro
             RPCStatusCode.UNIMPLEMENTED,
             RPCStatusCode.FAILED_PRECONDITION,
             RPCStatusCode.PERMISSION_DENIED,
+            RPCStatusCode.RESOURCE_EXHAUSTED,  # the server's limit of concurrent batch jobs (dev server: 1)
         ):
             raise
         log.warning("batch operations unavailable (%s); cancelling runs of %s one by one", exc.status.name, journey_id)

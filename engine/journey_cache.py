@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 
 from dsl.ir import EventEntry, Journey
-from engine import catalog
+from engine import catalog, lifecycle
 from engine.catalog import JourneyInfo, VersionInfo
 from engine.store import Store
 
@@ -53,11 +53,19 @@ class JourneyCache:
         found = self.version(info.id, info.current_version)
         return Deployed(info, found[0], found[1]) if found else None
 
+    def pinned(self, info: JourneyInfo, version: int | None = None) -> Deployed | None:
+        """That version of the journey, else its current one; None when there
+        is no such version (or none is deployed)."""
+        if version is None:
+            return self.current(info)
+        found = self.version(info.id, version)
+        return Deployed(info, found[0], found[1]) if found else None
+
     def event_triggered(self, event_name: str) -> list[Deployed]:
         """Active journeys whose current version enters on ``event_name``."""
         out: list[Deployed] = []
         for info in catalog.list_journeys(self.store):
-            if info.status != "active" or info.current_version is None:
+            if info.status != lifecycle.ADMITTING or info.current_version is None:
                 continue
             deployed = self.current(info)
             if deployed is None:

@@ -1,0 +1,105 @@
+"""Response models of ``GET /v1/journeys/{id}/stats``: a journey's numbers
+per node, per variant (with significance), over time and after a send.
+Built from ``engine.stats``/``engine.experiments``/``engine.node_numbers``
+results (``from_attributes``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from api.schemas import Out
+
+
+class NodeStatsOut(Out):
+    node_id: str
+    entered: int
+    passed: int
+    waiting: int | None = Field(description="Runs waiting at this node now (Temporal visibility); null if unavailable")
+    waited: int = Field(description="Runs that ever waited here")
+    sent: int
+    pending: int
+    suppressed: int
+    failed: int
+    outcomes: dict[str, int]
+
+
+class Significance(Out):
+    against: str
+    z: float | None
+    p_value: float | None
+    significant: bool = Field(description="p < 0.05")
+
+
+class VariantOut(Out):
+    variant: str | None
+    entered: int
+    converted: int
+    conversion_rate: float
+    tests: list[Significance]
+
+
+class SummaryOut(Out):
+    entered: int
+    active: int
+    refused: int
+    converted: int
+    outcomes: dict[str, int]
+
+
+class GoalOut(BaseModel):
+    event: str | None
+    converted: int
+    conversion_rate: float
+
+
+class BucketOut(Out):
+    start: datetime
+    end: datetime
+    entered: int
+    sent: int
+    suppressed: int
+    failed: int
+    converted: int
+
+
+class ReadoutOut(Out):
+    offset: str
+    at: datetime
+    complete: bool = Field(description="False while the readout time is still in the future")
+    entered: int
+    sent: int
+    converted: int
+    conversion_rate: float
+
+
+class PerEntryVariantOut(Out):
+    variant: str | None
+    entered: int
+    events: int
+    per_entry: float = Field(description="events / entered")
+
+
+class PerEntryOut(Out):
+    """``?per_entry=<event>``: that event counted per entered user, after
+    entry — a referral's new users won per user reached (above 1 it grows)."""
+
+    event: str
+    entered: int
+    events: int
+    per_entry: float
+    variants: list[PerEntryVariantOut]
+
+
+class StatsOut(BaseModel):
+    journey_id: str
+    version: int | None
+    summary: SummaryOut
+    goal: GoalOut
+    nodes: list[NodeStatsOut]
+    variants: list[VariantOut]
+    series: list[BucketOut] | None = None
+    readouts: list[ReadoutOut] | None = None
+    per_entry: PerEntryOut | None = None
+    warnings: list[str] = Field(default_factory=list)

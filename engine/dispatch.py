@@ -1,0 +1,242 @@
+"""From a stored user event to the runs it concerns: signalled to the user's
+open runs, and starting the active journeys that enter on it.
+
+Order of work for an ingested event (``Dispatcher.ingest``): store it
+(``engine.events.ingest_event``: once per id, on the right person, derived
+tags refreshed); only if it was not dispatched yet, signal it to the user's
+open runs (the store's runs table knows them; a run that finished meanwhile
+is ignored) and start the active journeys whose ``entry event <name>
+[where …]`` matches (signal-with-start through ``engine.starts``, so the
+trigger is the run's first signal and a run already going just receives
+it). A duplicate of a dispatched event does nothing at all — otherwise a
+``reentry always`` journey would be entered twice.
+
+Paused, stopped, draft and archived journeys start nothing; entries that
+arrive while a journey is paused are dropped, not queued, so resuming does
+not flood users with what came due meanwhile.
+
+Nothing is lost between the store and Temporal: the event is stored as
+undispatched and marked dispatched only once every signal and start it
+needed was accepted. If the process dies in between, or Temporal refuses or
+cannot be reached, the event stays undispatched: a resend of the same id
+delivers it (instead of being ignored as a duplicate), and ``sweep`` — run
+every ``redispatch_seconds`` by the API — delivers what is older than that.
+Delivering twice is harmless: runs drop event ids they have seen and
+``engine.runs.begin`` enters a journey once per (journey, user, event).
+Marks are written in batches a quarter of a second later (one UPDATE for all
+the events dispatched meanwhile), so the request path has one write, not
+two; a crash before the batch is written only means those events are swept
+again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from contracts.conditions import count_queries, evaluate, needs_user
+from contracts.runs import UserEvent
+from dsl.ir import EventEntry
+from engine import queries
+from engine.events import IngestResult, ingest_event, mark_dispatched, undispatched
+from engine.journey_cache import Deployed, JourneyCache
+from engine.settings import Settings
+from engine.starts import run_input, signal_event, start_run
+from engine.store import Store
+from engine.store.types import utcnow
+
+log = logging.getLogger("journeys.dispatch")
+
+MARK_DELAY_SECONDS = 0.25
+
+
+class DispatchCounters(Protocol):
+    """Where the dispatcher counts what it did (the API's Prometheus metrics)."""
+
+    def event(self, kind: str, outcome: str) -> None: ...
+    def signal(self, outcome: str) -> None: ...
+    def run_started(self, journey_id: str, trigger: str) -> None: ...
+
+
+class NoCounters:
+    def event(self, kind: str, outcome: str) -> None:
+        pass
+
+    def signal(self, outcome: str) -> None:
+        pass
+
+    def run_started(self, journey_id: str, trigger: str) -> None:
+        pass
+
+
+@dataclass
+class Outcome:
+    user_id: str | None = None
+    new: bool = False
+    signalled: list[str] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
+    complete: bool = True  # every signal and start it needed was accepted
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Where an event goes: the user's open runs (workflow ids) and the
+    active journeys it enters."""
+
+    runs: list[str]
+    journeys: list[Deployed]
+
+
+class Dispatcher:
+    """One per process (its batched marks are per process); ``client`` is
+    passed per call since the API may connect to Temporal later than it
+    starts."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        cache: JourneyCache,
+        counters: DispatchCounters | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.cache = cache
+        self.counters: DispatchCounters = counters or NoCounters()
+        self._dispatched: list[str] = []
+        self._marker: asyncio.Task[None] | None = None
+
+    async def ingest(
+        self,
+        client: Client,
+        *,
+        event_id: str,
+        name: str,
+        identifiers: Iterable[tuple[str, str]],
+        properties: dict[str, Any],
+        occurred_at: datetime | None,
+        kind: str = "track",
+    ) -> Outcome:
+        """Store the event and, unless it was dispatched already, dispatch it."""
+
+        def store_and_look_up() -> tuple[IngestResult, Targets | None]:
+            # One hop to a worker thread for the write and the reads that
+            # follow it (each hop is a wait for a thread under load).
+            stored = ingest_event(
+                self.store,
+                event_id=event_id,
+                name=name,
+                identifiers=identifiers,
+                properties=properties,
+                occurred_at=occurred_at,
+                rules=self.settings.derived,
+                dispatch=True,
+            )
+            return stored, None if stored.dispatched else self.targets(stored.user_id, name)
+
+        result, found = await asyncio.to_thread(store_and_look_up)
+        # dispatched: marked in the store, or about to be (the batched mark)
+        dispatched = result.dispatched or (not result.new and event_id in self._dispatched)
+        self.counters.event(kind, "new" if result.new else "duplicate" if dispatched else "redelivered")
+        outcome = Outcome(user_id=result.user_id, new=result.new)
+        if dispatched:
+            return outcome
+        event = UserEvent(id=event_id, name=name, properties=dict(properties), occurred_at=occurred_at)
+        await self.dispatch(client, result.user_id, event, outcome, found)
+        return outcome
+
+    def targets(self, user_id: str, event_name: str) -> Targets:
+        runs = queries.open_runs(self.store, user_id)
+        return Targets(list(dict.fromkeys(r.workflow_id for r in runs)), self.cache.event_triggered(event_name))
+
+    async def dispatch(
+        self, client: Client, user_id: str, event: UserEvent, outcome: Outcome, targets: Targets | None = None
+    ) -> None:
+        """Deliver, then remember that it was delivered (only if it all was)."""
+        await self.deliver(client, user_id, event, outcome, targets)
+        if not outcome.complete:
+            self.counters.event("track", "undispatched")
+            return
+        self._dispatched.append(event.id)
+        if self._marker is None or self._marker.done():
+            self._marker = asyncio.create_task(self._mark_soon())
+
+    async def _mark_soon(self) -> None:
+        await asyncio.sleep(MARK_DELAY_SECONDS)
+        try:
+            await self.flush_marks()
+        except Exception:  # noqa: BLE001 - unmarked events are swept again later
+            log.exception("could not mark events dispatched; the sweep will deliver them again")
+
+    async def flush_marks(self) -> None:
+        """Write the pending dispatched marks now (also at shutdown)."""
+        ids, self._dispatched = self._dispatched, []
+        if ids:
+            await asyncio.to_thread(mark_dispatched, self.store, ids)
+
+    async def sweep(self, client: Client, *, older_than: timedelta, limit: int = 100) -> int:
+        """Deliver events stored at least ``older_than`` ago and never
+        dispatched (the process died, or Temporal was down); returns how many
+        are now dispatched."""
+        pending = await asyncio.to_thread(undispatched, self.store, received_before=utcnow() - older_than, limit=limit)
+        done = 0
+        for item in pending:
+            outcome = Outcome(user_id=item.user_id)
+            event = UserEvent(id=item.id, name=item.name, properties=item.properties, occurred_at=item.occurred_at)
+            await self.dispatch(client, item.user_id, event, outcome)
+            done += outcome.complete
+        if pending:
+            log.info("sweep: %d of %d undispatched events delivered", done, len(pending))
+        return done
+
+    async def deliver(
+        self, client: Client, user_id: str, event: UserEvent, outcome: Outcome, targets: Targets | None = None
+    ) -> None:
+        if targets is None:
+            targets = await asyncio.to_thread(self.targets, user_id, event.name)
+        results = await asyncio.gather(
+            *(signal_event(client, wid, event) for wid in targets.runs), return_exceptions=True
+        )
+        for wid, res in zip(targets.runs, results, strict=True):
+            if isinstance(res, BaseException):
+                log.warning("could not signal %s: %s", wid, res)
+                self.counters.signal("error")
+                outcome.complete = False
+            elif res:
+                outcome.signalled.append(wid)
+                self.counters.signal("delivered")
+            else:
+                self.counters.signal("gone")
+        for deployed in targets.journeys:
+            entry = deployed.ir.entry
+            needs_store = not isinstance(entry, EventEntry) or entry.where is not None
+            # no entry condition: it matches, no need for a worker thread
+            if needs_store and not await asyncio.to_thread(self._matches, deployed, user_id, event):
+                continue
+            try:
+                started = await start_run(
+                    client, self.settings.task_queue, run_input(deployed.version, deployed.ir, user_id, event)
+                )
+            except RPCError as exc:
+                log.warning("could not start %s for an event: %s", deployed.info.id, exc)
+                outcome.complete = False
+                continue
+            outcome.started.append(started.workflow_id)
+            self.counters.run_started(deployed.info.id, "event")
+
+    def _matches(self, deployed: Deployed, user_id: str, event: UserEvent) -> bool:
+        entry = deployed.ir.entry
+        assert isinstance(entry, EventEntry)
+        if entry.where is None:
+            return True
+        snapshot = None
+        if needs_user(entry.where):
+            snapshot = queries.user_snapshot(self.store, self.settings, user_id, utcnow(), count_queries(entry.where))
+        return evaluate(entry.where, snapshot, event.properties)

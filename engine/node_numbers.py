@@ -1,0 +1,91 @@
+"""Numbers on every node of a journey: what the store counted
+(``engine.stats.node_counts``) beside who waits there now (Temporal
+visibility), in the IR's order, and as the diagram's badges."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from temporalio.client import Client
+
+from dsl.ir import Journey, iter_steps
+from dsl.render import END_ID, ENTRY_ID
+from engine.stats import NodeStats
+from engine.visibility import waiting_counts
+
+log = logging.getLogger("journeys.stats")
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    node_id: str
+    entered: int
+    passed: int
+    waiting: int | None  # runs waiting here now (visibility); None when unknown
+    waited: int  # runs that ever waited here (store)
+    sent: int
+    pending: int
+    suppressed: int
+    failed: int
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+def waiting_nodes(ir: Journey) -> list[str]:
+    """The steps a run can rest at (the IR's ``waits``), the ones worth a
+    visibility count."""
+    return [s.id for s in iter_steps(ir.steps) if s.id and s.waits]
+
+
+async def live_waiting(
+    client: Client | None, journey_id: str, ir: Journey, version: int | None
+) -> tuple[dict[str, int] | None, str | None]:
+    """Waiting counts per node, or (None, why not): the store's numbers still
+    answer without Temporal."""
+    if client is None:
+        return None, "Temporal is not connected: waiting counts unavailable"
+    try:
+        return await waiting_counts(client, journey_id, waiting_nodes(ir), version), None
+    except Exception as exc:  # noqa: BLE001 - stats still answer from the store
+        log.warning("visibility count failed for %s: %s", journey_id, exc)
+        return None, "Temporal visibility query failed: waiting counts unavailable"
+
+
+def node_rows(ir: Journey, counts: dict[str, NodeStats], waiting: dict[str, int] | None) -> list[NodeRow]:
+    """Entry, every step in document order, end, then any node the store
+    knows that this version does not have (from another version)."""
+    order = ["entry", *[s.id for s in iter_steps(ir.steps) if s.id], "end"]
+    rows = []
+    for node_id in dict.fromkeys(order + sorted(counts)):
+        c = counts.get(node_id) or NodeStats(node_id=node_id)
+        rows.append(
+            NodeRow(
+                node_id=node_id,
+                entered=c.entered,
+                passed=c.passed,
+                waiting=(waiting.get(node_id, 0) if waiting is not None else None),
+                waited=c.waiting,
+                sent=c.sent,
+                pending=c.pending,
+                suppressed=c.suppressed,
+                failed=c.failed,
+                outcomes=dict(c.outcomes),
+            )
+        )
+    return rows
+
+
+def diagram_counts(rows: list[NodeRow]) -> dict[str, dict[str, int]]:
+    """Node rows in the shape ``dsl.render.to_svg`` draws as badges."""
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        key = ENTRY_ID if r.node_id == "entry" else END_ID if r.node_id == "end" else r.node_id
+        values = {
+            "entered": r.entered,
+            "waiting": r.waiting or 0,
+            "sent": r.sent,
+            "suppressed": r.suppressed,
+            "failed": r.failed,
+        }
+        out[key] = {k: v for k, v in values.items() if v}
+    return out
