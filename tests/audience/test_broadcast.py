@@ -31,6 +31,19 @@ async def _broadcast(env: WorkflowEnvironment, eng: Engine, journey_id: str, jou
     )
 
 
+async def _counted(env: WorkflowEnvironment, journey_id: str, expected: int) -> int:
+    """Runs of the journey visibility finds by their search attributes (it
+    is eventually consistent: polled for up to 20 s)."""
+    seen = -1
+    for _ in range(200):
+        found = await env.client.count_workflows(f'JourneyId = "{journey_id}" AND JourneyVersion = 1')
+        seen = int(found.count)
+        if seen >= expected:
+            break
+        await asyncio.sleep(0.1)
+    return seen
+
+
 async def test_everyone_matching_enters_exactly_once(dev_env: WorkflowEnvironment, db: Store) -> None:
     store = db
     expected = population(store, 250)
@@ -48,6 +61,8 @@ async def test_everyone_matching_enters_exactly_once(dev_env: WorkflowEnvironmen
         )
         assert progress.scanned == len(expected)  # plain tags: SQL reads only the matching users
         assert progress.pages >= len(expected) // 50
+        # the broadcast's starts carry the search attributes, like every start (engine.starts)
+        assert await _counted(dev_env, journey_id, len(expected)) == len(expected)
         # continue-as-new happened (pages_per_run=2) and the query still answers on the last run
         assert (await first.query(AudienceBroadcastWorkflow.progress)) == progress
         assert await eng.wait_runs_ended(journey_id, len(expected)) == len(expected)

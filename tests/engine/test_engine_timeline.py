@@ -56,3 +56,64 @@ def test_walking_the_pages_shows_every_entry_once(store: Store, limit: int) -> N
         if until is None:
             break
     assert sorted(seen) == sorted(r.node_id for r in records) and len(seen) == len(set(seen))
+
+
+def test_one_instant_reads_steps_in_their_order_then_sends_then_coupons(store: Store) -> None:
+    """The same-instant order is the timeline's (the API and the console read
+    the same function): a run's steps by ``seq``, then the send, then the coupon."""
+    from engine.store.models import CouponGrant, Delivery
+
+    steps = [
+        StepRecord(
+            run_key="r1",
+            seq=seq,
+            journey_id="j",
+            version=1,
+            user_id="u1",
+            node_id=f"n{seq}",
+            kind="tag",
+            outcome="passed",
+            at=NOW,
+        )
+        for seq in (3, 1, 2)
+    ]
+    runs.record_steps(store, steps)
+
+    def ledger(s) -> None:  # noqa: ANN001
+        s.add(
+            CouponGrant(
+                idempotency_key="c1", pool="p", user_id="u1", code="C-1", journey_id="j", node_id="c", issued_at=NOW
+            )
+        )
+        s.add(
+            Delivery(
+                idempotency_key="d1",
+                journey_id="j",
+                version=1,
+                node_id="s",
+                user_id="u1",
+                channel="sms",
+                template="t",
+                status="suppressed",
+                reason="quiet hours",
+                at=NOW,
+            )
+        )
+
+    store.transact(ledger)
+    page, older = user_timeline_page(store, "u1")
+    assert older is None
+    assert [(i.kind, i.node_id) for i in page] == [
+        ("step", "n1"),
+        ("step", "n2"),
+        ("step", "n3"),
+        ("delivery", "s"),
+        ("coupon", "c"),
+    ]
+    send = page[3]
+    assert (send.status, send.reason, send.version, send.summary) == (
+        "suppressed",
+        "quiet hours",
+        1,
+        "sms · t: suppressed",
+    )
