@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import assert_never
 
 from temporalio import workflow
 
@@ -102,7 +103,11 @@ def taken(patch_id: str) -> bool:
     requires. Like ``workflow.patched`` it records a command: call it at the
     same point of the run on every replay."""
     patch = PATCHES[patch_id]
-    if patch.stage is Stage.DEPRECATED:
-        workflow.deprecate_patch(patch.id)
-        return True
-    return workflow.patched(patch.id)
+    match patch.stage:
+        case Stage.PATCHED:
+            return workflow.patched(patch.id)
+        case Stage.DEPRECATED:
+            workflow.deprecate_patch(patch.id)
+            return True
+        case _:
+            assert_never(patch.stage)
