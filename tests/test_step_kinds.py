@@ -33,9 +33,7 @@ from dsl.render_text import STEP_TEXT
 
 EVERY_STEP = Path(__file__).parent / "dsl" / "ok" / "steps_all.journey"
 
-# (registry, the step classes it covers). Other layers add their rows here:
-# the interpreter's handlers (workflows/interpreter.py, a dict keyed by step
-# class) and the stats' per-kind facts (api/stats_calc.py) when they have them.
+# (registry, the step classes it covers), one row per table keyed by step class
 REGISTRIES: list[tuple[str, Callable[[], Iterable[type]]]] = [
     ("grammar rules (dsl._grammar.STEP_RULES)", lambda: {r.kind for r in STEP_RULES}),
     (
@@ -56,8 +54,8 @@ REGISTRIES: list[tuple[str, Callable[[], Iterable[type]]]] = [
     ("checker rules (dsl._step_rules.STEP_CHECKS)", lambda: STEP_CHECKS),
     ("checker timing (dsl._analysis.TIMING)", lambda: TIMING),
     ("interpreter handlers (workflows.interpreter.STEP_HANDLERS)", lambda: _interpreter_handlers()),
-    # more rows here: a layer outside dsl/ that keeps a table keyed by step
-    # class adds it (the stats read each kind's ``waits`` and need none)
+    # a layer outside dsl/ with a table keyed by step class adds its row here
+    # (the stats read each kind's ``waits`` and keep no table)
 ]
 
 
