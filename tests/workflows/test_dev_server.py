@@ -10,13 +10,12 @@ import pytest_asyncio
 
 from contracts.runs import JourneyInput, UserEvent, workflow_id
 from contracts.search_attributes import JOURNEY_ID, JOURNEY_STEP, JOURNEY_VARIANT
-from dsl.ir import ApiEntry, Journey, SendStep, SplitStep, Variant, WaitEventStep, WaitStep
 from engine.temporal import start_dev_server
 from runtime.worker import build_worker
 from tests.workflows.fakes import FakeEngine
+from tests.workflows.support import journey as parse_journey
 from workflows.journey import JourneyWorkflow
 
-DAY = 86400
 TQ = "tq-dev"
 
 
@@ -41,15 +40,18 @@ async def eventually_count(client, query: str, expected: int) -> int:
 
 async def test_runs_are_countable_by_journey_step_and_variant(dev_env):
     journey_id = f"count-{uuid.uuid4().hex[:6]}"
-    journey = Journey(
-        name=journey_id,
-        entry=ApiEntry(),
-        steps=[
-            SplitStep(id="ab", variants=[Variant(name="A", percent=50), Variant(name="B", percent=50)]),
-            SendStep(id="hello", channels=["wecom"], template="hello"),
-            WaitStep(id="wait-1w", seconds=7 * DAY),
-        ],
+    journey = parse_journey(
+        f"""
+        journey "{journey_id}"
+          entry api
+          split:
+            50% A
+            50% B
+          send wecom "hello"
+          wait 7d
+        """
     )
+    wait = journey.steps[2].id
     engine = FakeEngine()
     async with build_worker(dev_env.client, engine.all(), TQ):
         handles = []
@@ -62,13 +64,13 @@ async def test_runs_are_countable_by_journey_step_and_variant(dev_env):
                     task_queue=TQ,
                 )
             )
-        waiting = f'JourneyId = "{journey_id}" AND JourneyStep = "wait-1w" AND ExecutionStatus = "Running"'
+        waiting = f'JourneyId = "{journey_id}" AND JourneyStep = "{wait}" AND ExecutionStatus = "Running"'
         assert await eventually_count(dev_env.client, waiting, 6) == 6
         variants = {}
         for handle in handles:
             desc = await handle.describe()
             assert desc.typed_search_attributes.get(JOURNEY_ID) == journey_id
-            assert desc.typed_search_attributes.get(JOURNEY_STEP) == "wait-1w"
+            assert desc.typed_search_attributes.get(JOURNEY_STEP) == wait
             variants[handle.id] = desc.typed_search_attributes.get(JOURNEY_VARIANT)
         per_variant = sum(
             [
@@ -95,14 +97,15 @@ async def _result_or_cancel(handle):
 
 async def test_continue_as_new_carries_state_on_dev_server(dev_env):
     journey_id = f"can-{uuid.uuid4().hex[:6]}"
-    journey = Journey(
-        name=journey_id,
-        steps=[
-            WaitEventStep(id="first", event="clicked", timeout_seconds=DAY, on_event=[], on_timeout=[]),
-            WaitEventStep(id="second", event="clicked", timeout_seconds=DAY, on_event=[], on_timeout=[]),
-            SendStep(id="done", channels=["wecom"], template="done"),
-        ],
+    journey = parse_journey(
+        f"""
+        journey "{journey_id}"
+          wait for event clicked up to 1d
+          wait for event clicked up to 1d
+          send wecom "done"
+        """
     )
+    second = journey.steps[1].id
     engine = FakeEngine()
     async with build_worker(dev_env.client, engine.all(), TQ):
         handle = await dev_env.client.start_workflow(
@@ -113,13 +116,13 @@ async def test_continue_as_new_carries_state_on_dev_server(dev_env):
         )
         await handle.signal("event", UserEvent(id="c1", name="clicked"))
         for _ in range(100):
-            if (await handle.query(JourneyWorkflow.status)).waiting == "second":
+            if (await handle.query(JourneyWorkflow.status)).waiting == second:
                 break
             await asyncio.sleep(0.05)
         # the same click again must not answer the second wait (de-duplicated across runs)
         await handle.signal("event", UserEvent(id="c1", name="clicked"))
         await asyncio.sleep(0.3)
-        assert (await handle.query(JourneyWorkflow.status)).waiting == "second"
+        assert (await handle.query(JourneyWorkflow.status)).waiting == second
         await handle.signal("event", UserEvent(id="c2", name="clicked"))
         assert await handle.result() == "completed"
         runs = [w async for w in dev_env.client.list_workflows(f'WorkflowId = "{handle.id}"')]
