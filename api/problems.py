@@ -4,8 +4,11 @@ One shape for everything (``application/problem+json``): ``type``, ``title``,
 ``status``, ``detail`` and, when there are several things wrong, ``errors`` —
 each ``{code, severity, message, line, column, hint, field}``. Journey
 language diagnostics fill line/column/hint; request validation fills
-``field`` (e.g. ``body.user_ids.0``). Unexpected exceptions are logged with
-their traceback and answered with a bare 500 that reveals nothing.
+``field`` (e.g. ``body.user_ids.0``); a lifecycle move the journey cannot
+make (``engine.lifecycle.IllegalTransition``) is a 409 naming
+``current_status``, ``requested`` and ``allowed``. Unexpected exceptions are
+logged with their traceback and answered with a bare 500 that reveals
+nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dsl.errors import Diagnostic
+from engine.lifecycle import IllegalTransition
 
 log = logging.getLogger("journeys.api")
 
@@ -177,6 +181,17 @@ async def _on_data_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_illegal_transition(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IllegalTransition)
+    return problem_response(
+        409,
+        str(exc),
+        kind="illegal-transition",
+        instance=request.url.path,
+        extra={"current_status": exc.current, "requested": exc.wanted, "allowed": exc.allowed},
+    )
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(500, "internal error; the details are in the server log", instance=request.url.path)
@@ -187,4 +202,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(DataError, _on_data_error)
+    app.add_exception_handler(IllegalTransition, _on_illegal_transition)
     app.add_exception_handler(Exception, _on_unexpected)

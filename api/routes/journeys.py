@@ -301,20 +301,12 @@ async def graph_mermaid(
 
 
 async def _move(store: Store, journey_id: str, path: list[str]) -> StatusChange:
-    """The lifecycle move, or 409 with where the journey is and where it may go."""
+    """The lifecycle move (one the lifecycle refuses raises
+    ``IllegalTransition``, answered 409 by ``api.problems``)."""
     try:
         return await asyncio.to_thread(catalog.change_status, store, journey_id, path)
     except KeyError:
         raise not_found("journey", journey_id) from None
-    except lifecycle.IllegalTransition as exc:
-        raise Problem(
-            409,
-            str(exc),
-            kind="illegal-transition",
-            current_status=exc.current,
-            requested=exc.wanted,
-            allowed=exc.allowed,
-        ) from None
 
 
 async def _sync_schedule(
