@@ -67,7 +67,7 @@ from dsl.ir import (
     WaitUntilStep,
 )
 from workflows.localtime import (
-    date_from_attribute,
+    moment_from,
     next_local_time,
     quiet_hours_end,
     zone,
@@ -330,9 +330,9 @@ class JourneyInterpreter:
     async def _wait_user_date(self, step: WaitDateStep) -> str:
         snapshot = await self._snapshot()
         tz = zone(snapshot.timezone, self._inp.ir.timezone)
-        # A past date still goes through the sleep (which returns at once after
-        # flushing the records): runs recorded before wait_event_time did, and
-        # skipping that flush would change their command sequence.
+        # A past date still goes through the sleep (it flushes the records and
+        # returns at once): runs in flight did so, and leaving that flush out
+        # would change their command sequence without a patch.
         return await self._wait_date_value(
             step, snapshot.attributes.get(step.attribute), tz, {"attribute": step.attribute}, sleep_when_past=True
         )
@@ -358,7 +358,7 @@ class JourneyInterpreter:
         date-time read in ``tz``; ``step.time`` sets the local time of day)
         shifted by ``step.offset_seconds``. A missing or unreadable value, or a
         moment already past, passes at once; the step record says which."""
-        moment = date_from_attribute(value, tz, step.time)
+        moment = moment_from(value, tz, step.time)
         if moment is None:
             reason = "missing" if value is None or value == "" else "not a date"
             self._record(step.id, step.kind, "no_date", {**detail, "reason": reason, "value": _shown(value)})

@@ -58,9 +58,12 @@ def quiet_hours_end(now: datetime, tz: ZoneInfo, start: str, end: str) -> dateti
     return next_local_time(now, tz, end)
 
 
-def date_from_attribute(value: object, tz: ZoneInfo, at: str | None) -> datetime | None:
-    """A user attribute holding a date ("2026-09-01") or datetime (ISO 8601) as an
-    aware UTC datetime; a bare date means ``at`` (default 00:00) local time."""
+def moment_from(value: object, tz: ZoneInfo, at: str | None) -> datetime | None:
+    """A date ("2026-09-01") or date-time (ISO 8601) held in a user attribute or
+    an event property, as an aware UTC datetime, or None when it is not one.
+    A bare date means ``at`` (default 00:00) local time in ``tz``; a date-time
+    without a UTC offset is local time in ``tz``; ``at`` moves a date-time to
+    that time of its local day."""
     if value is None:
         return None
     text = str(value).strip()
