@@ -24,7 +24,7 @@ from api.console import auth, view
 from api.deps import CONSOLE_HEADER, CacheDep, OptionalClientDep, Principal, StoreDep, resolve_api_key
 from dsl.ir import Journey
 from dsl.render import to_svg
-from engine import api_keys, catalog, queries, views, visibility
+from engine import api_keys, catalog, lifecycle, queries, views, visibility
 from engine.catalog import JourneyInfo
 from engine.journey_cache import JourneyCache
 
@@ -45,6 +45,8 @@ STARTER = """journey "新用户欢迎"
 """
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+# the buttons a journey shows are the moves its lifecycle allows from its status
+templates.env.globals["moves"] = lambda status: lifecycle.TRANSITIONS.get(status, frozenset())
 LIST_REFRESH_MS = 5000  # the journeys list refreshes its numbers in place this often
 router = APIRouter(prefix="/console", include_in_schema=False)
 

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.deps import CONSOLE_HEADER, COOKIE_NAME
 from api.settings import ApiSettings
-from engine import identity
+from engine import catalog, identity
 from engine.store import Store
 from engine.store.models import Delivery, StepRecord
 from tests.console.conftest import ADMIN, VIEWER, WRITE, make_settings
@@ -196,6 +196,33 @@ def test_journeys_list_in_chinese_with_actions_for_operators(http: TestClient) -
     assert 'data-journey-id="double-11"' in r.text
     for action in ("pause", "stop"):
         assert f'data-action="{action}"' in r.text
+
+
+def _actions(page: str, journey_id: str) -> list[str]:
+    row = re.search(rf'<tr[^>]*data-journey-id="{journey_id}".*?</tr>', page, re.S)
+    assert row is not None
+    return re.findall(r'data-action="(\w+)">(\w+)<', row.group(0))
+
+
+def test_the_buttons_are_the_moves_the_lifecycle_allows(app_store: tuple[TestClient, Store, ApiSettings]) -> None:
+    http, store, _ = app_store
+    r = http.post(
+        "/v1/journeys",
+        json={"source": CHINESE, "id": "draft-one", "draft": True},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    )
+    assert r.status_code == 201 and r.json()["journey"]["status"] == "draft"
+    deploy(http)
+    login(http)
+    page = http.get("/console/journeys").text
+    assert _actions(page, "draft-one") == [("resume", "Activate")]
+    assert _actions(page, "double-11") == [("pause", "Pause"), ("stop", "Stop")]
+    catalog.set_status(store, "double-11", "paused")
+    assert _actions(http.get("/console/journeys").text, "double-11") == [("resume", "Resume"), ("stop", "Stop")]
+    catalog.set_status(store, "double-11", "stopped")
+    assert _actions(http.get("/console/journeys").text, "double-11") == []
+    journey_page = http.get("/console/journeys/draft-one").text
+    assert 'data-action="resume">Activate<' in journey_page and 'data-action="stop"' not in journey_page
 
 
 def test_viewers_get_no_action_buttons(http: TestClient) -> None:
