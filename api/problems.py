@@ -6,7 +6,8 @@ each ``{code, severity, message, line, column, hint, field}``. Journey
 language diagnostics fill line/column/hint; request validation fills
 ``field`` (e.g. ``body.user_ids.0``); a lifecycle move the journey cannot
 make (``engine.lifecycle.IllegalTransition``) is a 409 naming
-``current_status``, ``requested`` and ``allowed``. Unexpected exceptions are
+``current_status``, ``requested`` and ``allowed``; Temporal refusing a call
+(``RPCError``) is a 503 to retry. Unexpected exceptions are
 logged with their traceback and answered with a bare 500 that reveals
 nothing.
 """
@@ -23,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError
 
 from dsl.errors import Diagnostic
 from engine.lifecycle import IllegalTransition
@@ -192,6 +194,17 @@ async def _on_illegal_transition(request: Request, exc: Exception) -> JSONRespon
     )
 
 
+async def _on_temporal(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RPCError)
+    log.warning("Temporal refused %s %s: %s %s", request.method, request.url.path, exc.status.name, exc.message)
+    return problem_response(
+        503,
+        f"Temporal refused the request or could not be reached ({exc.status.name}); retry",
+        kind="temporal-unavailable",
+        instance=request.url.path,
+    )
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(500, "internal error; the details are in the server log", instance=request.url.path)
@@ -203,4 +216,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(DataError, _on_data_error)
     app.add_exception_handler(IllegalTransition, _on_illegal_transition)
+    app.add_exception_handler(RPCError, _on_temporal)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -233,3 +233,22 @@ async def test_without_temporal_the_api_says_so(tmp_path) -> None:
         stats = (await http.get(f"/v1/journeys/{jid}/stats", headers=auth())).json()
         assert stats["warnings"] and all(n["waiting"] is None for n in stats["nodes"])
     store.dispose()
+
+
+async def test_temporal_refusing_a_start_is_a_503_problem_not_a_500(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from api.routes import runs as runs_route
+
+    async def refused(*args: object, **kwargs: object) -> None:
+        raise RPCError("no capacity", RPCStatusCode.RESOURCE_EXHAUSTED, b"")
+
+    jid = unique("refused")
+    r = await stack.http.post("/v1/journeys", json={"source": SOURCE.format(name=jid), "id": jid}, headers=auth())
+    assert r.status_code == 201, r.text
+    monkeypatch.setattr(runs_route, "start_run", refused)
+    r = await stack.http.post(f"/v1/journeys/{jid}/runs", json={"user_id": unique("u")}, headers=auth())
+    body = _is_problem(r, 503)
+    assert "RESOURCE_EXHAUSTED" in body["detail"] and body["type"].endswith("/temporal-unavailable")
