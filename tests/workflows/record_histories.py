@@ -1,12 +1,14 @@
 """Records the committed histories that ``test_replay`` replays.
 
-Run it only when the interpreter's command sequence changes *on purpose* (and
-then gate the change with ``workflow.patched`` so old histories still replay):
+Run it when the interpreter's command sequence changes *on purpose* (gate the
+change with a patch registered in ``workflows.patches`` so old histories still
+replay) or the scenario gains a step kind:
 
-    .venv/bin/python -m tests.workflows.record_histories v2
+    .venv/bin/python -m tests.workflows.record_histories v6
 
-Files are named ``<scenario>.<label>.json`` and never overwritten: old histories
-stay, so every patched branch keeps being replayed.
+Files are named ``<scenario>.v<N>.json`` and never overwritten: old histories
+stay, so every patched branch keeps being replayed, until the removal rule in
+``workflows.patches`` retires them.
 """
 
 from __future__ import annotations
