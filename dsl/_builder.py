@@ -21,7 +21,7 @@ from dsl._fastmodel import new as _new
 from dsl._fastmodel import new_span
 from dsl._grammar import STEP_RULES
 from dsl.durations import parse_duration
-from dsl.errors import Diagnostic, end_with_closers
+from dsl.errors import Diagnostic, end_with_closers, source_lines
 from dsl.ids import assign_ids
 from dsl.ir import (
     CHANNELS,
@@ -65,9 +65,20 @@ from dsl.ir import (
     WaitStep,
     WaitUntilStep,
 )
+from dsl.limits import (
+    MAX_DEPTH,
+    MAX_DURATION_PART_DIGITS,
+    MAX_DURATION_SECONDS,
+    MAX_NUMBER_DIGITS,
+    REPLACEMENT,
+    surrogate,
+    too_deep,
+)
 
 _WEEKDAY_ALIASES = {**{d: i for i, d in enumerate(WEEKDAYS)}, **{d[:3]: i for i, d in enumerate(WEEKDAYS)}}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "'": "'", "0": "\0"}
+_HEX4 = re.compile(r"[0-9a-fA-F]{4}")
+_DURATION_PARTS = re.compile(r"(\d+)[wdhms]")
 
 
 def _start(node: Tree | Token) -> Token | None:
@@ -121,7 +132,8 @@ class Builder:
 
     def __init__(self, source: str = "") -> None:
         self.diagnostics: list[Diagnostic] = []
-        self.lines = source.splitlines()
+        self.lines = source_lines(source)
+        self.level = 0  # how deep the block or condition being built is (``MAX_DEPTH``)
 
     def error(self, code: str, message: str, node: Tree | Token | None, hint: str | None = None) -> None:
         span = _span(node) if node is not None else None
@@ -152,8 +164,22 @@ class Builder:
             if nxt in _ESCAPES:
                 out.append(_ESCAPES[nxt])
                 i += 2
-            elif nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", raw[i + 2 : i + 6]):
-                out.append(chr(int(raw[i + 2 : i + 6], 16)))
+            elif nxt == "u" and _HEX4.fullmatch(raw, i + 2, i + 6):
+                code = int(raw[i + 2 : i + 6], 16)
+                low = (
+                    int(raw[i + 8 : i + 12], 16)
+                    if raw[i + 6 : i + 8] == "\\u" and _HEX4.fullmatch(raw, i + 8, i + 12)
+                    else 0
+                )
+                if 0xD800 <= code < 0xDC00 and 0xDC00 <= low < 0xE000:  # a pair written as two escapes
+                    out.append(chr(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)))
+                    i += 12
+                    continue
+                if 0xD800 <= code < 0xE000:
+                    column = token.column + 1 + i if token.line == token.end_line else token.column
+                    self.diagnostics.append(surrogate(token.line, column, code, column + 6))
+                    code = ord(REPLACEMENT)
+                out.append(chr(code))
                 i += 6
             else:
                 self.error("E206", f"unknown escape \\{nxt} in text", token, r"known escapes: \" \\ \n \t \uXXXX")
@@ -163,6 +189,15 @@ class Builder:
 
     def number(self, token: Token) -> int | float:
         value = str(token.value)
+        digits = len(value) - value.startswith("-") - ("." in value)
+        if digits > MAX_NUMBER_DIGITS:
+            self.error(
+                "E132",
+                f"a number of {digits:,} digits, over the limit of {MAX_NUMBER_DIGITS}",
+                token,
+                "numbers in journeys have at most 15 digits",
+            )
+            return 0
         return float(value) if "." in value else int(value)
 
     def integer(self, token: Token, what: str) -> int:
@@ -173,7 +208,18 @@ class Builder:
         return value
 
     def duration(self, token: Token) -> int:
-        return parse_duration(str(token.value))
+        text = str(token.value)
+        too_long = len(text) > 64 or any(len(n) > MAX_DURATION_PART_DIGITS for n in _DURATION_PARTS.findall(text))
+        seconds = MAX_DURATION_SECONDS + 1 if too_long else parse_duration(text)
+        if seconds > MAX_DURATION_SECONDS:
+            self.error(
+                "E133",
+                f"{text if len(text) <= 20 else text[:17] + '...'} is longer than {MAX_DURATION_SECONDS // 86400}d (10 years)",
+                token,
+                "durations go up to 3650d",
+            )
+            return MAX_DURATION_SECONDS
+        return seconds
 
     def time(self, token: Token) -> str:
         hh, mm = str(token.value).split(":")
@@ -199,6 +245,22 @@ class Builder:
 
     def cond(self, node: Tree | Token, event_ctx: bool) -> Cond:
         assert isinstance(node, Tree), node
+        if node.data not in ("or_cond", "and_cond", "neg"):
+            return self._leaf_cond(node, event_ctx)
+        if self.level >= MAX_DEPTH:
+            self.too_deep(node, "this condition")
+            return _new(TagCond, tag="_")
+        self.level += 1
+        try:
+            return self._nested_cond(node, event_ctx)
+        finally:
+            self.level -= 1
+
+    def too_deep(self, node: Tree | Token, what: str) -> None:
+        span = _span(node)
+        self.diagnostics.append(too_deep(span.line, span.column, what) if span else too_deep(1, 1, what))
+
+    def _nested_cond(self, node: Tree, event_ctx: bool) -> Cond:
         kind = node.data
         ch = node.children
         if kind in ("or_cond", "and_cond"):
@@ -208,8 +270,11 @@ class Builder:
                 built = self.cond(child, event_ctx)
                 operands.extend(built.operands if isinstance(built, cls) else [built])
             return _new(cls, operands=operands)
-        if kind == "neg":
-            return _new(NotCond, operand=self.cond(ch[0], event_ctx))
+        return _new(NotCond, operand=self.cond(ch[0], event_ctx))
+
+    def _leaf_cond(self, node: Tree, event_ctx: bool) -> Cond:
+        kind = node.data
+        ch = node.children
         if kind == "tag_cond":
             return _new(TagCond, tag=self.text(ch[0]))
         if kind in ("compare", "compare_in", "compare_not_in"):
@@ -368,7 +433,15 @@ class Builder:
 
     def block(self, suite: Tree) -> list[Step]:
         step = self.step
-        return [step(child) for child in suite.children if isinstance(child, Tree)]
+        children = [child for child in suite.children if isinstance(child, Tree)]
+        if self.level >= MAX_DEPTH:
+            self.too_deep(children[0] if children else suite, "this block")
+            return []
+        self.level += 1
+        try:
+            return [step(child) for child in children]
+        finally:
+            self.level -= 1
 
     def step(self, node: Tree) -> Step:
         return STEP_BUILDERS[node.data](self, node)

@@ -258,6 +258,11 @@ _CHAR_HINTS = {
     "）": 'use ASCII parentheses "( )"',
     "％": 'use an ASCII percent sign "%"',
     "=": "compare with == (two equal signs)",
+    **dict.fromkeys(
+        "\u2028\u2029\x85\x0b",
+        "only a newline ends a line in a journey; this character (which some editors show as one) may only be "
+        "inside a quoted text or a comment",
+    ),
 }
 
 

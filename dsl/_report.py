@@ -7,7 +7,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from dsl.errors import Diagnostic, end_with_closers
+from dsl.errors import Diagnostic, end_with_closers, source_lines
 from dsl.ir import Span
 
 __all__ = ["Registry", "Report", "did_you_mean", "valid_time"]
@@ -27,7 +27,7 @@ class Registry:
 
 class Report:
     def __init__(self, source: str) -> None:
-        self.lines = source.splitlines()
+        self.lines = source_lines(source)
         self.out: list[Diagnostic] = []
 
     def add(

@@ -16,6 +16,12 @@ Errors — the journey must not run:
 - E228 unknown lifecycle stage
 - E229 ``on timeout`` on a ``wait for event`` that has no ``up to``
 - E230 a message limit below 1
+- E131 nesting deeper than ``dsl.limits.MAX_DEPTH`` (the parser already
+  refuses such text; this catches a journey built in code, before the
+  recursive walks below), reported alone
+
+Bounds found while parsing (E130–E134: size, nesting, numbers, durations,
+surrogates) are listed in ``dsl.limits``.
 
 Warnings — the journey runs, but probably not as meant:
 - W301 unreachable steps (a warning, not an error: dead steps are harmless
@@ -60,6 +66,7 @@ from dsl.ir import (
     iter_conds,
     iter_steps,
 )
+from dsl.limits import MAX_DEPTH, journey_depth, too_deep
 
 __all__ = ["STEP_CHECKS", "Registry", "check", "max_messages"]
 
@@ -247,6 +254,10 @@ def check(
     ``filename`` is accepted for symmetry with ``parse``; diagnostics are
     rendered against it by the caller."""
     report = Report(source)
+    deep = next(((depth, span) for depth, span in journey_depth(journey) if depth > MAX_DEPTH), None)
+    if deep is not None:
+        span = deep[1]
+        return [too_deep(span.line, span.column, "this step") if span else too_deep(1, 1, "a condition")]
     with gc_paused():
         steps = list(iter_steps(journey.steps))
         facts = Analysis.of(journey, steps=steps)

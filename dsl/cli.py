@@ -16,6 +16,7 @@ from dsl.checker import check
 from dsl.errors import Diagnostic, JourneyError
 from dsl.formatter import format_journey
 from dsl.ir import Journey
+from dsl.limits import MAX_SOURCE_CHARS
 from dsl.parser import parse
 
 SUFFIX = ".journey"
@@ -37,7 +38,13 @@ def _files(paths: list[str]) -> tuple[list[Path], list[str]]:
 
 
 def _read(path: Path, out: TextIO) -> str | None:
+    """The file's text; a file too big to be a journey is not read at all
+    (UTF-8 takes at most 4 bytes a character; ``parse`` counts the characters)."""
     try:
+        size = path.stat().st_size
+        if size > 4 * MAX_SOURCE_CHARS:
+            print(f"{path}: error[E130]: {size:,} bytes is too big for a journey", file=out)
+            return None
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         print(f"{path}: error: cannot read: {exc}", file=out)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dsl.durations import format_duration
+from dsl.errors import source_lines
 from dsl.ir import (
     WEEKDAYS,
     AndCond,
@@ -58,12 +59,16 @@ from dsl.parser import keywords
 
 INDENT = "  "
 _NAME = re.compile(r"[^\W\d]\w*")
+_ESCAPED = re.compile("[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]")
 
 
 def quote(text: str) -> str:
-    """A double-quoted string literal with the escapes the parser knows."""
+    """A double-quoted string literal with the escapes the parser knows.
+    Controls and the characters other tools take for line breaks (U+0085,
+    U+2028, U+2029) are written as ``\\uXXXX``, so the canonical text has
+    them nowhere raw and reads the same in any editor."""
     out = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
-    out = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", lambda m: f"\\u{ord(m.group(0)):04x}", out)
+    out = _ESCAPED.sub(lambda m: f"\\u{ord(m.group(0)):04x}", out)
     return f'"{out}"'
 
 
@@ -134,7 +139,7 @@ class _Comments:
         self.pending: list[tuple[int, str, bool]] = []  # (line, text, trailing), last line first
         if source is None:
             return
-        for number, text in enumerate(source.splitlines(), start=1):
+        for number, text in enumerate(source_lines(source), start=1):
             stripped = text.strip()
             if stripped.startswith("#"):
                 self.pending.append((number, stripped, False))
@@ -185,7 +190,7 @@ class _Writer:
     def __init__(self, comments: _Comments, source: str | None) -> None:
         self.lines: list[str] = []
         self.comments = comments
-        self.source = source.splitlines() if source is not None else None
+        self.source = source_lines(source) if source is not None else None
 
     def _inline(self, step: Step, default: bool) -> bool:
         """Keep a one-step block on its head's line if it was written so (or,
@@ -389,7 +394,7 @@ def _line_spans(source: str | None) -> dict[str, Span]:
     """Where the journey line and the header lines without a span of their
     own (description, timezone) are, so their comments stay with them."""
     found: dict[str, Span] = {}
-    for number, text in enumerate((source or "").splitlines(), start=1):
+    for number, text in enumerate(source_lines(source or ""), start=1):
         word = re.match(r"\s*(\w+)", text)
         if not word or text.strip().startswith("#"):
             continue

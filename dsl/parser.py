@@ -9,7 +9,10 @@ so a file with mistakes must show *every* mistake at once, in words they know:
   still found (``dsl._recovery``);
 - Lark's LALR errors are turned into friendly messages (``dsl._diagnose``);
 - problems that are grammatical but wrong (an unknown channel, a bare field in
-  an ``if``…) are collected by the builder (``dsl._builder``).
+  an ``if``…) are collected by the builder (``dsl._builder``);
+- the bounds (``dsl.limits``): the text's size first, then characters that
+  are not text (unpaired surrogates), while building numbers, durations and
+  nesting — before anything could overflow or run long.
 
 Everything ends in one ``JourneyError`` carrying all diagnostics. Parsing does
 no I/O. The grammar and its one list of step rules: ``dsl._grammar``; models
@@ -25,6 +28,7 @@ from dsl._recovery import parse_tree
 from dsl.durations import parse_duration
 from dsl.errors import Diagnostic, JourneyError
 from dsl.ir import Journey
+from dsl.limits import source_problems
 
 __all__ = ["keywords", "parse", "parse_duration"]
 
@@ -50,9 +54,13 @@ def parse(source: str, filename: str = "<journey>") -> Journey:
     ``JourneyError`` with every syntax problem found."""
     if source.startswith("\ufeff"):
         source = source[1:]
+    text, diagnostics, too_big = source_problems(source)
+    if too_big:
+        raise JourneyError(diagnostics, source=source[:200], filename=filename)
     with gc_paused():  # builds no garbage cycles, even when recovering from errors
-        journey, diagnostics = _parse(source)
+        journey, found = _parse(text)
+    diagnostics += found
     if diagnostics or journey is None:
         diagnostics.sort(key=lambda d: (d.line, d.column, d.code))
-        raise JourneyError(diagnostics, source=source, filename=filename)
+        raise JourneyError(diagnostics, source=text, filename=filename)
     return journey
