@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Final
 
-# JourneyWorkflow (workflows/interpreter.py) → engine.activities.JourneyActivities
+# JourneyWorkflow (workflows/interpreter.py and its modules) → engine.activities.JourneyActivities
 USER_SNAPSHOT: Final = "journeys.user_snapshot"
 BEGIN_RUN: Final = "journeys.begin_run"
 END_RUN: Final = "journeys.end_run"

@@ -23,8 +23,9 @@ CALLS = {
     for kind in ("activity", "local_activity")
     for suffix in ("", "_method", "_class")
 }
-# The interpreter's side-effect helper: ``self._effect(names.SEND, ...)``.
-HELPERS = {"_effect"}
+# The interpreter's side-effect helper, ``workflows.effects.effect(run,
+# names.SEND, ...)``: the name is its second argument.
+HELPERS = {"effect"}
 
 
 def called_names(source: str, filename: str = "<src>") -> list[str]:
@@ -34,15 +35,18 @@ def called_names(source: str, filename: str = "<src>") -> list[str]:
     the test below fails on it."""
     found: list[str] = []
     for node in ast.walk(ast.parse(source, filename)):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        if not isinstance(node, ast.Call):
             continue
-        if node.func.attr not in CALLS | HELPERS:
+        if isinstance(node.func, ast.Attribute) and node.func.attr in CALLS:
+            first = node.args[0] if node.args else None
+        elif isinstance(node.func, ast.Name) and node.func.id in HELPERS:
+            first = node.args[1] if len(node.args) > 1 else None
+        else:
             continue
-        first = node.args[0] if node.args else None
         if isinstance(first, ast.Attribute) and isinstance(first.value, ast.Name) and first.value.id == "names":
             found.append(getattr(names, first.attr, f"<{filename}:{node.lineno}: no such name {first.attr}>"))
         elif isinstance(first, ast.Name) and first.id == "name":
-            continue  # ``_effect`` handing its parameter on: its callers are scanned
+            continue  # ``effect`` handing its parameter on: its callers are scanned
         else:
             found.append(f"<{filename}:{node.lineno}: not called by a contracts.activity_names constant>")
     return found
@@ -102,7 +106,8 @@ def test_the_fake_engine_registers_the_interpreter_names() -> None:
             "await workflow.execute_activity_method(JourneyActivities.send, req)",
             ["<m.py:1: not called by a contracts.activity_names constant>"],
         ),
-        ("await self._effect(names.ISSUE_COUPON, CouponResult, req)", ["journeys.issue_coupon"]),
+        ("await effect(run, names.ISSUE_COUPON, CouponResult, req)", ["journeys.issue_coupon"]),
+        ("await effect(run, SEND, SendResult, req)", ["<m.py:1: not called by a contracts.activity_names constant>"]),
         (
             'await workflow.execute_activity("journeys.sned", req)',
             ["<m.py:1: not called by a contracts.activity_names constant>"],

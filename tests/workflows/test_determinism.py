@@ -20,6 +20,25 @@ WORKFLOW_MODULES = sorted(
     [str(p.relative_to(ROOT)) for package in ("workflows", "contracts") for p in (ROOT / package).glob("*.py")]
     + ["dsl/graph.py", "dsl/ir.py"]
 )
+
+
+def test_the_list_has_every_module_a_workflow_loads() -> None:
+    """The interpreter is split into several modules: each one it imports
+    (here or in a module added later) is in the list the guard reads."""
+    import sys
+
+    import workflows.broadcast
+    import workflows.journey  # noqa: F401  (loads the interpreter and what it imports)
+
+    loaded = {
+        str(Path(module.__file__).resolve().relative_to(ROOT))
+        for name, module in list(sys.modules.items())
+        if name.split(".")[0] in ("workflows", "contracts") and getattr(module, "__file__", None)
+    }
+    assert "workflows/step_handlers.py" in loaded
+    assert sorted(loaded - set(WORKFLOW_MODULES)) == []
+
+
 FORBIDDEN_IMPORTS = {
     "random",
     "uuid",

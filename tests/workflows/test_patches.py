@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import base64
 import dataclasses
+import importlib
 import json
 from pathlib import Path
 
@@ -15,14 +16,14 @@ from temporalio.worker import Replayer
 
 from engine.temporal import DATA_CONVERTER
 from tests.workflows.record_histories import HERE
-from workflows import interpreter, patches
+from workflows import patches
 from workflows.journey import JourneyWorkflow
 from workflows.patches import PATCHES, Stage
 
 ROOT = Path(__file__).resolve().parents[2]
 HISTORIES = sorted(HERE.glob("*.json"))
 ASKING = {"patched", "deprecate_patch"}  # workflow.* calls that record a patch marker
-THROUGH = {"taken", "_patched"}  # our calls that take a patch id
+THROUGH = {"taken", "follows"}  # our calls that take a patch id (workflows.patches.taken, Run.follows)
 
 
 def patch_calls(source: str, filename: str, module: object) -> list[str]:
@@ -50,15 +51,15 @@ def test_every_patch_the_workflows_ask_for_is_registered() -> None:
     asked: set[str] = set()
     for path in sorted((ROOT / "workflows").glob("*.py")):
         name = str(path.relative_to(ROOT))
-        module = {"workflows/interpreter.py": interpreter, "workflows/patches.py": patches}.get(name)
+        module = importlib.import_module(name.removesuffix(".py").replace("/", "."))
         asked.update(patch_calls(path.read_text(encoding="utf-8"), name, module))
     assert sorted(asked - PATCHES.keys()) == []
     assert asked == set(PATCHES)  # and no registered patch is left unused
 
 
 def test_the_scan_refuses_ids_outside_the_registry() -> None:
-    source = 'workflow.patched("sneaky")\nself._patched("typo-id")\ntaken(LOCAL_EFFECTS)\n'
-    assert patch_calls(source, "workflows/x.py", interpreter) == [
+    source = 'workflow.patched("sneaky")\nrun.follows("typo-id")\ntaken(LOCAL_EFFECTS)\n'
+    assert patch_calls(source, "workflows/x.py", patches) == [
         "<workflows/x.py:1: workflow.patched directly: ask workflows.patches.taken>",
         "typo-id",
         "local-effects",

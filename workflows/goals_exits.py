@@ -1,0 +1,78 @@
+"""Goals and exits: checked on every event as it arrives, at any point of the
+run, and exit rules on the user (``exit when tag …``) on every snapshot.
+
+This module must stay free of side effects.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+from contracts.activities import UserSnapshot
+from contracts.conditions import evaluate
+from contracts.runs import UserEvent
+from workflows.records import flush, record
+from workflows.run import Run
+
+SEEN_EVENT_IDS_KEPT = 500
+
+
+class Exited(Exception):
+    """Unwinds a step handler when an exit condition fires mid-step (or the
+    step is ``exit``)."""
+
+
+def observe(run: Run, event: UserEvent) -> None:
+    """Handle an event as it arrives: exits and goals are checked at every
+    point of the run, waits see it through ``run.arrivals``."""
+    state = run.require_state()
+    state.seen_event_ids = (state.seen_event_ids + [event.id])[-SEEN_EVENT_IDS_KEPT:]
+    run.arrivals.append(event)
+    for rule in run.inp.ir.exits:
+        if rule.event == event.name and (rule.where is None or evaluate(rule.where, None, event.properties)):
+            run.exit_reason = run.exit_reason or f"event {event.name}"
+    goal = run.inp.ir.goal
+    if goal and not state.converted and event.name == goal.event:
+        in_window = goal.within_seconds is None or (
+            workflow.now() - state.entered_at <= timedelta(seconds=goal.within_seconds)
+        )
+        if in_window and (goal.where is None or evaluate(goal.where, None, event.properties)):
+            run.goal_pending.append(event)
+
+
+async def process_goals(run: Run) -> None:
+    """Record a goal reached since the last look (once per run), and end the
+    run after it when the goal says ``then exit``."""
+    state = run.require_state()
+    if not run.goal_pending or state.converted:
+        run.goal_pending.clear()
+        return
+    event = run.goal_pending[0]
+    run.goal_pending.clear()
+    state.converted = True
+    record(
+        run,
+        "goal",
+        "goal",
+        "converted",
+        {"event_id": event.id, "variants": dict(state.variants)},
+        variant=state.variant,
+    )
+    await flush(run)
+    goal = run.inp.ir.goal
+    if goal and goal.exit_on_goal:
+        run.exit_reason = run.exit_reason or "goal reached"
+
+
+def has_user_exits(run: Run) -> bool:
+    return any(rule.event is None and rule.cond is not None for rule in run.inp.ir.exits)
+
+
+def check_user_exits(run: Run, snapshot: UserSnapshot) -> None:
+    for rule in run.inp.ir.exits:
+        if rule.event is None and rule.cond is not None and evaluate(rule.cond, snapshot, None):
+            run.exit_reason = run.exit_reason or "exit condition met"
+    if run.exit_reason:
+        raise Exited()

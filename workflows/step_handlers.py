@@ -1,0 +1,204 @@
+"""The step handlers: one per kind of ``dsl.ir.Step``, each answering only
+*which outcome* happened (the graph says where that leads), and
+``STEP_HANDLERS``, the table the run loop dispatches on.
+
+Everything a handler does to the user goes through activities with
+idempotency keys derived from (run, node, visit), so retries and replays
+never send or issue twice. This module must stay free of side effects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+from contracts import activity_names as names
+from contracts import search_attributes as sa
+from contracts.activities import CouponRequest, CouponResult, SendRequest, SendResult, TagRequest
+from contracts.conditions import count_queries, evaluate
+from dsl.ir import (
+    CouponStep,
+    ExitStep,
+    GotoStep,
+    IfStep,
+    LabelStep,
+    PassStep,
+    SendStep,
+    SplitStep,
+    TagStep,
+    WaitDateStep,
+    WaitEventStep,
+    WaitEventTimeStep,
+    WaitStep,
+    WaitUntilStep,
+)
+from workflows.effects import effect, snapshot
+from workflows.event_wait import wait_event
+from workflows.goals_exits import Exited, has_user_exits
+from workflows.localtime import quiet_hours_end, zone
+from workflows.patches import LEAN_SNAPSHOTS
+from workflows.records import record
+from workflows.run import Run
+from workflows.waits import sleep_until, wait, wait_event_time, wait_until_time, wait_user_date
+
+
+async def send(run: Run, step: SendStep) -> str:
+    state = run.require_state()
+    quiet = run.inp.ir.quiet_hours
+    user = None
+    if quiet or has_user_exits(run) or not run.follows(LEAN_SNAPSHOTS):
+        user = await snapshot(run, templates=[step.template])
+    if quiet and user and step.template not in user.transactional_templates and not state.holdout:
+        tz = zone(user.timezone, run.inp.ir.timezone)
+        until = quiet_hours_end(workflow.now(), tz, quiet.start, quiet.end)
+        if until is not None:
+            record(run, step.id, "send", "deferred", {"until": until.isoformat(), "reason": "quiet hours"})
+            await sleep_until(run, until, step.id)
+    limit = run.inp.ir.message_limit
+    request = SendRequest(
+        idempotency_key=run.key(step.id),
+        run_key=state.run_key,
+        journey_id=run.inp.journey_id,
+        version=run.inp.version,
+        node_id=step.id,
+        user_id=run.inp.user_id,
+        channels=list(step.channels),
+        best_of=step.best_of,
+        template=step.template,
+        variant=state.variant,
+        holdout=state.holdout,
+        event=state.last_event,
+        coupon=state.last_coupon,
+        journey_limit_count=limit.count if limit else None,
+        journey_limit_window_seconds=limit.window_seconds if limit else None,
+        now=workflow.now(),
+    )
+    try:
+        result = await effect(run, names.SEND, SendResult, request)
+        outcome, detail = result.status, {"channel": result.channel, "reason": result.reason}
+    except ActivityError as err:
+        outcome, detail = "failed", {"reason": f"gave up retrying: {err.cause or err}"}
+    record(run, step.id, "send", outcome, detail)
+    return "next"
+
+
+async def coupon(run: Run, step: CouponStep) -> str:
+    state = run.require_state()
+    if has_user_exits(run) or not run.follows(LEAN_SNAPSHOTS):
+        await snapshot(run)  # exit conditions on tags are checked before a side effect
+    if state.holdout:
+        record(run, step.id, "coupon", "suppressed", {"reason": "holdout"})
+        return "next"
+    try:
+        result = await effect(
+            run,
+            names.ISSUE_COUPON,
+            CouponResult,
+            CouponRequest(
+                idempotency_key=run.key(step.id),
+                run_key=state.run_key,
+                journey_id=run.inp.journey_id,
+                node_id=step.id,
+                user_id=run.inp.user_id,
+                pool=step.pool,
+                now=workflow.now(),
+            ),
+        )
+        status, issued = result.status, result.coupon
+    except ActivityError as err:
+        status, issued = "failed", None
+        record(run, step.id, "coupon", "failed", {"reason": str(err.cause or err)})
+    if status == "issued":
+        state.last_coupon = issued
+        record(run, step.id, "coupon", "issued", {"code": (issued or {}).get("code")})
+        return "next"
+    if status != "failed":
+        record(run, step.id, "coupon", status)
+    return "out_of_stock"
+
+
+async def tag(run: Run, step: TagStep) -> str:
+    await effect(
+        run,
+        names.CHANGE_TAGS,
+        None,
+        TagRequest(
+            user_id=run.inp.user_id,
+            action=step.action,
+            tags=list(step.tags),
+            source=f"journey:{run.inp.journey_id}",
+            now=workflow.now(),
+        ),
+        deadline=False,
+    )
+    record(run, step.id, "tag", step.action, {"tags": list(step.tags)})
+    return "next"
+
+
+async def if_(run: Run, step: IfStep) -> str:
+    queries = [q for branch in step.branches for q in count_queries(branch.cond)]
+    user = await snapshot(run, counts=queries)
+    event = run.require_state().last_event
+    for index, branch in enumerate(step.branches):
+        if evaluate(branch.cond, user, event):
+            record(run, step.id, "if", f"branch:{index}")
+            return f"branch:{index}"
+    record(run, step.id, "if", "else")
+    return "else"
+
+
+async def split(run: Run, step: SplitStep) -> str:
+    state = run.require_state()
+    roll = workflow.random().random() * 100
+    chosen = step.variants[-1]
+    cumulative = 0.0
+    for variant in step.variants:
+        cumulative += variant.percent
+        if roll < cumulative:
+            chosen = variant
+            break
+    state.variants[step.id] = chosen.name
+    state.variant = chosen.name
+    state.holdout = state.holdout or chosen.holdout
+    if run.inp.search_attributes:
+        workflow.upsert_search_attributes([sa.JOURNEY_VARIANT.value_set(chosen.name)])
+    record(run, step.id, "split", f"variant:{chosen.name}")
+    return f"variant:{chosen.name}"
+
+
+async def pass_(run: Run, step: LabelStep | GotoStep | PassStep) -> str:
+    """Steps that only shape the graph (its edges say where a goto goes)."""
+    record(run, step.id, step.kind, "passed")
+    return "next"
+
+
+async def exit_(run: Run, step: ExitStep) -> str:
+    record(run, step.id, step.kind, "passed")
+    run.exit_reason = run.exit_reason or "exit step"
+    raise Exited()
+
+
+StepHandler = Callable[[Run, Any], Awaitable[str]]
+
+# Step class -> its handler, one per kind of ``dsl.ir.Step`` (``STEP_KINDS``):
+# tests/workflows/test_step_handlers.py fails when a kind has none, and a run
+# that meets one anyway raises ``UnknownStepKind``.
+STEP_HANDLERS: dict[type, StepHandler] = {
+    SendStep: send,
+    CouponStep: coupon,
+    TagStep: tag,
+    WaitStep: wait,
+    WaitUntilStep: wait_until_time,
+    WaitDateStep: wait_user_date,
+    WaitEventTimeStep: wait_event_time,
+    WaitEventStep: wait_event,
+    IfStep: if_,
+    SplitStep: split,
+    LabelStep: pass_,
+    GotoStep: pass_,
+    PassStep: pass_,
+    ExitStep: exit_,
+}
