@@ -99,7 +99,7 @@ def _conds_with_spans(journey: Journey, steps: list[Step]) -> Iterator[tuple[Con
 def _check_header(journey: Journey, steps: list[Step], report: Report) -> None:
     try:
         ZoneInfo(journey.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         report.add(
             "E226",
             f"unknown timezone {journey.timezone!r}",
