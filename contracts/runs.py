@@ -39,6 +39,10 @@ class RunState(BaseModel):
     seen_event_ids: list[str] = Field(default_factory=list)
     converted: bool = False
     record_seq: int = 0  # last StepRecord.seq written
+    # Events a later ``wait for event`` may still take, oldest first: those the
+    # journey waits for somewhere, arrived after entry (never the trigger) and
+    # not taken yet (runs on the buffered-events revision; workflows.event_wait).
+    unconsumed_events: list[UserEvent] = Field(default_factory=list)
 
 
 class JourneyInput(BaseModel):

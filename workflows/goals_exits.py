@@ -16,20 +16,17 @@ from contracts.runs import UserEvent
 from workflows.records import flush, record
 from workflows.run import Run
 
-SEEN_EVENT_IDS_KEPT = 500
-
 
 class Exited(Exception):
     """Unwinds a step handler when an exit condition fires mid-step (or the
     step is ``exit``)."""
 
 
-def observe(run: Run, event: UserEvent) -> None:
-    """Handle an event as it arrives: exits and goals are checked at every
-    point of the run, waits see it through ``run.arrivals``."""
+def check_event(run: Run, event: UserEvent) -> None:
+    """Check an event against the exit rules and the goal as it arrives, at
+    every point of the run. This is not consumption: a ``wait for event``
+    may still take the same event, and taking it hides it from neither."""
     state = run.require_state()
-    state.seen_event_ids = (state.seen_event_ids + [event.id])[-SEEN_EVENT_IDS_KEPT:]
-    run.arrivals.append(event)
     for rule in run.inp.ir.exits:
         if rule.event == event.name and (rule.where is None or evaluate(rule.where, None, event.properties)):
             run.exit_reason = run.exit_reason or f"event {event.name}"

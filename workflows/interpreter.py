@@ -37,13 +37,16 @@ from contracts.activities import BeginRunRequest, BeginRunResult
 from contracts.runs import JourneyInput, RunState, RunStatus, UserEvent
 from dsl.ir import Step
 from workflows.effects import effect
-from workflows.goals_exits import SEEN_EVENT_IDS_KEPT, Exited, observe, process_goals
-from workflows.patches import LOCAL_EFFECTS, taken
+from workflows.event_wait import keep_for_waits
+from workflows.goals_exits import Exited, check_event, process_goals
+from workflows.patches import BUFFERED_EVENTS, LOCAL_EFFECTS, taken
 from workflows.records import finish, flush, record
 from workflows.run import Run, event_context
 from workflows.step_handlers import STEP_HANDLERS, StepHandler
 
 __all__ = ["STEP_HANDLERS", "JourneyInterpreter", "StepHandler", "UnknownStepKind"]
+
+SEEN_EVENT_IDS_KEPT = 500
 
 
 class UnknownStepKind(TypeError):
@@ -68,7 +71,7 @@ class JourneyInterpreter:
         if run.state is None:
             run.early_events.append(event)
             return
-        observe(run, event)
+        self._observe(event)
 
     def status(self) -> RunStatus:
         run, state = self._run, self._run.state
@@ -89,8 +92,10 @@ class JourneyInterpreter:
 
     async def run(self) -> str:
         run = self._run
-        # The first command of every run decides which revision it follows.
-        run.local_effects = taken(LOCAL_EFFECTS)
+        # The first command of every run decides which revision it follows; a
+        # newer revision includes the older ones (one marker a new run).
+        run.buffers_events = taken(BUFFERED_EVENTS)
+        run.local_effects = run.buffers_events or taken(LOCAL_EFFECTS)
         if run.state is None:
             begun = await self._begin()
             if not begun:
@@ -144,9 +149,21 @@ class JourneyInterpreter:
             )
         record(run, "entry", "journey", "entered", {"trigger": trigger.name if trigger else None})
         for event in run.early_events:
-            observe(run, event)
+            self._observe(event)
         run.early_events.clear()
         return True
+
+    def _observe(self, event: UserEvent) -> None:
+        """An event arrives (once per id): remembered for the waits, checked
+        against goals and exits."""
+        run = self._run
+        state = run.require_state()
+        state.seen_event_ids = (state.seen_event_ids + [event.id])[-SEEN_EVENT_IDS_KEPT:]
+        if run.buffers_events:
+            keep_for_waits(run, event)
+        else:
+            run.arrivals.append(event)
+        check_event(run, event)
 
     async def _interpret(self) -> str:
         run = self._run

@@ -66,6 +66,7 @@ class Patch:
 LEAN_SNAPSHOTS = "lean-snapshots"
 END_WITH_RECORDS = "end-with-records"
 LOCAL_EFFECTS = "local-effects"
+BUFFERED_EVENTS = "buffered-events"
 
 PATCHES: dict[str, Patch] = {
     patch.id: patch
@@ -93,6 +94,18 @@ PATCHES: dict[str, Patch] = {
                 "marker is also a search-attribute write on the server)"
             ),
             implies=(LEAN_SNAPSHOTS, END_WITH_RECORDS),
+        ),
+        Patch(
+            BUFFERED_EVENTS,
+            Stage.PATCHED,
+            shipped="2026-12-01",
+            why=(
+                "only `wait for event` consumes events: one that arrived during a plain wait, a send or another "
+                "wait is kept in the run's state (across continue-as-new) until a `wait for event` takes it, "
+                "instead of being forgotten when the next wait began (issue 12). A run on this revision takes "
+                "the local-effects revision and what it implies without asking: still one marker a new run"
+            ),
+            implies=(LOCAL_EFFECTS, LEAN_SNAPSHOTS, END_WITH_RECORDS),
         ),
     )
 }

@@ -17,6 +17,7 @@ from typing import Any
 from contracts.activities import StepRecord
 from contracts.runs import JourneyInput, RunState, UserEvent
 from dsl.graph import Graph, build_graph
+from dsl.ir import WaitEventStep
 from workflows.patches import taken
 
 
@@ -39,14 +40,20 @@ class Run:
     early_events: list[UserEvent] = field(default_factory=list)  # arrived before the run registered
     # Which revision this execution follows, decided by its first commands.
     local_effects: bool = False
+    buffers_events: bool = False
+    # The events some ``wait for event`` of the journey waits for: the only
+    # ones worth keeping for a later wait.
+    awaited: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, inp: JourneyInput) -> Run:
+        graph = build_graph(inp.ir)
         return cls(
             inp=inp,
-            graph=build_graph(inp.ir),
+            graph=graph,
             state=inp.state,
             seen=set(inp.state.seen_event_ids) if inp.state else set(),
+            awaited=frozenset(step.event for step in graph.nodes.values() if isinstance(step, WaitEventStep)),
         )
 
     def require_state(self) -> RunState:

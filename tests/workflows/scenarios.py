@@ -31,10 +31,12 @@ def _input(ir: Journey, user: str) -> JourneyInput:
     )
 
 
-# The order arrives while the run waits for it: the events are signalled right
-# after the start, before any timer (a send in quiet hours waits too, so the
-# wait comes first). The event branch waits until a date the event carries and
-# loops back; the second wait times out and takes the rest.
+# Two orders arrive while the run waits for the first: the events are signalled
+# right after the start, before any timer (a send in quiet hours waits too, so
+# the wait comes first). The event branch waits until a date the event carries
+# and loops back. From v6 on (the buffered-events patch) the second order,
+# untaken by the first wait, is kept through the date wait and taken by the
+# second (before it, that wait forgot it); the third times out and takes the rest.
 EVERY_STEP = journey(
     """
     journey "every-step"
@@ -70,6 +72,7 @@ SCENARIOS: dict[str, Scenario] = {
         events=[
             UserEvent(id="e1", name="viewed"),
             UserEvent(id="o1", name="order_paid", properties={"paid_at": "2027-01-15"}),
+            UserEvent(id="o2", name="order_paid", properties={"paid_at": "2027-01-20"}),
         ],
         engine_kwargs={"stock": {"new_user": 0}, "attributes": {"u1": {"term_start": "2027-03-01"}}},
     ),
