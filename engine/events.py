@@ -181,3 +181,18 @@ def link_identities(
         return uid
 
     return store.transact(work)
+
+
+def resolve_users(
+    store: Store,
+    user_ids: Iterable[str],
+    identifiers: Iterable[tuple[str, str]],
+    *,
+    rules: DerivedRules | None = None,
+) -> list[str]:
+    """Canonical user ids for these ids and identifiers, in order without
+    repeats, creating users not seen yet (a caller may name an id from
+    another system)."""
+    out = [store.transact(lambda s, uid=uid: identity.ensure_user(s, uid)) for uid in user_ids]
+    out += [link_identities(store, [pair], rules=rules) for pair in identifiers]
+    return list(dict.fromkeys(out))

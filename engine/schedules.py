@@ -24,7 +24,10 @@ time, the broadcast still runs when it is back within that window.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -49,9 +52,12 @@ from contracts.broadcast import DEFAULT_PAGE_SIZE, BroadcastInput, broadcast_wor
 from dsl.errors import Diagnostic
 from dsl.ir import AudienceEntry, Journey
 from dsl.ir import Schedule as IrSchedule
+from engine import catalog
 from engine.catalog import VersionInfo
+from engine.store import Store
 from engine.temporal import TASK_QUEUE
 
+log = logging.getLogger("journeys.schedules")
 CATCHUP = timedelta(hours=6)
 SyncResult = Literal["created", "updated", "deleted", "absent"]
 
@@ -207,3 +213,60 @@ async def _delete(handle: ScheduleHandle) -> bool:
         if err.status == RPCStatusCode.NOT_FOUND:
             return False
         raise
+
+
+class ScheduleUnavailable(RuntimeError):
+    """The schedule could not be brought in line (Temporal unreachable or
+    refusing); syncing is idempotent, so the caller retries."""
+
+
+async def sync_current(
+    client: Client | None, store: Store, journey_id: str, status: str, *, task_queue: str = TASK_QUEUE
+) -> None:
+    """Create, update, pause or delete the journey's schedule to match its
+    current version and ``status`` (called on every deploy and lifecycle
+    move; a no-op for journeys without an audience entry and no schedule)."""
+    version = await asyncio.to_thread(catalog.get_version, store, journey_id)
+    if version is None:
+        return
+    ir = Journey.model_validate(version.ir)
+    if client is None:
+        if isinstance(ir.entry, AudienceEntry):
+            raise ScheduleUnavailable("Temporal is not reachable: the audience schedule could not be set")
+        return
+    try:
+        await sync_audience_schedule(
+            client, journey_id, version.version, version.hash, ir, status=status, task_queue=task_queue
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure: the caller retries (idempotent)
+        log.exception("could not sync the schedule of journey %s", journey_id)
+        raise ScheduleUnavailable(f"the audience schedule could not be updated ({type(exc).__name__})") from exc
+
+
+@dataclass(frozen=True)
+class ScheduleView:
+    schedule_id: str
+    paused: bool
+    note: str | None
+    time_zone: str | None
+    next_runs: list[datetime]  # the next five fire times
+    recent_broadcasts: list[str]  # workflow ids of the latest broadcasts it started
+
+
+async def describe_schedule(client: Client, journey_id: str) -> ScheduleView | None:
+    """The journey's schedule as Temporal holds it; None when it has none."""
+    sid = schedule_id(journey_id)
+    try:
+        desc = await client.get_schedule_handle(sid).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return ScheduleView(
+        schedule_id=sid,
+        paused=desc.schedule.state.paused,
+        note=desc.schedule.state.note,
+        time_zone=desc.schedule.spec.time_zone_name,
+        next_runs=list(desc.info.next_action_times[:5]),
+        recent_broadcasts=[a.action.workflow_id for a in desc.info.recent_actions if hasattr(a.action, "workflow_id")],
+    )

@@ -9,11 +9,13 @@ tagged whom and when, even after the tag is gone.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
+from engine.store import Store
 from engine.store.models import Tag, TagHistory
 from engine.store.types import utc, utcnow
 
@@ -73,6 +75,23 @@ def remove_tags(
         session.execute(_DELETE, {"uid": user_id, "tags": removed})
         _history(session, user_id, removed, "remove", source, stamp)
     return removed
+
+
+@dataclass(frozen=True)
+class TagChange:
+    changed: list[str]  # the tags actually added or removed
+    tags: list[str]  # what the user carries afterwards
+
+
+def change_tags(store: Store, user_id: str, tags: list[str], *, source: str, add: bool) -> TagChange:
+    """Add (or remove) tags in one transaction; what changed and what is
+    carried now."""
+
+    def work(s: Session) -> TagChange:
+        changed = (add_tags if add else remove_tags)(s, user_id, tags, source=source)
+        return TagChange(changed, tags_of(s, user_id))
+
+    return store.transact(work)
 
 
 def replace_prefixed(

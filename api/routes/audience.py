@@ -15,8 +15,6 @@ from datetime import datetime
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
-from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import CacheDep, ClientDep, Operator, SettingsDep, StoreDep, viewer
 from api.lookups import deployed_or_409, journey_or_404
@@ -24,7 +22,7 @@ from api.problems import Problem, not_found
 from contracts.broadcast import DEFAULT_PAGE_SIZE, BroadcastProgress
 from dsl.ir import AudienceEntry
 from engine import broadcasts, lifecycle
-from engine.schedules import schedule_id, start_broadcast
+from engine.schedules import describe_schedule, schedule_id, start_broadcast
 
 router = APIRouter(prefix="/v1/journeys", tags=["broadcasts"], dependencies=[Depends(viewer)])
 
@@ -108,22 +106,7 @@ async def get_broadcast(journey_id: str, broadcast_id: str, store: StoreDep) -> 
 )
 async def get_schedule(journey_id: str, store: StoreDep, client: ClientDep) -> ScheduleOut:
     await journey_or_404(store, journey_id)
-    return await _describe(client, journey_id)
-
-
-async def _describe(client: Client, journey_id: str) -> ScheduleOut:
-    sid = schedule_id(journey_id)
-    try:
-        desc = await client.get_schedule_handle(sid).describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            raise not_found("schedule", sid) from err
-        raise
-    return ScheduleOut(
-        schedule_id=sid,
-        paused=desc.schedule.state.paused,
-        note=desc.schedule.state.note,
-        time_zone=desc.schedule.spec.time_zone_name,
-        next_runs=list(desc.info.next_action_times[:5]),
-        recent_broadcasts=[a.action.workflow_id for a in desc.info.recent_actions if hasattr(a.action, "workflow_id")],
-    )
+    view = await describe_schedule(client, journey_id)
+    if view is None:
+        raise not_found("schedule", schedule_id(journey_id))
+    return ScheduleOut(**view.__dict__)

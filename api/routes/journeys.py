@@ -50,13 +50,13 @@ from api.settings import ApiSettings
 from dsl import JourneyError, Registry, check, compile_source, parse
 from dsl.errors import Diagnostic
 from dsl.ids import slug
-from dsl.ir import AudienceEntry, EventEntry, Journey
+from dsl.ir import EventEntry, Journey
 from dsl.render import to_mermaid, to_svg
 from engine import catalog, lifecycle, queries, stats, stopping
 from engine.catalog import JourneyInfo, StatusChange, VersionInfo
 from engine.journey_cache import Deployed, JourneyCache
 from engine.node_numbers import diagram_counts, live_waiting, node_rows
-from engine.schedules import past_one_off, sync_audience_schedule
+from engine.schedules import ScheduleUnavailable, past_one_off, sync_current
 from engine.store import Store
 from engine.templates import list_templates
 from engine.visibility import running_count
@@ -312,23 +312,12 @@ async def _move(store: Store, journey_id: str, path: list[str]) -> StatusChange:
 async def _sync_schedule(
     client: Client | None, store: Store, settings: ApiSettings, journey_id: str, status: str
 ) -> None:
-    """Create, update, pause or delete the journey's Temporal Schedule (tag-
-    audience entries only; a no-op for other entries without a schedule)."""
-    version = await asyncio.to_thread(catalog.get_version, store, journey_id)
-    if version is None:
-        return
-    ir = Journey.model_validate(version.ir)
-    if client is None:
-        if isinstance(ir.entry, AudienceEntry):
-            raise Problem(503, "Temporal is not reachable: the audience schedule could not be set; retry")
-        return
+    """The audience schedule in line with the journey (``engine.schedules``),
+    or 503: syncing is idempotent, the caller retries."""
     try:
-        await sync_audience_schedule(
-            client, journey_id, version.version, version.hash, ir, status=status, task_queue=settings.task_queue
-        )
-    except Exception as exc:  # noqa: BLE001 - answer 503, the caller retries (idempotent)
-        log.exception("could not sync the schedule of journey %s", journey_id)
-        raise Problem(503, f"the audience schedule could not be updated ({type(exc).__name__}); retry") from exc
+        await sync_current(client, store, journey_id, status, task_queue=settings.task_queue)
+    except ScheduleUnavailable as exc:
+        raise Problem(503, f"{exc}; retry") from exc
 
 
 @router.post("/{journey_id}/pause", response_model=StatusOut, summary="Stop admitting new entries; running runs go on")

@@ -20,27 +20,14 @@ from api.lookups import deployed_or_409, journey_or_404, user_or_404
 from api.problems import Problem
 from api.schemas import CancelOut, StartedRun, StartRunsIn, StartRunsOut, UserIdStr
 from contracts.runs import workflow_id
-from engine import identity, lifecycle, queries
-from engine.events import link_identities
+from engine import lifecycle, queries
+from engine.events import resolve_users
 from engine.starts import cancel_run, run_input, start_run
-from engine.store import Store
 
 log = logging.getLogger("journeys.api")
 router = APIRouter(prefix="/v1/journeys", tags=["runs"], dependencies=[Depends(viewer)])
 
 _CONCURRENCY = 20
-
-
-def _resolve_users(store: Store, body: StartRunsIn, rules: object) -> list[str]:
-    """Canonical user ids, creating users for ids/identifiers not seen yet
-    (the API may start a journey for an id from another system)."""
-    out: list[str] = []
-    ids = ([body.user_id] if body.user_id else []) + list(body.user_ids)
-    for uid in ids:
-        out.append(store.transact(lambda s, uid=uid: identity.ensure_user(s, uid)))
-    for ident in body.identities:
-        out.append(link_identities(store, [(ident.kind, ident.value)], rules=rules))  # type: ignore[arg-type]
-    return list(dict.fromkeys(out))
 
 
 @router.post(
@@ -74,7 +61,9 @@ async def start_runs(
             f"journey {journey_id!r} enters on {deployed.ir.entry.kind}, not by API; "
             "event journeys start from /v1/track, audience journeys from their schedule",
         )
-    users = await asyncio.to_thread(_resolve_users, store, body, settings.derived)
+    ids = ([body.user_id] if body.user_id else []) + list(body.user_ids)
+    identifiers = [(i.kind, i.value) for i in body.identities]
+    users = await asyncio.to_thread(resolve_users, store, ids, identifiers, rules=settings.derived)
     gate = asyncio.Semaphore(_CONCURRENCY)
 
     async def one(uid: str) -> StartedRun:

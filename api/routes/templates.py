@@ -16,26 +16,12 @@ from api.deps import Operator, StoreDep, viewer
 from api.lookups import user_or_404
 from api.problems import Problem, not_found
 from api.schemas import NameStr, PreviewIn, PreviewOut, TemplateBody, TemplateIn, TemplateOut, UserIdStr
-from engine import identity
+from engine.previews import preview as render_preview
+from engine.previews import template_named
 from engine.store import Store
-from engine.store.models import User
-from engine.tags import tags_of
-from engine.templates import (
-    TemplateInfo,
-    TemplateRenderError,
-    build_context,
-    get_template,
-    list_templates,
-    render,
-    upsert_template,
-)
+from engine.templates import TemplateInfo, TemplateRenderError, list_templates, upsert_template
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"], dependencies=[Depends(viewer)])
-
-
-def _get(store: Store, name: str) -> TemplateInfo | None:
-    with store.read() as s:
-        return get_template(s, name)
 
 
 def _save(store: Store, name: str, body: TemplateBody) -> TemplateInfo:
@@ -59,14 +45,14 @@ async def list_all(store: StoreDep) -> list[TemplateOut]:
 
 @router.post("", response_model=TemplateOut, status_code=201, summary="Create a template (409 if the name exists)")
 async def create(body: TemplateIn, store: StoreDep, _: Operator) -> TemplateOut:
-    if await asyncio.to_thread(_get, store, body.name) is not None:
+    if await asyncio.to_thread(template_named, store, body.name) is not None:
         raise Problem(409, f"template {body.name!r} exists; PUT /v1/templates/{{name}} updates it")
     return TemplateOut.model_validate(await asyncio.to_thread(_save, store, body.name, body))
 
 
 @router.get("/{name}", response_model=TemplateOut, summary="A template")
 async def get_one(name: NameStr, store: StoreDep) -> TemplateOut:
-    found = await asyncio.to_thread(_get, store, name)
+    found = await asyncio.to_thread(template_named, store, name)
     if found is None:
         raise not_found("template", name)
     return TemplateOut.model_validate(found)
@@ -79,40 +65,24 @@ async def get_one(name: NameStr, store: StoreDep) -> TemplateOut:
     responses={201: {"model": TemplateOut, "description": "Created"}},
 )
 async def put(name: NameStr, body: TemplateBody, response: Response, store: StoreDep, _: Operator) -> TemplateOut:
-    existed = await asyncio.to_thread(_get, store, name) is not None
+    existed = await asyncio.to_thread(template_named, store, name) is not None
     saved = await asyncio.to_thread(_save, store, name, body)
     response.status_code = 200 if existed else 201
     return TemplateOut.model_validate(saved)
 
 
 def _preview(store: Store, template: TemplateInfo, uid: str, body: PreviewIn) -> PreviewOut:
-    channel = body.channel or next(iter(template.channel_bodies), None)
-    with store.read() as s:
-        user = s.get(User, uid)
-        assert user is not None
-        context = build_context(
-            user_id=uid,
-            attributes=dict(user.attributes or {}),
-            timezone=user.timezone,
-            stage=user.stage,
-            rfm=user.rfm,
-            identifiers=identity.identities_of(s, uid),
-            tags=tags_of(s, uid),
-            event=body.event,
-            coupon=body.coupon,
-            channel=channel,
-        )
     try:
-        rendered = render(template, channel, context)
+        shown = render_preview(store, template, uid, channel=body.channel, event=body.event, coupon=body.coupon)
     except TemplateRenderError as exc:
         raise Problem(422, str(exc), kind="template-render-failed") from None
     return PreviewOut(
         template=template.name,
         version=template.version,
         user_id=uid,
-        channel=channel,
-        subject=rendered.subject,
-        body=rendered.body,
+        channel=shown.channel,
+        subject=shown.rendered.subject,
+        body=shown.rendered.body,
     )
 
 
@@ -123,7 +93,7 @@ async def preview(
     store: StoreDep,
     body: Annotated[PreviewIn | None, Body()] = None,
 ) -> PreviewOut:
-    template = await asyncio.to_thread(_get, store, name)
+    template = await asyncio.to_thread(template_named, store, name)
     if template is None:
         raise not_found("template", name)
     uid = await user_or_404(store, user_id)

@@ -35,7 +35,7 @@ from api.schemas import (
 from engine import consent, queries
 from engine import timeline as timelines
 from engine.store import Store
-from engine.tags import add_tags, remove_tags, tags_of
+from engine.tags import change_tags
 
 router = APIRouter(prefix="/v1/users", tags=["users"], dependencies=[Depends(viewer)])
 
@@ -91,24 +91,18 @@ async def timeline(
     return [TimelineItemOut.model_validate(i) for i in items]
 
 
-def _change_tags(store: Store, uid: str, tags: list[str], source: str, add: bool) -> TagsOut:
-    def work(s):  # type: ignore[no-untyped-def]
-        changed = (add_tags if add else remove_tags)(s, uid, tags, source=source)
-        return TagsOut(user_id=uid, changed=changed, tags=tags_of(s, uid))
-
-    return store.transact(work)
-
-
 @router.post("/{user_id}/tags", response_model=TagsOut, summary="Add tags (source defaults to `api`)")
 async def add(user_id: UserIdStr, body: TagsIn, store: StoreDep, _: Operator) -> TagsOut:
     uid = await user_or_404(store, user_id)
-    return await asyncio.to_thread(_change_tags, store, uid, list(body.tags), body.source, True)
+    change = await asyncio.to_thread(change_tags, store, uid, list(body.tags), source=body.source, add=True)
+    return TagsOut(user_id=uid, changed=change.changed, tags=change.tags)
 
 
 @router.delete("/{user_id}/tags/{tag}", response_model=TagsOut, summary="Remove one tag")
 async def remove(user_id: UserIdStr, tag: NameStr, store: StoreDep, _: Operator, source: NameStr = "api") -> TagsOut:
     uid = await user_or_404(store, user_id)
-    return await asyncio.to_thread(_change_tags, store, uid, [tag], source, False)
+    change = await asyncio.to_thread(change_tags, store, uid, [tag], source=source, add=False)
+    return TagsOut(user_id=uid, changed=change.changed, tags=change.tags)
 
 
 async def _consent(store: Store, user_id: str, channel: str, opted_out: bool, body: ConsentIn | None) -> ConsentOut:

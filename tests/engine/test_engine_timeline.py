@@ -7,13 +7,30 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.orm import Session
 
 from contracts.activities import StepRecord
 from engine import runs
 from engine.store import Store
+from engine.store.models import CouponGrant, Delivery
 from engine.timeline import newest_page, user_timeline_page
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+def _tagged(seq: int, at: datetime) -> StepRecord:
+    """Step ``seq`` of run r1 of user u1, at node ``n<seq>``."""
+    return StepRecord(
+        run_key="r1",
+        seq=seq,
+        journey_id="j",
+        version=1,
+        user_id="u1",
+        node_id=f"n{seq}",
+        kind="tag",
+        outcome="passed",
+        at=at,
+    )
 
 
 def test_newest_page_never_splits_an_instant() -> None:
@@ -32,20 +49,7 @@ def test_newest_page_never_splits_an_instant() -> None:
 def test_walking_the_pages_shows_every_entry_once(store: Store, limit: int) -> None:
     times = [NOW, NOW, NOW + timedelta(seconds=1), NOW + timedelta(seconds=2), NOW + timedelta(seconds=2)]
     times += [NOW + timedelta(seconds=2), NOW + timedelta(minutes=5)]
-    records = [
-        StepRecord(
-            run_key="r1",
-            seq=i,
-            journey_id="j",
-            version=1,
-            user_id="u1",
-            node_id=f"n{i}",
-            kind="tag",
-            outcome="passed",
-            at=at,
-        )
-        for i, at in enumerate(times)
-    ]
+    records = [_tagged(i, at) for i, at in enumerate(times)]
     runs.record_steps(store, records)
     seen: list[str] = []
     until = None
@@ -61,25 +65,9 @@ def test_walking_the_pages_shows_every_entry_once(store: Store, limit: int) -> N
 def test_one_instant_reads_steps_in_their_order_then_sends_then_coupons(store: Store) -> None:
     """The same-instant order is the timeline's (the API and the console read
     the same function): a run's steps by ``seq``, then the send, then the coupon."""
-    from engine.store.models import CouponGrant, Delivery
+    runs.record_steps(store, [_tagged(seq, NOW) for seq in (3, 1, 2)])
 
-    steps = [
-        StepRecord(
-            run_key="r1",
-            seq=seq,
-            journey_id="j",
-            version=1,
-            user_id="u1",
-            node_id=f"n{seq}",
-            kind="tag",
-            outcome="passed",
-            at=NOW,
-        )
-        for seq in (3, 1, 2)
-    ]
-    runs.record_steps(store, steps)
-
-    def ledger(s) -> None:  # noqa: ANN001
+    def ledger(s: Session) -> None:
         s.add(
             CouponGrant(
                 idempotency_key="c1", pool="p", user_id="u1", code="C-1", journey_id="j", node_id="c", issued_at=NOW
