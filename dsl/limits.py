@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from dsl.errors import Diagnostic
 from dsl.ir import Cond, Journey, Span, Step
@@ -43,7 +44,8 @@ MAX_DEPTH = 32
 """How deeply a journey may nest: every block inside a step (an ``if``
 branch, a split variant, ``on event:``, ``on out_of_stock:``) is a level, and
 so is every ``not``, ``and``/``or`` inside another condition, counted from the
-block the condition is in. The IR goes through JSON between the API, the
+block the condition is in; on its own, a line may not open more than this
+many parentheses or write more ``not``s in a row either. The IR goes through JSON between the API, the
 store and Temporal, and pydantic's JSON reader stops at 200 levels: each
 nested ``if`` adds four (the step, its branches, the branch, its steps), so
 before this bound 50 nested ifs deployed and then failed in the worker, and
@@ -69,6 +71,14 @@ the parser never reads a long one."""
 _SURROGATE = re.compile("[\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
 
+# What nests within a line: parentheses and ``not not …``, outside texts and
+# comments. Lark's LALR stack grows with each, and so does its time: 30,000
+# parentheses around one tag (a 60,000-character line) took 8 s to parse.
+_NOT = re.compile("not")
+_NESTING = re.compile(
+    r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|(\n)|(\()|(\))|((?<!\w)not(?:[ \t]+not(?!\w))' + f"{{{MAX_DEPTH},}})"
+)
+
 
 def _position(source: str, index: int) -> tuple[int, int]:
     """1-based line and column of ``source[index]``; lines end at ``\\n``
@@ -77,45 +87,77 @@ def _position(source: str, index: int) -> tuple[int, int]:
     return source.count("\n", 0, index) + 1, index - line_start + 1
 
 
-def source_problems(source: str) -> tuple[str, list[Diagnostic], bool]:
-    """The whole-text bounds, checked before the text is parsed: the text to
-    parse (raw surrogates replaced by U+FFFD, same length, so the other
-    mistakes are still found in place), the diagnostics, and whether the text
-    is too big to parse at all."""
+@dataclass(frozen=True)
+class Screened:
+    """A journey text after the whole-text bounds: what to parse, what to show
+    under the diagnostics, and what was found."""
+
+    text: str  # to parse: surrogates replaced, nesting past MAX_DEPTH blanked (same length)
+    shown: str  # to show: surrogates replaced, nothing else changed
+    diagnostics: list[Diagnostic]
+    too_big: bool = False  # over MAX_SOURCE_CHARS or MAX_LINES: not to be parsed at all
+
+
+def _too_big(source: str, message: str) -> Screened:
+    return Screened("", source[:200], [Diagnostic("E130", message, 1, 1, "split it into several journeys")], True)
+
+
+def source_problems(source: str) -> Screened:
+    """The whole-text bounds, checked before the text is parsed, in one pass
+    each: the size, then raw surrogates (replaced by U+FFFD, so the other
+    mistakes are still found in place), then nesting within lines."""
     if len(source) > MAX_SOURCE_CHARS:
-        return (
-            source,
-            [
-                Diagnostic(
-                    "E130",
-                    f"this journey is {len(source):,} characters long, over the limit of {MAX_SOURCE_CHARS:,}",
-                    1,
-                    1,
-                    "split it into several journeys",
-                )
-            ],
-            True,
+        return _too_big(
+            source, f"this journey is {len(source):,} characters long, over the limit of {MAX_SOURCE_CHARS:,}"
         )
     lines = source.count("\n") + (0 if source.endswith("\n") else 1)
     if lines > MAX_LINES:
-        return (
-            source,
-            [
-                Diagnostic(
-                    "E130",
-                    f"this journey has {lines:,} lines, over the limit of {MAX_LINES:,}",
-                    1,
-                    1,
-                    "split it into several journeys",
-                )
-            ],
-            True,
-        )
+        return _too_big(source, f"this journey has {lines:,} lines, over the limit of {MAX_LINES:,}")
     found = [match.start() for match in _SURROGATE.finditer(source)]
-    if not found:
-        return source, [], False
     diagnostics = [surrogate(*_position(source, index), ord(source[index])) for index in found]
-    return _SURROGATE.sub(REPLACEMENT, source), diagnostics, False
+    shown = _SURROGATE.sub(REPLACEMENT, source) if found else source
+    text = shown
+    if "(" in text or "not" in text:
+        text, deep = _flatten_nesting(text)
+        diagnostics += deep
+    return Screened(text, shown, diagnostics)
+
+
+def _flatten_nesting(source: str) -> tuple[str, list[Diagnostic]]:
+    """E131 for parentheses or ``not``s nested more than ``MAX_DEPTH`` deep
+    on a line, and the text with the excess blanked out (same length, so
+    every other position stays), so the parse that follows stays linear."""
+    chars: list[str] | None = None
+    diagnostics: list[Diagnostic] = []
+    reported: set[int] = set()
+    depth = 0
+
+    def blank(start: int, end: int) -> None:
+        nonlocal chars
+        if chars is None:
+            chars = list(source)
+        chars[start:end] = " " * (end - start)
+        line, column = _position(source, start)
+        if line not in reported:
+            reported.add(line)
+            diagnostics.append(too_deep(line, column, "this condition"))
+
+    for match in _NESTING.finditer(source):
+        newline, opening, closing, nots = match.groups()
+        if newline:
+            depth = 0
+        elif opening:
+            depth += 1
+            if depth > MAX_DEPTH:
+                blank(match.start(), match.end())
+        elif closing:
+            if depth > MAX_DEPTH:
+                blank(match.start(), match.end())
+            depth = max(0, depth - 1)
+        elif nots:
+            kept = [m.end() for m in _NOT.finditer(source, match.start(), match.end())][MAX_DEPTH - 1]
+            blank(kept, match.end())
+    return ("".join(chars) if chars is not None else source), diagnostics
 
 
 def surrogate(line: int, column: int, code: int, end_column: int | None = None) -> Diagnostic:

@@ -54,13 +54,15 @@ def parse(source: str, filename: str = "<journey>") -> Journey:
     ``JourneyError`` with every syntax problem found."""
     if source.startswith("\ufeff"):
         source = source[1:]
-    text, diagnostics, too_big = source_problems(source)
-    if too_big:
-        raise JourneyError(diagnostics, source=source[:200], filename=filename)
+    screened = source_problems(source)
+    diagnostics = screened.diagnostics
+    if screened.too_big:
+        raise JourneyError(diagnostics, source=screened.shown, filename=filename)
     with gc_paused():  # builds no garbage cycles, even when recovering from errors
-        journey, found = _parse(text)
-    diagnostics += found
+        journey, found = _parse(screened.text)
+    too_deep_lines = {d.line for d in diagnostics if d.code == "E131"}  # the builder may find them again
+    diagnostics += [d for d in found if not (d.code == "E131" and d.line in too_deep_lines)]
     if diagnostics or journey is None:
         diagnostics.sort(key=lambda d: (d.line, d.column, d.code))
-        raise JourneyError(diagnostics, source=text, filename=filename)
+        raise JourneyError(diagnostics, source=screened.shown, filename=filename)
     return journey

@@ -201,3 +201,19 @@ def test_the_cli_prints_a_surrogate_error_instead_of_a_traceback(
     assert main(["check", str(path)]) == 1
     out = capsys.readouterr().out
     assert "error[E134]" in out and "error[E133]" in out
+
+
+def test_a_line_nesting_parentheses_or_nots_too_deep_is_one_error_shown_as_written() -> None:
+    parens = 'journey "x"\n  if ' + "(" * 30_000 + "tag a" + ")" * 30_000 + ':\n    send sms "a"\n  send smss "b"\n'
+    assert [(d.code, d.line, d.column) for d in errors(parens)] == [("E131", 2, 6 + MAX_DEPTH), ("E201", 4, 8)]
+    nots = 'journey "x"\n  if tag a:\n    if ' + "not \t " * 40 + 'tag "(":\n      pass\n'
+    with pytest.raises(JourneyError) as caught:
+        parse(nots)
+    (diag,) = caught.value.diagnostics
+    assert diag.code == "E131" and diag.line == 3
+    assert caught.value.render().split("\n")[1] == "    " + nots.split("\n")[2]  # the line as written
+
+
+def test_parentheses_and_nots_in_texts_and_comments_do_not_count() -> None:
+    deep = "(" * 40 + "not " * 40
+    parse(f'journey "x"\n  send sms "{deep}"  # {deep}\n  # {deep}\n  if ((tag a)):\n    pass\n')
