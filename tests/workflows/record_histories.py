@@ -4,7 +4,7 @@ Run it when the interpreter's command sequence changes *on purpose* (gate the
 change with a patch registered in ``workflows.patches`` so old histories still
 replay) or the scenario gains a step kind:
 
-    .venv/bin/python -m tests.workflows.record_histories v6
+    .venv/bin/python -m tests.workflows.record_histories v7
 
 Files are named ``<scenario>.v<N>.json`` and never overwritten: old histories
 stay, so every patched branch keeps being replayed, until the removal rule in
