@@ -121,3 +121,19 @@ def test_save_refuses_what_an_empty_context_already_shows(body: str, store: Stor
 )
 def test_save_accepts_templates_that_need_their_data(body: str) -> None:
     assert validate(body) is None
+
+
+async def test_a_send_over_a_limit_is_a_failed_delivery_with_the_reason(store: Store) -> None:
+    """What only the user's data makes too big passes the save and fails the
+    send, recorded once with the reason, and is never retried."""
+    from engine.events import link_identities
+    from tests.engine.test_engine_activities import deliveries, make, send_req
+
+    upsert_template(store, "shout", "{{ user.name * 100000 }}")
+    uid = link_identities(store, {"phone": "13800138000"}, attributes={"name": "小王"})
+    acts, providers = make(store)
+    result = await acts.send(send_req("k1", uid, template="shout"))
+    assert result.status == "failed" and "would make 200,000 characters" in result.reason
+    assert providers["sms"].calls == []
+    [row] = deliveries(store)
+    assert (row.status, row.reason) == ("failed", result.reason)
