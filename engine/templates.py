@@ -68,15 +68,16 @@ class TemplateInfo:
 # ---------------------------------------------------------------- limits
 #
 # An operator's template runs in the worker and in the API process, so it
-# must not be able to take either down. Measured before these limits, on one
-# core: ``{{ 'a'*10**9 }}`` returned 1 GB after 18 s (peak 4.1 GB, /health
-# stalled 12 s); ``{{ 9**9**9 }}`` never returned; two nested loops over
-# ``range(100000)`` ran for minutes. Each limit below is checked *before* the
-# work it bounds, except the clock, which stops whatever slipped through.
+# must not be able to take either down. Before these limits (issue 13):
+# ``{{ 'a'*10**9 }}`` returned 1 GB after 18 s (peak 4.1 GB, /health stalled
+# 12 s); a power with a huge exponent never returned (jinja reads ``**`` left
+# to right, so the one that hangs is ``9**(9**9)``); nested loops ran 10 s and
+# more. Each limit below is checked *before* the work it bounds, except the
+# clock, which stops whatever slipped through.
 
 MAX_OUTPUT_CHARS = 65_536
-"""The longest rendered body or subject (64 k characters). The longest real
-message a channel takes is an email; SMS stop at 500, WeCom at 4,000."""
+"""The longest rendered body or subject (64 k characters): far above what any
+channel delivers (an email is the longest), far below what hurts a worker."""
 
 MAX_EXPONENT = 100
 """``a ** b`` with an integer ``b`` over this is refused before computing."""
@@ -276,7 +277,10 @@ class LimitedEnvironment(SandboxedEnvironment):
 
 
 def render_limited(template: JinjaTemplate, context: Mapping[str, Any]) -> str:
-    """Render under the clock, streaming, and stop at the output cap."""
+    """Render under the clock, streaming, and stop at the output cap. The
+    clock also runs on every line of the compiled template (``sys.settrace``
+    for this thread, only while rendering; the thread's previous tracer — a
+    debugger's, coverage's — is put back after, and misses the render)."""
     budget = _Budget(RENDER_SECONDS)
     outer, _current.budget = _budget(), budget
     previous = sys.gettrace()
