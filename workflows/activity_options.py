@@ -1,9 +1,6 @@
-"""How long and how often the interpreter's activities may try.
-
-These values are part of every recorded activity command's attributes (not of
-what replay compares), so changing them needs no patch; they are kept in one
-place so the effects, the records and the run's end retry alike.
-"""
+"""How long and how often the interpreter's activities may try: one place,
+so the side effects, the snapshots, the step records and the run's end retry
+alike."""
 
 from datetime import timedelta
 

@@ -17,7 +17,7 @@ graph says where to go next. The interpreter is split by job:
 - ``workflows.run``: what an execution holds (``Run``);
 - ``workflows.step_handlers``: the per-kind handlers and ``STEP_HANDLERS``;
 - ``workflows.waits`` (the durable sleep, timed waits) and
-  ``workflows.event_wait`` (``wait for event``);
+  ``workflows.event_wait`` (``wait for event`` and the events it may take);
 - ``workflows.effects`` (activities, snapshots) and ``workflows.records``
   (step records, the run's end);
 - ``workflows.goals_exits``: goals and exit rules.

@@ -23,13 +23,16 @@ from workflows.patches import taken
 
 @dataclass
 class Run:
+    """One execution's input, journey graph, carried state and buffers."""
+
     inp: JourneyInput
     graph: Graph
     # None until ``begin_run`` lets the user in (a continuation brings its own).
     state: RunState | None
-    seen: set[str]
-    # Before the event-buffer revision: events since this execution started,
-    # and from ``cursor`` on, those new to the next ``wait for event``.
+    seen: set[str]  # event ids handled, to drop redeliveries (from RunState.seen_event_ids)
+    # Runs before the buffered-events revision: events since this execution
+    # started, and from ``cursor`` on, those new to the next ``wait for event``
+    # (the buffered revision keeps them in ``RunState.unconsumed_events``).
     arrivals: list[UserEvent] = field(default_factory=list)
     cursor: int = 0
     exit_reason: str | None = None
