@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from dsl.durations import format_duration
@@ -82,7 +83,10 @@ def name(text: str) -> str:
 def _value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, float):
+        # positional, never 1e-09: the language's numbers have no exponent
+        return repr(value) if "e" not in repr(value) else format(Decimal(repr(value)), "f")
+    if isinstance(value, int):
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_value(v) for v in value) + "]"

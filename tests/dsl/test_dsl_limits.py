@@ -217,3 +217,10 @@ def test_a_line_nesting_parentheses_or_nots_too_deep_is_one_error_shown_as_writt
 def test_parentheses_and_nots_in_texts_and_comments_do_not_count() -> None:
     deep = "(" * 40 + "not " * 40
     parse(f'journey "x"\n  send sms "{deep}"  # {deep}\n  # {deep}\n  if ((tag a)):\n    pass\n')
+
+
+@pytest.mark.parametrize("number", ["0.000000001", "-0.0000001", "123456789012.125"])
+def test_numbers_format_back_as_numbers_the_language_reads(number: str) -> None:
+    source = f'journey "x"\n  if user.x > {number}:\n    pass\n'
+    text = format_journey(parse(source), source)
+    assert f"> {number}:" in text and format_journey(parse(text), text) == text
