@@ -23,7 +23,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from contracts import activity_names as names
+    from contracts import names
     from contracts import search_attributes as sa
     from contracts.activities import (
         BeginRunRequest,

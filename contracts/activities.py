@@ -1,7 +1,7 @@
 """What the interpreter asks of the engine: activity inputs and outputs.
 
 The workflow (``workflows/``) never touches I/O; it calls the activities by
-their registered names (``contracts.activity_names``) with these models, and
+their registered names (``contracts.names``) with these models, and
 ``engine.activities`` answers them. They are serialised by the pydantic data
 converter into Temporal history, so: add optional fields, never rename.
 

@@ -1,6 +1,6 @@
 """The activities the journey interpreter calls.
 
-Each is registered under its name in ``contracts.activity_names``, which the
+Each is registered under its name in ``contracts.names``, which the
 interpreter calls it by (names are recorded in Temporal history: never change one).
 
 Each activity is a thin async shell: the store work is synchronous SQLAlchemy
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from contracts import activity_names as names
+from contracts import names
 from contracts.activities import (
     BeginRunRequest,
     BeginRunResult,

@@ -29,6 +29,7 @@ from datetime import datetime
 from temporalio import activity
 from temporalio.client import Client
 
+from contracts import names
 from contracts.broadcast import (
     BeginBroadcastRequest,
     BroadcastPageRequest,
@@ -71,7 +72,7 @@ class BroadcastActivities:
     def _temporal(self) -> Client:
         return self._client or activity.client()
 
-    @activity.defn(name="journeys.broadcast_begin")
+    @activity.defn(name=names.BROADCAST_BEGIN)
     async def begin(self, req: BeginBroadcastRequest) -> BroadcastProgress:
         return await asyncio.to_thread(
             broadcasts.begin,
@@ -84,13 +85,13 @@ class BroadcastActivities:
             now=req.now,
         )
 
-    @activity.defn(name="journeys.broadcast_finish")
+    @activity.defn(name=names.BROADCAST_FINISH)
     async def finish(self, req: FinishBroadcastRequest) -> BroadcastProgress:
         return await asyncio.to_thread(
             broadcasts.finish, self.store, req.broadcast_id, status=req.status, reason=req.reason, now=req.now
         )
 
-    @activity.defn(name="journeys.broadcast_page")
+    @activity.defn(name=names.BROADCAST_PAGE)
     async def page(self, req: BroadcastPageRequest) -> BroadcastProgress:
         current = await asyncio.to_thread(broadcasts.get, self.store, req.broadcast_id)
         if current is None:

@@ -49,6 +49,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.broadcast import DEFAULT_PAGE_SIZE, BroadcastInput, broadcast_workflow_id
+from contracts.names import BROADCAST_WORKFLOW
 from dsl.errors import Diagnostic
 from dsl.ir import AudienceEntry, Journey
 from dsl.ir import Schedule as IrSchedule
@@ -116,9 +117,6 @@ def past_one_off(ir: Journey, now: datetime | None = None) -> Diagnostic | None:
         span.column if span else 1,
         hint="pick a later time, or start the broadcast now with POST /v1/journeys/<id>/broadcasts",
     )
-
-
-BROADCAST_WORKFLOW = "AudienceBroadcastWorkflow"  # workflows.broadcast's registered name
 
 
 async def start_broadcast(

@@ -31,11 +31,11 @@ from temporalio.common import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts import search_attributes as sa
+from contracts.names import JOURNEY_WORKFLOW
 from contracts.runs import JourneyInput, UserEvent, workflow_id
 from dsl.ir import Journey
 from engine.catalog import VersionInfo
 
-JOURNEY_WORKFLOW: Final[str] = "JourneyWorkflow"  # workflows.journey.JourneyWorkflow's registered name
 EVENT_SIGNAL: Final[str] = "event"  # JourneyWorkflow's signal for user events
 
 

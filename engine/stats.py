@@ -1,6 +1,5 @@
 """Read-side counts for the operator's views: numbers on every node, runs per
-variant, a journey's summary. (One user's timeline is ``engine.timeline``;
-``user_timeline`` is importable from here too, where tests have long found it.)
+variant, a journey's summary. (One user's timeline is ``engine.timeline``.)
 
 Counts are of distinct runs, so a node visited twice by a looping run counts
 that run once per outcome; deliveries count messages by final status.
@@ -14,7 +13,6 @@ from sqlalchemy import and_, distinct, func, select
 
 from engine.store import Store
 from engine.store.models import Delivery, Event, Run, StepRecord
-from engine.timeline import user_timeline
 
 __all__ = [
     "JourneySummary",
@@ -23,7 +21,6 @@ __all__ = [
     "events_after_entry",
     "journey_summary",
     "node_counts",
-    "user_timeline",
     "variant_counts",
 ]
 

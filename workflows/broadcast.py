@@ -2,7 +2,7 @@
 
 One execution per broadcast (a scheduled fire or an API "run now"). It walks
 the audience page by page through the ``journeys.broadcast_page`` activity
-(called by name: ``contracts.activity_names``) — which selects,
+(called by name: ``contracts.names``) — which selects,
 starts each user's ``JourneyWorkflow`` and commits progress in the store — and
 continues as new every ``pages_per_run`` pages, so history stays short for any
 audience size.
@@ -25,7 +25,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from contracts import activity_names as names
+    from contracts import names
     from contracts.broadcast import (
         BeginBroadcastRequest,
         BroadcastInput,
@@ -42,7 +42,7 @@ _PAGE_TIMEOUT = timedelta(minutes=10)
 _PAGE_HEARTBEAT = timedelta(seconds=60)
 
 
-@workflow.defn(name="AudienceBroadcastWorkflow")
+@workflow.defn(name=names.BROADCAST_WORKFLOW)
 class AudienceBroadcastWorkflow:
     @workflow.init
     def __init__(self, inp: BroadcastInput) -> None:

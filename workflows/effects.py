@@ -1,6 +1,6 @@
 """Everything the run asks of the engine besides its records: side effects
 (begin, send, coupon, tags) and reads of the user (snapshots), called by
-their registered names (``contracts.activity_names``: this layer imports
+their registered names (``contracts.names``: this layer imports
 nothing of ``engine/``).
 
 This module must stay free of side effects.
@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from temporalio import workflow
 
-from contracts import activity_names as names
+from contracts import names
 from contracts.activities import EventCountQuery, UserSnapshot, UserSnapshotRequest
 from contracts.conditions import count_queries
 from workflows.activity_options import ACTIVITY_RETRY, LOCAL_TIMEOUT, SIDE_EFFECT_DEADLINE, SIDE_EFFECT_TIMEOUT

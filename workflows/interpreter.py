@@ -31,7 +31,7 @@ import asyncio
 
 from temporalio import workflow
 
-from contracts import activity_names as names
+from contracts import names
 from contracts import search_attributes as sa
 from contracts.activities import BeginRunRequest, BeginRunResult
 from contracts.runs import JourneyInput, RunState, RunStatus, UserEvent

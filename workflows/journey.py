@@ -18,11 +18,12 @@ passed-through so a sandboxed worker would still run this file unchanged.
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from contracts import names
     from contracts.runs import JourneyInput, RunStatus, UserEvent
     from workflows.interpreter import JourneyInterpreter
 
 
-@workflow.defn(name="JourneyWorkflow", sandboxed=False)
+@workflow.defn(name=names.JOURNEY_WORKFLOW, sandboxed=False)
 class JourneyWorkflow:
     @workflow.init
     def __init__(self, inp: JourneyInput) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from temporalio import workflow
 
-from contracts import activity_names as names
+from contracts import names
 from contracts.activities import EndRunRequest, RecordStepsRequest, StepRecord
 from workflows.activity_options import ACTIVITY_RETRY, LOCAL_TIMEOUT, SIDE_EFFECT_TIMEOUT
 from workflows.patches import END_WITH_RECORDS

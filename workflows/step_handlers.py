@@ -15,7 +15,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from contracts import activity_names as names
+from contracts import names
 from contracts import search_attributes as sa
 from contracts.activities import CouponRequest, CouponResult, SendRequest, SendResult, TagRequest
 from contracts.conditions import count_queries, evaluate

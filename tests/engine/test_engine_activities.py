@@ -25,10 +25,11 @@ from engine.consent import opt_out
 from engine.coupons import upsert_pool
 from engine.events import ingest_event, link_identities
 from engine.settings import Settings
-from engine.stats import journey_summary, node_counts, user_timeline, variant_counts
+from engine.stats import journey_summary, node_counts, variant_counts
 from engine.store import Store
 from engine.store.models import CapUsage, Delivery
 from engine.templates import upsert_template
+from engine.timeline import user_timeline
 from tests.engine.engine_support import NOW, FakeProvider
 
 D = timedelta(days=1)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from temporalio import activity
 
-from contracts import activity_names as names
+from contracts import names
 from contracts.activities import (
     BeginRunRequest,
     BeginRunResult,

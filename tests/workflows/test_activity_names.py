@@ -1,4 +1,4 @@
-"""The workflows call activities by name (``contracts.activity_names``): each
+"""The workflows call activities by name (``contracts.names``): each
 name they call must be registered by the engine's activity objects under
 exactly that name, or runs would fail at run time with "activity type not
 registered" instead of here."""
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from temporalio.activity import _Definition
 
-from contracts import activity_names as names
+from contracts import names
 from engine.activities import JourneyActivities
 from engine.broadcast_activities import BroadcastActivities
 from tests.workflows.fakes import FakeEngine
@@ -30,7 +30,7 @@ HELPERS = {"effect"}
 
 def called_names(source: str, filename: str = "<src>") -> list[str]:
     """The activity names a workflow module passes to ``workflow.execute_*``:
-    ``names.X`` resolved through ``contracts.activity_names``; anything else
+    ``names.X`` resolved through ``contracts.names``; anything else
     (a literal, a method reference) is reported as ``<filename:line: ...>`` so
     the test below fails on it."""
     found: list[str] = []
@@ -48,7 +48,7 @@ def called_names(source: str, filename: str = "<src>") -> list[str]:
         elif isinstance(first, ast.Name) and first.id == "name":
             continue  # ``effect`` handing its parameter on: its callers are scanned
         else:
-            found.append(f"<{filename}:{node.lineno}: not called by a contracts.activity_names constant>")
+            found.append(f"<{filename}:{node.lineno}: not called by a contracts.names constant>")
     return found
 
 
@@ -104,13 +104,13 @@ def test_the_fake_engine_registers_the_interpreter_names() -> None:
         ("await workflow.execute_local_activity(names.NOPE, req)", ["<m.py:1: no such name NOPE>"]),
         (
             "await workflow.execute_activity_method(JourneyActivities.send, req)",
-            ["<m.py:1: not called by a contracts.activity_names constant>"],
+            ["<m.py:1: not called by a contracts.names constant>"],
         ),
         ("await effect(run, names.ISSUE_COUPON, CouponResult, req)", ["journeys.issue_coupon"]),
-        ("await effect(run, SEND, SendResult, req)", ["<m.py:1: not called by a contracts.activity_names constant>"]),
+        ("await effect(run, SEND, SendResult, req)", ["<m.py:1: not called by a contracts.names constant>"]),
         (
             'await workflow.execute_activity("journeys.sned", req)',
-            ["<m.py:1: not called by a contracts.activity_names constant>"],
+            ["<m.py:1: not called by a contracts.names constant>"],
         ),
     ],
 )

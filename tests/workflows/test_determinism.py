@@ -62,7 +62,7 @@ FORBIDDEN_CALLS = {
     "input": "I/O belongs in an activity",
 }
 # Our packages a workflow module may import: pure code, no I/O at import or call.
-# Activities are called by name (contracts.activity_names), so nothing of engine/.
+# Activities are called by name (contracts.names), so nothing of engine/.
 ALLOWED_OWN = ("dsl", "workflows", "contracts")
 OWN_PACKAGES = ("dsl", "workflows", "contracts", "engine", "runtime", "api")
 

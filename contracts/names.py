@@ -1,10 +1,11 @@
-"""The registered names of the activities the workflows call.
+"""The registered names of the workflows and of the activities they call.
 
 Workflows call activities by these names (``workflow.execute_activity(NAME, …,
 result_type=…)``, as temporalio/samples-python's ``dsl`` sample does), so
 ``workflows/`` needs nothing from ``engine/``; the engine registers its
-activities under the same constants. A name is recorded in every history that
-calls it: never change one (``tests/workflows/test_replay.py`` replays the
+activities under the same constants, and the engine starts workflows by their
+names (``engine.starts``, ``engine.schedules``) without importing them. A name is
+recorded in every history that calls it: never change one (``tests/workflows/test_replay.py`` replays the
 committed histories, ``tests/workflows/test_activity_names.py`` checks that the
 engine registers each name the workflows call).
 """
@@ -12,6 +13,10 @@ engine registers each name the workflows call).
 from __future__ import annotations
 
 from typing import Final
+
+# the workflows (workflows/journey.py, workflows/broadcast.py), started by name from engine/
+JOURNEY_WORKFLOW: Final = "JourneyWorkflow"
+BROADCAST_WORKFLOW: Final = "AudienceBroadcastWorkflow"
 
 # JourneyWorkflow (workflows/interpreter.py and its modules) → engine.activities.JourneyActivities
 USER_SNAPSHOT: Final = "journeys.user_snapshot"
