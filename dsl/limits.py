@@ -75,9 +75,8 @@ REPLACEMENT = "\ufffd"
 # comments. Lark's LALR stack grows with each, and so does its time: 30,000
 # parentheses around one tag (a 60,000-character line) took 8 s to parse.
 _NOT = re.compile("not")
-_NESTING = re.compile(
-    r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|(\n)|(\()|(\))|((?<!\w)not(?:[ \t]+not(?!\w))' + f"{{{MAX_DEPTH},}})"
-)
+_NOT_CHAIN = re.compile(r"(?<!\w)not(?:[ \t]+not(?!\w))" + f"{{{MAX_DEPTH},}}")
+_NESTING = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|(\()|(\))|(' + _NOT_CHAIN.pattern + ")")
 
 
 def _position(source: str, index: int) -> tuple[int, int]:
@@ -126,38 +125,38 @@ def source_problems(source: str) -> Screened:
 def _flatten_nesting(source: str) -> tuple[str, list[Diagnostic]]:
     """E131 for parentheses or ``not``s nested more than ``MAX_DEPTH`` deep
     on a line, and the text with the excess blanked out (same length, so
-    every other position stays), so the parse that follows stays linear."""
-    chars: list[str] | None = None
+    every other position stays), so the parse that follows stays linear.
+    Only a line with that many ``(`` or ``not``s in a row is looked at
+    closely (a 10,000-line journey is screened in a few milliseconds)."""
+    lines = source.split("\n")
     diagnostics: list[Diagnostic] = []
-    reported: set[int] = set()
-    depth = 0
-
-    def blank(start: int, end: int) -> None:
-        nonlocal chars
-        if chars is None:
-            chars = list(source)
-        chars[start:end] = " " * (end - start)
-        line, column = _position(source, start)
-        if line not in reported:
-            reported.add(line)
-            diagnostics.append(too_deep(line, column, "this condition"))
-
-    for match in _NESTING.finditer(source):
-        newline, opening, closing, nots = match.groups()
-        if newline:
-            depth = 0
-        elif opening:
-            depth += 1
-            if depth > MAX_DEPTH:
-                blank(match.start(), match.end())
-        elif closing:
-            if depth > MAX_DEPTH:
-                blank(match.start(), match.end())
-            depth = max(0, depth - 1)
-        elif nots:
-            kept = [m.end() for m in _NOT.finditer(source, match.start(), match.end())][MAX_DEPTH - 1]
-            blank(kept, match.end())
-    return ("".join(chars) if chars is not None else source), diagnostics
+    for number, line in enumerate(lines, start=1):
+        if line.count("(") <= MAX_DEPTH and not _NOT_CHAIN.search(line):
+            continue
+        chars = list(line)
+        first: int | None = None
+        depth = 0
+        for match in _NESTING.finditer(line):
+            opening, closing, nots = match.groups()
+            start, end = match.span()
+            if nots:  # keep MAX_DEPTH of them
+                start = [m.end() for m in _NOT.finditer(line, start, end)][MAX_DEPTH - 1]
+            elif opening:
+                depth += 1
+                if depth <= MAX_DEPTH:
+                    continue
+            elif closing:
+                depth = max(0, depth - 1)
+                if depth < MAX_DEPTH:
+                    continue
+            else:  # a text or a comment
+                continue
+            chars[start:end] = " " * (end - start)
+            first = start if first is None else first
+        if first is not None:
+            lines[number - 1] = "".join(chars)
+            diagnostics.append(too_deep(number, first + 1, "this condition"))
+    return ("\n".join(lines) if diagnostics else source), diagnostics
 
 
 def surrogate(line: int, column: int, code: int, end_column: int | None = None) -> Diagnostic:
