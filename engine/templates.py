@@ -32,8 +32,9 @@ from functools import lru_cache
 from types import FrameType
 from typing import Any
 
-from jinja2 import ChainableUndefined, StrictUndefined, TemplateError, UndefinedError
+from jinja2 import ChainableUndefined, StrictUndefined, TemplateError, UndefinedError, nodes
 from jinja2 import Template as JinjaTemplate
+from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.filters import FILTERS as DEFAULT_FILTERS
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
@@ -237,14 +238,40 @@ def _template_tracer(frame: FrameType, event: str, arg: Any) -> Any:
     return _line_tracer if frame.f_code.co_filename == "<template>" else None
 
 
+def _sized_concat(join: Callable[[Any], str], values: tuple[Any, ...]) -> str:
+    """``a ~ b ~ c``, sized before it is joined: each part may be under the
+    cap and a few thousand of them a gigabyte."""
+    _too_long(sum(len(str(v)) for v in values), "`~`")
+    return join(values)
+
+
+class _SizedConcatGenerator(CodeGenerator):
+    """Compiles ``~`` to ``_sized_concat`` (jinja has no hook for it: the
+    compiler writes a bare ``str_join``)."""
+
+    @optimizeconst
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        if frame.eval_ctx.volatile:
+            join = "(markup_join if context.eval_ctx.volatile else str_join)"
+        else:
+            join = "markup_join" if frame.eval_ctx.autoescape else "str_join"
+        self.write(f"environment.sized_concat({join}, (")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
 class LimitedEnvironment(SandboxedEnvironment):
     """jinja's sandbox with the limits above: ``**``, ``*`` and ``%`` sized
     before they compute (intercepted operators are also never folded at
     compile time, so ``{{ 9**9**9 }}`` cannot hang the compiler), the growing
-    string methods and filters sized, a smaller ``range``, no ``lipsum``, and
+    string methods and filters and ``~`` sized, a smaller ``range``, no ``lipsum``, and
     the clock checked on every call, attribute and template line."""
 
     intercepted_binops = frozenset({"**", "*", "%"})
+    code_generator_class = _SizedConcatGenerator
+    sized_concat = staticmethod(_sized_concat)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -345,6 +372,8 @@ def validate(source: str) -> str | None:
         render_limited(compiled, {})
     except TemplateLimitError as exc:
         return str(exc)
+    except RecursionError:  # whatever the data, it would fail every send
+        return "a macro calls itself without end"
     except Exception:  # noqa: BLE001 - 1/0 or a bad filter argument may be fine with real data
         return None
     return None

@@ -47,6 +47,7 @@ def refused(body: str, **context: object) -> str:
         ("{{ ('a' * 60000) | replace('a', 'b' * 60000) }}", "the `replace` filter would make"),
         ("{{ '%999999999d' | format(1) }}", "a width of 999999999"),
         ("{% for i in range(10**6) %}{% endfor %}", f"`range` of 1,000,000 numbers, over {MAX_RANGE:,}"),
+        ("{% set x = 'a' * 60000 %}{{ x ~ x }}", "`~` would make 120,000 characters"),
     ],
 )
 def test_growing_operations_are_refused_before_they_compute(body: str, reason: str) -> None:
@@ -88,6 +89,7 @@ def test_the_clock_is_one_renders_and_leaves_the_threads_tracer_alone() -> None:
 def test_ordinary_templates_render_as_before() -> None:
     body = "{{ '{:>4}'.format(n) }}|{{ names | join(', ') }}|{{ 'x' | center(5) }}|{{ 'a-b' | replace('-', '+') }}"
     assert render(info(body), "sms", {"n": 7, "names": ["a", "b"]}).body == "   7|a, b|  x  |a+b"
+    assert render(info("{{ 'a' ~ n ~ '<b>' }}"), "sms", {"n": 1}).body == "a1<b>"
 
 
 def test_lipsum_is_not_there() -> None:
@@ -102,6 +104,7 @@ def test_lipsum_is_not_there() -> None:
         "{{ 9 ** (9 ** 9) }}",
         "{% for i in range(10**7) %}x{% endfor %}",
         "{{ 'a' | center(10**9) }}",
+        "{% macro again() %}{{ again() }}{% endmacro %}{{ again() }}",
     ],
 )
 def test_save_refuses_what_an_empty_context_already_shows(body: str, store: Store) -> None:
