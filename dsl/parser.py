@@ -49,6 +49,16 @@ def _parse(source: str) -> tuple[Journey | None, list[Diagnostic]]:
     return journey, diagnostics
 
 
+def _said_already(diag: Diagnostic, screened: list[Diagnostic]) -> bool:
+    """A too-deep line the builder finds again, or the U+FFFD put in place of
+    a raw surrogate that the lexer trips over: the screen's diagnostic says it."""
+    if diag.code == "E131":
+        return any(d.code == "E131" and d.line == diag.line for d in screened)
+    if diag.code == "E101":
+        return any(d.code == "E134" and (d.line, d.column) == (diag.line, diag.column) for d in screened)
+    return False
+
+
 def parse(source: str, filename: str = "<journey>") -> Journey:
     """Parse journey text into the IR (steps carry ids and spans). Raises
     ``JourneyError`` with every syntax problem found."""
@@ -60,8 +70,7 @@ def parse(source: str, filename: str = "<journey>") -> Journey:
         raise JourneyError(diagnostics, source=screened.shown, filename=filename)
     with gc_paused():  # builds no garbage cycles, even when recovering from errors
         journey, found = _parse(screened.text)
-    too_deep_lines = {d.line for d in diagnostics if d.code == "E131"}  # the builder may find them again
-    diagnostics += [d for d in found if not (d.code == "E131" and d.line in too_deep_lines)]
+    diagnostics += [d for d in found if not _said_already(d, diagnostics)]
     if diagnostics or journey is None:
         diagnostics.sort(key=lambda d: (d.line, d.column, d.code))
         raise JourneyError(diagnostics, source=screened.shown, filename=filename)

@@ -224,3 +224,7 @@ def test_numbers_format_back_as_numbers_the_language_reads(number: str) -> None:
     source = f'journey "x"\n  if user.x > {number}:\n    pass\n'
     text = format_journey(parse(source), source)
     assert f"> {number}:" in text and format_journey(parse(text), text) == text
+
+
+def test_a_raw_surrogate_outside_a_text_is_one_error() -> None:
+    assert [(d.code, d.line, d.column) for d in errors('journey "x"\n  \ud800send sms "a"\n')] == [("E134", 2, 3)]
