@@ -157,6 +157,9 @@ class Event(Base):
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     dispatched_at: Mapped[datetime | None]
+    # What dispatch did with it (``engine.dispatch``): the runs it was
+    # signalled to and the runs it started, by workflow id, for the timeline.
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Consent(Base):
@@ -223,6 +226,7 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_deliveries_journey_node", "journey_id", "version", "node_id"),
         Index("ix_deliveries_user_at", "user_id", "at"),
+        Index("ix_deliveries_journey_node_address", "journey_id", "node_id", "address_hash"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -239,6 +243,10 @@ class Delivery(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)  # why the last attempt failed (kept after a success)
+    # SHA-256 of channel and address: the same step never reaches one address
+    # twice through two runs of a person merged meanwhile (``engine.merges``).
+    address_hash: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime]  # workflow time of the send
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -337,6 +345,34 @@ class StepRecord(Base):
     variant: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime]
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class RunSignal(Base):
+    """A signal to a user's runs that must reach Temporal even if the process
+    dies after the store change that caused it (``engine.run_signals``): a
+    merge that ends a duplicate run (``kind`` ``merged``, one ``workflow_id``)
+    or a tag change (``tags``: every open run of the user but the one that
+    made it). Swept like undispatched events until ``sent_at`` is set."""
+
+    __tablename__ = "run_signals"
+    __table_args__ = (
+        Index(
+            "ix_run_signals_unsent",
+            "created_at",
+            sqlite_where=text("sent_at IS NULL"),
+            postgresql_where=text("sent_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # merged | tags
+    workflow_id: Mapped[str | None] = mapped_column(String(255))
+    run_key: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str | None] = mapped_column(String(128))  # a tag change's source (journey:<id> skips that run)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
 
 
 class Broadcast(Base):
