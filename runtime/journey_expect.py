@@ -5,8 +5,9 @@ The words (``CHANNEL`` as in the language: wecom, sms, push…; ``DURATION``
 as ``1m``, ``1d2h``; ``NODE`` a step id as ``journeys simulate`` prints it
 in ``--json`` and in "never reached", e.g. ``wait-event-order_paid-2``)::
 
-    sends CHANNEL TEMPLATE [within DURATION]   a message went out (within DURATION of the start)
-    sends any TEMPLATE [within DURATION]       on whichever channel
+    sends CHANNEL TEMPLATE [within|after DURATION]   a message went out (within, or no
+                                               sooner than, DURATION after the start)
+    sends any TEMPLATE [within|after DURATION] on whichever channel
     does not send TEMPLATE                     no message of that template went out
     suppresses TEMPLATE [because TEXT]         a send of it was held back (reason contains TEXT)
     no CHANNEL                                 nothing went out on that channel
@@ -53,11 +54,23 @@ def _sent(result: CaseResult) -> list[Message]:
     return [m for m in result.messages if m.status == "sent"]
 
 
-def _sends(channel: str | None, template: str, within: timedelta | None) -> Check:
+Window = tuple[timedelta | None, timedelta | None]  # (not before, not after) the start + …
+
+
+def _when(how: str | None, span: str | None) -> Window:
+    if how is None or span is None:
+        return (None, None)
+    return (None, _span(span)) if how == "within" else (_span(span), None)
+
+
+def _sends(channel: str | None, template: str, window: Window) -> Check:
+    earliest, latest = window
+
     def check(result: CaseResult) -> str | None:
         sent = _sent(result)
         for m in sent:
-            on_time = within is None or m.at - result.start <= within
+            offset = m.at - result.start
+            on_time = (earliest is None or offset >= earliest) and (latest is None or offset <= latest)
             if m.template == template and (channel is None or m.channel == channel) and on_time:
                 return None
         return "sent: " + _describe(sent, result)
@@ -212,10 +225,10 @@ def _span(word: str) -> timedelta:
 
 
 _RULES: list[tuple[re.Pattern[str], Callable[..., Check]]] = [
-    (re.compile(r"sends any (\S+)(?: within (\S+))?"), lambda t, w: _sends(None, t, _span(w) if w else None)),
+    (re.compile(r"sends any (\S+)(?: (within|after) (\S+))?"), lambda t, h, w: _sends(None, t, _when(h, w))),
     (
-        re.compile(r"sends (\S+) (\S+)(?: within (\S+))?"),
-        lambda c, t, w: _sends(_channel(c), t, _span(w) if w else None),
+        re.compile(r"sends (\S+) (\S+)(?: (within|after) (\S+))?"),
+        lambda c, t, h, w: _sends(_channel(c), t, _when(h, w)),
     ),
     (re.compile(r"does not send (\S+)"), _not_sends),
     (re.compile(r"suppresses (\S+)(?: because (.+))?"), _suppresses),
