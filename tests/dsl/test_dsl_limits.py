@@ -16,6 +16,7 @@ from dsl.cli import main
 from dsl.errors import Diagnostic, JourneyError
 from dsl.ir import Branch, IfStep, Journey, SendStep, Step, TagCond
 from dsl.limits import MAX_DEPTH, MAX_DURATION_SECONDS, MAX_LINES, MAX_NUMBER_DIGITS, MAX_SOURCE_CHARS
+from dsl.render import to_mermaid, to_svg
 
 
 def errors(source: str) -> list[Diagnostic]:
@@ -44,6 +45,7 @@ def test_a_journey_at_the_depth_limit_compiles_round_trips_and_formats() -> None
     journey = compile_source(source)
     assert Journey.model_validate_json(journey.model_dump_json()) == journey
     assert format_journey(parse(format_journey(journey))) == format_journey(journey)
+    assert "inner" in to_svg(journey) and "inner" in to_mermaid(journey)
     innermost = journey.steps[0]
     for _ in range(MAX_DEPTH - 1):
         assert isinstance(innermost, IfStep)
