@@ -18,6 +18,17 @@ from typing import Final
 JOURNEY_WORKFLOW: Final = "JourneyWorkflow"
 BROADCAST_WORKFLOW: Final = "AudienceBroadcastWorkflow"
 
+# JourneyWorkflow's signals (workflows/journey.py), sent by engine.starts and engine.run_signals
+EVENT_SIGNAL: Final = "event"  # a UserEvent: something the user did, or a tag change (TAG_ADDED / TAG_REMOVED)
+MERGED_SIGNAL: Final = "merged"  # a MergedNotice: the person is also in this journey on a run that is kept
+
+# The events a tag change is delivered to runs as (``properties``: ``tag``,
+# ``source``), so ``wait for event tag_added where tag == "vip"`` and ``exit
+# when event tag_removed`` work, and ``exit when tag …`` is checked at once.
+TAG_ADDED: Final = "tag_added"
+TAG_REMOVED: Final = "tag_removed"
+TAG_EVENTS: Final = (TAG_ADDED, TAG_REMOVED)
+
 # JourneyWorkflow (workflows/interpreter.py and its modules) → engine.activities.JourneyActivities
 USER_SNAPSHOT: Final = "journeys.user_snapshot"
 BEGIN_RUN: Final = "journeys.begin_run"

@@ -24,6 +24,16 @@ class UserEvent(BaseModel):
     occurred_at: datetime | None = None
 
 
+class MergedNotice(BaseModel):
+    """The ``merged`` signal: this run's user was merged with another person
+    who is in the same journey, and the journey's re-entry rule allows one
+    run; the other run (``kept_run_key``) goes on and this one ends at once
+    with reason ``merged`` (``engine.merges`` decides which)."""
+
+    kept_run_key: str | None = None
+    survivor_user_id: str | None = None
+
+
 class RunState(BaseModel):
     """Everything a run carries across continue-as-new."""
 

@@ -19,7 +19,7 @@ registered type name.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
@@ -31,12 +31,10 @@ from temporalio.common import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts import search_attributes as sa
-from contracts.names import JOURNEY_WORKFLOW
-from contracts.runs import JourneyInput, UserEvent, workflow_id
+from contracts.names import EVENT_SIGNAL, JOURNEY_WORKFLOW, MERGED_SIGNAL
+from contracts.runs import JourneyInput, MergedNotice, UserEvent, workflow_id
 from dsl.ir import Journey
 from engine.catalog import VersionInfo
-
-EVENT_SIGNAL: Final[str] = "event"  # JourneyWorkflow's signal for user events
 
 
 @dataclass(frozen=True)
@@ -120,6 +118,18 @@ async def signal_event(client: Client, wid: str, event: UserEvent) -> bool:
     since the store was read: nothing to deliver to)."""
     try:
         await client.get_workflow_handle(wid).signal(EVENT_SIGNAL, event)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+async def signal_merged(client: Client, wid: str, notice: MergedNotice) -> bool:
+    """Tell a run that its user was merged into a person whose other run in
+    the journey is kept (it ends as ``merged``); False if it is gone."""
+    try:
+        await client.get_workflow_handle(wid).signal(MERGED_SIGNAL, notice)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return False

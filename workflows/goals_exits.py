@@ -10,11 +10,16 @@ from datetime import timedelta
 
 from temporalio import workflow
 
+from contracts import names
 from contracts.activities import UserSnapshot
 from contracts.conditions import evaluate
 from contracts.runs import UserEvent
 from workflows.records import flush, record
 from workflows.run import Run
+
+# The exit reason of a run ended because its user was merged into a person
+# whose other run of the journey is kept (the ``merged`` signal).
+MERGED = "merged"
 
 
 class Exited(Exception):
@@ -61,6 +66,23 @@ async def process_goals(run: Run) -> None:
     goal = run.inp.ir.goal
     if goal and goal.exit_on_goal:
         run.exit_reason = run.exit_reason or "goal reached"
+
+
+def note_tag_change(run: Run, event: UserEvent) -> None:
+    """A tag change reached the run (``tag_added`` / ``tag_removed``): on the
+    live-signals revision, a run with exit rules on the user reads the user
+    again as soon as it waits (``waits.sleep_until``), instead of at its next
+    send or coupon."""
+    if run.live_signals and event.name in names.TAG_EVENTS and has_user_exits(run):
+        run.tags_changed = True
+
+
+def stop_before_effect(run: Run) -> None:
+    """On the live-signals revision, an exit noticed while the step read the
+    user (an exit event, a ``merged`` signal) ends the run before the step's
+    side effect rather than after it."""
+    if run.live_signals and run.exit_reason:
+        raise Exited()
 
 
 def has_user_exits(run: Run) -> bool:

@@ -34,12 +34,12 @@ from temporalio import workflow
 from contracts import names
 from contracts import search_attributes as sa
 from contracts.activities import BeginRunRequest, BeginRunResult
-from contracts.runs import JourneyInput, RunState, RunStatus, UserEvent
+from contracts.runs import JourneyInput, MergedNotice, RunState, RunStatus, UserEvent
 from dsl.ir import Step
 from workflows.effects import effect
 from workflows.event_wait import keep_for_waits
-from workflows.goals_exits import Exited, check_event, process_goals
-from workflows.patches import BUFFERED_EVENTS, LOCAL_EFFECTS, taken
+from workflows.goals_exits import MERGED, Exited, check_event, note_tag_change, process_goals
+from workflows.patches import BUFFERED_EVENTS, LIVE_SIGNALS, LOCAL_EFFECTS, taken
 from workflows.records import finish, flush, record
 from workflows.run import Run, event_context
 from workflows.step_handlers import STEP_HANDLERS, StepHandler
@@ -73,6 +73,13 @@ class JourneyInterpreter:
             return
         self._observe(event)
 
+    def on_merged(self, notice: MergedNotice) -> None:
+        """The user was merged with a person whose run of this journey is
+        kept: end now, whatever the run is doing (a wait wakes at once; a step
+        stops before its side effect on the live-signals revision, and the
+        engine suppresses a send of a run it ended so anyway)."""
+        self._run.exit_reason = self._run.exit_reason or MERGED
+
     def status(self) -> RunStatus:
         run, state = self._run, self._run.state
         return RunStatus(
@@ -94,7 +101,8 @@ class JourneyInterpreter:
         run = self._run
         # The first command of every run decides which revision it follows; a
         # newer revision includes the older ones (one marker a new run).
-        run.buffers_events = taken(BUFFERED_EVENTS)
+        run.live_signals = taken(LIVE_SIGNALS)
+        run.buffers_events = run.live_signals or taken(BUFFERED_EVENTS)
         run.local_effects = run.buffers_events or taken(LOCAL_EFFECTS)
         if run.state is None:
             begun = await self._begin()
@@ -164,6 +172,7 @@ class JourneyInterpreter:
         else:
             run.arrivals.append(event)
         check_event(run, event)
+        note_tag_change(run, event)
 
     async def _interpret(self) -> str:
         run = self._run

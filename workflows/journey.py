@@ -19,7 +19,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from contracts import names
-    from contracts.runs import JourneyInput, RunStatus, UserEvent
+    from contracts.runs import JourneyInput, MergedNotice, RunStatus, UserEvent
     from workflows.interpreter import JourneyInterpreter
 
 
@@ -29,10 +29,15 @@ class JourneyWorkflow:
     def __init__(self, inp: JourneyInput) -> None:
         self._run = JourneyInterpreter(inp)
 
-    @workflow.signal(name="event")
+    @workflow.signal(name=names.EVENT_SIGNAL)
     def on_event(self, event: UserEvent) -> None:
-        """A user event, de-duplicated by its id within the run."""
+        """A user event (or a tag change), de-duplicated by its id within the run."""
         self._run.on_event(event)
+
+    @workflow.signal(name=names.MERGED_SIGNAL)
+    def on_merged(self, notice: MergedNotice) -> None:
+        """The user was merged with a person whose run of this journey is kept: end as ``merged``."""
+        self._run.on_merged(notice)
 
     @workflow.query(name="status")
     def status(self) -> RunStatus:

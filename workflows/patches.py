@@ -67,6 +67,7 @@ LEAN_SNAPSHOTS = "lean-snapshots"
 END_WITH_RECORDS = "end-with-records"
 LOCAL_EFFECTS = "local-effects"
 BUFFERED_EVENTS = "buffered-events"
+LIVE_SIGNALS = "live-signals"
 
 PATCHES: dict[str, Patch] = {
     patch.id: patch
@@ -106,6 +107,18 @@ PATCHES: dict[str, Patch] = {
                 "the local-effects revision and what it implies without asking: still one marker a new run"
             ),
             implies=(LOCAL_EFFECTS, LEAN_SNAPSHOTS, END_WITH_RECORDS),
+        ),
+        Patch(
+            LIVE_SIGNALS,
+            Stage.PATCHED,
+            shipped="2026-12-01",
+            why=(
+                "a tag change (the `tag_added` / `tag_removed` events) wakes a waiting run to read the user again, "
+                "so `exit when tag …` fires at once, not at the next send; an exit noticed while a step was "
+                "reading the user (an exit event, a `merged` signal) stops the step before its send, coupon or "
+                "tag change (issue 12). Takes the buffered-events revision and what it implies without asking"
+            ),
+            implies=(BUFFERED_EVENTS, LOCAL_EFFECTS, LEAN_SNAPSHOTS, END_WITH_RECORDS),
         ),
     )
 }

@@ -44,6 +44,10 @@ class Run:
     # Which revision this execution follows, decided by its first commands.
     local_effects: bool = False
     buffers_events: bool = False
+    live_signals: bool = False
+    # A tag change arrived since the user was last read, and an exit rule on
+    # the user may now hold (runs on the live-signals revision).
+    tags_changed: bool = False
     # The events some ``wait for event`` of the journey waits for: the only
     # ones worth keeping for a later wait.
     awaited: frozenset[str] = frozenset()

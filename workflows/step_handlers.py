@@ -37,7 +37,7 @@ from dsl.ir import (
 )
 from workflows.effects import effect, snapshot
 from workflows.event_wait import wait_event
-from workflows.goals_exits import Exited, has_user_exits
+from workflows.goals_exits import Exited, has_user_exits, stop_before_effect
 from workflows.localtime import quiet_hours_end, zone
 from workflows.patches import LEAN_SNAPSHOTS
 from workflows.records import record
@@ -57,6 +57,7 @@ async def send(run: Run, step: SendStep) -> str:
         if until is not None:
             record(run, step.id, "send", "deferred", {"until": until.isoformat(), "reason": "quiet hours"})
             await sleep_until(run, until, step.id)
+    stop_before_effect(run)
     limit = run.inp.ir.message_limit
     request = SendRequest(
         idempotency_key=run.key(step.id),
@@ -89,6 +90,7 @@ async def coupon(run: Run, step: CouponStep) -> str:
     state = run.require_state()
     if has_user_exits(run) or not run.follows(LEAN_SNAPSHOTS):
         await snapshot(run)  # exit conditions on tags are checked before a side effect
+    stop_before_effect(run)
     if state.holdout:
         record(run, step.id, "coupon", "suppressed", {"reason": "holdout"})
         return "next"
@@ -121,6 +123,7 @@ async def coupon(run: Run, step: CouponStep) -> str:
 
 
 async def tag(run: Run, step: TagStep) -> str:
+    stop_before_effect(run)
     await effect(
         run,
         names.CHANGE_TAGS,
@@ -135,6 +138,8 @@ async def tag(run: Run, step: TagStep) -> str:
         deadline=False,
     )
     record(run, step.id, "tag", step.action, {"tags": list(step.tags)})
+    # The engine tells the user's other runs; this one knows (no signal to itself).
+    run.tags_changed = run.live_signals and has_user_exits(run)
     return "next"
 
 

@@ -38,6 +38,10 @@ async def sleep_until(
         while True:
             if run.exit_reason:
                 raise Exited()
+            if run.tags_changed:
+                run.tags_changed = False
+                await snapshot(run)  # raises Exited when an exit rule on the user now holds
+                continue
             if wake is not None and wake():
                 return True
             timeout = None
@@ -47,7 +51,9 @@ async def sleep_until(
                     return False
             try:
                 await workflow.wait_condition(
-                    lambda: bool(run.exit_reason or run.goal_pending or (wake is not None and wake())),
+                    lambda: bool(
+                        run.exit_reason or run.goal_pending or run.tags_changed or (wake is not None and wake())
+                    ),
                     timeout=timeout,
                 )
             except TimeoutError:

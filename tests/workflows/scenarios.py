@@ -37,11 +37,14 @@ def _input(ir: Journey, user: str) -> JourneyInput:
 # and loops back. From v6 on (the buffered-events patch) the second order,
 # untaken by the first wait, is kept through the date wait and taken by the
 # second (before it, that wait forgot it); the third times out and takes the rest.
+# From v7 on (live-signals) a tag change arrives with them: the run reads the
+# user again at once for its `exit when tag` rule (which does not hold).
 EVERY_STEP = journey(
     """
     journey "every-step"
       goal event order_paid within 14d
       exit when event unsubscribed
+      exit when tag blacklisted
       quiet hours 22:00-08:00
 
       label top
@@ -71,6 +74,7 @@ SCENARIOS: dict[str, Scenario] = {
         input=_input(EVERY_STEP, "u1"),
         events=[
             UserEvent(id="e1", name="viewed"),
+            UserEvent(id="t1", name="tag_added", properties={"tag": "vip", "source": "api"}),
             UserEvent(id="o1", name="order_paid", properties={"paid_at": "2027-01-15"}),
             UserEvent(id="o2", name="order_paid", properties={"paid_at": "2027-01-20"}),
         ],
