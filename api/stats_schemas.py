@@ -35,7 +35,7 @@ class Significance(Out):
 class VariantOut(Out):
     variant: str | None
     entered: int
-    converted: int
+    converted: int = Field(description="Runs whose user did the goal's event in its window after entering")
     conversion_rate: float
     tests: list[Significance]
 
@@ -49,6 +49,10 @@ class SummaryOut(Out):
 
 
 class GoalOut(BaseModel):
+    """Conversions judged from the stored events: the run's user did the
+    goal's event within its window after entering, whether or not the run
+    has ended (``engine.goals``)."""
+
     event: str | None
     converted: int
     conversion_rate: float
@@ -64,14 +68,23 @@ class BucketOut(Out):
     converted: int
 
 
+class ReadoutVariantOut(Out):
+    variant: str | None = Field(description="The split variant; null for runs outside any split")
+    entered: int
+    sent: int
+    converted: int
+    conversion_rate: float
+
+
 class ReadoutOut(Out):
     offset: str
     at: datetime
     complete: bool = Field(description="False while the readout time is still in the future")
     entered: int
     sent: int
-    converted: int
+    converted: int = Field(description="Runs whose user did the goal's event in its window, by this time")
     conversion_rate: float
+    variants: list[ReadoutVariantOut] = Field(default_factory=list, description="The same numbers per split variant")
 
 
 class PerEntryVariantOut(Out):

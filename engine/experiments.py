@@ -172,6 +172,15 @@ def buckets(
 
 
 @dataclass(frozen=True)
+class ReadoutVariant:
+    variant: str | None
+    entered: int
+    sent: int
+    converted: int
+    conversion_rate: float
+
+
+@dataclass(frozen=True)
 class Readout:
     offset: str
     at: datetime
@@ -180,23 +189,55 @@ class Readout:
     sent: int
     converted: int
     conversion_rate: float
+    variants: list[ReadoutVariant] = field(default_factory=list)
 
 
 def readouts(
     start: datetime,
     offsets: list[tuple[str, timedelta]],
     now: datetime,
-    entered: list[datetime],
-    deliveries: list[tuple[datetime, str]],
-    converted: list[datetime],
+    entered: list[tuple[datetime, str | None]],
+    deliveries: list[tuple[datetime, str, str | None]],
+    converted: list[tuple[datetime, str | None]],
 ) -> list[Readout]:
     """Cumulative numbers from ``start`` to each offset (the 3h/6h/12h readout
-    of an SMS campaign): sends, conversions, conversion rate of the entered."""
+    of an SMS campaign): entries, sends, conversions and the conversion rate
+    of the entered, in all and per split variant (each input carries the
+    variant of its run; None outside any split)."""
+    names = sorted(
+        {v for _, v in entered} | {v for _, _, v in deliveries} | {v for _, v in converted},
+        key=lambda v: (v is None, v or ""),
+    )
     out = []
     for label, offset in offsets:
         at = start + offset
-        n_entered = sum(1 for t in entered if start <= t < at)
-        n_sent = sum(1 for t, s in deliveries if start <= t < at and s in SENT_STATUSES)
-        n_conv = sum(1 for t in converted if start <= t < at)
-        out.append(Readout(label, at, at <= now, n_entered, n_sent, n_conv, ratio(n_conv, n_entered)))
+        n_entered = _by_variant(v for t, v in entered if start <= t < at)
+        n_sent = _by_variant(v for t, s, v in deliveries if start <= t < at and s in SENT_STATUSES)
+        n_conv = _by_variant(v for t, v in converted if start <= t < at)
+        rows = [
+            ReadoutVariant(
+                v, n_entered.get(v, 0), n_sent.get(v, 0), n_conv.get(v, 0), ratio(n_conv.get(v, 0), n_entered.get(v, 0))
+            )
+            for v in names
+        ]
+        total_entered, total_conv = sum(n_entered.values()), sum(n_conv.values())
+        out.append(
+            Readout(
+                label,
+                at,
+                at <= now,
+                total_entered,
+                sum(n_sent.values()),
+                total_conv,
+                ratio(total_conv, total_entered),
+                rows,
+            )
+        )
+    return out
+
+
+def _by_variant(variants: Iterable[str | None]) -> dict[str | None, int]:
+    out: dict[str | None, int] = {}
+    for v in variants:
+        out[v] = out.get(v, 0) + 1
     return out

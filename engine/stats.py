@@ -1,6 +1,12 @@
 """Read-side counts for the operator's views: numbers on every node, runs per
 variant, a journey's summary. (One user's timeline is ``engine.timeline``.)
 
+Conversions come in two readings: ``runs.converted_at``, what the interpreter
+recorded while the run was still going (``variant_counts``,
+``journey_summary``), and the goal judged from the stored events whether or
+not the run has ended (``engine.goals``; ``goal_variant_counts``), which is
+what the operator's numbers show.
+
 Counts are of distinct runs, so a node visited twice by a looping run counts
 that run once per outcome; deliveries count messages by final status.
 """
@@ -19,6 +25,7 @@ __all__ = [
     "NodeStats",
     "VariantStats",
     "events_after_entry",
+    "goal_variant_counts",
     "journey_summary",
     "node_counts",
     "variant_counts",
@@ -97,7 +104,8 @@ def node_counts(store: Store, journey_id: str, version: int | None = None) -> di
 
 
 def variant_counts(store: Store, journey_id: str, version: int | None = None) -> list[VariantStats]:
-    """Admitted runs and conversions (goal reached) per split variant."""
+    """Admitted runs and the interpreter's conversions (goal reached while the
+    run was going) per split variant."""
     with store.read() as s:
         q = select(Run.variant, func.count(), func.count(Run.converted_at)).where(
             Run.journey_id == journey_id, Run.admitted.is_(True)
@@ -109,6 +117,22 @@ def variant_counts(store: Store, journey_id: str, version: int | None = None) ->
             (VariantStats(v, int(n), int(c)) for v, n, c in rows),
             key=lambda v: (v.variant is None, v.variant or ""),
         )
+
+
+def goal_variant_counts(
+    store: Store, journey_id: str, converted: dict[str | None, int], version: int | None = None
+) -> list[VariantStats]:
+    """Admitted runs per split variant beside ``converted`` (runs per variant
+    that reached the goal, ``engine.goals.Attribution.per_variant``)."""
+    with store.read() as s:
+        q = select(Run.variant, func.count()).where(Run.journey_id == journey_id, Run.admitted.is_(True))
+        if version is not None:
+            q = q.where(Run.version == version)
+        rows = s.execute(q.group_by(Run.variant)).all()
+    return sorted(
+        (VariantStats(v, int(n), min(int(n), converted.get(v, 0))) for v, n in rows),
+        key=lambda v: (v.variant is None, v.variant or ""),
+    )
 
 
 def events_after_entry(store: Store, journey_id: str, event: str, version: int | None = None) -> dict[str | None, int]:

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from dsl.render import END_ID, ENTRY_ID
-from engine import catalog, stats
+from engine import catalog, goals, stats
 from engine.identity import canonical_user_id, normalize_value
 from engine.store import Store
 from engine.store.models import IDENTITY_KINDS, Delivery, Identity, Run, StepRecord
@@ -36,7 +36,8 @@ class JourneyRow:
 
 def journey_rows(store: Store, include_archived: bool = False) -> list[JourneyRow]:
     """Every journey with the two numbers an operator scans the list for:
-    users in it now (open runs) and conversions."""
+    users in it now (open runs) and conversions (``engine.goals``: the goal
+    judged from the stored events, ended runs included)."""
     rows = []
     for info in catalog.list_journeys(store):
         if info.status == "archived" and not include_archived:
@@ -50,7 +51,7 @@ def journey_rows(store: Store, include_archived: bool = False) -> list[JourneyRo
                 version=info.current_version,
                 in_now=summary.active,
                 entered=summary.entered,
-                converted=summary.converted,
+                converted=len(goals.attribute(store, info.id).conversions),
             )
         )
     return rows

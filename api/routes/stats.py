@@ -4,14 +4,21 @@
 suppressions, failures, conversions) from ``since`` to now (or ``until``);
 ``?start=<ISO time>&readouts=3h,6h,12h`` adds cumulative readouts at those
 offsets after ``start`` — the SMS campaign's "how are we doing after 3, 6 and
-12 hours". Both are capped at 1000 buckets / 20 readouts. ``?per_entry=
-friend_joined`` counts that event per entered user after entry, per variant:
-a referral campaign's "new users won / users reached".
+12 hours" — in all and per variant; ``?broadcast=<id>`` instead measures them
+from that broadcast's start, over the runs it entered. Both are capped at
+1000 buckets / 20 readouts. ``?per_entry=friend_joined`` counts that event
+per entered user after entry, per variant: a referral campaign's "new users
+won / users reached".
+
+Conversions everywhere here are the goal judged from the stored events
+(``engine.goals``): the user did the goal's event within its window after
+entering, whether or not the run has ended.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -32,8 +39,9 @@ from api.stats_schemas import (
     VariantOut,
 )
 from dsl.durations import parse_duration
-from engine import experiments, queries, stats
+from engine import broadcasts, experiments, goals, queries, stats
 from engine.node_numbers import live_waiting, node_rows
+from engine.store import Store
 from engine.store.types import utc, utcnow
 
 router = APIRouter(prefix="/v1/journeys", tags=["stats"], dependencies=[Depends(viewer)])
@@ -94,6 +102,14 @@ async def journey_stats(
     bucket: Annotated[str, Query(max_length=16)] = "1h",
     start: datetime | None = None,
     readouts_: Annotated[str, Query(alias="readouts", max_length=200)] = "3h,6h,12h",
+    broadcast: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=255,
+            description="A broadcast of this journey: readouts are hours after its start, over the runs it entered",
+        ),
+    ] = None,
     per_entry: Annotated[
         str | None,
         Query(
@@ -118,8 +134,15 @@ async def journey_stats(
         waiting, warning = await live_waiting(client, journey_id, ir, version)
         if warning:
             warnings.append(warning)
+    attribution = await asyncio.to_thread(goals.attribute, store, journey_id, version)
+    if attribution.incomplete:
+        warnings.append(
+            f"the goal's where was checked on the first {goals.MAX_WHERE_CANDIDATES} candidate events only:"
+            " conversions may be undercounted"
+        )
     summary = await asyncio.to_thread(stats.journey_summary, store, journey_id, version)
-    variants = await asyncio.to_thread(stats.variant_counts, store, journey_id, version)
+    summary = dataclasses.replace(summary, converted=len(attribution.conversions))
+    variants = await asyncio.to_thread(stats.goal_variant_counts, store, journey_id, attribution.per_variant(), version)
     out = StatsOut(
         journey_id=journey_id,
         version=version,
@@ -146,18 +169,58 @@ async def journey_stats(
             raise Problem(422, "until must be after since")
         if (end - since_t) / step > MAX_BUCKETS:
             raise Problem(422, f"at most {MAX_BUCKETS} buckets: widen bucket or narrow the window")
-        entered, converted = await asyncio.to_thread(queries.run_times, store, journey_id, since_t, end, version)
+        entered, _ = await asyncio.to_thread(queries.run_times, store, journey_id, since_t, end, version)
         deliveries = await asyncio.to_thread(queries.delivery_times, store, journey_id, since_t, end, version)
+        converted = [c.at for c in attribution.conversions if since_t <= c.at < end]
         rows = experiments.buckets(since_t, end, step, entered, deliveries, converted)
         out.series = [BucketOut.model_validate(b) for b in rows]
-    if start_t is not None:
-        labels = [p.strip() for p in readouts_.split(",") if p.strip()]
-        if not labels or len(labels) > 20:
-            raise Problem(422, "readouts takes 1 to 20 durations, e.g. 3h,6h,12h")
-        offsets = [(label, _duration("readouts", label)) for label in labels]
-        last = start_t + max(o for _, o in offsets)
-        entered, converted = await asyncio.to_thread(queries.run_times, store, journey_id, start_t, last, version)
-        deliveries = await asyncio.to_thread(queries.delivery_times, store, journey_id, start_t, last, version)
-        rows = experiments.readouts(start_t, offsets, now, entered, deliveries, converted)
-        out.readouts = [ReadoutOut.model_validate(r) for r in rows]
+    if start_t is not None or broadcast is not None:
+        out.readouts = await _readouts(store, journey_id, version, start_t, broadcast, readouts_, attribution, now)
     return out
+
+
+async def _readouts(
+    store: Store,
+    journey_id: str,
+    version: int | None,
+    start: datetime | None,
+    broadcast_id: str | None,
+    labels_text: str,
+    attribution: goals.Attribution,
+    now: datetime,
+) -> list[ReadoutOut]:
+    """Readouts after a typed start (every run entered from then on), or after
+    a broadcast's start (only the runs that broadcast entered)."""
+    labels = [p.strip() for p in labels_text.split(",") if p.strip()]
+    if not labels or len(labels) > 20:
+        raise Problem(422, "readouts takes 1 to 20 durations, e.g. 3h,6h,12h")
+    offsets = [(label, _duration("readouts", label)) for label in labels]
+    if broadcast_id is not None:
+        if start is not None:
+            raise Problem(
+                422,
+                "give start or broadcast, not both: a broadcast's readouts start when it started",
+                errors=[error_item("conflict", "start and broadcast both given", field="query.broadcast")],
+            )
+        found = await asyncio.to_thread(broadcasts.get, store, broadcast_id)
+        if found is None or found.journey_id != journey_id:
+            raise Problem(404, f"journey {journey_id!r} has no broadcast {broadcast_id!r}", kind="broadcast-not-found")
+        start = found.started_at
+        attribution = await asyncio.to_thread(goals.attribute, store, journey_id, version, broadcast_id=broadcast_id)
+    assert start is not None
+    last = start + max(o for _, o in offsets)
+    entered = await asyncio.to_thread(
+        goals.entries, store, journey_id, version, broadcast_id=broadcast_id, since=start, until=last
+    )
+    deliveries = await asyncio.to_thread(
+        goals.deliveries, store, journey_id, start, last, version, broadcast_id=broadcast_id
+    )
+    rows = experiments.readouts(
+        start,
+        offsets,
+        now,
+        [(e.entered_at, e.variant) for e in entered],
+        deliveries,
+        [(c.at, c.variant) for c in attribution.conversions],
+    )
+    return [ReadoutOut.model_validate(r) for r in rows]
