@@ -177,10 +177,9 @@ async def _simulate_on(
                 for run in runs:
                     await stack.enter_async_context(run.worker)
                 await _advance_to(env, start)
-                for run in runs:
-                    await _enter(env.client, ir, run, start)
-                for run in runs:
-                    await _wait_begun(env.client, run)
+                # side by side: every case enters as close to the start as it can
+                await asyncio.gather(*(_enter(env.client, ir, run, start) for run in runs))
+                await asyncio.gather(*(_wait_begun(env.client, run) for run in runs))
                 schedule = sorted(
                     ((at, run.index, n, event) for run in runs for n, (at, event) in enumerate(run.events)),
                     key=lambda item: (item[0], item[1], item[2]),
