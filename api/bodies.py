@@ -99,6 +99,11 @@ class Inflater:
         return b""
 
 
+def _spelt(match: re.Match[str]) -> str:
+    """A surrogate as its JSON escape, so the path itself can be sent back."""
+    return f"\\u{ord(match.group()):04x}"
+
+
 def lone_surrogate_path(value: Any, root: str = "body") -> str | None:
     """The JSON path (``body.traits.name``, ``body.batch.0.properties.x``) of
     the first string or key holding a lone surrogate, or None. Iterative, so a
@@ -112,7 +117,7 @@ def lone_surrogate_path(value: Any, root: str = "body") -> str | None:
         elif isinstance(item, dict):
             for key, child in item.items():
                 if isinstance(key, str) and _SURROGATE.search(key):
-                    return f"{path}.{key.encode('utf-8', 'backslashreplace').decode('ascii')}"
+                    return f"{path}.{_SURROGATE.sub(_spelt, key)}"
                 stack.append((f"{path}.{key}", child))
         elif isinstance(item, list):
             stack.extend((f"{path}.{i}", child) for i, child in enumerate(item))
