@@ -6,7 +6,8 @@ every record passes ``MaskFilter`` (attached to the handlers ``setup_logging``
 installs): mobile numbers keep their first 3 and last 4 digits, emails their
 first letter and domain, WeChat openids/unionids their ends, and any value
 written as ``phone=…`` / ``"openid": "…"`` (known identifier keys) is masked
-whatever it looks like. ``JsonFormatter`` writes one JSON object per line.
+whatever it looks like. URL-encoded text (a logged query string) is decoded
+first, so ``a%40b.com`` and ``138+0000+1234`` are caught too. ``JsonFormatter`` writes one JSON object per line.
 """
 
 from __future__ import annotations
@@ -17,13 +18,19 @@ import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 _KEYS = (
     "phone|mobile|email|openid|unionid|member_id|memberId|anonymous_id|anonymousId|userId|app_user_id"
     "|wecom_external_userid|wecom_group_chat_id|miniprogram_openid|writeKey|write_key|value"
 )
 _KEYED = re.compile(rf"(\b(?:{_KEYS})\b[\"']?\s*[:=]\s*[\"']?)([^\"'&\s,;}}\]]+)")
-_PHONE = re.compile(r"(?<![\d*])(\+?86[- ]?)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+# Mobile numbers as people type them (13800001234, 138 0000 1234, 138-0000-1234, +86 …;
+# 138+0000+1234 is a spaced one in a query string)
+_PHONE = re.compile(r"(?<![\d*])(\+?86[- ]?)?(1[3-9]\d)([- +]?)(\d{4})([- +]?)(\d{4})(?!\d)")
+# A URL-encoded stretch (``a%40b.com``, ``138+0000+1234``): decoded before masking,
+# else ``%40`` hides an email and ``+``/``%20`` a spaced phone from the patterns.
+_ENCODED = re.compile(r"[^\s\"']*%[0-9A-Fa-f]{2}[^\s\"']*")
 _EMAIL = re.compile(r"\b([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})\b")
 _OPENID = re.compile(r"\b(o[A-Za-z0-9_-]{3})[A-Za-z0-9_-]{20,}([A-Za-z0-9_-]{3})\b")
 
@@ -44,7 +51,9 @@ def mask_text(text: str) -> str:
     if not text:
         return text
     text = _KEYED.sub(lambda m: m.group(1) + (m.group(2) if "***" in m.group(2) else _mask_value(m.group(2))), text)
-    text = _PHONE.sub(lambda m: (m.group(1) or "") + m.group(2) + "****" + m.group(4), text)
+    if "%" in text:
+        text = _ENCODED.sub(lambda m: unquote_plus(m.group()), text)
+    text = _PHONE.sub(lambda m: (m.group(1) or "") + m.group(2) + m.group(3) + "****" + m.group(5) + m.group(6), text)
     text = _EMAIL.sub(lambda m: m.group(1) + "***@" + m.group(2), text)
     text = _OPENID.sub(lambda m: m.group(1) + "***" + m.group(2), text)
     return text
