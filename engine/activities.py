@@ -14,6 +14,7 @@ tested without Temporal (``engine.runs``, ``engine.ledger``, ``engine.caps``,
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -38,7 +39,7 @@ from contracts.activities import (
     UserSnapshot,
     UserSnapshotRequest,
 )
-from engine import caps, coupons, identity, ledger, runs
+from engine import caps, coupons, identity, ledger, merges, run_signals, runs
 from engine.channels.base import ChannelProvider, OutboundMessage
 from engine.consent import UNKNOWN_USER, reach, reachable_channels
 from engine.derived import derive
@@ -72,6 +73,11 @@ class _Plan:
     body: str
     transactional: bool
     template_version: int
+
+    @property
+    def address_hash(self) -> str:
+        """Who the send reaches, without keeping the address in the ledger."""
+        return hashlib.sha256(f"{self.channel}:{self.address or ''}".encode()).hexdigest()
 
 
 class JourneyActivities:
@@ -201,14 +207,26 @@ class JourneyActivities:
 
     @activity.defn(name=names.CHANGE_TAGS)
     async def change_tags(self, req: TagRequest) -> None:
-        def work(s: Session) -> None:
+        def work(s: Session) -> tuple[str, bool]:
             uid = identity.ensure_user(s, req.user_id, now=req.now)
             if req.action == "add":
                 add_tags(s, uid, req.tags, source=req.source, now=req.now)
             else:
                 remove_tags(s, uid, req.tags, source=req.source, now=req.now)
+            return uid, bool(s.info.get(run_signals.QUEUED))
 
-        await asyncio.to_thread(self.store.transact, work)
+        uid, queued = await asyncio.to_thread(self.store.transact, work)
+        if queued:
+            await self._tell_runs(uid)
+
+    async def _tell_runs(self, uid: str) -> None:
+        """The user's other runs hear of the change now (``exit when tag``);
+        what cannot be sent here is swept by the API."""
+        try:
+            client = activity.client()
+        except RuntimeError:  # no client (a test environment): the sweep sends it
+            return
+        await run_signals.deliver(self.store, client, user_id=uid)
 
     @activity.defn(name=names.ISSUE_COUPON)
     async def issue_coupon(self, req: CouponRequest) -> CouponResult:
@@ -252,7 +270,7 @@ class JourneyActivities:
         if isinstance(plan, _Decision):
             meta = _with_channel(meta, plan.channel)
             return _result(await asyncio.to_thread(ledger.record, self.store, meta, plan.status, plan.reason))
-        meta = _with_channel(meta, plan.channel)
+        meta = replace(meta, channel=plan.channel, address_hash=plan.address_hash)
         provider = self.providers.get(plan.channel)
         if provider is None:
             reason = f"no provider configured for channel {plan.channel}"
@@ -301,8 +319,24 @@ class JourneyActivities:
             if existing is not None and existing.final:
                 return existing
             uid = identity.canonical_user_id(s, req.user_id) or req.user_id
+            if merges.ended_by_merge(s, req.run_key):
+                # ended by a merge, the signal not handled yet: the kept run sends
+                return (
+                    existing,
+                    uid,
+                    _Decision("suppressed", "run ended: merged", req.channels[0] if req.channels else None),
+                )
             forced = existing.channel if existing is not None else None  # a reserved send keeps its channel
-            return existing, uid, self._plan_in(s, req, uid, forced)
+            plan = self._plan_in(s, req, uid, forced)
+            if isinstance(plan, _Plan) and merges.already_sent_by_merged(
+                s, run_key=req.run_key, journey_id=req.journey_id, node_id=req.node_id, address_hash=plan.address_hash
+            ):
+                return (
+                    existing,
+                    uid,
+                    _Decision("suppressed", "already sent to this address by a merged run", plan.channel),
+                )
+            return existing, uid, plan
 
     def _plan(self, req: SendRequest, uid: str, forced_channel: str | None) -> _Plan | _Decision:
         with self.store.read() as s:

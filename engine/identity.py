@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
+from engine import merges, run_signals
 from engine.store.models import (
     IDENTITY_KINDS,
     CapUsage,
@@ -209,6 +210,9 @@ def set_attributes(
 def merge_users(session: Session, a: str, b: str, *, now: datetime | None = None) -> str:
     """Merge two users; the older one survives. Returns the survivor's id.
 
+    Runs: a journey both were in keeps one live run, the other ends as
+    ``merged`` (``engine.merges``, signalled through ``engine.run_signals``).
+
     Conflicts: the survivor's attribute values win, tags are unioned (earliest
     ``added_at`` kept), an opt-out on either side stays an opt-out (consent is
     never widened by a merge). Derived tags are not recomputed here (callers
@@ -238,17 +242,22 @@ def merge_users(session: Session, a: str, b: str, *, now: datetime | None = None
     repoint(CouponGrant, "coupon_grants")
     repoint(CapUsage, "cap_usage")
     repoint(StepRecord, "step_records")
+    moved["runs_ended"] = len(merges.end_duplicate_runs(session, survivor.id, merged_from=loser.id, now=stamp))
 
     survivor_tags = {t.tag: t for t in session.scalars(select(Tag).where(Tag.user_id == survivor.id))}
     loser_tags = list(session.scalars(select(Tag).where(Tag.user_id == loser.id)))
+    gained: list[str] = []
     for tag in loser_tags:
         kept = survivor_tags.get(tag.tag)
         if kept is None:
             tag.user_id = survivor.id
+            gained.append(tag.tag)
         else:
             kept.added_at = min(kept.added_at, tag.added_at)
             session.delete(tag)
     moved["tags"] = len(loser_tags)
+    # the survivor's runs hear of the tags the merge gave them (exit rules)
+    run_signals.queue_tags(session, survivor.id, added=gained, source="merge", now=stamp)
 
     survivor_consent = {c.channel: c for c in session.scalars(select(Consent).where(Consent.user_id == survivor.id))}
     for consent in list(session.scalars(select(Consent).where(Consent.user_id == loser.id))):

@@ -21,7 +21,7 @@ import asyncio
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from engine import caps
@@ -48,6 +48,7 @@ class DeliveryMeta:
     channel: str | None = None
     template: str | None = None
     variant: str | None = None
+    address_hash: str | None = None  # sha256 of channel and address (``engine.merges``)
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ def _insert(session: Session, meta: DeliveryMeta, status: str, reason: str | Non
             "channel": meta.channel,
             "template": meta.template,
             "variant": meta.variant,
+            "address_hash": meta.address_hash,
             "status": status,
             "reason": reason,
             "attempts": attempts,
@@ -234,11 +236,18 @@ async def deliver(
 
 
 async def _retry_or_fail(store: Store, info: DeliveryInfo, key: str, reason: str, max_attempts: int) -> DeliveryInfo:
+    await asyncio.to_thread(_note_error, store, key, reason)
     if info.attempts >= max_attempts:
         return await asyncio.to_thread(
             _finish, store, key, "failed", f"gave up after {info.attempts} attempts: {reason}", None
         )
     raise RetryableSendError(reason)
+
+
+def _note_error(store: Store, key: str, reason: str) -> None:
+    """Keep why this attempt failed: a send being retried shows it (and a
+    later success still says it took retries)."""
+    store.transact(lambda s: s.execute(_SET.values(last_error=reason[:2000], updated_at=utcnow()), {"key": key}))
 
 
 # ---------------------------------------------------------------- pending sends
@@ -289,3 +298,25 @@ async def poll_pending(store: Store, providers: dict[str, ChannelProvider], *, l
             await asyncio.to_thread(settle, store, info.idempotency_key, result.status, result.error)
             changed += 1
     return changed
+
+
+# ---------------------------------------------------------------- retries
+
+
+def retrying(store: Store, journey_id: str, version: int | None = None) -> dict[str, int]:
+    """Sends of the journey being retried now, per node id: reserved, and the
+    last attempt failed (``last_error``). What the stats count as
+    "retrying" (a reserved send without an error is in flight)."""
+    with store.read() as s:
+        q = (
+            select(_DELIVERIES.c.node_id, func.count())
+            .where(
+                _DELIVERIES.c.journey_id == journey_id,
+                _DELIVERIES.c.status == "reserved",
+                _DELIVERIES.c.last_error.is_not(None),
+            )
+            .group_by(_DELIVERIES.c.node_id)
+        )
+        if version is not None:
+            q = q.where(_DELIVERIES.c.version == version)
+        return {str(node): int(n) for node, n in s.execute(q)}

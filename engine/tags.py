@@ -3,7 +3,10 @@
 The ``tags`` table holds what a user carries now (one row per tag, so
 conditions are a simple lookup); ``tag_history`` keeps each add and remove with
 its source (``journey:<id>``, ``derived``, ``api``…) so a timeline can say who
-tagged whom and when, even after the tag is gone.
+tagged whom and when, even after the tag is gone. Every change also reaches
+the user's running runs at once, as a ``tag_added`` / ``tag_removed`` event
+(``engine.run_signals``: queued in the change's transaction, sent by whoever
+holds a Temporal client, else swept).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
+from engine import run_signals
 from engine.store import Store
 from engine.store.models import Tag, TagHistory
 from engine.store.types import utc, utcnow
@@ -57,9 +61,12 @@ def _add(
 
 
 def _history(session: Session, user_id: str, tags: list[str], action: str, source: str, at: datetime) -> None:
+    """Every change is kept, and heard by the user's open runs (``engine.run_signals``)."""
     session.execute(
         _INSERT_HISTORY, [{"user_id": user_id, "tag": t, "action": action, "source": source, "at": at} for t in tags]
     )
+    change = {"added": tags} if action == "add" else {"removed": tags}
+    run_signals.queue_tags(session, user_id, **change, source=source, now=at)
 
 
 def remove_tags(

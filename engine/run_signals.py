@@ -1,0 +1,239 @@
+"""Signals to a user's runs that a store change makes necessary, kept in the
+store until Temporal accepted them (``run_signals``), like undispatched events.
+
+Two kinds:
+
+- ``merged`` (``engine.merges``): a merge left one person with two live runs
+  of a journey; the one ended in the store must stop on Temporal too. Its
+  signal (``contracts.names.MERGED_SIGNAL``) ends the workflow at once with
+  reason ``merged``.
+- ``tags``: a tag was added or removed (API, journey step, derived stage/RFM,
+  a merge): every open run of the user hears it as a ``tag_added`` /
+  ``tag_removed`` event (``properties``: ``tag``, ``source``), so ``exit when
+  tag …`` fires at once and ``wait for event tag_added where tag == "vip"``
+  wakes. A change a journey's tag step made (source ``journey:<id>``) is not
+  sent to that journey's run: it knows, and telling it would echo.
+
+The rows are written in the transaction of the change itself
+(``queue_merged``, ``queue_tags``), so a crash right after the commit leaves
+them to be sent: by whoever made the change and holds a Temporal client (the
+dispatcher after an ingest, the tags route, the tag-step activity), and else
+by the dispatcher's sweep (``engine.dispatch.Dispatcher.sweep``). Sending
+twice is harmless: ``merged`` is idempotent, and a tag event's id is the same
+on every delivery, so a run takes it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm import Session
+from temporalio.client import Client
+
+from contracts import names
+from contracts.runs import MergedNotice, UserEvent
+from engine import identity  # a module: identity → merges → run_signals → identity
+from engine.starts import signal_event, signal_merged
+from engine.store import Store
+from engine.store.models import Run, RunSignal
+from engine.store.types import utc, utcnow
+
+log = logging.getLogger("journeys.run_signals")
+
+QUEUED = "run_signals"  # Session.info key: this transaction queued signals
+JOURNEY_SOURCE = "journey:"
+
+_SIGNALS = RunSignal.__table__
+_RUNS = Run.__table__
+_INSERT = insert(_SIGNALS)
+_UNSENT = select(_SIGNALS).where(_SIGNALS.c.sent_at.is_(None)).order_by(_SIGNALS.c.id)
+_MARK = update(_SIGNALS).where(_SIGNALS.c.id.in_(bindparam("ids", expanding=True)), _SIGNALS.c.sent_at.is_(None))
+_OPEN_RUNS = select(_RUNS.c.run_key, _RUNS.c.journey_id).where(
+    _RUNS.c.user_id == bindparam("uid"), _RUNS.c.admitted.is_(True), _RUNS.c.ended_at.is_(None)
+)
+
+
+@dataclass(frozen=True)
+class PendingSignal:
+    id: int
+    user_id: str
+    kind: str
+    workflow_id: str | None
+    run_key: str | None
+    source: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+    # the user's open runs as (workflow id, journey id), read with the row (tags)
+    open_runs: tuple[tuple[str, str], ...] = ()
+
+
+def workflow_of(run_key: str) -> str:
+    """The workflow id a run key (``<workflow id>:<first run id>``) belongs to."""
+    return run_key.rsplit(":", 1)[0]
+
+
+def queue_merged(session: Session, *, user_id: str, run_key: str, kept_run_key: str, now: datetime) -> None:
+    """Tell the run ``run_key`` that it ended as ``merged`` (the person's run
+    ``kept_run_key`` goes on)."""
+    _queue(
+        session,
+        user_id=user_id,
+        kind="merged",
+        workflow_id=workflow_of(run_key),
+        run_key=run_key,
+        source=None,
+        payload={"kept_run_key": kept_run_key},
+        now=now,
+    )
+
+
+def queue_tags(
+    session: Session,
+    user_id: str,
+    *,
+    added: Sequence[str] = (),
+    removed: Sequence[str] = (),
+    source: str,
+    now: datetime,
+) -> None:
+    """Tell the user's open runs that these tags were added or removed."""
+    if not added and not removed:
+        return
+    payload = {"added": list(added), "removed": list(removed)}
+    _queue(
+        session, user_id=user_id, kind="tags", workflow_id=None, run_key=None, source=source, payload=payload, now=now
+    )
+
+
+def _queue(
+    session: Session,
+    *,
+    user_id: str,
+    kind: str,
+    workflow_id: str | None,
+    run_key: str | None,
+    source: str | None,
+    payload: dict[str, Any],
+    now: datetime,
+) -> None:
+    session.execute(
+        _INSERT,
+        {
+            "user_id": user_id,
+            "kind": kind,
+            "workflow_id": workflow_id,
+            "run_key": run_key,
+            "source": source,
+            "payload": payload,
+            "created_at": utc(now),
+            "sent_at": None,
+        },
+    )
+    session.info[QUEUED] = True
+
+
+def unsent(
+    store: Store, *, user_id: str | None = None, created_before: datetime | None = None, limit: int = 100
+) -> list[PendingSignal]:
+    """Signals not sent yet, oldest first (of one user, or older than a time),
+    each on its user's current id with that user's open runs."""
+    q = _UNSENT
+    if created_before is not None:
+        q = q.where(_SIGNALS.c.created_at < utc(created_before))
+    with store.read() as s:
+        if user_id is not None:
+            ids = {user_id, identity.canonical_user_id(s, user_id) or user_id}
+            q = q.where(_SIGNALS.c.user_id.in_(ids))
+        out: list[PendingSignal] = []
+        runs: dict[str, tuple[tuple[str, str], ...]] = {}
+        for row in s.execute(q.limit(limit)):
+            uid = identity.canonical_user_id(s, row.user_id) or row.user_id
+            if row.kind == "tags" and uid not in runs:
+                found = s.execute(_OPEN_RUNS, {"uid": uid})
+                runs[uid] = tuple(dict.fromkeys((workflow_of(r.run_key), r.journey_id) for r in found))
+            out.append(
+                PendingSignal(
+                    id=row.id,
+                    user_id=uid,
+                    kind=row.kind,
+                    workflow_id=row.workflow_id,
+                    run_key=row.run_key,
+                    source=row.source,
+                    payload=dict(row.payload or {}),
+                    created_at=utc(row.created_at),
+                    open_runs=runs.get(uid, ()),
+                )
+            )
+        return out
+
+
+def mark_sent(store: Store, ids: Iterable[int], now: datetime | None = None) -> None:
+    batch = list(ids)
+    if batch:
+        at = utc(now) if now else utcnow()
+        store.transact(lambda s: s.execute(_MARK.values(sent_at=at), {"ids": batch}))
+
+
+def tag_events(signal: PendingSignal) -> list[UserEvent]:
+    """The events a tag change is heard as; ids fixed by the row, so a
+    redelivery is the same event."""
+    events: list[UserEvent] = []
+    for action, name in (("added", names.TAG_ADDED), ("removed", names.TAG_REMOVED)):
+        for tag in signal.payload.get(action) or []:
+            events.append(
+                UserEvent(
+                    id=f"tags-{signal.id}-{action}-{tag}",
+                    name=name,
+                    properties={"tag": tag, "source": signal.source},
+                    occurred_at=signal.created_at,
+                )
+            )
+    return events
+
+
+def _targets(signal: PendingSignal) -> list[str]:
+    """The workflows a tag change goes to: the user's open runs but the one
+    whose own step made it."""
+    source = signal.source or ""
+    own = source.removeprefix(JOURNEY_SOURCE) if source.startswith(JOURNEY_SOURCE) else None
+    return [wid for wid, journey_id in signal.open_runs if journey_id != own]
+
+
+async def send(client: Client, signal: PendingSignal) -> bool:
+    """Deliver one signal; True when Temporal accepted all of it (or the run
+    is gone, which is as good)."""
+    try:
+        if signal.kind == "merged":
+            notice = MergedNotice(kept_run_key=signal.payload.get("kept_run_key"), survivor_user_id=signal.user_id)
+            await signal_merged(client, signal.workflow_id or "", notice)
+            return True
+        events = tag_events(signal)
+        await asyncio.gather(*(signal_event(client, wid, e) for wid in _targets(signal) for e in events))
+        return True
+    except Exception as exc:  # noqa: BLE001 - left unsent: the sweep tries again
+        log.warning("could not send %s signal %d: %s", signal.kind, signal.id, exc)
+        return False
+
+
+async def deliver(
+    store: Store,
+    client: Client,
+    *,
+    user_id: str | None = None,
+    created_before: datetime | None = None,
+    limit: int = 100,
+) -> int:
+    """Send what is unsent (of one user, or older than ``created_before``) and
+    mark it; returns how many were sent."""
+    pending = await asyncio.to_thread(unsent, store, user_id=user_id, created_before=created_before, limit=limit)
+    if not pending:
+        return 0
+    sent = [signal.id for signal in pending if await send(client, signal)]  # in order: an add before its removal
+    await asyncio.to_thread(mark_sent, store, sent)
+    return len(sent)
