@@ -25,6 +25,7 @@ from temporalio.client import Client
 
 from api import problems
 from api.bodies import BodyLimits
+from api.console.auth import LoginOriginGuard
 from api.ingest import Ingestor
 from api.keyring import KeyRing
 from api.logs import setup_logging
@@ -172,6 +173,7 @@ def create_app(
     problems.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.add_middleware(LoginOriginGuard)
     app.add_middleware(BodyLimits, state=state)
     app.add_middleware(_Plumbing, state=state)  # added last: the outermost
     return app
