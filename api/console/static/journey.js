@@ -166,5 +166,62 @@
     });
   }
 
+  /* ---- readouts after a broadcast (or a typed start), per variant */
+  const readoutsForm = document.getElementById("readouts-form");
+  const broadcastPick = document.getElementById("readouts-broadcast");
+
+  async function loadBroadcasts() {
+    const result = await api("GET", "/v1/journeys/" + encodeURIComponent(id) + "/broadcasts?limit=20");
+    if (!result.ok || !broadcastPick) return;
+    for (const b of result.data) {
+      broadcastPick.append(el("option", { value: b.broadcast_id },
+        "broadcast " + new Date(b.started_at).toLocaleString() + " (" + number(b.entered) + " entered)"));
+    }
+  }
+
+  function renderReadouts(readouts) {
+    const body = document.querySelector("#readouts tbody");
+    const rows = [];
+    for (const r of readouts) {
+      const when = r.offset + (r.complete ? "" : " (so far)");
+      rows.push(el("tr", { class: "readout-total", "data-offset": r.offset },
+        el("th", { scope: "row" }, when), el("td", {}, "all"),
+        el("td", { class: "num" }, number(r.entered)), el("td", { class: "num" }, number(r.sent)),
+        el("td", { class: "num", "data-key": "converted" }, number(r.converted)),
+        el("td", { class: "num" }, percent(r.conversion_rate))));
+      for (const v of r.variants) {
+        rows.push(el("tr", { "data-offset": r.offset, "data-variant": v.variant ?? "" },
+          el("td", {}, ""), el("td", {}, v.variant ?? "(no split)"),
+          el("td", { class: "num" }, number(v.entered)), el("td", { class: "num" }, number(v.sent)),
+          el("td", { class: "num", "data-key": "converted" }, number(v.converted)),
+          el("td", { class: "num" }, percent(v.conversion_rate))));
+      }
+    }
+    Console.fill(body, ...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No readouts."))]));
+  }
+
+  if (readoutsForm) {
+    readoutsForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const body = document.querySelector("#readouts tbody");
+      const broadcast = readoutsForm.elements.broadcast.value;
+      const start = readoutsForm.elements.start.value;
+      if (!broadcast && !start) {
+        Console.fill(body, el("tr", {}, el("td", { colspan: 6, class: "error" }, "Pick a broadcast or type a start time.")));
+        return;
+      }
+      const query = [version ? "version=" + encodeURIComponent(version) : null,
+        broadcast ? "broadcast=" + encodeURIComponent(broadcast) : "start=" + encodeURIComponent(new Date(start).toISOString()),
+        "readouts=" + encodeURIComponent(readoutsForm.elements.readouts.value)].filter(Boolean).join("&");
+      const result = await api("GET", "/v1/journeys/" + encodeURIComponent(id) + "/stats?" + query);
+      if (!result.ok) {
+        Console.fill(body, el("tr", {}, el("td", { colspan: 6, class: "error" }, Console.problem(result))));
+        return;
+      }
+      renderReadouts(result.data.readouts || []);
+    });
+  }
+
+  loadBroadcasts();
   poll();
 })();
