@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
+from dsl.limits import MAX_SOURCE_CHARS
 from engine.channels.base import ADDRESS_KIND
 from engine.store.models import IDENTITY_KINDS, IdentityKind
 
@@ -99,10 +100,19 @@ class ProblemOut(BaseModel):
 
 # ---------------------------------------------------------------- journeys
 
+API_SOURCE_CHARS = 2 * MAX_SOURCE_CHARS
+"""The longest journey text a request may carry. Over ``MAX_SOURCE_CHARS``
+and up to this, the language answers (E130, with its line and caret, in the
+same ``errors`` list as every other mistake); only beyond it does validation
+refuse the body with a generic 422."""
+
 
 class DeployIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    source: Annotated[str, StringConstraints(min_length=1, max_length=200_000)] = Field(
+    # Twice the language's bound: a text over MAX_SOURCE_CHARS reaches the
+    # parser and gets its E130 with a line and caret; only one far bigger is
+    # refused here, unread.
+    source: Annotated[str, StringConstraints(min_length=1, max_length=API_SOURCE_CHARS)] = Field(
         description="Journey text in the journeys language"
     )
     id: JourneyIdStr | None = Field(

@@ -34,8 +34,9 @@ __all__ = [
 MAX_SOURCE_CHARS = 300_000
 """The longest journey text. The biggest one measured (bench/parse_bench.py's
 10,000 lines, 265,000 characters) parses and checks in about a second; real
-journeys are under 5,000 characters. The API refuses texts over 200,000
-characters before they get here."""
+journeys are under 5,000 characters. The API's bound is twice this
+(``api.schemas.API_SOURCE_CHARS``), so a text over it gets this E130, with its
+line and caret, rather than a validator's generic refusal."""
 
 MAX_LINES = 12_000
 """The most lines a journey may have (the same 10,000-line journey, with room)."""

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.deps import SettingsDep, StoreDep, viewer
+from api.schemas import API_SOURCE_CHARS
 from dsl import JourneyError, Registry, check, parse
 from dsl.errors import Diagnostic
 from dsl.ids import slug
@@ -34,7 +35,7 @@ router = APIRouter(prefix="/v1/journeys", tags=["journeys"], dependencies=[Depen
 
 class CheckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    source: Annotated[str, StringConstraints(max_length=200_000)] = Field(description="Journey text to check")
+    source: Annotated[str, StringConstraints(max_length=API_SOURCE_CHARS)] = Field(description="Journey text to check")
     check_references: bool = Field(
         False, description="Also report templates and coupon pools that do not exist in the store"
     )
