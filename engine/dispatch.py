@@ -23,10 +23,16 @@ delivers it (instead of being ignored as a duplicate), and ``sweep`` — run
 every ``redispatch_seconds`` by the API — delivers what is older than that.
 Delivering twice is harmless: runs drop event ids they have seen and
 ``engine.runs.begin`` enters a journey once per (journey, user, event).
-Marks are written in batches a quarter of a second later (one UPDATE for all
-the events dispatched meanwhile), so the request path has one write, not
+Marks are written in batches a quarter of a second later (one statement for
+all the events dispatched meanwhile), so the request path has one write, not
 two; a crash before the batch is written only means those events are swept
-again.
+again. The mark keeps what happened (``Event.outcome``: the runs signalled,
+the runs started, the journeys whose start was left to the person's run
+already going), which the user's timeline shows.
+
+Run signals (``engine.run_signals``: a merge ending a duplicate run, tag
+changes heard by the user's runs) queued by the store change of an ingest
+are sent right after it, before the event; the sweep sends those left over.
 """
 
 from __future__ import annotations
@@ -42,9 +48,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from contracts.conditions import count_queries, evaluate, needs_user
-from contracts.runs import UserEvent
+from contracts.runs import UserEvent, workflow_id
 from dsl.ir import EventEntry
-from engine import queries
+from engine import queries, run_signals
 from engine.events import IngestResult, ingest_event, mark_dispatched, undispatched
 from engine.journey_cache import Deployed, JourneyCache
 from engine.settings import Settings
@@ -82,7 +88,13 @@ class Outcome:
     new: bool = False
     signalled: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # open in the store, finished on Temporal
+    joined: list[str] = field(default_factory=list)  # journeys entered on it left to the person's running run
     complete: bool = True  # every signal and start it needed was accepted
+
+    def record(self) -> dict[str, Any]:
+        """What the store keeps of it (``Event.outcome``)."""
+        return {"signalled": self.signalled, "started": self.started, "gone": self.gone, "joined": self.joined}
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,7 @@ class Targets:
 
     runs: list[str]
     journeys: list[Deployed]
+    run_journeys: dict[str, str] = field(default_factory=dict)  # workflow id -> journey id
 
 
 class Dispatcher:
@@ -110,7 +123,7 @@ class Dispatcher:
         self.settings = settings
         self.cache = cache
         self.counters: DispatchCounters = counters or NoCounters()
-        self._dispatched: list[str] = []
+        self._dispatched: dict[str, dict[str, Any]] = {}  # event id -> what dispatch did
         self._marker: asyncio.Task[None] | None = None
 
     async def ingest(
@@ -146,6 +159,8 @@ class Dispatcher:
         dispatched = result.dispatched or (not result.new and event_id in self._dispatched)
         self.counters.event(kind, "new" if result.new else "duplicate" if dispatched else "redelivered")
         outcome = Outcome(user_id=result.user_id, new=result.new)
+        if result.signals:
+            await self.deliver_signals(client, result.user_id)
         if dispatched:
             return outcome
         event = UserEvent(id=event_id, name=name, properties=dict(properties), occurred_at=occurred_at)
@@ -154,7 +169,20 @@ class Dispatcher:
 
     def targets(self, user_id: str, event_name: str) -> Targets:
         runs = queries.open_runs(self.store, user_id)
-        return Targets(list(dict.fromkeys(r.workflow_id for r in runs)), self.cache.event_triggered(event_name))
+        return Targets(
+            list(dict.fromkeys(r.workflow_id for r in runs)),
+            self.cache.event_triggered(event_name),
+            {r.workflow_id: r.journey_id for r in runs},
+        )
+
+    async def deliver_signals(self, client: Client, user_id: str | None = None) -> int:
+        """Send the run signals still queued (of one user, else all): after an
+        ingest or an identify that merged users or changed derived tags."""
+        try:
+            return await run_signals.deliver(self.store, client, user_id=user_id)
+        except Exception:  # noqa: BLE001 - the sweep sends them later
+            log.exception("could not send run signals; the sweep will")
+            return 0
 
     async def dispatch(
         self, client: Client, user_id: str, event: UserEvent, outcome: Outcome, targets: Targets | None = None
@@ -164,7 +192,7 @@ class Dispatcher:
         if not outcome.complete:
             self.counters.event("track", "undispatched")
             return
-        self._dispatched.append(event.id)
+        self._dispatched[event.id] = outcome.record()
         if self._marker is None or self._marker.done():
             self._marker = asyncio.create_task(self._mark_soon())
 
@@ -177,9 +205,9 @@ class Dispatcher:
 
     async def flush_marks(self) -> None:
         """Write the pending dispatched marks now (also at shutdown)."""
-        ids, self._dispatched = self._dispatched, []
-        if ids:
-            await asyncio.to_thread(mark_dispatched, self.store, ids)
+        done, self._dispatched = self._dispatched, {}
+        if done:
+            await asyncio.to_thread(mark_dispatched, self.store, list(done), None, done)
 
     async def sweep(self, client: Client, *, older_than: timedelta, limit: int = 100) -> int:
         """Deliver events stored at least ``older_than`` ago and never
@@ -194,6 +222,9 @@ class Dispatcher:
             done += outcome.complete
         if pending:
             log.info("sweep: %d of %d undispatched events delivered", done, len(pending))
+        signals = await run_signals.deliver(self.store, client, created_before=utcnow() - older_than, limit=limit)
+        if signals:
+            log.info("sweep: %d run signals sent", signals)
         return done
 
     async def deliver(
@@ -213,8 +244,12 @@ class Dispatcher:
                 outcome.signalled.append(wid)
                 self.counters.signal("delivered")
             else:
+                outcome.gone.append(wid)
                 self.counters.signal("gone")
         for deployed in targets.journeys:
+            if self._in_it_already(targets, deployed.info.id, user_id):
+                outcome.joined.append(deployed.info.id)
+                continue
             entry = deployed.ir.entry
             needs_store = not isinstance(entry, EventEntry) or entry.where is not None
             # no entry condition: it matches, no need for a worker thread
@@ -230,6 +265,14 @@ class Dispatcher:
                 continue
             outcome.started.append(started.workflow_id)
             self.counters.run_started(deployed.info.id, "event")
+
+    @staticmethod
+    def _in_it_already(targets: Targets, journey_id: str, user_id: str) -> bool:
+        """The person has a run of the journey going under another id (one
+        merged into them): the event reached it as a signal, and a start
+        under this id would make a second live run of one person."""
+        own = workflow_id(journey_id, user_id)
+        return any(j == journey_id and wid != own for wid, j in targets.run_journeys.items())
 
     def _matches(self, deployed: Deployed, user_id: str, event: UserEvent) -> bool:
         entry = deployed.ir.entry

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from engine import identity
+from engine import identity, run_signals
 from engine.derived import refresh_user
 from engine.settings import DerivedRules
 from engine.store import Store
@@ -47,6 +47,7 @@ class IngestResult:
     stage: str | None = None
     rfm: str | None = None
     dispatched: bool = True  # False: still to be delivered to Temporal
+    signals: bool = False  # the store change queued run signals (a merge, derived tags): send them
 
 
 @dataclass(frozen=True)
@@ -117,23 +118,36 @@ def ingest_event(
             stage=derived.stage if derived else None,
             rfm=derived.rfm if derived else None,
             dispatched=not dispatch,
+            signals=bool(s.info.get(run_signals.QUEUED)),
         )
 
     return store.transact(work)
 
 
-def mark_dispatched(store: Store, event_ids: Iterable[str], now: datetime | None = None) -> None:
-    """These events reached every run and journey they concern (one UPDATE
-    for a batch: the API marks in batches, off the request path)."""
+_MARK = (
+    update(_EVENTS)
+    .where(_EVENTS.c.id == bindparam("event_id"), _EVENTS.c.dispatched_at.is_(None))
+    .values(dispatched_at=bindparam("at"), outcome=bindparam("what"))
+)
+
+
+def mark_dispatched(
+    store: Store,
+    event_ids: Iterable[str],
+    now: datetime | None = None,
+    outcomes: Mapping[str, dict[str, Any]] | None = None,
+) -> None:
+    """These events reached every run and journey they concern (one
+    statement for a batch: the API marks in batches, off the request path);
+    ``outcomes`` keeps what dispatch did with each (the runs signalled and
+    started, for the timeline)."""
     ids = list(event_ids)
     if not ids:
         return
     at = utc(now) if now else utcnow()
-    store.transact(
-        lambda s: s.execute(
-            update(Event).where(Event.id.in_(ids), Event.dispatched_at.is_(None)).values(dispatched_at=at)
-        )
-    )
+    found = outcomes or {}
+    rows = [{"event_id": i, "at": at, "what": found.get(i)} for i in ids]
+    store.transact(lambda s: s.execute(_MARK, rows))
 
 
 def undispatched(store: Store, *, received_before: datetime, limit: int = 100) -> list[PendingEvent]:
