@@ -1,10 +1,13 @@
-"""One user's timeline: every step, send (with its status and reason) and
-coupon, a page at a time. The API's ``/v1/users/{id}/timeline`` and the
+"""One user's timeline: every event the user sent (with what became of it in
+each run: ``engine.event_outcomes``), step, send (with its status and
+reason, and its attempts and last error while it is retried) and coupon, a
+page at a time. The API's ``/v1/users/{id}/timeline`` and the
 console's user page both read it here; the console adds node labels on top.
 
-Order, decided here once: by time; within one instant (an activity writes
-several records with one timestamp) a run's steps in the order they
-happened (their ``seq``), then that instant's sends (a send's ledger row
+Order, decided here once: by time (an event by when it was received);
+within one instant the events first, then (an activity writes several
+records with one timestamp) a run's steps in the order they happened (their
+``seq``), then that instant's sends (a send's ledger row
 right after the step that made it), then its coupons; rows of one kind at
 one instant by their row id. A page is the newest ``limit`` entries at or
 before ``until``, oldest first, and an instant is never split between two
@@ -21,21 +24,23 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine import event_outcomes
 from engine.identity import canonical_user_id
 from engine.store import Store
-from engine.store.models import CouponGrant, Delivery, StepRecord
+from engine.store.models import CouponGrant, Delivery, Event, StepRecord
 
 T = TypeVar("T")
 
 Window = tuple[datetime | None, datetime | None]  # (since, until), both inclusive
 
 _AFTER_STEPS = 1 << 62  # sorts a delivery or coupon after every step seq of its instant
+_BEFORE_STEPS = -1  # sorts an event before the steps of its instant
 
 
 @dataclass(frozen=True)
 class TimelineItem:
     at: datetime
-    kind: str  # "step", "delivery", "coupon"
+    kind: str  # "event", "step", "delivery", "coupon"
     journey_id: str | None
     version: int | None  # the version the run was on (None for coupons: the ledger does not keep it)
     node_id: str | None
@@ -43,7 +48,8 @@ class TimelineItem:
     status: str | None  # a step's outcome, a delivery's status
     reason: str | None  # why: a suppression's reason, a step's (e.g. a refused entry)
     detail: dict[str, Any]
-    order: tuple[int, int, int] = (0, 0, 0)  # (seq, kind: step 0 / delivery 1 / coupon 2, row id) within an instant
+    # (seq, kind: step 0 / delivery 1 / coupon 2 / event 3, row id) within an instant
+    order: tuple[int, int, int] = (0, 0, 0)
 
     def sort_key(self) -> tuple[datetime, int, int, int]:
         return (self.at, *self.order)
@@ -89,6 +95,8 @@ def user_timeline_page(
     def newest_first(s: Session, uid: str, limit: int | None, window: Window) -> list[TimelineItem]:
         items = _steps(s, uid, journey_id, limit, window) + _deliveries(s, uid, journey_id, limit, window)
         items += _grants(s, uid, journey_id, limit, window)
+        if journey_id is None:  # an event belongs to the user, not to one journey
+            items += _events(s, uid, limit, window)
         return sorted(items, key=TimelineItem.sort_key, reverse=True)
 
     with store.read() as s:
@@ -133,12 +141,43 @@ def _deliveries(s: Session, uid: str, journey_id: str | None, limit: int | None,
     out = []
     for r in _newest(s, Delivery, Delivery.at, uid, journey_id, limit, window):
         detail = {"run_key": r.run_key, "status": r.status, "reason": r.reason, "channel": r.channel, "id": r.id}
-        summary = f"{r.channel or '-'} · {r.template}: {r.status}"
+        detail.update(attempts=r.attempts, last_error=r.last_error)
+        status, reason = r.status, r.reason
+        if r.status == "reserved" and r.last_error:
+            status, reason = "retrying", f"attempt {r.attempts} failed: {r.last_error}"
+        summary = f"{r.channel or '-'} · {r.template}: {status}"
+        if r.status != "reserved" and r.last_error and r.attempts > 1:
+            summary += f" after {r.attempts} attempts"
         order = (_AFTER_STEPS, 1, 0)
         out.append(
-            TimelineItem(
-                r.at, "delivery", r.journey_id, r.version, r.node_id, summary, r.status, r.reason, detail, order
-            )
+            TimelineItem(r.at, "delivery", r.journey_id, r.version, r.node_id, summary, status, reason, detail, order)
+        )
+    return out
+
+
+def _events(s: Session, uid: str, limit: int | None, window: Window) -> list[TimelineItem]:
+    rows = list(
+        s.scalars(
+            within(select(Event).where(Event.user_id == uid), Event.received_at, window)
+            .order_by(Event.received_at.desc(), Event.id.desc())
+            .limit(limit)
+        )
+    )
+    became = event_outcomes.outcomes(s, uid, rows)
+    out = []
+    for r in rows:
+        what = became[r.id]
+        detail = {
+            "event_id": r.id,
+            "name": r.name,
+            "properties": dict(r.properties or {}),
+            "occurred_at": r.occurred_at.isoformat(),
+            "runs": [run.shown() for run in what.runs],
+        }
+        summary = f"event {r.name}: {what.status}"
+        order = (_BEFORE_STEPS, 3, 0)
+        out.append(
+            TimelineItem(r.received_at, "event", None, None, None, summary, what.status, what.reason, detail, order)
         )
     return out
 

@@ -13,8 +13,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import AwareDatetime
+from temporalio.client import Client
 
-from api.deps import Operator, StoreDep, viewer
+from api.deps import Operator, OptionalClientDep, StoreDep, viewer
 from api.lookups import user_or_404
 from api.problems import not_found
 from api.schemas import (
@@ -32,7 +33,7 @@ from api.schemas import (
     UserIdStr,
     UserOut,
 )
-from engine import consent, queries
+from engine import consent, queries, run_signals
 from engine import timeline as timelines
 from engine.store import Store
 from engine.tags import change_tags
@@ -91,18 +92,37 @@ async def timeline(
     return [TimelineItemOut.model_validate(i) for i in items]
 
 
-@router.post("/{user_id}/tags", response_model=TagsOut, summary="Add tags (source defaults to `api`)")
-async def add(user_id: UserIdStr, body: TagsIn, store: StoreDep, _: Operator) -> TagsOut:
+@router.post(
+    "/{user_id}/tags",
+    response_model=TagsOut,
+    summary="Add tags (source defaults to `api`); the user's running runs hear it at once (`tag_added`)",
+)
+async def add(user_id: UserIdStr, body: TagsIn, store: StoreDep, client: OptionalClientDep, _: Operator) -> TagsOut:
     uid = await user_or_404(store, user_id)
     change = await asyncio.to_thread(change_tags, store, uid, list(body.tags), source=body.source, add=True)
+    await _tell_runs(store, client, uid, change.changed)
     return TagsOut(user_id=uid, changed=change.changed, tags=change.tags)
 
 
-@router.delete("/{user_id}/tags/{tag}", response_model=TagsOut, summary="Remove one tag")
-async def remove(user_id: UserIdStr, tag: NameStr, store: StoreDep, _: Operator, source: NameStr = "api") -> TagsOut:
+@router.delete(
+    "/{user_id}/tags/{tag}",
+    response_model=TagsOut,
+    summary="Remove one tag; the user's running runs hear it at once (`tag_removed`)",
+)
+async def remove(
+    user_id: UserIdStr, tag: NameStr, store: StoreDep, client: OptionalClientDep, _: Operator, source: NameStr = "api"
+) -> TagsOut:
     uid = await user_or_404(store, user_id)
     change = await asyncio.to_thread(change_tags, store, uid, [tag], source=source, add=False)
+    await _tell_runs(store, client, uid, change.changed)
     return TagsOut(user_id=uid, changed=change.changed, tags=change.tags)
+
+
+async def _tell_runs(store: Store, client: Client | None, uid: str, changed: list[str]) -> None:
+    """Send the change to the user's runs now (``exit when tag``); without
+    Temporal, or if it fails, the API's sweep sends it."""
+    if changed and client is not None:
+        await run_signals.deliver(store, client, user_id=uid)
 
 
 async def _consent(store: Store, user_id: str, channel: str, opted_out: bool, body: ConsentIn | None) -> ConsentOut:
