@@ -9,6 +9,9 @@ starts no server; with ``DATABASE_URL`` it uses that database. Ctrl-C stops
 everything cleanly: the API stops taking requests, the workers finish
 in-flight activities, then the dev server shuts down.
 
+Children die with ``up`` even when it is killed (``api.child_guard``), and
+``up`` refuses to start when one of its ports is taken, naming the port.
+
 ``--workers 0`` runs the worker inside the API process instead: one process,
 but the two then share one interpreter lock (see ``bench/latency_bench.py``).
 """
@@ -23,10 +26,12 @@ import logging
 import os
 import secrets
 import signal
+import sys
 from pathlib import Path
 
 import uvicorn
 
+from api.child_guard import Guard, Port, children_of, taken_ports
 from api.settings import ApiSettings
 from engine import eventloop
 from engine.channels.config import ChannelsConfig
@@ -63,9 +68,23 @@ def use_outbox_unless_live(settings: ApiSettings) -> Path | None:
     return path
 
 
+class PortsTaken(Exception):
+    """Ports ``up`` needs are in use; the message says which and what to do."""
+
+
+def check_ports(settings: ApiSettings, *, host: str, port: int, temporal_port: int, ui_port: int) -> None:
+    wanted = [Port(port, "API", "--port", host)]
+    if not settings.temporal_address:
+        wanted += [Port(temporal_port, "Temporal", "--temporal-port"), Port(ui_port, "Temporal Web UI", "--ui-port")]
+    taken = taken_ports(wanted)
+    if taken:
+        raise PortsTaken("\n".join(taken))
+
+
 async def serve(
     settings: ApiSettings, *, host: str, port: int, demo: bool, temporal_port: int, ui_port: int, workers: int = 1
 ) -> None:
+    check_ports(settings, host=host, port=port, temporal_port=temporal_port, ui_port=ui_port)
     from api.app import create_app
     from api.worker_processes import WorkerProcesses
     from engine.store import Store
@@ -78,6 +97,7 @@ async def serve(
     store = Store(settings.database_url)
     store.migrate()
 
+    guard = Guard()
     env = None
     if settings.temporal_address:
         client = await connect(settings.temporal_address, settings.temporal_namespace)
@@ -86,6 +106,9 @@ async def serve(
         env = await start_dev_server(str(data_dir / "temporal.db"), ui=True, port=temporal_port, ui_port=ui_port)
         client = env.client
         temporal_ui = f"http://127.0.0.1:{ui_port}"
+        for pid in children_of(os.getpid()):  # the dev server (started by the SDK, not by us)
+            if pid != guard.pid:
+                guard.watch(pid)
     children: WorkerProcesses | None = None
 
     stop = asyncio.Event()
@@ -104,7 +127,9 @@ async def serve(
             child_settings = settings.model_copy(
                 update={"temporal_address": settings.temporal_address or client.service_client.config.target_host}
             )
-            children = WorkerProcesses(workers, settings_json(child_settings), log_level=settings.log_level)
+            children = WorkerProcesses(
+                workers, settings_json(child_settings), log_level=settings.log_level, on_spawn=guard.watch
+            )
             await children.start()
             worker = asyncio.create_task(stop.wait())
         else:
@@ -142,6 +167,7 @@ async def serve(
         if env is not None:
             await env.shutdown()
         store.dispose()
+        guard.release()
         print("journeys stopped", flush=True)
 
 
@@ -173,6 +199,11 @@ def _command(args: argparse.Namespace) -> int:
         settings.data_dir = Path(args.data_dir)
         if "DATABASE_URL" not in os.environ:
             settings.database_url = f"sqlite:///{Path(args.data_dir) / 'journeys.db'}"
+    try:
+        check_ports(settings, host=args.host, port=args.port, temporal_port=args.temporal_port, ui_port=args.ui_port)
+    except PortsTaken as taken:
+        print(f"journeys up: not started.\n{taken}", file=sys.stderr, flush=True)
+        return 1
     eventloop.run(
         serve(
             settings,

@@ -6,6 +6,10 @@ cores. Each child is ``journeys worker --settings-stdin``: it gets the parent's
 exact settings (outbox path, vendor secrets, caps) as one JSON line on its
 standard input, so nothing secret lands on disk or in ``ps``.
 
+Each child gets SIGTERM from the kernel when ``up`` dies, even by ``kill -9``
+(``api.child_guard.die_with_parent_hook``), and leads its own process group,
+which ``stop`` kills whole: no worker outlives ``up`` with stale settings.
+
 A worker that dies unexpectedly is started again (after 1 s, doubling up to
 30 s while it keeps dying): Temporal re-delivers whatever it held, and the
 ledger's idempotency keys keep sends and coupons exactly-once.
@@ -19,7 +23,10 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+from api.child_guard import die_with_parent_hook
 
 log = logging.getLogger("journeys.up")
 
@@ -38,8 +45,16 @@ def _child_env() -> dict[str, str]:
 class WorkerProcesses:
     """``count`` supervised ``journeys worker`` children."""
 
-    def __init__(self, count: int, settings_json: str, *, log_level: str = "INFO") -> None:
+    def __init__(
+        self,
+        count: int,
+        settings_json: str,
+        *,
+        log_level: str = "INFO",
+        on_spawn: Callable[[int], None] | None = None,
+    ) -> None:
         self.count = count
+        self._on_spawn = on_spawn  # told each new child's pid (``journeys up``'s guard)
         self._settings = settings_json
         self._log_level = log_level
         self._procs: list[asyncio.subprocess.Process | None] = [None] * count
@@ -66,12 +81,15 @@ class WorkerProcesses:
             self._log_level,
             stdin=asyncio.subprocess.PIPE,
             env=_child_env(),
+            preexec_fn=die_with_parent_hook(new_group=True),
         )
         assert proc.stdin is not None
         proc.stdin.write(self._settings.encode() + b"\n")
         await proc.stdin.drain()
         proc.stdin.close()
         self._procs[slot] = proc
+        if self._on_spawn is not None:
+            self._on_spawn(proc.pid)
         log.info("worker process %d started (pid %d)", slot, proc.pid)
 
     async def _watch(self, slot: int) -> None:
@@ -108,6 +126,9 @@ class WorkerProcesses:
                     with contextlib.suppress(ProcessLookupError):
                         proc.kill()
             await asyncio.gather(*(p.wait() for p in live))
+        for proc in live:  # whatever a worker started itself goes with it
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
