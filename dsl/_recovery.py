@@ -1,9 +1,21 @@
 """Recovery: parse, and on a syntax error patch the offending line with a
 harmless placeholder (``pass``, an empty block…) and parse again, so one run
 reports every mistake of the file, not just the first.
+
+Every attempt re-reads the text from the top to the next error (Lark's LALR
+parser stops there), so the work grows with the file's size times its
+errors: a 265,000-character file with 25 errors spread through it re-read
+about 7 million characters, seconds of a CPU that ``/check`` — open to every
+viewer, on every typing pause — gives anyone who asks. So recovery has a
+budget of characters read, ``REPARSE_BUDGET_CHARS``: a normal file shows all
+its errors at once (a 5,000-character journey could be re-read 120 times),
+and a big broken one shows the first ones and E119, "more may follow; fix
+these first", where it stopped looking.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from lark import Tree
 from lark.exceptions import LarkError, UnexpectedInput
@@ -12,9 +24,26 @@ from dsl._diagnose import diagnose, is_code
 from dsl._grammar import INDENTER, lark
 from dsl._indenter import indent_of
 from dsl.errors import Diagnostic
+from dsl.limits import MAX_SOURCE_CHARS
 
 MAX_SYNTAX_ERRORS = 25
 MAX_ATTEMPTS = 120
+
+REPARSE_BUDGET_CHARS = 2 * MAX_SOURCE_CHARS
+"""Characters recovery may read in all its parses of one text (each parse
+counts up to where it stopped). Twice the biggest text, so a broken file
+costs about what two clean parses of the biggest one do; the first parse is
+always made. A 5,000-character journey still gets every attempt."""
+
+
+@dataclass
+class Reads:
+    """What recovery read: parses made and characters read by them (up to
+    each error, or the whole text), for tests to count the work."""
+
+    parses: int = 0
+    chars: int = 0
+
 
 # The placeholders are per block context, not per step kind: a line that opens
 # a block becomes an if, an on-event branch or a split variant (whichever the
@@ -59,10 +88,30 @@ def _candidates(original: list[str], work: list[str], index: int) -> list[list[s
     return [[ind + "pass"], [ind + "100% _"], [ind + "on event: pass"], [""], None]
 
 
-def parse_tree(source: str) -> tuple[Tree | None, set[int], list[Diagnostic]]:
+def _read_up_to(err: UnexpectedInput | None, text: str) -> int:
+    """Characters a parse read: up to its error, or all of them."""
+    pos = getattr(err, "pos_in_stream", None) if err is not None else None
+    return pos + 1 if isinstance(pos, int) and 0 <= pos < len(text) else len(text)
+
+
+def _more_may_follow(reported: int, line: int, why: str) -> Diagnostic:
+    """E119: recovery stopped looking; the errors above are real, the rest
+    of the file is unread."""
+    noun = "error" if reported == 1 else "errors"
+    return Diagnostic(
+        "E119",
+        f"stopped looking after {reported} syntax {noun} ({why}); more may follow from here",
+        line,
+        1,
+        "fix these first, then check again",
+    )
+
+
+def parse_tree(source: str, reads: Reads | None = None) -> tuple[Tree | None, set[int], list[Diagnostic]]:
     """Parse, recovering from syntax errors line by line. Returns the tree of
     the (possibly patched) text, the 1-based lines that were patched, and the
-    syntax diagnostics."""
+    syntax diagnostics; ``reads``, when given, is filled in with the work."""
+    reads = reads if reads is not None else Reads()
     lines = source.split("\n")
     work = list(lines)
     diagnostics: dict[int, Diagnostic] = {}
@@ -70,10 +119,18 @@ def parse_tree(source: str) -> tuple[Tree | None, set[int], list[Diagnostic]]:
     tries: dict[int, int] = {}  # patched line index -> next candidate
     patched: set[int] = set()
     tree: Tree | None = None
-    for _ in range(MAX_ATTEMPTS):
+    stopped: Diagnostic | None = None
+    for attempt in range(MAX_ATTEMPTS + 1):
+        text = "\n".join(work) + "\n"
+        if attempt and reads.chars + len(text) > REPARSE_BUDGET_CHARS or attempt == MAX_ATTEMPTS:
+            # the next parse might read the whole text: past the budget
+            why = "the file is big: each one costs a re-read of it" if attempt < MAX_ATTEMPTS else "too many tries"
+            stopped = _more_may_follow(len(diagnostics), _after(patched, len(lines)), why)
+            break
         err: UnexpectedInput | None = None
+        reads.parses += 1
         try:
-            tree = lark().parse("\n".join(work) + "\n")
+            tree = lark().parse(text)
         except UnexpectedInput as exc:
             err = exc
         except LarkError as exc:  # pragma: no cover - grammar-level surprises still become diagnostics
@@ -87,6 +144,7 @@ def parse_tree(source: str) -> tuple[Tree | None, set[int], list[Diagnostic]]:
                         "E109", message, line, col, "indent with the same number of spaces as the block it belongs to"
                     ),
                 )
+        reads.chars += _read_up_to(err, text)
         if err is None:
             break
         tree = None
@@ -94,6 +152,7 @@ def parse_tree(source: str) -> tuple[Tree | None, set[int], list[Diagnostic]]:
         index = max(0, min(diag.line, len(work)) - 1)
         if index not in tries:
             if len(diagnostics) >= MAX_SYNTAX_ERRORS:
+                stopped = _more_may_follow(len(diagnostics), index + 1, "the most shown at once")
                 break
             diagnostics.setdefault(diag.line, diag)
             tries[index] = 0
@@ -106,6 +165,14 @@ def parse_tree(source: str) -> tuple[Tree | None, set[int], list[Diagnostic]]:
         work[index:end] = choice + [""] * (end - index - len(choice))
         patched.update(range(index, end))
     found = list(diagnostics.values()) + [d for ln, d in indent_problems.items() if ln not in diagnostics]
+    if stopped is not None:
+        tree = None  # the text was never read to its end
+        found.append(stopped)
     if tree is None and not found:  # pragma: no cover - attempts exhausted without a diagnostic
         found.append(Diagnostic("E100", "could not parse this journey", 1, 1))
     return tree, {i + 1 for i in patched}, found
+
+
+def _after(patched: set[int], line_count: int) -> int:
+    """The 1-based line after the last patched one: where reading stopped."""
+    return min(max(patched, default=-1) + 2, line_count)

@@ -6,7 +6,8 @@ so a file with mistakes must show *every* mistake at once, in words they know:
 
 - syntax errors are recovered line by line — the offending line is replaced
   by a harmless placeholder and the text is parsed again, so later errors are
-  still found (``dsl._recovery``);
+  still found (``dsl._recovery``), within a budget of characters re-read
+  (E119 where it stopped looking);
 - Lark's LALR errors are turned into friendly messages (``dsl._diagnose``);
 - problems that are grammatical but wrong (an unknown channel, a bare field in
   an ``if``…) are collected by the builder (``dsl._builder``);
