@@ -18,6 +18,9 @@ the run is open, completed or exited early:
   interpreter's "while the run lasts" is exactly what made ended runs read
   0; an unbounded goal keeps counting, so operators should write ``within``);
 - the event that entered the run is not its conversion;
+- a run ended because its user turned out to be the same person as another
+  run's (``engine.merges``: end reason ``merged…``) is a duplicate entry: the
+  person converts through the run that was kept;
 - ``where``: the interpreter's own evaluator on the event's properties
   (``contracts.conditions.evaluate`` with no user snapshot), over the
   candidate rows SQL found in the window;
@@ -33,12 +36,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Interval, Select, and_, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, Interval, Select, and_, func, literal_column, not_, or_, select
 from sqlalchemy.orm import Session
 
 from contracts.conditions import evaluate
 from dsl.ir import Goal
 from engine.broadcasts import marker
+from engine.merges import MERGED
 from engine.store import Store
 from engine.store.models import Delivery, Event, JourneyVersion, Run
 from engine.store.types import utc
@@ -180,7 +184,10 @@ def attribute(
         for v, goal in sorted(goals.items()):
             if goal is None:
                 continue
-            runs = _admitted(journey_id, v, broadcast_id)
+            runs = and_(
+                _admitted(journey_id, v, broadcast_id),
+                or_(Run.end_reason.is_(None), not_(Run.end_reason.like(f"{MERGED}%"))),
+            )
             if goal.where is None:
                 for run_id, ver, variant, entered_at, at in s.execute(_first_events(s, goal, runs)):
                     found.append(Conversion(run_id, ver, variant, utc(entered_at), utc(at)))

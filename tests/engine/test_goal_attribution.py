@@ -209,3 +209,16 @@ def test_a_journey_without_a_goal_has_no_conversions(store: Store) -> None:
     enter(store, jid, "n1", "A")
     paid(store, "n1", T0 + H)
     assert goals.attribute(store, jid).conversions == []
+
+
+def test_two_runs_of_one_person_convert_once_after_a_merge(store: Store) -> None:
+    """Two ids in the same journey, then known as one person: the merge ends
+    the later run (``engine.merges``); the order converts the kept one."""
+    jid = "dup"
+    deploy(store, jid)
+    enter(store, jid, "d1", "A", outcome=None)
+    enter(store, jid, "d2", "B", outcome=None, at=T0 + timedelta(minutes=1))
+    paid(store, "d2", T0 + H)
+    assert by_variant(store, jid) == {"A": (1, 0), "B": (1, 1)}
+    link_identities(store, [("member_id", "d1"), ("member_id", "d2")], now=T0 + 2 * H)
+    assert by_variant(store, jid) == {"A": (1, 1), "B": (1, 0)}
