@@ -141,7 +141,15 @@ class BroadcastActivities:
 
     def _select(self, cond: Cond, cursor: str | None, limit: int, now: datetime) -> AudiencePage:
         snapshot = full_snapshot_fn(self._snapshots, cond, now) if needs_full_snapshot(cond) else None
-        return select_page(self.store, cond, after=cursor, limit=limit, snapshot=snapshot)
+        return select_page(
+            self.store,
+            cond,
+            after=cursor,
+            limit=limit,
+            snapshot=snapshot,
+            now=now,
+            rules=self._snapshots.settings.derived,
+        )
 
     async def _enter(self, req: BroadcastPageRequest, user_ids: list[str]) -> tuple[int, int]:
         """Start the journey for each user; returns (entered, skipped)."""

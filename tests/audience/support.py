@@ -69,7 +69,7 @@ def scan_all(store: Store, cond: Cond, page_size: int, now: datetime = NOW) -> t
     cursor: str | None = None
     pages = 0
     while True:
-        page = select_page(store, cond, after=cursor, limit=page_size, snapshot=snap)
+        page = select_page(store, cond, after=cursor, limit=page_size, snapshot=snap, now=now, rules=Settings().derived)
         pages += 1
         out.extend(page.user_ids)
         cursor = page.cursor

@@ -1,0 +1,381 @@
+"""Audience conditions compiled to SQL over ``users`` rows, leaf by leaf.
+
+Each leaf becomes a :class:`Leaf`: ``expr`` is the condition's answer for the
+rows SQL can decide, and ``unsure`` marks the rows it cannot (``None``: it
+decides every row). ``engine.audience`` turns those into bounds
+(``upper = expr or unsure``, ``lower = expr and not unsure``) and checks only
+the unsure rows in Python, with the very evaluator a journey's ``if`` uses, so
+the compiled selection never answers differently from
+``contracts.conditions.evaluate`` over the user's snapshot at ``now``.
+
+Every expression here is two-valued (never SQL ``NULL``), so ``not`` over it
+means what the evaluator's ``not`` means.
+
+What compiles exactly, and what stays unsure:
+
+- plain tags: ``EXISTS`` on ``tags``; ``stage:x`` / ``rfm:x`` tags are the
+  derived values at ``now`` (the snapshot drops stored ones), as below;
+- lifecycle stage: the rules of ``engine.derived.compute`` over correlated
+  ``max``/``min`` of the user's events (``ix_events_user_name_at``);
+- RFM layer: the same, with the window's payment count and amount sum; a
+  payment whose amount is a non-empty *string* makes the user unsure (Python's
+  ``float()`` accepts spellings SQL casts do not);
+- ``count X within W``: a correlated ``count`` (``EXISTS`` for ``>= 1`` / ``== 0``);
+- ``reachable``: an address identity of the channel's kind and no opt-out;
+- ``user.attr`` comparisons, per JSON type of the stored value, following
+  ``contracts.conditions._compare``'s coercions: strings against strings (code
+  point order: SQLite ``BINARY``, PostgreSQL ``COLLATE "C"``), numbers against
+  numbers, booleans as 0/1, a digits-only string against a number; a string
+  that may parse as a float some other way, a number compared with a string,
+  and integers beyond 2**53 are unsure.
+
+Without ``now`` (no broadcast time given), stage, RFM and windowed counts are
+unsure for every row, which is the previous all-Python behaviour.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Float,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.dialects import postgresql
+
+from dsl.ir import CompareCond, EventCountCond, ReachableCond, RfmCond, StageCond, TagCond
+from engine.channels.base import ADDRESS_KIND
+from engine.settings import DerivedRules
+from engine.store.models import Consent, Event, Identity, Tag, User
+from engine.store.types import utc
+
+STAGE_PREFIX = "stage:"
+RFM_PREFIX = "rfm:"
+# Floats hold every integer below this exactly; beyond it SQL's double and
+# Python's int comparison may disagree.
+_EXACT_INT = 2**53
+# The strings SQL casts to the same number Python's ``float()`` gives.
+_DIGITS_MAX = 15
+
+Bool = ColumnElement[bool]
+
+
+@dataclass(frozen=True)
+class Leaf:
+    expr: Bool
+    unsure: Bool | None = None
+
+
+ALL_UNSURE = Leaf(false(), true())
+
+
+@dataclass(frozen=True)
+class CompileContext:
+    """``now`` and the derived rules stage/RFM/windows are judged with, and the
+    dialect the JSON functions are spelt for (``sqlite`` or ``postgresql``)."""
+
+    dialect: str
+    now: datetime | None = None
+    rules: DerivedRules | None = None
+
+
+class _Json:
+    """Typed reads of one key of a JSON column, per dialect. ``None`` from
+    :meth:`of` when the key cannot be spelt (a SQLite path with a quote)."""
+
+    def __init__(self, dialect: str, column: Any, key: str) -> None:
+        self.pg = dialect == "postgresql"
+        self.column = column
+        self.key = key
+        if self.pg:
+            self._node = column.op("->", return_type=JSON)(literal(key))
+            self._kind = func.json_typeof(self._node)
+        else:
+            self._path = f'$."{key}"'
+            self._kind = func.json_type(column, self._path)
+
+    @classmethod
+    def of(cls, dialect: str, column: Any, key: str) -> _Json | None:
+        if dialect != "postgresql" and ('"' in key or "\\" in key):
+            return None
+        return cls(dialect, column, key)
+
+    def is_text(self) -> Bool:
+        return self._kind == ("string" if self.pg else "text")
+
+    def is_number(self) -> Bool:
+        return self._kind == "number" if self.pg else self._kind.in_(["integer", "real"])
+
+    def is_bool(self) -> Bool:
+        return self._kind == "boolean" if self.pg else self._kind.in_(["true", "false"])
+
+    def is_true(self) -> Bool:
+        return and_(self._kind == "boolean", self.text() == "true") if self.pg else self._kind == "true"
+
+    def text(self) -> ColumnElement[str]:
+        if self.pg:
+            return self.column.op("->>", return_type=String)(literal(self.key))
+        return func.json_extract(self.column, self._path)
+
+    def number(self) -> ColumnElement[float]:
+        if self.pg:
+            return cast(self.text(), postgresql.DOUBLE_PRECISION)
+        return cast(func.json_extract(self.column, self._path), Float)
+
+    def digits(self) -> Bool:
+        """A plain unsigned integer spelt in ASCII digits (exact as a float)."""
+        value = self.text()
+        if self.pg:
+            return value.op("~", is_comparison=True)(f"^[0-9]{{1,{_DIGITS_MAX}}}$")
+        return and_(func.length(value).between(1, _DIGITS_MAX), not_(value.op("GLOB", is_comparison=True)("*[^0-9]*")))
+
+    def bool_number(self) -> ColumnElement[int]:
+        return case((self.is_true(), 1), else_=0)
+
+    def ordered_text(self) -> ColumnElement[str]:
+        """The string for ``<``/``>``: code point order, as Python compares."""
+        return self.text().collate("C") if self.pg else self.text()
+
+
+def _cmp(left: Any, op: str, right: Any) -> Bool:
+    if op == "==":
+        return left == right
+    if op == "<":
+        return left < right
+    if op == "<=":
+        return left <= right
+    if op == ">":
+        return left > right
+    if op == ">=":
+        return left >= right
+    raise ValueError(f"unknown operator {op}")
+
+
+def _or_unsure(*parts: Bool | None) -> Bool | None:
+    present = [p for p in parts if p is not None]
+    return or_(*present) if present else None
+
+
+# ---------------------------------------------------------------- attributes
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _compare_one(j: _Json, op: str, expected: Any) -> Leaf:
+    """``==`` or an ordering of the stored value against one scalar; a missing
+    or null value is false for both (``_compare``)."""
+    if isinstance(expected, bool):
+        as_int = int(expected)
+        number = case((j.is_number(), j.number()), else_=j.bool_number())
+        return Leaf(and_(or_(j.is_number(), j.is_bool()), _cmp(number, op, as_int)), _big_number(j))
+    if _is_number(expected):
+        if not math.isfinite(expected) or abs(expected) >= _EXACT_INT:
+            return ALL_UNSURE
+        num = float(expected)
+        text_num = cast(j.text(), postgresql.DOUBLE_PRECISION if j.pg else Float)
+        empty = j.text() == ""
+        # float("") fails, so "" is compared as a string with str(expected): it sorts first.
+        empty_answer = true() if op in ("<", "<=") else false()
+        expr = case(
+            (j.is_number(), _cmp(j.number(), op, num)),
+            (j.is_bool(), _cmp(j.bool_number(), op, num)),
+            (and_(j.is_text(), empty), empty_answer),
+            (and_(j.is_text(), j.digits()), _cmp(text_num, op, num)),
+            else_=false(),
+        )
+        unsure = or_(and_(j.is_text(), not_(empty), not_(j.digits())), _big_number(j))
+        return Leaf(expr, unsure)
+    if isinstance(expected, str):
+        left = j.text() if op == "==" else j.ordered_text()
+        expr = case((j.is_text(), _cmp(left, op, expected)), else_=false())
+        return Leaf(expr, j.is_number())
+    return ALL_UNSURE
+
+
+def _big_number(j: _Json) -> Bool:
+    # CASE, not AND: PostgreSQL may evaluate AND's operands in any order, and
+    # casting a string to a number fails there.
+    return case((j.is_number(), func.abs(j.number()) >= float(_EXACT_INT)), else_=false())
+
+
+def compile_compare(cond: CompareCond, ctx: CompileContext) -> Leaf:
+    """JSON reads are NULL for a missing key: the answer is made two-valued."""
+    leaf = _compile_compare(cond, ctx)
+    return Leaf(_two(leaf.expr), None if leaf.unsure is None else _two(leaf.unsure))
+
+
+def _two(clause: Bool) -> Bool:
+    return func.coalesce(clause, false())
+
+
+def _compile_compare(cond: CompareCond, ctx: CompileContext) -> Leaf:
+    if cond.subject != "user":  # an audience has no event: every field is missing
+        return Leaf(true() if cond.op in ("!=", "not in") else false())
+    j = _Json.of(ctx.dialect, User.attributes, cond.field)
+    if j is None:
+        return ALL_UNSURE
+    if cond.op in ("in", "not in", "==", "!="):
+        values = cond.value if isinstance(cond.value, list) and cond.op in ("in", "not in") else [cond.value]
+        if any(isinstance(v, list) for v in values):
+            return ALL_UNSURE
+        leaves = [_compare_one(j, "==", v) for v in values]
+        found = Leaf(or_(false(), *[x.expr for x in leaves]), _or_unsure(*[x.unsure for x in leaves]))
+        return found if cond.op in ("in", "==") else Leaf(not_(found.expr), found.unsure)
+    if isinstance(cond.value, list):
+        return ALL_UNSURE
+    return _compare_one(j, cond.op, cond.value)
+
+
+# ---------------------------------------------------------------- tags, reach, counts
+
+
+def has_tag(tag: str) -> Bool:
+    return exists().where(Tag.user_id == User.id, Tag.tag == tag)
+
+
+def compile_reachable(cond: ReachableCond) -> Leaf:
+    """``engine.consent.Reach``: an address of the channel's kind (none needed
+    for webhook) and no opt-out of the channel."""
+    if cond.channel not in ADDRESS_KIND:
+        return Leaf(false())
+    kind = ADDRESS_KIND[cond.channel]
+    address = true() if kind is None else exists().where(Identity.user_id == User.id, Identity.kind == kind)
+    opted_out = exists().where(Consent.user_id == User.id, Consent.channel == cond.channel, Consent.opted_out.is_(True))
+    return Leaf(and_(address, not_(opted_out)))
+
+
+def compile_count(cond: EventCountCond, ctx: CompileContext) -> Leaf:
+    """As the snapshot counts: ``within`` is ``occurred_at > now - within``
+    (none when 0 or unset)."""
+    where = [Event.user_id == User.id, Event.name == cond.event]
+    if cond.within_seconds:
+        if ctx.now is None:
+            return ALL_UNSURE
+        where.append(Event.occurred_at > utc(ctx.now) - timedelta(seconds=cond.within_seconds))
+    op = {"in": "==", "not in": "!="}.get(cond.op, cond.op)
+    value = cond.value
+    if (op, value) in ((">=", 1), (">", 0), ("!=", 0)):
+        return Leaf(exists().where(*where))
+    if (op, value) in (("==", 0), ("<", 1), ("<=", 0)):
+        return Leaf(not_(exists().where(*where)))
+    n = select(func.count()).select_from(Event).where(*where).scalar_subquery()
+    return Leaf(n != value if op == "!=" else _cmp(n, op, value))
+
+
+# ---------------------------------------------------------------- stage and RFM
+
+
+class Derived:
+    """Stage and RFM layer of the current ``users`` row at ``now``, as SQL;
+    each fact is a correlated aggregate over the user's events."""
+
+    def __init__(self, ctx: CompileContext) -> None:
+        assert ctx.now is not None
+        self.ctx = ctx
+        self.now = utc(ctx.now)
+        self.rules = ctx.rules or DerivedRules()
+        self.payment = Event.name.in_(self.rules.payment_events)
+        self.window_start = self.now - timedelta(days=self.rules.rfm_window_days)
+
+    def _cut(self, days: int) -> datetime:
+        return self.now - timedelta(days=days)
+
+    def _at(self, fn: Any, *where: Bool) -> Any:
+        return select(fn(Event.occurred_at)).where(Event.user_id == User.id, *where).scalar_subquery()
+
+    def stage(self) -> ColumnElement[str]:
+        r = self.rules
+        last_payment = self._at(func.max, self.payment)
+        last_event = self._at(func.max)
+        first_event = self._at(func.min)
+        created = User.created_at
+        new_cut, churn_cut = self._cut(r.new_days), self._cut(r.churned_days)
+        return case(
+            (last_payment >= self._cut(r.paying_days), "paying"),
+            (
+                and_(last_payment.is_(None), created >= new_cut, or_(first_event.is_(None), first_event >= new_cut)),
+                "new",
+            ),
+            (last_event >= self._cut(r.active_days), "active"),
+            (or_(last_event >= churn_cut, and_(last_event.is_(None), created >= churn_cut)), "silent"),
+            else_="churned",
+        )
+
+    def rfm(self) -> tuple[ColumnElement[str], Bool | None]:
+        """(layer or NULL for never paid, rows whose amounts SQL cannot add)."""
+        r = self.rules
+        in_window = and_(Event.user_id == User.id, self.payment, Event.occurred_at > self.window_start)
+        last_payment = self._at(func.max, self.payment)
+        count = select(func.count()).select_from(Event).where(in_window).scalar_subquery()
+        j = _Json.of(self.ctx.dialect, Event.properties, r.amount_property)
+        if j is None:
+            return case((last_payment.is_(None), None), else_="low"), last_payment.is_not(None)
+        amount = case((j.is_number(), j.number()), (j.is_true(), 1.0), else_=0.0)
+        total = select(func.coalesce(func.sum(amount), 0.0)).where(in_window).scalar_subquery()
+        string_amount = exists().where(in_window, j.is_text(), j.text() != "")
+        rec = last_payment >= self._cut(r.rfm_recency_days)
+        freq = count >= r.rfm_frequency
+        mon = total >= float(r.rfm_monetary)
+        layer = case(
+            (last_payment.is_(None), None),
+            (and_(rec, freq, mon), "high"),
+            (or_(rec, freq, mon), "mid"),
+            else_="low",
+        )
+        return layer, string_amount
+
+
+def compile_stage(stages: list[str], ctx: CompileContext) -> Leaf:
+    if ctx.now is None:
+        return ALL_UNSURE
+    return Leaf(Derived(ctx).stage().in_(stages))
+
+
+def compile_rfm(layers: list[str], ctx: CompileContext) -> Leaf:
+    if ctx.now is None:
+        return ALL_UNSURE
+    layer, unsure = Derived(ctx).rfm()
+    return Leaf(and_(layer.is_not(None), layer.in_(layers)), unsure)
+
+
+def compile_tag(cond: TagCond, ctx: CompileContext) -> Leaf:
+    if cond.tag.startswith(STAGE_PREFIX):
+        return compile_stage([cond.tag[len(STAGE_PREFIX) :]], ctx)
+    if cond.tag.startswith(RFM_PREFIX):
+        return compile_rfm([cond.tag[len(RFM_PREFIX) :]], ctx)
+    return Leaf(has_tag(cond.tag))
+
+
+def compile_leaf(cond: Any, ctx: CompileContext) -> Leaf:
+    """One leaf condition (not ``and``/``or``/``not``)."""
+    if isinstance(cond, TagCond):
+        return compile_tag(cond, ctx)
+    if isinstance(cond, CompareCond):
+        return compile_compare(cond, ctx)
+    if isinstance(cond, StageCond):
+        return compile_stage(cond.stages, ctx)
+    if isinstance(cond, RfmCond):
+        return compile_rfm(cond.layers, ctx)
+    if isinstance(cond, EventCountCond):
+        return compile_count(cond, ctx)
+    if isinstance(cond, ReachableCond):
+        return compile_reachable(cond)
+    return ALL_UNSURE
