@@ -222,3 +222,19 @@ def test_two_runs_of_one_person_convert_once_after_a_merge(store: Store) -> None
     assert by_variant(store, jid) == {"A": (1, 0), "B": (1, 1)}
     link_identities(store, [("member_id", "d1"), ("member_id", "d2")], now=T0 + 2 * H)
     assert by_variant(store, jid) == {"A": (1, 1), "B": (1, 0)}
+
+
+def test_readouts_are_cumulative_per_variant() -> None:
+    start = T0
+    entered = [(T0 + timedelta(minutes=1), "A"), (T0 + timedelta(minutes=1), "B"), (T0 + 4 * H, "B")]
+    sends = [(T0 + timedelta(minutes=2), "sent", "A"), (T0 + timedelta(minutes=2), "failed", "B")]
+    converted = [(T0 + 2 * H, "A"), (T0 + 5 * H, "B"), (T0 + 13 * H, "B")]
+    offsets = [("3h", 3 * H), ("6h", 6 * H), ("12h", 12 * H)]
+    rows = experiments.readouts(start, offsets, T0 + 7 * H, entered, sends, converted)
+    assert [(r.offset, r.complete, r.entered, r.sent, r.converted) for r in rows] == [
+        ("3h", True, 2, 1, 1),
+        ("6h", True, 3, 1, 2),
+        ("12h", False, 3, 1, 2),
+    ]
+    six = {v.variant: (v.entered, v.sent, v.converted, v.conversion_rate) for v in rows[1].variants}
+    assert six == {"A": (1, 1, 1, 1.0), "B": (2, 0, 1, 0.5)}
