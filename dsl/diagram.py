@@ -43,6 +43,7 @@ from dsl.render_text import (
     describe_quiet_hours,
     describe_reentry,
     describe_step,
+    describe_step_tooltip,
 )
 
 __all__ = [
@@ -68,8 +69,9 @@ END_ID = "__end__"
 class DiagramNode:
     id: str
     kind: str  # entry, end, send, coupon, tag, wait, branch, split, exit, flow
-    label: str
+    label: str  # short: drawn in the node
     step_kind: str = ""  # the IR kind, "" for entry/end
+    tooltip: str = ""  # what hovering shows: the step's words in full and how it behaves; "" means the label
 
 
 @dataclass
@@ -240,7 +242,7 @@ def build_diagram(journey: Journey) -> Diagram:
 
     d.nodes.append(DiagramNode(ENTRY_ID, "entry", "Entry: " + describe_entry(journey.entry)))
     for node_id, step in graph.nodes.items():
-        d.nodes.append(DiagramNode(node_id, node_kind(step), _node_label(step), step.kind))
+        d.nodes.append(DiagramNode(node_id, node_kind(step), _node_label(step), step.kind, describe_step_tooltip(step)))
     d.edges.append(DiagramEdge(ENTRY_ID, graph.start or END_ID, "start"))
     for node_id, step in graph.nodes.items():
         for e in graph.edges.get(node_id, []):

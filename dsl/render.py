@@ -32,6 +32,7 @@ from dsl.render_text import (
     describe_entry,
     describe_schedule,
     describe_step,
+    describe_step_tooltip,
 )
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "describe_entry",
     "describe_schedule",
     "describe_step",
+    "describe_step_tooltip",
     "node_kind",
     "to_mermaid",
     "to_svg",

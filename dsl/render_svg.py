@@ -2,7 +2,8 @@
 
 The SVG needs no JavaScript; every node is ``<g class="node"
 data-node-id="…" id="node-…">`` (its ``<title>``, the tooltip, is the step in
-the operator's words) and every live number an element with ``class="count
+the operator's words, in full, with how it behaves where the short label in
+the box cannot say it) and every live number an element with ``class="count
 count-<key>"``, so a page can attach click handlers and update counts in
 place. Layout: ``dsl.render_layout``.
 """
@@ -356,7 +357,7 @@ def _node_svg(box: _Box, center: tuple[float, float], highlighted: bool) -> str:
     step_kind = f' data-step-kind="{_esc(node.step_kind)}"' if node.step_kind else ""
     parts = [
         f'<g class="{classes}" data-node-id="{nid}" id="node-{nid}" data-kind="{node.kind}"{step_kind}>',
-        f"<title>{_esc(node.label)}</title>",
+        f"<title>{_esc(node.tooltip or node.label)}</title>",
     ]
     if highlighted:
         parts.append(

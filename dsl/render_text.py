@@ -2,13 +2,16 @@
 
 Shared by the diagrams (``dsl.render``), the console and user timelines, so the
 same step reads the same everywhere: ``wait 3 days``, ``send SMS: nudge_a``,
-``if visited and not ordered``.
+``if visited and not ordered``. Each step kind has a short label (the node's
+text) and, where the label cannot carry how the step behaves, a tooltip that
+says it (``wait for event`` takes an event that came before it, too).
 """
 
 from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from dsl.ir import (
@@ -167,15 +170,28 @@ def describe_cond(cond, *, bare_event: bool = False) -> str:
     return str(getattr(cond, "kind", cond))
 
 
+def _words(step) -> StepWords:
+    words = STEP_TEXT.get(type(step))
+    if words is None:
+        raise TypeError(f"dsl.render_text.STEP_TEXT has no words for step kind {step.kind!r}")
+    return words
+
+
 def describe_step(step) -> str:
     """One step in the operator's words: ``wait 3 days``, ``send SMS: nudge_a``,
     ``send best of WeCom → push → SMS: reminder``, ``coupon new_user_10``,
     ``wait for order_paid (up to 3 days)``, ``if visited and not ordered``,
     ``split``, ``goto reminder``."""
-    describe = STEP_TEXT.get(type(step))
-    if describe is None:
-        raise TypeError(f"dsl.render_text.STEP_TEXT has no words for step kind {step.kind!r}")
-    return describe(step)
+    return _words(step).label(step)
+
+
+def describe_step_tooltip(step) -> str:
+    """The step's words and, for a kind whose label cannot say how it
+    behaves, that too: ``wait for order_paid — takes the earliest order_paid
+    since entry that no earlier wait took, …``. What hovering a node shows."""
+    words = _words(step)
+    label = words.label(step)
+    return f"{label} — {words.tooltip(step)}" if words.tooltip is not None else label
 
 
 def _send(step: SendStep) -> str:
@@ -215,27 +231,48 @@ def _wait_event(step: WaitEventStep) -> str:
     return text
 
 
+def _wait_event_rule(step: WaitEventStep) -> str:
+    """The event-window rule (patch ``buffered-events``, dsl/README): only
+    ``wait for event`` steps consume events, oldest first, since entry."""
+    then = "waits for the next" + (" (up to the timeout)" if step.timeout_seconds else "")
+    which = f"matching {step.event}" if step.where is not None else step.event
+    return (
+        f"takes the earliest {which} since entry that no earlier wait took, "
+        f"even one that came during an earlier step; if there is none, {then}"
+    )
+
+
 def _if(step: IfStep) -> str:
     parts = [describe_cond(b.cond) for b in step.branches]
     return "if " + " / else if ".join(parts) if parts else "if"
 
 
-# step class -> the step in the operator's words
-STEP_TEXT: dict[type[_Step], Callable[[Any], str]] = {
-    SendStep: _send,
-    CouponStep: lambda s: f"coupon {s.pool}",
-    TagStep: _tag,
-    WaitStep: lambda s: f"wait {describe_duration(s.seconds)}",
-    WaitUntilStep: _wait_until,
-    WaitDateStep: lambda s: _date_wait(f"user.{s.attribute}", s.offset_seconds, s.time),
-    WaitEventTimeStep: lambda s: _date_wait(f"event.{s.field}", s.offset_seconds, s.time),
-    WaitEventStep: _wait_event,
-    IfStep: _if,
-    SplitStep: lambda s: "split",
-    LabelStep: lambda s: f"label {s.name}",
-    GotoStep: lambda s: f"goto {s.label}",
-    ExitStep: lambda s: "exit",
-    PassStep: lambda s: "pass",
+@dataclass(frozen=True)
+class StepWords:
+    """A step kind's words: ``label`` is short (it is drawn in the node);
+    ``tooltip`` adds what the label cannot carry, or is ``None`` when the
+    label says it all."""
+
+    label: Callable[[Any], str]
+    tooltip: Callable[[Any], str] | None
+
+
+# step class -> the step in the operator's words (label, and what a tooltip adds)
+STEP_TEXT: dict[type[_Step], StepWords] = {
+    SendStep: StepWords(_send, None),
+    CouponStep: StepWords(lambda s: f"coupon {s.pool}", None),
+    TagStep: StepWords(_tag, None),
+    WaitStep: StepWords(lambda s: f"wait {describe_duration(s.seconds)}", None),
+    WaitUntilStep: StepWords(_wait_until, None),
+    WaitDateStep: StepWords(lambda s: _date_wait(f"user.{s.attribute}", s.offset_seconds, s.time), None),
+    WaitEventTimeStep: StepWords(lambda s: _date_wait(f"event.{s.field}", s.offset_seconds, s.time), None),
+    WaitEventStep: StepWords(_wait_event, _wait_event_rule),
+    IfStep: StepWords(_if, None),
+    SplitStep: StepWords(lambda s: "split", None),
+    LabelStep: StepWords(lambda s: f"label {s.name}", None),
+    GotoStep: StepWords(lambda s: f"goto {s.label}", None),
+    ExitStep: StepWords(lambda s: "exit", None),
+    PassStep: StepWords(lambda s: "pass", None),
 }
 
 

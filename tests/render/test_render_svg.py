@@ -23,7 +23,7 @@ from dsl.ir import (
     WaitStep,
     iter_steps,
 )
-from dsl.render import END_ID, ENTRY_ID, build_diagram, describe_step, to_svg
+from dsl.render import END_ID, ENTRY_ID, build_diagram, describe_step, describe_step_tooltip, to_svg
 
 NS = "{http://www.w3.org/2000/svg}"
 
@@ -122,7 +122,8 @@ def test_sample_is_valid_xml_with_every_node_and_edge(sample, engine):
         assert g.get("id") == f"node-{node_id}"
         title = g.find(f"{NS}title")
         label = "if" if isinstance(step, IfStep) and len(step.branches) > 1 else describe_step(step)
-        assert title is not None and title.text == label
+        # the tooltip is the step in full (and how it behaves), the box the short label
+        assert title is not None and title.text == describe_step_tooltip(step)
         # the wrapped lines put together give the label back
         shown = " ".join(_text(t) for t in g.iter(f"{NS}tspan"))
         assert shown.replace(" ", "") == label.replace(" ", "")
@@ -134,7 +135,7 @@ def test_labels_are_the_operators_words(sample):
     root = _parse(to_svg(sample))
     titles = {g.get("data-node-id"): g.find(f"{NS}title").text for g in _nodes(root).values()}
     assert titles["welcome"] == "send best of WeCom → push → SMS: welcome"
-    assert titles["waitpay"] == "wait for order_paid where amount ≥ 100 (up to 3 days)"
+    assert titles["waitpay"].startswith("wait for order_paid where amount ≥ 100 (up to 3 days) — takes the earliest")
     assert titles["again"] == "goto reminder"
     assert titles["delivery"] == "wait until 2 hours before event.delivery_at at 10:00"
     assert titles[ENTRY_ID] == 'Entry: on event signup where channel = "app"'
@@ -304,3 +305,13 @@ def test_long_loops_go_along_a_lane_without_blowing_up():
 
 def test_sample_renders_identically_twice():
     assert to_svg(sample_journey(), COUNTS) == to_svg(sample_journey(), COUNTS)
+
+
+def test_a_wait_for_event_node_keeps_a_short_label_and_says_the_rule_on_hover(sample):
+    root = _parse(to_svg(sample))
+    g = _nodes(root)["waitpay"]
+    shown = " ".join(_text(t) for t in g.iter(f"{NS}tspan"))
+    assert "since entry" not in shown and shown.replace(" ", "") == "waitfororder_paidwhereamount≥100(upto3days)"
+    title = g.find(f"{NS}title").text
+    assert "takes the earliest matching order_paid since entry that no earlier wait took" in title
+    assert "even one that came during an earlier step" in title

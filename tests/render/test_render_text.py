@@ -36,7 +36,7 @@ from dsl.ir import (
     WaitUntilStep,
 )
 from dsl.render import describe_cond, describe_duration, describe_entry, describe_step
-from dsl.render_text import describe_message_limit, text_width, wrap_text
+from dsl.render_text import describe_message_limit, describe_step_tooltip, text_width, wrap_text
 
 DAY = 86400
 
@@ -121,6 +121,28 @@ def test_durations_in_words(seconds, words):
 )
 def test_steps_in_words(step, words):
     assert describe_step(step) == words
+
+
+def test_a_wait_for_event_tooltip_says_which_event_it_takes():
+    """The label stays short; hovering says the event-window rule (patch
+    ``buffered-events``): the earliest untaken one since entry, even one
+    that came during an earlier step."""
+    step = WaitEventStep(event="order_paid", timeout_seconds=3 * DAY)
+    assert describe_step_tooltip(step) == (
+        "wait for order_paid (up to 3 days) — takes the earliest order_paid since entry that no earlier wait "
+        "took, even one that came during an earlier step; if there is none, waits for the next (up to the timeout)"
+    )
+    matching = WaitEventStep(event="order_paid", where=CompareCond(subject="event", field="amount", op=">", value=0))
+    assert describe_step_tooltip(matching).endswith(
+        "— takes the earliest matching order_paid since entry that "
+        "no earlier wait took, even one that came during an earlier "
+        "step; if there is none, waits for the next"
+    )
+
+
+def test_a_kind_whose_label_says_it_all_has_the_label_as_tooltip():
+    for step in (WaitStep(seconds=DAY), SendStep(channels=["sms"], template="t"), GotoStep(label="x")):
+        assert describe_step_tooltip(step) == describe_step(step)
 
 
 @pytest.mark.parametrize(
