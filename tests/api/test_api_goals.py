@@ -82,7 +82,7 @@ def lapsed_buyers(store: Store, n: int) -> list[str]:
     return members
 
 
-async def poll(check: Any, attempts: int = 600, delay: float = 0.1) -> Any:
+async def poll(check: Any, attempts: int = 1500, delay: float = 0.1) -> Any:
     value = None
     for _ in range(attempts):
         value = await check()
