@@ -3,21 +3,32 @@
 A run is pinned to the IR of the version the user entered; redeploying a
 journey adds a version and moves ``current_version``, it never edits one. The
 IR's content hash makes redeploying unchanged text a no-op.
+
+Versions are checked when deployed, against the language of that day; when
+the language tightens (the bounds of ``dsl.limits``: 50 nested ifs once
+deployed and then failed every run in the worker), ``recheck_current`` finds
+the current versions today's language refuses and pauses them.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from dsl import Diagnostic, JourneyError, check, parse
+from dsl.ir import Journey as JourneyIR
 from engine import lifecycle
 from engine.store import Store
 from engine.store.models import Journey, JourneyVersion
 from engine.store.types import utcnow
+
+log = logging.getLogger("journeys.engine")
 
 
 @dataclass(frozen=True)
@@ -144,3 +155,89 @@ def list_versions(store: Store, journey_id: str) -> list[VersionInfo]:
             select(JourneyVersion).where(JourneyVersion.journey_id == journey_id).order_by(JourneyVersion.version)
         )
         return [_v(r) for r in rows]
+
+
+# ---------------------------------------------------------------- re-checking
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A current version today's language refuses: the errors it finds, and
+    what the re-check did about it."""
+
+    journey: JourneyInfo  # as it is after the re-check
+    version: int
+    errors: list[Diagnostic]
+    previous: str  # the status it had
+    paused: bool  # this re-check paused it (it was active)
+
+
+# Statuses whose current version may still run or admit someone: a stopped
+# or archived journey does neither, so it is not re-checked.
+_RECHECKED = frozenset({"draft", "active", "paused"})
+
+
+def version_errors(info: VersionInfo) -> list[Diagnostic]:
+    """The errors today's language finds in a stored version: in its IR as
+    the worker would read it (``dsl.check``, which also refuses an IR nested
+    past ``MAX_DEPTH``), and in its text as a redeploy would parse it (the
+    bounds on size, numbers, durations and characters are the parser's).
+    Empty when it passes both."""
+    errors: list[Diagnostic] = []
+    try:
+        ir = JourneyIR.model_validate(info.ir)
+    except (ValidationError, RecursionError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        errors.append(Diagnostic("E100", f"the stored IR cannot be read: {first}", 1, 1))
+    else:
+        try:
+            found = check(ir, info.source, f"<{info.journey_id} v{info.version}>")
+        except RecursionError:  # pragma: no cover - check refuses deep IR before its recursive walks
+            found = [Diagnostic("E131", "the stored IR is nested too deeply to check", 1, 1)]
+        errors += [d for d in found if d.severity == "error"]
+    try:
+        parse(info.source, f"<{info.journey_id} v{info.version}>")
+    except JourneyError as exc:
+        seen = {(d.code, d.line) for d in errors}
+        errors += [d for d in exc.errors if (d.code, d.line) not in seen]
+    return errors
+
+
+def recheck_current(store: Store, *, pause: bool = False) -> list[Refused]:
+    """Re-check the current version of every draft, active and paused journey
+    with today's language; answers those it refuses (each logged). With
+    ``pause``, an active one is paused — the one lifecycle move that refuses
+    new entries and can be undone (``resume`` once a fixed version is
+    deployed); its running runs go on as before. A draft admits nobody and a
+    paused journey nobody new, so they are only reported.
+
+    Meant for start-up, after migrations: it reads every current version
+    once, so it is slow on a big store but never on a request's path."""
+    refused: list[Refused] = []
+    for info in list_journeys(store):
+        if info.status not in _RECHECKED or info.current_version is None:
+            continue
+        version = get_version(store, info.id, info.current_version)
+        if version is None:
+            continue
+        errors = version_errors(version)
+        if not errors:
+            continue
+        journey, paused = info, False
+        if pause and info.status == lifecycle.ADMITTING:
+            change = change_status(store, info.id, ["paused"])
+            journey, paused = change.journey, change.previous == lifecycle.ADMITTING
+        first = errors[0]
+        log.warning(
+            "journey %s v%d is refused by today's language (%d error%s, first %s at line %d: %s)%s",
+            info.id,
+            version.version,
+            len(errors),
+            "" if len(errors) == 1 else "s",
+            first.code,
+            first.line,
+            first.message,
+            "; paused it" if paused else "",
+        )
+        refused.append(Refused(journey, version.version, errors, info.status, paused))
+    return refused
