@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
-from api import problems
+from api import openapi_doc, problems
 from api.bodies import BodyLimits
 from api.console.auth import LoginOriginGuard
 from api.ingest import Ingestor
@@ -171,6 +171,7 @@ def create_app(
         _wire(state)
     setup_logging(api_settings.log_level, json_lines=api_settings.log_json)
     problems.install(app)
+    openapi_doc.install(app)
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(LoginOriginGuard)

@@ -57,3 +57,18 @@ def test_docs_send_a_stranger_to_sign_in_and_back(client: TestClient) -> None:
 
 def test_health_stays_open(client: TestClient) -> None:
     assert client.get("/health").status_code == 200
+
+
+def test_every_error_is_documented_as_a_problem_document(client: TestClient) -> None:
+    schema = client.get("/openapi.json", headers={"X-API-Key": "k-view"}).json()
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    operations = [op for item in schema["paths"].values() for op in item.values()]
+    assert len(operations) >= 30
+    for operation in operations:
+        errors = {code: r for code, r in operation["responses"].items() if code[0] in "45"}
+        assert {"400", "401", "413", "422", "503"} <= set(errors), operation["operationId"]
+        for response in errors.values():
+            assert list(response["content"]) == ["application/problem+json"], operation["operationId"]
+            assert response["content"]["application/problem+json"]["schema"] == {
+                "$ref": "#/components/schemas/ProblemOut"
+            }
