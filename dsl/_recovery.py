@@ -94,7 +94,7 @@ def _read_up_to(err: UnexpectedInput | None, text: str) -> int:
     return pos + 1 if isinstance(pos, int) and 0 <= pos < len(text) else len(text)
 
 
-def _more_may_follow(reported: int, line: int, why: str) -> Diagnostic:
+def _more_may_follow(reported: int, line: int, column: int, why: str) -> Diagnostic:
     """E119: recovery stopped looking; the errors above are real, the rest
     of the file is unread."""
     noun = "error" if reported == 1 else "errors"
@@ -102,7 +102,7 @@ def _more_may_follow(reported: int, line: int, why: str) -> Diagnostic:
         "E119",
         f"stopped looking after {reported} syntax {noun} ({why}); more may follow from here",
         line,
-        1,
+        column,
         "fix these first, then check again",
     )
 
@@ -125,7 +125,9 @@ def parse_tree(source: str, reads: Reads | None = None) -> tuple[Tree | None, se
         if attempt and reads.chars + len(text) > REPARSE_BUDGET_CHARS or attempt == MAX_ATTEMPTS:
             # the next parse might read the whole text: past the budget
             why = "the file is big: each one costs a re-read of it" if attempt < MAX_ATTEMPTS else "too many tries"
-            stopped = _more_may_follow(len(diagnostics), _after(patched, len(lines)), why)
+            line = _after(patched, len(lines))
+            text = lines[line - 1]
+            stopped = _more_may_follow(len(diagnostics), line, len(text) - len(text.lstrip(" \t")) + 1, why)
             break
         err: UnexpectedInput | None = None
         reads.parses += 1
@@ -152,7 +154,7 @@ def parse_tree(source: str, reads: Reads | None = None) -> tuple[Tree | None, se
         index = max(0, min(diag.line, len(work)) - 1)
         if index not in tries:
             if len(diagnostics) >= MAX_SYNTAX_ERRORS:
-                stopped = _more_may_follow(len(diagnostics), index + 1, "the most shown at once")
+                stopped = _more_may_follow(len(diagnostics), diag.line, diag.column, "the most shown at once")
                 break
             diagnostics.setdefault(diag.line, diag)
             tries[index] = 0
