@@ -122,12 +122,13 @@ def parse_tree(source: str, reads: Reads | None = None) -> tuple[Tree | None, se
     stopped: Diagnostic | None = None
     for attempt in range(MAX_ATTEMPTS + 1):
         text = "\n".join(work) + "\n"
-        if attempt and reads.chars + len(text) > REPARSE_BUDGET_CHARS or attempt == MAX_ATTEMPTS:
-            # the next parse might read the whole text: past the budget
-            why = "the file is big: each one costs a re-read of it" if attempt < MAX_ATTEMPTS else "too many tries"
+        over_budget = attempt > 0 and reads.chars + len(text) > REPARSE_BUDGET_CHARS  # if it read it all
+        if over_budget or attempt == MAX_ATTEMPTS:
+            why = "the file is big: each one costs a re-read of it" if over_budget else "too many tries"
             line = _after(patched, len(lines))
-            text = lines[line - 1]
-            stopped = _more_may_follow(len(diagnostics), line, len(text) - len(text.lstrip(" \t")) + 1, why)
+            unread = lines[line - 1]
+            column = len(unread) - len(unread.lstrip(" \t")) + 1
+            stopped = _more_may_follow(len(diagnostics), line, column, why)
             break
         err: UnexpectedInput | None = None
         reads.parses += 1
