@@ -23,7 +23,7 @@ EVENT_SIGNAL: Final = "event"  # a UserEvent: something the user did, or a tag c
 MERGED_SIGNAL: Final = "merged"  # a MergedNotice: the person is also in this journey on a run that is kept
 
 # The events a tag change is delivered to runs as (``properties``: ``tag``,
-# ``source``), so ``wait for event tag_added where tag == "vip"`` and ``exit
+# ``source``), so ``wait for event tag_added where event.tag == "vip"`` and ``exit
 # when event tag_removed`` work, and ``exit when tag …`` is checked at once.
 TAG_ADDED: Final = "tag_added"
 TAG_REMOVED: Final = "tag_removed"

@@ -10,7 +10,7 @@ Two kinds:
 - ``tags``: a tag was added or removed (API, journey step, derived stage/RFM,
   a merge): every open run of the user hears it as a ``tag_added`` /
   ``tag_removed`` event (``properties``: ``tag``, ``source``), so ``exit when
-  tag …`` fires at once and ``wait for event tag_added where tag == "vip"``
+  tag …`` fires at once and ``wait for event tag_added where event.tag == "vip"``
   wakes. A change a journey's tag step made (source ``journey:<id>``) is not
   sent to that journey's run: it knows, and telling it would echo.
 

@@ -23,7 +23,6 @@ from engine.journey_cache import JourneyCache
 from engine.settings import Settings
 from engine.store import Store
 from engine.store.models import Delivery, Run, StepRecord
-from engine.store.types import utcnow
 from engine.temporal import start_time_skipping
 from runtime.simulate import register_search_attributes
 from runtime.worker import build_activities, build_worker
@@ -75,14 +74,16 @@ class World:
         return build_worker(self.client, build_activities(self.settings, self.store).all(), self.settings.task_queue)
 
     async def track(self, event_id: str, name: str, identifiers: Iterable[tuple[str, str]], **props: object) -> Outcome:
-        """What ``/v1/track`` does, with the dispatched mark written now."""
+        """What ``/v1/track`` does, at the server's time (the runs' clock,
+        which the test server moves ahead of the wall clock), with the
+        dispatched mark written now."""
         outcome = await self.dispatcher.ingest(
             self.client,
             event_id=event_id,
             name=name,
             identifiers=list(identifiers),
             properties=dict(props),
-            occurred_at=utcnow(),
+            occurred_at=await self.env.get_current_time(),
         )
         await self.dispatcher.flush_marks()
         return outcome
