@@ -26,16 +26,15 @@ PSEUDO_NODES = ("entry", "goal", "end")
 
 
 def offset_text(seconds: int) -> str:
-    """``+0s``, ``+45s``, ``+1d2h``: the offset from the start, to the
-    minute from a minute on. The test server's clock also runs in real
-    time between skips, so the run's work lands a little after the moment
-    it was due (entering 7 cases one by one put the last at +1s, and every
-    later step of it with it); rounding down to the minute hides that
-    without hiding anything the language can ask for at minute scale."""
+    """``+0s``, ``+5m``, ``+1d2h``: the offset from the start, to the minute
+    (``--json`` keeps the exact instants). The test server's clock also
+    runs in real time between skips, so the run's work lands a little after
+    the moment it was due: 1-3 s after the start for a test file's cases on
+    a loaded machine, and every later step of the case with it. Down to the
+    minute that never shows, and the language's waits and quiet hours are
+    minutes and more."""
     seconds = max(seconds, 0)
-    if seconds >= 60:
-        seconds -= seconds % 60
-    return "+" + format_duration(seconds)
+    return "+" + format_duration(seconds - seconds % 60)
 
 
 def read_case(
@@ -149,6 +148,8 @@ def _step_entry(nodes: dict[str, Step], ir: Journey, item: TimelineItem, start: 
 
 
 def _outcome_words(step: Step | None, words: str, outcome: str, detail: dict[str, Any]) -> str:
+    if outcome == "waiting":
+        return words
     if outcome == "deferred":
         return f"{words} → held for {detail.get('reason', 'quiet hours')}"
     if outcome.startswith("branch:") and isinstance(step, IfStep):
