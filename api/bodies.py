@@ -212,15 +212,15 @@ class BodyLimits:
                 raise BodyRefused(400, "Content-Length is not a number")
             if int(raw_length) > limit:
                 raise too_large(limit, "Content-Length")
-        request = Request(scope)
-        known = _header_key_known(request)
-        if encoding and not known:
-            raise BodyRefused(
-                401, "a compressed body needs a known key in the headers (HTTP Basic write key or Bearer API key)"
-            )
         has_body = raw_length not in (None, "0") or "transfer-encoding" in headers
-        if known is False and has_body and scope.get("path", "").startswith("/v1/"):
-            raise BodyRefused(401, "unknown key")
+        if encoding or (has_body and scope.get("path", "").startswith("/v1/")):
+            known = _header_key_known(Request(scope))  # only asked when it decides something
+            if encoding and not known:
+                raise BodyRefused(
+                    401, "a compressed body needs a known key in the headers (HTTP Basic write key or Bearer API key)"
+                )
+            if known is False:
+                raise BodyRefused(401, "unknown key")
         inflater = Inflater(encoding, limit) if encoding else None
         parts: list[bytes] = []
         received = 0
