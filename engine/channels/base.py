@@ -8,7 +8,8 @@ activity never produces a second message at the vendor.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from datetime import datetime
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -50,3 +51,29 @@ class ChannelProvider(Protocol):
     channel: str
 
     async def send(self, message: OutboundMessage) -> ProviderResult: ...
+
+
+@runtime_checkable
+class Reconcilable(Protocol):
+    """A provider whose vendor can be asked whether an earlier attempt landed.
+
+    An attempt is *ambiguous* when the request left but no answer came back
+    (timeout, connection cut, worker crash): the vendor may or may not have
+    accepted it. For vendors that do not de-duplicate by key, re-sending then
+    risks a second message, so the send path asks first:
+
+    - a :class:`ProviderResult` with status ``sent`` / ``pending`` — the vendor
+      has the message (with its id): record that, do not send again;
+    - ``None`` — the vendor has no record and the attempt is old enough for
+      that to be final: sending (again) is safe;
+    - a ``failed`` result with ``retryable=True`` — the vendor could not tell
+      (query failed, or the attempt is too recent for "no record" to mean
+      anything): neither send nor give up; retry the whole step later.
+
+    ``attempt_started_at`` is when the *first* attempt of the delivery began
+    (any of them may have landed); naive datetimes are taken as UTC.
+    """
+
+    channel: str
+
+    async def reconcile(self, message: OutboundMessage, attempt_started_at: datetime) -> ProviderResult | None: ...

@@ -69,6 +69,10 @@ class WeComConfig(BaseModel):
     # customer groups, where it must be the group owner.
     default_sender: str | None = None
     timeout_s: float = 10.0
+    # How long after an attempt began WeCom's "no such task" is believed when
+    # reconciling it: a request the client gave up on may still be processed
+    # until then. Keep it above ``timeout_s``.
+    reconcile_settle_s: float = 120.0
 
     @property
     def configured(self) -> bool:
@@ -102,6 +106,10 @@ class SmsConfig(BaseModel):
     # also carry ``data["template_code"]``.
     templates: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = 10.0
+    # How long after an attempt began ``QuerySendDetails`` finding nothing is
+    # believed: a request the client gave up on may still be processed (and
+    # its record written) until then. Keep it above ``timeout_s``.
+    reconcile_settle_s: float = 120.0
 
     @property
     def configured(self) -> bool:
@@ -133,6 +141,10 @@ class WeChatAppConfig(BaseModel):
     # ``data["template_id"]``.
     templates: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = 10.0
+    # How long after an attempt began ``QuerySendDetails`` finding nothing is
+    # believed: a request the client gave up on may still be processed (and
+    # its record written) until then. Keep it above ``timeout_s``.
+    reconcile_settle_s: float = 120.0
 
     @property
     def configured(self) -> bool:

@@ -7,7 +7,11 @@ providers depend on — token issue/expiry, the WeCom task lifecycle, WeChat's
 ``client_msg_id`` dedupe, Aliyun's signature check — and record every
 request so tests can assert what the vendor received. ``script()`` makes the
 next request(s) to a path answer a canned response or stall, for busy errors,
-5xx and timeouts.
+5xx and timeouts; ``Canned(process=True, delay_s=…)`` instead handles the
+request for real and then holds the answer past the client's timeout — the
+crash between request and answer that reconciliation is for. The query
+endpoints (Aliyun ``QuerySendDetails``, WeCom ``get_groupmsg_list_v2`` and
+the task/result lists) answer from what was actually received.
 
 The Aliyun signature check here is written independently of the provider's
 (by building the string to sign with ``urlencode``), so a shared mistake in
@@ -28,6 +32,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -48,6 +53,7 @@ MP_SECRET = "mp-secret"
 ALIYUN_KEY_ID = "LTAI-test"
 ALIYUN_KEY_SECRET = "aliyun-secret"
 PUSH_API_KEY = "push-key"
+BEIJING = timezone(timedelta(hours=8))
 
 
 @dataclass
@@ -67,11 +73,29 @@ class Recorded:
 
 @dataclass
 class Canned:
-    """A scripted answer: ``delay_s`` first (to provoke client timeouts)."""
+    """A scripted answer: ``delay_s`` first (to provoke client timeouts).
+
+    ``process=True``: the vendor handles the request as usual (the message is
+    accepted and recorded) and only its answer is held for ``delay_s`` — the
+    client, timing out first, never learns the outcome.
+    """
 
     status: int = 200
     payload: Any = None
     delay_s: float = 0.0
+    process: bool = False
+
+
+@dataclass
+class SmsRecord:
+    """One SMS Aliyun accepted, as QuerySendDetails reports it."""
+
+    phone: str
+    out_id: str | None
+    biz_id: str
+    template_code: str
+    content: str
+    send_date: datetime  # Beijing time, as Aliyun shows it
 
 
 @dataclass
@@ -80,6 +104,10 @@ class WeComTask:
     recipients: list[str]
     senders: list[str]
     sent_by: dict[str, int] = field(default_factory=dict)  # staff userid -> recipient status
+    text: dict[str, Any] | None = None
+    attachments: list[Any] = field(default_factory=list)
+    create_time: int = 0
+    create_type: int = 0  # 0 企业发表 (add_msg_template), 1 个人发表 (staff's own)
 
 
 class TokenIssuer:
@@ -134,6 +162,7 @@ class VendorState:
         # aliyun
         self.sms_templates: set[str] = set()
         self.sms_nonces: set[str] = set()
+        self.sms_sent: list[SmsRecord] = []
         # push
         self.push_users: set[str] = set()
         self.push_seen: dict[str, str] = {}
@@ -142,6 +171,13 @@ class VendorState:
 
     def calls(self, path: str) -> list[Recorded]:
         return [r for r in self.requests if r.path == path]
+
+    def aliyun_calls(self, action: str) -> list[Recorded]:
+        return [r for r in self.calls("/aliyun/") if r.form().get("Action") == action]
+
+    def sms_to(self, phone: str) -> list[SmsRecord]:
+        """SMS Aliyun accepted for ``phone``: what reached (or will reach) the user."""
+        return [r for r in self.sms_sent if r.phone == phone]
 
     def script(self, path: str, *answers: Canned) -> None:
         self.scripts[path].extend(answers)
@@ -365,15 +401,78 @@ def aliyun(state: VendorState, req: Recorded) -> tuple[int, Any]:
     if params["SignatureNonce"] in state.sms_nonces:
         return 400, {"Code": "SignatureNonceUsed", "Message": "nonce used", "RequestId": request_id}
     state.sms_nonces.add(params["SignatureNonce"])
-    if params.get("Action") != "SendSms" or params.get("Version") != "2017-05-25":
+    action = ALIYUN_ACTIONS.get(params.get("Action", "")) if params.get("Version") == "2017-05-25" else None
+    if action is None:
         return 400, {"Code": "InvalidAction", "Message": "bad action", "RequestId": request_id}
+    return action(state, params, request_id)
+
+
+def aliyun_send_sms(state: VendorState, params: dict[str, str], request_id: str) -> tuple[int, Any]:
     phone = params["PhoneNumbers"]
     if not (len(phone) == 11 and phone.isdigit() and phone.startswith("1")):
         return 200, {"Code": "isv.MOBILE_NUMBER_ILLEGAL", "Message": "invalid number", "RequestId": request_id}
     if params["TemplateCode"] not in state.sms_templates:
         return 200, {"Code": "isv.SMS_TEMPLATE_ILLEGAL", "Message": "bad template", "RequestId": request_id}
-    json.loads(params["TemplateParam"])
-    return 200, {"Code": "OK", "Message": "OK", "BizId": f"biz{next(state.ids)}", "RequestId": request_id}
+    template_params = json.loads(params["TemplateParam"])
+    biz_id = f"{next(state.ids)}^0"
+    state.sms_sent.append(
+        SmsRecord(
+            phone=phone,
+            out_id=params.get("OutId"),
+            biz_id=biz_id,
+            template_code=params["TemplateCode"],
+            content=f"【{params['SignName']}】{json.dumps(template_params, ensure_ascii=False)}",
+            send_date=datetime.now(BEIJING),
+        )
+    )
+    return 200, {"Code": "OK", "Message": "OK", "BizId": f"biz{biz_id}", "RequestId": request_id}
+
+
+def aliyun_query_send_details(state: VendorState, params: dict[str, str], request_id: str) -> tuple[int, Any]:
+    """Records of one phone on one Beijing-time day, paged; BizId narrows."""
+    try:
+        page_size, page = int(params["PageSize"]), int(params.get("CurrentPage") or 1)
+        day = datetime.strptime(params["SendDate"], "%Y%m%d").date()
+        phone = params["PhoneNumber"]
+    except (KeyError, ValueError):
+        return 400, {"Code": "isv.InvalidParameters", "Message": "bad parameters", "RequestId": request_id}
+    if not 1 <= page_size <= 50:
+        return 400, {"Code": "isv.InvalidParameters", "Message": "PageSize 1~50", "RequestId": request_id}
+    records = [
+        r
+        for r in state.sms_sent
+        if r.phone == phone
+        and r.send_date.date() == day
+        and (not params.get("BizId") or f"biz{r.biz_id}" == params["BizId"])
+    ]
+    shown = records[(page - 1) * page_size : page * page_size]
+    dtos = [
+        {
+            "PhoneNum": r.phone,
+            "SendStatus": 3,
+            "ErrCode": "DELIVERED",
+            "TemplateCode": r.template_code,
+            "Content": r.content,
+            "SendDate": r.send_date.strftime("%Y-%m-%d %H:%M:%S"),
+            "ReceiveDate": r.send_date.strftime("%Y-%m-%d %H:%M:%S"),
+            **({"OutId": r.out_id} if r.out_id else {}),
+        }
+        for r in shown
+    ]
+    return 200, {
+        "Code": "OK",
+        "Message": "OK",
+        "RequestId": request_id,
+        "TotalCount": str(len(records)),
+        "SmsSendDetailDTOs": {"SmsSendDetailDTO": dtos},
+    }
+
+
+AliyunAction = Callable[[VendorState, dict[str, str], str], tuple[int, Any]]
+ALIYUN_ACTIONS: dict[str, AliyunAction] = {
+    "SendSms": aliyun_send_sms,
+    "QuerySendDetails": aliyun_query_send_details,
+}
 
 
 # -- push ----------------------------------------------------------------------
@@ -448,18 +547,31 @@ class VendorServer:
             body=await request.body(),
         )
         state.requests.append(rec)
-        if state.scripts[rec.path]:
-            canned = state.scripts[rec.path].popleft()
+        handler = ROUTES.get(rec.path)
+        script = state.scripts[script_key(rec)] or state.scripts[rec.path]
+        if script:
+            canned = script.popleft()
+            if canned.process and handler is not None:
+                status, payload = handler(state, rec)  # accepted and recorded before the answer is lost
+                await asyncio.sleep(canned.delay_s)
+                return JSONResponse(payload, status_code=status)
             if canned.delay_s:
                 await asyncio.sleep(canned.delay_s)
             if isinstance(canned.payload, str):
                 return Response(canned.payload, status_code=canned.status)
             return JSONResponse(canned.payload, status_code=canned.status)
-        handler = ROUTES.get(rec.path)
         if handler is None:
             return JSONResponse({"error": f"no route {rec.path}"}, status_code=404)
         status, payload = handler(state, rec)
         return JSONResponse(payload, status_code=status)
+
+
+def script_key(rec: Recorded) -> str:
+    """Scripts for Aliyun can name the action (``/aliyun/#QuerySendDetails``):
+    every action shares one path."""
+    if rec.path == "/aliyun/" and rec.method == "POST":
+        return f"{rec.path}#{rec.form().get('Action', '')}"
+    return rec.path
 
 
 def live_config(base_url: str, *, smtp_port: int | None = None, **overrides: Any) -> Any:
