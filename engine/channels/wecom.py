@@ -21,8 +21,12 @@ API (https://developer.work.weixin.qq.com/document/, base ``qyapi.weixin.qq.com`
 ``add_msg_template`` does not deliver: it puts a task in the WeCom client of
 the staff member(s), who must confirm it. So ``send`` answers ``pending`` with
 the ``msgid``, and :meth:`poll_result` later answers sent / failed / pending.
-Nothing in that API dedupes a retried call, so an ambiguous failure (timeout)
-retried by the engine can create a second task; the staff member sees both.
+Nothing in that API dedupes a retried call, so a blind retry of an ambiguous
+attempt (timeout) could create a second task the staff member sees next to
+the first. :meth:`reconcile` looks for the task first (by content, window and
+recipient: :mod:`engine.channels.wecom_lookup`, which also says what it cannot
+tell apart): found → its current outcome (pending / sent / failed), no new
+task; not found once ``reconcile_settle_s`` has passed → send.
 
 Errcodes: 0 ok; -1 system busy, 45009 frequency limit, 45033 concurrency
 limit → retryable; anything else (bad ids, no permission, …) → not retryable,
@@ -35,14 +39,17 @@ image / link / miniprogram / video / file).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from engine.channels._common import ChannelError, failed, missing_address, pending, sent
+from engine.channels._reconcile import as_utc, could_not_tell, too_recent
 from engine.channels._tencent import TencentApiClient
 from engine.channels.base import OutboundMessage, ProviderResult
 from engine.channels.config import WeComAppConfig, WeComConfig
+from engine.channels.wecom_lookup import ChatType, find_task
 
 # get_groupmsg_task: status of a staff member's task.
 TASK_SENT = 2
@@ -82,12 +89,14 @@ class WeComClient(TencentApiClient):
         self.check(payload, "gettoken", token_endpoint=True)
         return str(payload["access_token"]), float(payload.get("expires_in", 7200))
 
-    async def _pages(self, path: str, body: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    async def pages(
+        self, path: str, body: dict[str, Any], key: str, *, limit: int = _PAGE_LIMIT
+    ) -> list[dict[str, Any]]:
         """All items of a cursor-paginated list endpoint."""
         items: list[dict[str, Any]] = []
         cursor = ""
         while True:
-            payload = await self.call(path, {**body, "limit": _PAGE_LIMIT, "cursor": cursor})
+            payload = await self.call(path, {**body, "limit": limit, "cursor": cursor})
             items.extend(payload.get(key) or [])
             cursor = payload.get("next_cursor") or ""
             if not cursor:
@@ -95,12 +104,12 @@ class WeComClient(TencentApiClient):
 
     async def msg_template_outcome(self, msgid: str) -> ProviderResult:
         """Outcome of an ``add_msg_template`` task addressed to one recipient."""
-        tasks = await self._pages("cgi-bin/externalcontact/get_groupmsg_task", {"msgid": msgid}, "task_list")
+        tasks = await self.pages("cgi-bin/externalcontact/get_groupmsg_task", {"msgid": msgid}, "task_list")
         failures: list[str] = []
         for task in tasks:
             if task.get("status") != TASK_SENT:
                 continue
-            results = await self._pages(
+            results = await self.pages(
                 "cgi-bin/externalcontact/get_groupmsg_send_result",
                 {"msgid": msgid, "userid": task["userid"]},
                 "send_list",
@@ -135,6 +144,30 @@ class _MsgTemplateProvider:
             body["attachments"] = attachments
         return body
 
+    chat_type: ChatType
+
+    async def reconcile(self, message: OutboundMessage, attempt_started_at: datetime) -> ProviderResult | None:
+        """Did an earlier attempt create the task? Its outcome if so (module doc)."""
+        if not message.address:
+            return None
+        started, now = as_utc(attempt_started_at), datetime.now(UTC)
+        try:
+            msgid = await find_task(
+                self.client,
+                chat_type=self.chat_type,
+                recipient=message.address,
+                content=message.body,
+                attachments=message.data.get("attachments"),
+                sender=self._sender(message),
+                started=started,
+                now=now,
+            )
+            if msgid is not None:
+                return await self.client.msg_template_outcome(msgid)
+        except ChannelError as exc:
+            return could_not_tell(self.channel, str(exc))
+        return too_recent(self.channel, started, now, self.config.reconcile_settle_s)
+
     async def poll_result(self, provider_message_id: str) -> ProviderResult:
         """Has the staff member confirmed the task, and did it reach the customer?"""
         try:
@@ -153,6 +186,7 @@ class WeComContactProvider(_MsgTemplateProvider):
     """1:1 message to an external contact (客户) through a staff member."""
 
     channel = "wecom"
+    chat_type: ChatType = "single"
 
     async def send(self, message: OutboundMessage) -> ProviderResult:
         if not message.address:
@@ -179,6 +213,7 @@ class WeComGroupProvider(_MsgTemplateProvider):
     """Message to a customer group (客户群), confirmed by the group owner."""
 
     channel = "wecom_group"
+    chat_type: ChatType = "group"
 
     async def send(self, message: OutboundMessage) -> ProviderResult:
         if not message.address:

@@ -253,7 +253,7 @@ def wecom_add_msg_template(state: VendorState, req: Recorded) -> tuple[int, Any]
             senders = sorted({s for t in ok for s in state.wecom_contacts[t]})
         if not ok or len(fail_list) == len(targets):
             return 200, {"errcode": 0, "errmsg": "ok", "fail_list": fail_list, "msgid": msgid}
-        state.wecom_tasks[msgid] = WeComTask("single", targets, senders)
+        state.wecom_tasks[msgid] = WeComTask("single", targets, senders, **_task_content(body))
         return 200, {"errcode": 0, "errmsg": "ok", "fail_list": fail_list, "msgid": msgid}
     if body["chat_type"] == "group":
         sender = body.get("sender")
@@ -262,9 +262,46 @@ def wecom_add_msg_template(state: VendorState, req: Recorded) -> tuple[int, Any]
         chats = body["chat_id_list"]
         if any(state.wecom_groups.get(c) != sender for c in chats):
             return 200, {"errcode": 84061, "errmsg": "not the owner of the chat"}
-        state.wecom_tasks[msgid] = WeComTask("group", chats, [sender])
+        state.wecom_tasks[msgid] = WeComTask("group", chats, [sender], **_task_content(body))
         return 200, {"errcode": 0, "errmsg": "ok", "msgid": msgid}
     return 200, {"errcode": 40058, "errmsg": "invalid chat_type"}
+
+
+def _task_content(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "text": body.get("text"),
+        "attachments": list(body.get("attachments") or []),
+        "create_time": int(time.time()),
+    }
+
+
+def wecom_get_groupmsg_list(state: VendorState, req: Recorded) -> tuple[int, Any]:
+    """Mass messages created in [start_time, end_time] (at most a month apart).
+    Like WeCom, API-created (企业发表) ones carry no ``creator``."""
+    if bad := _token_check(state.wecom_tokens, req, unknown_code=40014):
+        return bad
+    body = req.json()
+    start, end = body.get("start_time"), body.get("end_time")
+    if not isinstance(start, int) or not isinstance(end, int) or not 0 <= end - start <= 31 * 86400:
+        return 200, {"errcode": 40058, "errmsg": "invalid start_time/end_time"}
+    filter_type = body.get("filter_type", 2)
+    items = [
+        {
+            "msgid": msgid,
+            "create_type": task.create_type,
+            "create_time": task.create_time,
+            **({"text": task.text} if task.text else {}),
+            **({"attachments": task.attachments} if task.attachments else {}),
+        }
+        for msgid, task in state.wecom_tasks.items()
+        if task.chat_type == body.get("chat_type", "single")
+        and start <= task.create_time <= end
+        and (filter_type == 2 or task.create_type == filter_type)
+    ]
+    limit = body.get("limit", 50)
+    size = min(state.wecom_page_size, limit if 1 <= limit <= 100 else 50)
+    page, cursor = _page(items, body.get("cursor", ""), size)
+    return 200, {"errcode": 0, "errmsg": "ok", "next_cursor": cursor, "group_msg_list": page}
 
 
 def _page(items: list[dict[str, Any]], cursor: str, size: int) -> tuple[list[dict[str, Any]], str]:
@@ -495,6 +532,7 @@ ROUTES: dict[str, Handler] = {
     "/hook/reject": webhook_reject,
     "/wecom/cgi-bin/gettoken": wecom_gettoken,
     "/wecom/cgi-bin/externalcontact/add_msg_template": wecom_add_msg_template,
+    "/wecom/cgi-bin/externalcontact/get_groupmsg_list_v2": wecom_get_groupmsg_list,
     "/wecom/cgi-bin/externalcontact/get_groupmsg_task": wecom_get_task,
     "/wecom/cgi-bin/externalcontact/get_groupmsg_send_result": wecom_get_send_result,
     "/wecom/cgi-bin/message/send": wecom_message_send,
