@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import ValidationError
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from dsl import JourneyError
 from runtime.journey_tests import JourneyTestError, format_report, load_test_file, run_tests
@@ -64,6 +65,14 @@ def _cases(args: argparse.Namespace) -> tuple[list[Case], World, str | None]:
         entry = data.pop("entry", {})
         cases.append(Case(name=Path(path).stem, user=TestUser(**data), entry=entry, events=events))
     return cases, World(), None
+
+
+def quiet_sdk_logs() -> None:
+    """The SDK core writes its warnings to standard output (one per worker
+    about the test server's version), which would break ``--json`` and
+    bury the timeline: this process's runtime logs errors only."""
+    logging = LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+    Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=logging)), error_if_already_set=False)
 
 
 def cmd_simulate(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -108,6 +117,7 @@ def _exiting(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     passing ``journeys test`` into a failure."""
 
     def run(args: argparse.Namespace) -> int:
+        quiet_sdk_logs()
         code = command(args)
         sys.stdout.flush()
         sys.stderr.flush()
