@@ -95,7 +95,8 @@ def _result(*messages: tuple[str, str, str, int], **fields) -> CaseResult:
     }
     base.update(fields)
     base["messages"] = [
-        Message(at=start + timedelta(minutes=m), node_id="n", channel=c, template=t, status=s) for c, t, s, m in messages
+        Message(at=start + timedelta(minutes=m), node_id="n", channel=c, template=t, status=s)
+        for c, t, s, m in messages
     ]
     return CaseResult(**base)
 
