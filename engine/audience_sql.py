@@ -216,17 +216,12 @@ def _big_number(j: _Json) -> Bool:
     return case((j.is_number(), func.abs(j.number()) >= float(_EXACT_INT)), else_=false())
 
 
+def _two(leaf: Leaf) -> Leaf:
+    """JSON reads are NULL for a missing key: made two-valued before any ``not``."""
+    return Leaf(func.coalesce(leaf.expr, false()), None if leaf.unsure is None else func.coalesce(leaf.unsure, false()))
+
+
 def compile_compare(cond: CompareCond, ctx: CompileContext) -> Leaf:
-    """JSON reads are NULL for a missing key: the answer is made two-valued."""
-    leaf = _compile_compare(cond, ctx)
-    return Leaf(_two(leaf.expr), None if leaf.unsure is None else _two(leaf.unsure))
-
-
-def _two(clause: Bool) -> Bool:
-    return func.coalesce(clause, false())
-
-
-def _compile_compare(cond: CompareCond, ctx: CompileContext) -> Leaf:
     if cond.subject != "user":  # an audience has no event: every field is missing
         return Leaf(true() if cond.op in ("!=", "not in") else false())
     j = _Json.of(ctx.dialect, User.attributes, cond.field)
@@ -236,12 +231,12 @@ def _compile_compare(cond: CompareCond, ctx: CompileContext) -> Leaf:
         values = cond.value if isinstance(cond.value, list) and cond.op in ("in", "not in") else [cond.value]
         if any(isinstance(v, list) for v in values):
             return ALL_UNSURE
-        leaves = [_compare_one(j, "==", v) for v in values]
+        leaves = [_two(_compare_one(j, "==", v)) for v in values]
         found = Leaf(or_(false(), *[x.expr for x in leaves]), _or_unsure(*[x.unsure for x in leaves]))
         return found if cond.op in ("in", "==") else Leaf(not_(found.expr), found.unsure)
     if isinstance(cond.value, list):
         return ALL_UNSURE
-    return _compare_one(j, cond.op, cond.value)
+    return _two(_compare_one(j, cond.op, cond.value))
 
 
 # ---------------------------------------------------------------- tags, reach, counts
