@@ -7,7 +7,9 @@ language diagnostics fill line/column/hint; request validation fills
 ``field`` (e.g. ``body.user_ids.0``); a lifecycle move the journey cannot
 make (``engine.lifecycle.IllegalTransition``) is a 409 naming
 ``current_status``, ``requested`` and ``allowed``; Temporal refusing a call
-(``RPCError``) is a 503 to retry. Unexpected exceptions are
+(``RPCError``) is a 503 to retry; a stored value that cannot be encoded
+(``UnicodeEncodeError``: a lone surrogate from before ingest refused them)
+is a 409 naming the repair command. Unexpected exceptions are
 logged with their traceback and answered with a bare 500 that reveals
 nothing.
 """
@@ -22,6 +24,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic_core import PydanticSerializationError
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
@@ -205,6 +208,23 @@ async def _on_temporal(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_unencodable(request: Request, exc: Exception) -> JSONResponse:
+    """A stored value that no encoder takes: a lone surrogate kept from before
+    ingest refused them (``api.bodies``). Every answer about that record would
+    fail the same way, so say what it is and what repairs it. Pydantic wraps
+    the encoder's error when it serialises a response model."""
+    if isinstance(exc, PydanticSerializationError) and "UnicodeEncodeError" not in str(exc):
+        return await _on_unexpected(request, exc)
+    log.warning("a stored value holds invalid Unicode on %s %s", request.method, request.url.path)
+    return problem_response(
+        409,
+        "a stored value holds invalid Unicode (a lone surrogate, stored before ingest refused them); "
+        "`journeys repair-unicode` rewrites such rows",
+        kind="invalid-stored-unicode",
+        instance=request.url.path,
+    )
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(500, "internal error; the details are in the server log", instance=request.url.path)
@@ -217,4 +237,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DataError, _on_data_error)
     app.add_exception_handler(IllegalTransition, _on_illegal_transition)
     app.add_exception_handler(RPCError, _on_temporal)
+    app.add_exception_handler(UnicodeEncodeError, _on_unencodable)
+    app.add_exception_handler(PydanticSerializationError, _on_unencodable)
     app.add_exception_handler(Exception, _on_unexpected)

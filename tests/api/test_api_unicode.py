@@ -143,3 +143,18 @@ async def test_fuzzed_ingest_bodies_are_answered_success_or_4xx(stack: Stack) ->
 
     await asyncio.to_thread(fuzz)
     assert any(code == 400 for code, _ in seen)  # the fuzz did reach the refusals
+
+
+async def test_a_row_stored_before_the_refusal_is_a_409_until_repaired(stack: Stack) -> None:
+    from engine.repair import repair_unicode
+    from engine.store.models import User
+
+    user_id = unique("u")
+    with stack.store.session() as session:
+        session.add(User(id=user_id, attributes={"name": "a\ud83d"}))
+    broken = await stack.http.get(f"/v1/users/{user_id}", headers=auth())
+    assert broken.status_code == 409, broken.text
+    assert "repair-unicode" in broken.json()["detail"]
+    assert repair_unicode(stack.store).rows.get("users.attributes", 0) >= 1
+    fixed = await stack.http.get(f"/v1/users/{user_id}", headers=auth())
+    assert fixed.status_code == 200 and "a\ufffd" in fixed.json()["attributes"].values()
