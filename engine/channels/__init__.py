@@ -18,7 +18,65 @@ miniprogram    ``MiniProgramProvider``        WeChat ``message/subscribe/send``
 
 plus ``wecom_app`` (WeCom ``message/send`` to staff) when configured.
 Providers that can answer ``pending`` also implement
-:class:`PollableProvider` (``poll_result``).
+:class:`PollableProvider` (``poll_result``); the ones whose vendor can be
+asked whether an earlier attempt landed implement :class:`Reconcilable`
+(``reconcile``), which the send path calls through
+:func:`engine.reconcile.send_once` before re-sending an attempt whose answer
+was lost.
+
+What reaches the user, per channel
+----------------------------------
+
+The ledger makes the engine's side exactly-once (one reservation per
+idempotency key). The open question is an *ambiguous* attempt — the request
+left, the answer never came (timeout, connection cut, worker crash) — and
+whether re-sending it can reach the user twice:
+
+================ =================== ==================================================
+channel          guarantee           why
+================ =================== ==================================================
+sms              exactly-once [1]_   ``SendSms`` has no dedupe key, but carries our key
+                                     as ``OutId``; ``reconcile`` looks it up with
+                                     ``QuerySendDetails`` (phone + Beijing-time date)
+                                     and re-sends only when Aliyun has no record.
+wecom,           exactly-once [1]_   ``add_msg_template`` has no key and an ambiguous
+wecom_group      [2]_                attempt has no ``msgid``; ``reconcile`` finds the
+                                     task in ``get_groupmsg_list_v2`` by text,
+                                     attachment kinds and time window, and confirms it
+                                     by its recipient (``get_groupmsg_send_result``).
+official_account exactly-once        WeChat drops a repeated ``client_msg_id`` (our
+                 within 10 min       key) for the same openid — for 10 minutes after
+                                     the first; a retry later than that may deliver
+                                     twice (at-least-once). No query API.
+miniprogram      at-least-once       ``subscribe/send`` has no key and no query API. A
+                                     retry after a delivered-but-unanswered attempt
+                                     sends a second message and spends a second
+                                     one-time grant; with none left WeChat answers
+                                     43101 and the delivery is recorded *failed*
+                                     although the user has the first one.
+push             exactly-once by     ``request_id`` / ``Idempotency-Key`` = our key;
+                 gateway contract    the gateway must dedupe on it (module doc).
+webhook          exactly-once if     ``Idempotency-Key`` header = our key on every
+                 receiver dedupes    attempt; a receiver that ignores it sees
+                                     at-least-once.
+email            at-least-once,      SMTP has no key; every attempt carries the same
+                 collapsible         ``Message-ID`` (from the key), which mail stores
+                                     and clients use to collapse duplicates.
+wecom_app        exactly-once        ``enable_duplicate_check``: WeCom drops the same
+                 within interval     content to the same member within
+                                     ``duplicate_check_interval_s`` (content, not key).
+outbox (demo)    exactly-once        records each key once, across restarts.
+================ =================== ==================================================
+
+.. [1] When the vendor can be asked. While it cannot — the query fails, or
+   the attempt is younger than ``reconcile_settle_s`` (a request the client
+   gave up on may still be processed) — nothing is sent and the step is
+   retried; if that lasts ``send_max_attempts`` the delivery is recorded
+   failed: at-most-once rather than twice.
+.. [2] Except between two deliveries of the very same text to the same
+   recipient in the window, which WeCom's lists cannot tell apart
+   (:mod:`engine.channels.wecom_lookup`): then one task may be counted for
+   both — one message where two were due, never two where one was.
 
 Usage::
 
@@ -38,7 +96,7 @@ from __future__ import annotations
 import httpx
 
 from engine.channels._common import ChannelError, PollableProvider
-from engine.channels.base import ADDRESS_KIND, ChannelProvider, OutboundMessage, ProviderResult
+from engine.channels.base import ADDRESS_KIND, ChannelProvider, OutboundMessage, ProviderResult, Reconcilable
 from engine.channels.config import (
     ChannelsConfig,
     EmailConfig,
@@ -163,6 +221,7 @@ __all__ = [
     "ProviderResult",
     "PushConfig",
     "PushGatewayProvider",
+    "Reconcilable",
     "SmsConfig",
     "UnconfiguredProvider",
     "WeChatClient",

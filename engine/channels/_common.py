@@ -87,8 +87,8 @@ def transport_error_result(exc: httpx.HTTPError, *, what: str) -> ProviderResult
     """Timeouts and connection errors are retryable.
 
     A timeout is ambiguous (the vendor may have accepted the request); vendors
-    that take an idempotency key dedupe the retry, the others may deliver
-    twice — the module docstrings say which is which.
+    that take an idempotency key dedupe the retry, reconcilable ones are asked
+    before it, the rest may deliver twice (the table in ``engine.channels``).
     """
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "transport error"
     return failed(f"{what} {kind}: {exc!r}", retryable=True)

@@ -3,7 +3,9 @@
 A provider gets one rendered message addressed to one user and answers what
 happened. It receives the delivery's idempotency key and must pass it on to the
 vendor where the vendor supports one (header or body field), so a retried
-activity never produces a second message at the vendor.
+activity never produces a second message at the vendor. Vendors without a key
+but with a way to ask are :class:`Reconcilable`; the per-channel guarantees
+are tabled in :mod:`engine.channels`.
 """
 
 from __future__ import annotations

@@ -6,8 +6,16 @@
 
 A subscribe message needs a subscription the user granted in the mini program
 (one per grant for one-time templates); without it WeChat answers 43101, which
-is final for this delivery. The API has no dedupe field, so a retry after a
-timeout may deliver twice (and spend a second grant).
+is final for this delivery.
+
+Guarantee: at-least-once. The API has no dedupe field and WeChat offers no
+way to ask what was delivered, so an ambiguous attempt (timeout, crash before
+the answer) cannot be reconciled: the retry sends again. If the first did
+arrive, the user gets the message twice and a second one-time grant is spent;
+if no grant is left, the retry answers 43101 and the delivery is recorded
+failed although the user has it. (The alternative — never retrying an
+ambiguous attempt — would lose messages that did not arrive; a journey that
+prefers that can use a different channel for the step.)
 
 Data keys read: ``data["params"]`` (template fields such as ``thing1``,
 ``time2``; default ``{"content": body}``), ``data["template_id"]``,

@@ -4,9 +4,14 @@
 ``{touser: openid, template_id, url?, miniprogram?: {appid, pagepath},
 client_msg_id, data: {key: {value}}}`` → ``{errcode: 0, msgid}``.
 
-``client_msg_id`` is WeChat's dedupe key ("same openid + client_msg_id is sent
-once"); it gets the delivery's idempotency key (hashed to 32 characters when
-longer), so a retried send does not reach the user twice.
+``client_msg_id`` is WeChat's dedupe key ("for the same openid +
+client_msg_id only one message is sent; valid for 10 minutes, not guaranteed
+after"); it gets the delivery's idempotency key (hashed to 32 characters when
+longer), so a retried send within 10 minutes of the first attempt does not
+reach the user twice. A retry later than that (long Temporal backoff, a
+worker down for longer) is at-least-once: template messages cannot be
+queried (the ``TEMPLATESENDJOBFINISH`` event is pushed to the account's
+callback, not asked for), so there is nothing to reconcile against.
 
 Data keys read: ``data["params"]`` (template fields; default ``{"content":
 body}``), ``data["template_id"]``, ``data["url"]``, ``data["miniprogram"]``.
