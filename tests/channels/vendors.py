@@ -21,7 +21,6 @@ percent-encoding would not go unnoticed.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import hmac
 import itertools
@@ -32,15 +31,19 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from .vendor_aliyun import ALIYUN_KEY_ID, ALIYUN_KEY_SECRET, BEIJING, SmsRecord, aliyun
+
+# re-exported: the tests take every vendor constant from here
+__all__ = ["ALIYUN_KEY_ID", "ALIYUN_KEY_SECRET", "BEIJING", "SmsRecord"]
 
 WEBHOOK_SECRET = "whsec-test"
 WECOM_CORP_ID = "ww-corp"
@@ -50,10 +53,7 @@ WECHAT_APP_ID = "wx-oa"
 WECHAT_SECRET = "oa-secret"
 MP_APP_ID = "wx-mp"
 MP_SECRET = "mp-secret"
-ALIYUN_KEY_ID = "LTAI-test"
-ALIYUN_KEY_SECRET = "aliyun-secret"
 PUSH_API_KEY = "push-key"
-BEIJING = timezone(timedelta(hours=8))
 
 
 @dataclass
@@ -84,18 +84,6 @@ class Canned:
     payload: Any = None
     delay_s: float = 0.0
     process: bool = False
-
-
-@dataclass
-class SmsRecord:
-    """One SMS Aliyun accepted, as QuerySendDetails reports it."""
-
-    phone: str
-    out_id: str | None
-    biz_id: str
-    template_code: str
-    content: str
-    send_date: datetime  # Beijing time, as Aliyun shows it
 
 
 @dataclass
@@ -407,109 +395,6 @@ def wechat_subscribe_send(state: VendorState, req: Recorded) -> tuple[int, Any]:
         return 200, {"errcode": 47003, "errmsg": "argument invalid! data.thing1.value invalid"}
     state.mp_grants[body["touser"]] -= 1
     return 200, {"errcode": 0, "errmsg": "ok", "msgid": 300000 + next(state.ids)}
-
-
-# -- aliyun --------------------------------------------------------------------
-
-
-def aliyun_expected_signature(method: str, params: dict[str, str], secret: str) -> str:
-    """Independent of the provider: urlencode(quote_via=quote) + the POP fix-ups."""
-    canonical = urlencode(sorted((k, v) for k, v in params.items() if k != "Signature"), quote_via=quote, safe="~")
-    to_sign = "&".join([method, quote("/", safe=""), quote(canonical, safe="~")])
-    digest = hmac.new((secret + "&").encode(), to_sign.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode()
-
-
-def aliyun(state: VendorState, req: Recorded) -> tuple[int, Any]:
-    params = req.form() if req.method == "POST" else dict(req.query)
-    request_id = f"req-{next(state.ids)}"
-    if params.get("AccessKeyId") != ALIYUN_KEY_ID:
-        return 404, {
-            "Code": "InvalidAccessKeyId.NotFound",
-            "Message": "Specified access key is not found.",
-            "RequestId": request_id,
-        }
-    if params.get("Signature") != aliyun_expected_signature(req.method, params, ALIYUN_KEY_SECRET):
-        return 400, {
-            "Code": "SignatureDoesNotMatch",
-            "Message": "Specified signature is not matched.",
-            "RequestId": request_id,
-        }
-    if params["SignatureNonce"] in state.sms_nonces:
-        return 400, {"Code": "SignatureNonceUsed", "Message": "nonce used", "RequestId": request_id}
-    state.sms_nonces.add(params["SignatureNonce"])
-    action = ALIYUN_ACTIONS.get(params.get("Action", "")) if params.get("Version") == "2017-05-25" else None
-    if action is None:
-        return 400, {"Code": "InvalidAction", "Message": "bad action", "RequestId": request_id}
-    return action(state, params, request_id)
-
-
-def aliyun_send_sms(state: VendorState, params: dict[str, str], request_id: str) -> tuple[int, Any]:
-    phone = params["PhoneNumbers"]
-    if not (len(phone) == 11 and phone.isdigit() and phone.startswith("1")):
-        return 200, {"Code": "isv.MOBILE_NUMBER_ILLEGAL", "Message": "invalid number", "RequestId": request_id}
-    if params["TemplateCode"] not in state.sms_templates:
-        return 200, {"Code": "isv.SMS_TEMPLATE_ILLEGAL", "Message": "bad template", "RequestId": request_id}
-    template_params = json.loads(params["TemplateParam"])
-    biz_id = f"{next(state.ids)}^0"
-    state.sms_sent.append(
-        SmsRecord(
-            phone=phone,
-            out_id=params.get("OutId"),
-            biz_id=biz_id,
-            template_code=params["TemplateCode"],
-            content=f"【{params['SignName']}】{json.dumps(template_params, ensure_ascii=False)}",
-            send_date=datetime.now(BEIJING),
-        )
-    )
-    return 200, {"Code": "OK", "Message": "OK", "BizId": f"biz{biz_id}", "RequestId": request_id}
-
-
-def aliyun_query_send_details(state: VendorState, params: dict[str, str], request_id: str) -> tuple[int, Any]:
-    """Records of one phone on one Beijing-time day, paged; BizId narrows."""
-    try:
-        page_size, page = int(params["PageSize"]), int(params.get("CurrentPage") or 1)
-        day = datetime.strptime(params["SendDate"], "%Y%m%d").date()
-        phone = params["PhoneNumber"]
-    except (KeyError, ValueError):
-        return 400, {"Code": "isv.InvalidParameters", "Message": "bad parameters", "RequestId": request_id}
-    if not 1 <= page_size <= 50:
-        return 400, {"Code": "isv.InvalidParameters", "Message": "PageSize 1~50", "RequestId": request_id}
-    records = [
-        r
-        for r in state.sms_sent
-        if r.phone == phone
-        and r.send_date.date() == day
-        and (not params.get("BizId") or f"biz{r.biz_id}" == params["BizId"])
-    ]
-    shown = records[(page - 1) * page_size : page * page_size]
-    dtos = [
-        {
-            "PhoneNum": r.phone,
-            "SendStatus": 3,
-            "ErrCode": "DELIVERED",
-            "TemplateCode": r.template_code,
-            "Content": r.content,
-            "SendDate": r.send_date.strftime("%Y-%m-%d %H:%M:%S"),
-            "ReceiveDate": r.send_date.strftime("%Y-%m-%d %H:%M:%S"),
-            **({"OutId": r.out_id} if r.out_id else {}),
-        }
-        for r in shown
-    ]
-    return 200, {
-        "Code": "OK",
-        "Message": "OK",
-        "RequestId": request_id,
-        "TotalCount": str(len(records)),
-        "SmsSendDetailDTOs": {"SmsSendDetailDTO": dtos},
-    }
-
-
-AliyunAction = Callable[[VendorState, dict[str, str], str], tuple[int, Any]]
-ALIYUN_ACTIONS: dict[str, AliyunAction] = {
-    "SendSms": aliyun_send_sms,
-    "QuerySendDetails": aliyun_query_send_details,
-}
 
 
 # -- push ----------------------------------------------------------------------
