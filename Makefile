@@ -29,3 +29,4 @@ fmt: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/parse_bench.py
+	$(BIN)/python bench/simulate_bench.py

@@ -3,7 +3,8 @@
 Each area adds its subcommands with ``register``: a function that receives
 the subparsers object and calls ``add_parser`` on it, setting
 ``func(args) -> int`` as the default. The language tools (``check``, ``fmt``,
-``graph``) come from ``dsl.cli``; the service adds ``up``, ``worker``…
+``graph``) come from ``dsl.cli``; the worker and the simulator (``worker``, ``simulate``, ``test``) come
+from ``runtime``; the service adds ``up``…
 """
 
 from __future__ import annotations
@@ -39,6 +40,15 @@ def _worker_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 register(_worker_commands)
+
+
+def _simulate_commands(subparsers: argparse._SubParsersAction) -> None:
+    from runtime.simulate_cli import add_subcommands
+
+    add_subcommands(subparsers)
+
+
+register(_simulate_commands)
 
 
 def _service_commands(subparsers: argparse._SubParsersAction) -> None:
