@@ -51,6 +51,15 @@ def _simulate_commands(subparsers: argparse._SubParsersAction) -> None:
 register(_simulate_commands)
 
 
+def _repair_commands(subparsers: argparse._SubParsersAction) -> None:
+    from engine.repair import add_subcommands
+
+    add_subcommands(subparsers)
+
+
+register(_repair_commands)
+
+
 def _service_commands(subparsers: argparse._SubParsersAction) -> None:
     from api.up import add_subcommands
 

@@ -45,24 +45,26 @@ class Ingestor:
             )
             return await self.track(track, client, kind=msg.type)
         if isinstance(msg, Identify):
-            return await self.identify(msg)
+            return await self.identify(msg, client)
         if isinstance(msg, Alias):
-            return await self.alias(msg)
+            return await self.alias(msg, client)
         if isinstance(msg, Group):
             self.metrics.event("group", "ignored")
             return Outcome()
         raise TypeError(type(msg).__name__)
 
-    async def identify(self, msg: Identify) -> Outcome:
+    async def identify(self, msg: Identify, client: Client) -> Outcome:
         ids = identifiers(msg, self.settings.segment_user_id_kind, msg.traits)
         attrs = profile_attributes(msg)
         uid = await asyncio.to_thread(
             link_identities, self.store, ids, attributes=attrs or None, rules=self.settings.derived
         )
         self.metrics.event("identify", "linked")
+        # a merge ends the person's duplicate runs: tell them now, not at the next sweep
+        await self.dispatcher.deliver_signals(client, uid)
         return Outcome(user_id=uid)
 
-    async def alias(self, msg: Alias) -> Outcome:
+    async def alias(self, msg: Alias, client: Client) -> Outcome:
         kind = self.settings.segment_user_id_kind
         previous_kind = (
             "anonymous_id"
@@ -72,6 +74,7 @@ class Ingestor:
         ids = [(kind, msg.userId), (previous_kind, msg.previousId)]
         uid = await asyncio.to_thread(link_identities, self.store, ids, rules=self.settings.derived)
         self.metrics.event("alias", "linked")
+        await self.dispatcher.deliver_signals(client, uid)
         return Outcome(user_id=uid)
 
     async def track(self, msg: Track, client: Client, kind: str = "track") -> Outcome:

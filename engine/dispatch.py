@@ -218,7 +218,11 @@ class Dispatcher:
         for item in pending:
             outcome = Outcome(user_id=item.user_id)
             event = UserEvent(id=item.id, name=item.name, properties=item.properties, occurred_at=item.occurred_at)
-            await self.dispatch(client, item.user_id, event, outcome)
+            try:
+                await self.dispatch(client, item.user_id, event, outcome)
+            except Exception:  # noqa: BLE001 - one bad row must not block the others behind it
+                log.exception("sweep: event %s could not be dispatched", item.id)
+                continue
             done += outcome.complete
         if pending:
             log.info("sweep: %d of %d undispatched events delivered", done, len(pending))

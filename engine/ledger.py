@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from engine import caps
 from engine.channels.base import ChannelProvider, OutboundMessage
+from engine.reconcile import send_once
 from engine.settings import Settings
 from engine.store import Store
 from engine.store.models import FINAL_DELIVERY_STATUSES, Delivery, new_id
@@ -60,6 +61,7 @@ class DeliveryInfo:
     reason: str | None
     provider_message_id: str | None
     attempts: int
+    created_at: datetime | None = None  # when the first attempt reserved the key
 
     @property
     def final(self) -> bool:
@@ -75,6 +77,7 @@ _INFO_COLUMNS = (
     _DELIVERIES.c.reason,
     _DELIVERIES.c.provider_message_id,
     _DELIVERIES.c.attempts,
+    _DELIVERIES.c.created_at,
 )
 # Every send looks its key up and writes it at least twice: Core statements
 # built once (an ORM object and its flush cost more than the queries).
@@ -223,8 +226,12 @@ async def deliver(
     if not go:
         return info
     key = meta.idempotency_key
+    # attempts > 1: an earlier attempt reserved the key and may have reached
+    # the vendor with its answer lost; a reconcilable provider is asked first
+    # (engine.reconcile), so a lost answer is not a second message.
+    earlier = info.created_at if info.attempts > 1 else None
     try:
-        result = await provider.send(message)
+        result = await send_once(provider, message, earlier_attempt_at=earlier)
     except Exception as exc:  # noqa: BLE001 - network errors etc.: unknown outcome, retry with the same key
         return await _retry_or_fail(store, info, key, f"{type(exc).__name__}: {exc}", max_attempts)
     if result.status in ("sent", "pending"):
