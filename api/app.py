@@ -33,6 +33,7 @@ from api.metrics import Metrics
 from api.routes import ROUTERS
 from api.schemas import ProblemOut
 from api.settings import ApiSettings, as_api_settings
+from engine import catalog
 from engine.dispatch import Dispatcher
 from engine.journey_cache import JourneyCache
 from engine.settings import Settings
@@ -116,6 +117,11 @@ def create_app(
             state.store = Store.from_settings(api_settings)
             await asyncio.to_thread(state.store.migrate)
             _wire(state)
+            # journeys deployed before today's bounds (say nested deeper than
+            # dsl.limits.MAX_DEPTH) are logged, not paused: a journey the
+            # worker still runs is the operator's to stop
+            recheck = asyncio.create_task(asyncio.to_thread(catalog.recheck_current, state.store))
+            recheck.add_done_callback(_log_failure)
         own_client = False
         if state.client is None and api_settings.temporal_address:
             from engine.temporal import connect
@@ -192,6 +198,11 @@ async def _sweep_forever(state: Any) -> None:
             await state.dispatcher.sweep(state.client, older_than=timedelta(seconds=every))
         except Exception:  # noqa: BLE001 - the next round tries again
             log.exception("sweep of undispatched events failed")
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("re-checking the deployed journeys failed", exc_info=task.exception())
 
 
 def _wire(state: Any) -> None:
