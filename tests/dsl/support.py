@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,9 @@ def assert_golden(path: Path, actual: str) -> None:
     if not path.exists():
         raise AssertionError(f"golden file {path} is missing; write it with UPDATE_GOLDEN=1, review and commit it")
     expected = path.read_bytes().decode("utf-8")
-    assert actual == expected, f"{path} differs; if the change is intended, regenerate it with UPDATE_GOLDEN=1"
+    if actual != expected:
+        diff = "".join(difflib.unified_diff(expected.splitlines(True), actual.splitlines(True), "golden", "actual"))
+        raise AssertionError(f"{path} differs; if the change is intended, regenerate it with UPDATE_GOLDEN=1\n{diff}")
 
 
 def content(journey: Journey) -> Any:
