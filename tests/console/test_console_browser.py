@@ -361,7 +361,7 @@ def test_count_an_event_per_entry(live: LiveStack, page: Any) -> None:
             assert r.status_code == 200, r.text
     _login(page, live, f"/console/journeys/{journey_id}")
     page.get_by_label("Count per entry").fill("friend_joined")
-    page.get_by_role("button", name="Show").click()
+    page.get_by_role("button", name="Show", exact=True).click()
     page.wait_for_url(re.compile(r"per_entry=friend_joined"))
     row = page.locator("#variants tbody tr").first
     expect(row.locator('[data-key="events"]')).to_have_text("3", timeout=20_000)
