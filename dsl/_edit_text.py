@@ -1,0 +1,83 @@
+"""Canonical text for edited lines, taken from ``dsl.formatter`` itself.
+
+The formatter is the one writer of journey text: whole steps come from its
+``BLOCK_WRITERS``/``LINES`` through its writer, and the heads of compound
+steps are cut out of what it writes for a stand-in step with ``pass`` bodies,
+so an edit never spells a line differently from ``journeys fmt``.
+"""
+
+from __future__ import annotations
+
+from dsl.formatter import LINES, _Comments, _header, _Writer, format_journey
+from dsl.ir import Branch, CouponStep, IfStep, Journey, PassStep, SplitStep, Step, Variant, WaitEventStep
+
+
+def step_lines(step: Step, indent: str) -> list[str]:
+    """The whole step (blocks included) in canonical form, at ``indent``."""
+    writer = _Writer(_Comments(None), None)
+    writer.step(0, step)
+    return [indent + line if line else line for line in writer.lines]
+
+
+def _written(step: Step) -> list[str]:
+    writer = _Writer(_Comments(None), None)
+    writer.step(0, step)
+    return writer.lines
+
+
+def head_texts(step: Step) -> list[str]:
+    """The text of each span-covered head of a step, in document order: one
+    for most kinds, one per branch for ``if``, the split line then one per
+    variant for ``split`` (each without what follows its span)."""
+    if isinstance(step, IfStep):
+        stand_in = IfStep(branches=[Branch(cond=b.cond, steps=[PassStep()]) for b in step.branches])
+        return [line for line in _written(stand_in) if not line.startswith(" ")]
+    if isinstance(step, WaitEventStep):
+        return [_written(WaitEventStep(event=step.event, where=step.where, timeout_seconds=step.timeout_seconds))[0]]
+    if isinstance(step, SplitStep):
+        stand_in = SplitStep(variants=[Variant(name=v.name, percent=v.percent) for v in step.variants])
+        return [line.strip() for line in _written(stand_in)]
+    if isinstance(step, CouponStep):
+        return [LINES[CouponStep](step)]
+    return [LINES[type(step)](step)]
+
+
+def block_head(owner: Step, block: str) -> str:
+    """The head line of a block as the formatter writes it (``else:``,
+    ``on event:``, ``else if COND:``, ``40% A:``), at depth 0."""
+    two = [PassStep(), PassStep()]
+    if isinstance(owner, WaitEventStep):
+        stand_in = WaitEventStep(event=owner.event, on_event=two if block == "on_event" else [])
+        stand_in.on_timeout = two if block == "on_timeout" else []
+        return _written(stand_in)[1].strip()
+    if isinstance(owner, CouponStep):
+        return _written(CouponStep(pool=owner.pool, out_of_stock=two))[1].strip()
+    if isinstance(owner, IfStep):
+        if block == "else":
+            stand_in = IfStep(branches=[Branch(cond=owner.branches[0].cond, steps=two)], else_steps=two)
+            return _written(stand_in)[-3]
+        index = int(block.split(":", 1)[1])
+        return head_texts(owner)[index]
+    if isinstance(owner, SplitStep):
+        variant = next(v for v in owner.variants if f"variant:{v.name}" == block)
+        stand_in = SplitStep(variants=[Variant(name=variant.name, percent=variant.percent, steps=two)])
+        return _written(stand_in)[1].strip()
+    raise ValueError(f"a {owner.kind} step has no blocks")
+
+
+def header_lines(journey: Journey) -> dict[str, list[str]]:
+    """Each header field's canonical lines, keyed by the field name."""
+    out: dict[str, list[str]] = {"name": [format_journey(Journey(name=journey.name)).split("\n")[0]]}
+    words = {
+        "description": "description",
+        "entry": "entry",
+        "reentry": "reentry",
+        "goal": "goal",
+        "exit": "exits",
+        "timezone": "timezone",
+        "quiet": "quiet_hours",
+        "limit": "message_limit",
+    }
+    for text, _span in _header(journey, {}):
+        out.setdefault(words[text.split(" ", 1)[0]], []).append(text)
+    return out
