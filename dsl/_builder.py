@@ -30,6 +30,7 @@ from dsl.ir import (
     ApiEntry,
     AudienceEntry,
     Branch,
+    CapPolicy,
     CompareCond,
     Cond,
     CouponStep,
@@ -345,7 +346,7 @@ class Builder:
             kind = item.data
             key = {"entry_event": "entry", "entry_audience": "entry", "entry_api": "entry"}.get(kind, kind)
             key = {"reentry_once": "reentry", "reentry_always": "reentry", "reentry_after": "reentry"}.get(key, key)
-            if key in ("description", "entry", "reentry", "goal", "timezone", "quiet_hours", "limit"):
+            if key in ("description", "entry", "reentry", "goal", "timezone", "quiet_hours", "limit", "on_capped"):
                 if key in seen:
                     self.error(
                         "E204",
@@ -409,7 +410,18 @@ class Builder:
             return {"quiet_hours": _new(QuietHours, start=self.time(ch[0]), end=self.time(ch[1]), span=span)}
         if kind == "limit":
             count = self.integer(ch[0], "a message limit")
-            return {"message_limit": _new(MessageLimit, count=count, window_seconds=self.duration(ch[1]), span=span)}
+            window = ch[1]
+            if window.type == "CALENDAR_WINDOW":  # per day / per week
+                calendar = "day" if window == "day" else "week"
+                seconds = 86400 if calendar == "day" else 7 * 86400
+                return {
+                    "message_limit": _new(
+                        MessageLimit, count=count, window_seconds=seconds, calendar=calendar, span=span
+                    )
+                }
+            return {"message_limit": _new(MessageLimit, count=count, window_seconds=self.duration(window), span=span)}
+        if kind == "on_capped":
+            return {"when_capped": self.cap_policy(ch[0], span)}
         raise AssertionError(kind)  # pragma: no cover
 
     def schedule(self, node: Tree) -> Schedule:
@@ -446,14 +458,40 @@ class Builder:
     def step(self, node: Tree) -> Step:
         return STEP_BUILDERS[node.data](self, node)
 
+    def cap_policy(self, action: Tree, span: Span | None) -> CapPolicy:
+        if action.data == "capped_skip":
+            return _new(CapPolicy, mode="skip", span=span)
+        return _new(CapPolicy, mode="defer", max_delay_seconds=self.duration(action.children[0]), span=span)
+
+    def capped_clause(self, node: Tree) -> dict[str, Any]:
+        """A send's own ``on capped …``, as the SendStep's field (absent when
+        the line has none, so the journey's policy applies)."""
+        clause = _sub(node, "capped_clause")
+        if clause is None:
+            return {}
+        return {"when_capped": self.cap_policy(clause.children[0], _span(clause) or _span(node))}
+
     def send(self, node: Tree) -> SendStep:
-        ch = node.children
-        return _new(SendStep, channels=[self.channel(ch[0])], template=self.text(ch[1]), span=_span(node))  # type: ignore[list-item]
+        ch = [c for c in node.children if not (isinstance(c, Tree) and c.data == "capped_clause")]
+        return _new(
+            SendStep,
+            channels=[self.channel(ch[0])],  # type: ignore[list-item]
+            template=self.text(ch[1]),
+            span=_span(node),
+            **self.capped_clause(node),
+        )
 
     def send_best(self, node: Tree) -> SendStep:
-        ch = node.children
+        ch = [c for c in node.children if not (isinstance(c, Tree) and c.data == "capped_clause")]
         channels = [self.channel(t) for t in ch[:-1]]
-        return _new(SendStep, channels=channels, best_of=True, template=self.text(ch[-1]), span=_span(node))  # type: ignore[arg-type]
+        return _new(
+            SendStep,
+            channels=channels,  # type: ignore[arg-type]
+            best_of=True,
+            template=self.text(ch[-1]),
+            span=_span(node),
+            **self.capped_clause(node),
+        )
 
     def tag_add(self, node: Tree) -> TagStep:
         return _new(TagStep, action="add", tags=[self.text(t) for t in node.children], span=_span(node))

@@ -87,8 +87,19 @@ HEADER_RULES: tuple[str, ...] = (
     "timezone",
     "quiet_hours",
     "limit",
+    "on_capped",
 )
-HEADER_WORDS: tuple[str, ...] = ("description", "entry", "reentry", "goal", "exit", "timezone", "quiet", "limit")
+HEADER_WORDS: tuple[str, ...] = (
+    "description",
+    "entry",
+    "reentry",
+    "goal",
+    "exit",
+    "timezone",
+    "quiet",
+    "limit",
+    "on",
+)
 
 # Keywords that are named terminals (``SEND: "send"``): they stay in the tree
 # as a node's first children and give it its start position; ``Node`` drops

@@ -11,6 +11,7 @@ from typing import Any
 from dsl._analysis import Analysis, event_in_scope
 from dsl._report import Registry, Report, did_you_mean, valid_time
 from dsl.ir import (
+    CapPolicy,
     CouponStep,
     ExitStep,
     GotoStep,
@@ -60,8 +61,28 @@ def _no_rules(step: Any, ctx: StepContext) -> None:
     pass
 
 
+MAX_CAP_DEFER = 30 * 86400
+
+
+def check_cap_policy(policy: CapPolicy | None, report: Report) -> None:
+    """``on capped defer up to D`` (the header's or a send's): D within bounds."""
+    if policy is None or policy.mode != "defer":
+        return
+    delay = policy.max_delay_seconds or 0
+    if delay <= 0:
+        report.add("E225", "a deferral needs a longest delay", policy.span, "write e.g. on capped defer up to 1d")
+    elif delay > MAX_CAP_DEFER:
+        report.add(
+            "E231",
+            f"a capped send can be deferred by at most {MAX_CAP_DEFER // 86400}d",
+            policy.span,
+            "a message that late is another message: send it from a later step, or write on capped skip",
+        )
+
+
 def _check_send(step: SendStep, ctx: StepContext) -> None:
     registry, report = ctx.registry, ctx.report
+    check_cap_policy(step.when_capped, report)
     if registry is None:
         return
     if registry.templates is not None and step.template not in registry.templates:

@@ -16,6 +16,8 @@ Errors — the journey must not run:
 - E228 unknown lifecycle stage
 - E229 ``on timeout`` on a ``wait for event`` that has no ``up to``
 - E230 a message limit below 1
+- E231 ``on capped defer up to`` longer than ``MAX_CAP_DEFER`` (a message
+  that late is another message; zero is E225)
 - E131 nesting deeper than ``dsl.limits.MAX_DEPTH`` (the parser already
   refuses such text; this catches a journey built in code, before the
   recursive walks below), reported alone
@@ -48,7 +50,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dsl._analysis import DAY, Analysis, busiest, max_messages, sccs, timing
 from dsl._gc import gc_paused
 from dsl._report import Registry, Report, did_you_mean, valid_time
-from dsl._step_rules import STEP_CHECKS, StepContext, check_steps
+from dsl._step_rules import STEP_CHECKS, StepContext, check_cap_policy, check_steps
 from dsl.durations import format_duration
 from dsl.errors import Diagnostic
 from dsl.ir import (
@@ -119,6 +121,7 @@ def _check_header(journey: Journey, steps: list[Step], report: Report) -> None:
             report.add("E230", "a message limit must allow at least 1 message", limit.span)
         if limit.window_seconds <= 0:
             report.add("E225", "the limit's window cannot be zero", limit.span, "write e.g. limit 3 messages per 1d")
+    check_cap_policy(journey.when_capped, report)
     reentry = journey.reentry
     if reentry.mode == "after" and not reentry.cooldown_seconds:
         report.add("E225", "re-entry cooldown cannot be zero", reentry.span, "use reentry always to allow it at once")

@@ -35,6 +35,7 @@ from dsl.ir import (
     iter_steps,
 )
 from dsl.render_text import (
+    describe_cap_policy,
     describe_cond,
     describe_entry,
     describe_exit_rule,
@@ -239,6 +240,8 @@ def build_diagram(journey: Journey) -> Diagram:
         d.notes.append(describe_quiet_hours(journey.quiet_hours))
     if journey.message_limit is not None:
         d.notes.append(describe_message_limit(journey.message_limit))
+    if journey.when_capped is not None:
+        d.notes.append(describe_cap_policy(journey.when_capped))
 
     d.nodes.append(DiagramNode(ENTRY_ID, "entry", "Entry: " + describe_entry(journey.entry)))
     for node_id, step in graph.nodes.items():

@@ -26,6 +26,7 @@ from dsl.ir import (
     AndCond,
     ApiEntry,
     AudienceEntry,
+    CapPolicy,
     CompareCond,
     Cond,
     CouponStep,
@@ -303,8 +304,17 @@ def _simple(step: Step) -> str:
 
 def _send(step: SendStep) -> str:
     if step.best_of:
-        return f"send best of {', '.join(step.channels)} {quote(step.template)}"
-    return f"send {step.channels[0]} {quote(step.template)}"
+        text = f"send best of {', '.join(step.channels)} {quote(step.template)}"
+    else:
+        text = f"send {step.channels[0]} {quote(step.template)}"
+    return text + (f" {cap_policy_text(step.when_capped)}" if step.when_capped else "")
+
+
+def cap_policy_text(policy: CapPolicy) -> str:
+    """``on capped skip`` / ``on capped defer up to 1d``."""
+    if policy.mode == "defer":
+        return f"on capped defer up to {format_duration(policy.max_delay_seconds or 0)}"
+    return "on capped skip"
 
 
 def _date_wait(subject: str, offset_seconds: int, time: str | None) -> str:
@@ -382,7 +392,10 @@ def _header(journey: Journey, lines: dict[str, Span]) -> list[tuple[str, Span | 
     if journey.message_limit is not None:
         limit = journey.message_limit
         word = "message" if limit.count == 1 else "messages"
-        out.append((f"limit {limit.count} {word} per {format_duration(limit.window_seconds)}", limit.span))
+        window = limit.calendar or format_duration(limit.window_seconds)
+        out.append((f"limit {limit.count} {word} per {window}", limit.span))
+    if journey.when_capped is not None:
+        out.append((cap_policy_text(journey.when_capped), journey.when_capped.span))
     return out
 
 

@@ -238,10 +238,27 @@ class QuietHours(_Model):
 
 class MessageLimit(_Model):
     """``limit 3 messages per 1d``: the most messages this journey sends one user
-    in the window."""
+    in the window. ``per 1d`` slides (the last 24 hours); ``per day`` and
+    ``per week`` are calendar windows in the user's (else the journey's)
+    timezone — since local midnight, since Monday 00:00 — which is what an
+    operator who says "twice a day" usually means."""
 
     count: int
     window_seconds: int
+    calendar: Literal["day", "week"] | None = None
+    span: Span | None = None
+
+
+class CapPolicy(_Model):
+    """``when capped defer up to 1d`` / ``when capped skip``: what a send does
+    when a frequency cap (the global caps or the journey's ``limit``) would
+    stop it. ``skip`` drops the message (the default); ``defer`` holds the run
+    at the send until the first moment the caps allow it, for at most
+    ``max_delay_seconds``, and skips it after that. In the header it applies
+    to every send; on a send line, to that send."""
+
+    mode: Literal["skip", "defer"]
+    max_delay_seconds: int | None = None
     span: Span | None = None
 
 
@@ -281,6 +298,7 @@ class SendStep(_Step):
     channels: list[Channel]
     best_of: bool = False
     template: str
+    when_capped: CapPolicy | None = None  # overrides the journey's policy
 
 
 class CouponStep(_Step):
@@ -465,6 +483,7 @@ class Journey(_Model):
     timezone: str = "Asia/Shanghai"
     quiet_hours: QuietHours | None = None
     message_limit: MessageLimit | None = None
+    when_capped: CapPolicy | None = None
     steps: list[Step] = Field(default_factory=list)
 
     def content_hash(self) -> str:
@@ -475,9 +494,17 @@ class Journey(_Model):
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
+# Fields added after journeys were first deployed: left out of the content
+# hash while unset, so a journey that does not use them keeps the hash (and
+# so the version) it was deployed with.
+_HASHED_WHEN_SET = frozenset({"when_capped", "calendar"})
+
+
 def _strip_spans(value: object) -> object:
     if isinstance(value, dict):
-        return {k: _strip_spans(v) for k, v in value.items() if k != "span"}
+        return {
+            k: _strip_spans(v) for k, v in value.items() if k != "span" and not (v is None and k in _HASHED_WHEN_SET)
+        }
     if isinstance(value, list):
         return [_strip_spans(v) for v in value]
     return value

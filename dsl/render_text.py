@@ -19,6 +19,7 @@ from dsl.ir import (
     AndCond,
     ApiEntry,
     AudienceEntry,
+    CapPolicy,
     CompareCond,
     CouponStep,
     EventCountCond,
@@ -191,13 +192,19 @@ def describe_step_tooltip(step) -> str:
     since entry that no earlier wait took, …``. What hovering a node shows."""
     words = _words(step)
     label = words.label(step)
-    return f"{label} — {words.tooltip(step)}" if words.tooltip is not None else label
+    extra = words.tooltip(step) if words.tooltip is not None else ""
+    return f"{label} — {extra}" if extra else label
 
 
 def _send(step: SendStep) -> str:
     names = [describe_channel(c) for c in step.channels]
     how = "best of " + " → ".join(names) if step.best_of else " + ".join(names)
     return f"send {how}: {step.template}"
+
+
+def _send_rule(step: SendStep) -> str:
+    """The send's own cap policy (the journey's is a note on the diagram)."""
+    return describe_cap_policy(step.when_capped) if step.when_capped else ""
 
 
 def _tag(step: TagStep) -> str:
@@ -259,7 +266,7 @@ class StepWords:
 
 # step class -> the step in the operator's words (label, and what a tooltip adds)
 STEP_TEXT: dict[type[_Step], StepWords] = {
-    SendStep: StepWords(_send, None),
+    SendStep: StepWords(_send, _send_rule),
     CouponStep: StepWords(lambda s: f"coupon {s.pool}", None),
     TagStep: StepWords(_tag, None),
     WaitStep: StepWords(lambda s: f"wait {describe_duration(s.seconds)}", None),
@@ -333,11 +340,24 @@ def describe_quiet_hours(quiet: QuietHours) -> str:
 
 
 def describe_message_limit(limit: MessageLimit) -> str:
+    """A calendar window reads "per calendar day"; a sliding one "in any 24
+    hours", so the two are never taken for each other."""
     noun = "message" if limit.count == 1 else "messages"
-    window = describe_duration(limit.window_seconds)
-    if window.startswith("1 "):
-        window = window[2:]
-    return f"at most {limit.count} {noun} per {window}"
+    if limit.calendar is not None:
+        return f"at most {limit.count} {noun} per calendar {limit.calendar}"
+    seconds = limit.window_seconds
+    window = "24 hours" if seconds == 86400 else describe_duration(seconds)
+    return f"at most {limit.count} {noun} in any {window}"
+
+
+def describe_cap_policy(policy: CapPolicy) -> str:
+    """What a send does when a frequency cap stops it."""
+    if policy.mode == "defer":
+        return (
+            f"when a frequency cap stops a message, it waits until the caps allow it "
+            f"(up to {describe_duration(policy.max_delay_seconds or 0)}), else it is skipped"
+        )
+    return "when a frequency cap stops a message, it is skipped"
 
 
 # ---------------------------------------------------------------- text measure

@@ -204,8 +204,24 @@ def test_entries_in_words():
 def test_message_limit_in_words():
     from dsl.ir import MessageLimit
 
-    assert describe_message_limit(MessageLimit(count=3, window_seconds=DAY)) == "at most 3 messages per day"
-    assert describe_message_limit(MessageLimit(count=1, window_seconds=2 * DAY)) == "at most 1 message per 2 days"
+    assert describe_message_limit(MessageLimit(count=3, window_seconds=DAY)) == "at most 3 messages in any 24 hours"
+    assert describe_message_limit(MessageLimit(count=1, window_seconds=2 * DAY)) == "at most 1 message in any 2 days"
+    calendar = MessageLimit(count=2, window_seconds=DAY, calendar="day")
+    assert describe_message_limit(calendar) == "at most 2 messages per calendar day"
+
+
+def test_cap_policy_in_words_on_the_send_and_in_the_notes():
+    from dsl import parse
+    from dsl.diagram import build_diagram
+
+    journey = parse(
+        "journey t\n  on capped defer up to 2d\n  send sms \"a\" on capped skip\n  send sms \"b\"\n", "t.journey"
+    )
+    a, b = journey.steps
+    assert describe_step_tooltip(a) == "send SMS: a — when a frequency cap stops a message, it is skipped"
+    assert describe_step_tooltip(b) == "send SMS: b"
+    notes = build_diagram(journey).notes
+    assert "when a frequency cap stops a message, it waits until the caps allow it (up to 2 days), else it is skipped" in notes
 
 
 def test_cjk_counts_double_width():
