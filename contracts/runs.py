@@ -68,6 +68,13 @@ class JourneyInput(BaseModel):
     continue_after_steps: int | None = None
     # Upsert search attributes (off where the server has them unregistered).
     search_attributes: bool = True
+    # Split step id -> the variant that step takes instead of its random draw,
+    # so a simulation or a journey test can walk each branch (``journeys
+    # simulate``/``journeys test`` set it; production never does). Empty by
+    # default and absent from older histories: with it empty the split draws
+    # exactly as before (same ``workflow.random()`` call, same commands), so
+    # no ``workflow.patched`` gate is needed.
+    forced_variants: dict[str, str] = Field(default_factory=dict)
 
 
 class RunStatus(BaseModel):

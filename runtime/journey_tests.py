@@ -30,6 +30,8 @@ A test file is TOML named after its journey, ``X.test.toml`` beside
     ]
     entry = { channel = "wecom_group" }           # the entry event's properties (entry event journeys)
     pools = { new_user_10 = 0 }                   # optional: this case's stock
+    variants = { "split-A-B" = "B", guides = "A" } # optional: force splits (step id, or the name
+                                                  # of a label right before the split) to a variant
     [case.user]                                   # optional: everything has a default
     id = "u1"
     identities = { wecom_external_userid = "wm-1", phone = "13800001111", app_user_id = "app-1" }
@@ -46,9 +48,11 @@ A test file is TOML named after its journey, ``X.test.toml`` beside
     properties = { amount = 120 }
 
 The words of ``expect`` are listed in ``runtime/journey_expect.py``.
-Forcing a split's variant (``variants = { "split-A-B" = "B" }``) is refused
-for now: the interpreter draws the variant from ``workflow.random()``, which
-a test cannot seed; expect what holds for every variant instead.
+A split not forced draws its variant at random (``workflow.random()``, which
+a test cannot seed): force it in ``variants`` to test what one variant
+does, or expect only what holds for every variant. A split or variant the
+journey does not have fails the file before anything runs, naming the case
+and the splits there are.
 
 Bounds, each reported with the file and the case: a file of at most 256 KB,
 64 cases, 200 events and 100 expectations a case, a horizon of 400 days.

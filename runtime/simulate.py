@@ -82,6 +82,7 @@ from runtime.simulate_model import (
 )
 from runtime.simulate_read import read_case
 from runtime.simulate_seed import case_settings, seed_store
+from runtime.simulate_variants import forcing_client, resolve_variants, variant_matrix
 from runtime.worker import build_worker
 from workflows.localtime import zone
 
@@ -95,6 +96,8 @@ class _CaseRun:
 
     index: int
     case: Case
+    client: Client  # starts carry the case's forced variants (``forcing_client``)
+    forced: dict[str, str]
     journey_id: str
     store: Store
     settings: Settings
@@ -130,10 +133,15 @@ async def simulate(
     horizon: timedelta = DEFAULT_HORIZON,
     env: WorkflowEnvironment | None = None,
     name: str = "journey",
+    matrix: bool = False,
 ) -> SimulationResult:
     """Run every case from ``start`` (default: the next Monday 09:00 in the
     journey's zone) to ``start + horizon`` and read back what happened.
-    ``journey`` is text (checked like a deploy) or an IR."""
+    ``journey`` is text (checked like a deploy) or an IR. A case's
+    ``variants`` force its splits (``runtime.simulate_variants``; an unknown
+    split or variant is a ``ValueError`` before anything starts); with
+    ``matrix`` each case is run once per variant of every split, and
+    ``never_reached`` says what no copy reached."""
     if not cases:
         raise ValueError("no cases to simulate")
     if len(cases) > MAX_CASES:
@@ -142,6 +150,7 @@ async def simulate(
         raise ValueError(f"the horizon must be more than 0 and at most {MAX_HORIZON.days}d")
     ir = compile_source(journey, name) if isinstance(journey, str) else journey
     source = journey if isinstance(journey, str) else format_journey(ir)
+    cases = _forced_cases(ir, cases, matrix)
     world = world or World()
     own_env = env is None
     env = env or await start_time_skipping()
@@ -150,6 +159,24 @@ async def simulate(
     finally:
         if own_env:
             await env.shutdown()
+
+
+def _forced_cases(ir: Journey, cases: Sequence[Case], matrix: bool) -> list[Case]:
+    """The cases to run, each one's forced variants checked against the
+    journey (and, with ``matrix``, one copy per variant of every split)."""
+    for case in cases:
+        try:
+            resolve_variants(ir, case.variants)
+        except ValueError as exc:
+            raise ValueError(f"case {case.name!r}: {exc}") from None
+    if not matrix:
+        return list(cases)
+    expanded = variant_matrix(ir, cases)
+    if len(expanded) > MAX_CASES:
+        raise ValueError(
+            f"the variant matrix makes {len(expanded)} cases of {len(cases)}: at most {MAX_CASES} in one simulation"
+        )
+    return expanded
 
 
 async def _simulate_on(
@@ -188,7 +215,7 @@ async def _simulate_on(
                     await stack.enter_async_context(run.worker)
                 await _advance_to(env, start)
                 # side by side: every case enters as close to the start as it can
-                await asyncio.gather(*(_enter(env.client, ir, run, start) for run in runs))
+                await asyncio.gather(*(_enter(ir, run, start) for run in runs))
                 await asyncio.gather(*(_wait_begun(env.client, run) for run in runs))
                 schedule = sorted(
                     ((at, run.index, n, event) for run in runs for n, (at, event) in enumerate(run.events)),
@@ -196,13 +223,13 @@ async def _simulate_on(
                 )
                 for at, index, number, event in schedule:
                     await _advance_to(env, at)
-                    await _deliver(env.client, runs[index], event, at, number)
+                    await _deliver(runs[index], event, at, number)
                 await _advance_to(env, end)
                 waiting = {run.index: await _finish(env.client, run) for run in runs}
             results = [
                 read_case(
                     run.store, run.outbox, ir, run.case, run.journey_id, run.user_id, start, end, waiting[run.index]
-                )
+                ).model_copy(update={"variants": run.forced})
                 for run in runs
             ]
         finally:
@@ -277,7 +304,21 @@ def _prepare(
         if at < start:
             raise ValueError(f"case {case.name!r}: event {event.name!r} at {event.at} is before the start")
     dispatcher = Dispatcher(store, settings, JourneyCache(store))
-    return _CaseRun(index, case, journey_id, store, settings, outbox, worker, dispatcher, user_id, events)
+    forced = resolve_variants(ir, case.variants)
+    return _CaseRun(
+        index,
+        case,
+        forcing_client(client, forced),
+        forced,
+        journey_id,
+        store,
+        settings,
+        outbox,
+        worker,
+        dispatcher,
+        user_id,
+        events,
+    )
 
 
 async def _advance_to(env: WorkflowEnvironment, moment: datetime) -> None:
@@ -288,20 +329,20 @@ async def _advance_to(env: WorkflowEnvironment, moment: datetime) -> None:
         await env.sleep(gap)
 
 
-async def _enter(client: Client, ir: Journey, run: _CaseRun, start: datetime) -> None:
+async def _enter(ir: Journey, run: _CaseRun, start: datetime) -> None:
     if isinstance(ir.entry, EventEntry):
         trigger = ScriptedEvent(at="0", name=ir.entry.event, properties=dict(run.case.entry))
-        outcome = await _deliver(client, run, trigger, start, "entry")
+        outcome = await _deliver(run, trigger, start, "entry")
         run.entered = bool(outcome.started)
         return
     version = catalog.get_version(run.store, run.journey_id)
     assert version is not None
     inp = run_input(version, ir, run.user_id)
-    await start_run(client, run.settings.task_queue, inp)
+    await start_run(run.client, run.settings.task_queue, inp)
     run.entered = True
 
 
-async def _deliver(client: Client, run: _CaseRun, event: ScriptedEvent, at: datetime, number: int | str) -> Outcome:
+async def _deliver(run: _CaseRun, event: ScriptedEvent, at: datetime, number: int | str) -> Outcome:
     """Store the event as ingest does and hand it to the dispatcher: to the
     user's open runs, and to the journey when it enters on it."""
     event_id = f"sim-{number}"
@@ -318,7 +359,7 @@ async def _deliver(client: Client, run: _CaseRun, event: ScriptedEvent, at: date
     )
     outcome = Outcome(user_id=stored.user_id, new=stored.new)
     user_event = UserEvent(id=event_id, name=event.name, properties=dict(event.properties), occurred_at=at)
-    await run.dispatcher.deliver(client, stored.user_id, user_event, outcome)
+    await run.dispatcher.deliver(run.client, stored.user_id, user_event, outcome)
     if not outcome.complete:
         raise RuntimeError(f"case {run.case.name!r}: event {event.name!r} could not be delivered")
     if outcome.started:

@@ -1,9 +1,12 @@
 """``journeys simulate`` and ``journeys test``.
 
 ``journeys simulate FILE [--user USER.toml|json]… [--events EVENTS.toml|json]
-[--cases X.test.toml] [--start 2027-01-04T09:00+08:00] [--for 30d] [--json]``
-prints the timeline of each test user (one per ``--user``, or every case of
-a test file, or one default user) and the steps no case reached.
+[--cases X.test.toml] [--variant SPLIT=NAME]… [--matrix] [--start
+2027-01-04T09:00+08:00] [--for 30d] [--json]`` prints the timeline of each
+test user (one per ``--user``, or every case of a test file, or one default
+user) and the steps no case reached. ``--variant`` forces a split (its step
+id or the label right before it) in every case; ``--matrix`` runs each case
+once per variant of every split.
 ``journeys test [DIR_OR_FILE…]`` runs journey tests (default ``journeys/``)
 and exits 1 when a case fails.
 
@@ -45,7 +48,25 @@ def _read_data(path: Path) -> Any:
     return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
 
 
+def _forced(pairs: list[str] | None) -> dict[str, str]:
+    forced: dict[str, str] = {}
+    for pair in pairs or []:
+        split, sep, variant = pair.partition("=")
+        if not sep or not split.strip() or not variant.strip():
+            raise ValueError(f"--variant {pair!r}: SPLIT=NAME, e.g. split-A-B=B")
+        forced[split.strip()] = variant.strip()
+    return forced
+
+
 def _cases(args: argparse.Namespace) -> tuple[list[Case], World, str | None]:
+    cases, world, start = _given_cases(args)
+    forced = _forced(args.variant)
+    if forced:
+        cases = [c.model_copy(update={"variants": c.variants | forced}) for c in cases]
+    return cases, world, start
+
+
+def _given_cases(args: argparse.Namespace) -> tuple[list[Case], World, str | None]:
     if args.cases:
         test = load_test_file(Path(args.cases))
         return [c.case for c in test.cases], test.world, test.start
@@ -82,7 +103,15 @@ def cmd_simulate(args: argparse.Namespace, out: TextIO | None = None) -> int:
         source = Path(args.file).read_text(encoding="utf-8")
         horizon = parse_span(args.horizon)
         result = asyncio.run(
-            simulate(source, cases, world=world, start=args.start or start, horizon=horizon, name=args.file)
+            simulate(
+                source,
+                cases,
+                world=world,
+                start=args.start or start,
+                horizon=horizon,
+                name=args.file,
+                matrix=args.matrix,
+            )
         )
     except JourneyError as exc:
         out.write(str(exc) + "\n")
@@ -132,6 +161,10 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--user", action="append", help="a test user (TOML or JSON); repeat for several")
     sim.add_argument("--events", help="scripted events (TOML [[events]] or a JSON list)")
     sim.add_argument("--cases", help="simulate every case of a journey test file instead")
+    sim.add_argument(
+        "--variant", action="append", metavar="SPLIT=NAME", help="force a split's variant in every case; repeat"
+    )
+    sim.add_argument("--matrix", action="store_true", help="run each case once per variant of every split")
     sim.add_argument("--start", help="when the run starts, with its offset (default: next Monday 09:00)")
     sim.add_argument("--for", dest="horizon", default="30d", help="how long to simulate (default 30d)")
     sim.add_argument("--json", action="store_true", help="the whole result as JSON")

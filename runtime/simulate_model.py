@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from dsl.durations import parse_duration
 
@@ -26,6 +26,10 @@ MAX_PAST_EVENTS = 500
 MAX_HORIZON = timedelta(days=400)
 DEFAULT_HORIZON = timedelta(days=30)
 DEFAULT_POOL_STOCK = 1000
+MAX_FORCED = 100  # forced split variants a case may name
+
+SplitKey = Annotated[str, Field(min_length=1, max_length=200)]
+VariantName = Annotated[str, Field(min_length=1, max_length=100)]
 
 _OFFSET = re.compile(r"^([+-])?((?:\d+[wdhms])+|0)$")
 
@@ -119,17 +123,11 @@ class Case(_Strict):
     entry: dict[str, Any] = Field(default_factory=dict)
     events: list[ScriptedEvent] = Field(default_factory=list, max_length=MAX_EVENTS)
     pools: dict[str, int] = Field(default_factory=dict, description="coupon stock for this case, by pool")
-    variants: dict[str, str] = Field(default_factory=dict, description="forced split variants (not possible yet)")
-
-    @field_validator("variants")
-    @classmethod
-    def _no_forcing_yet(cls, value: dict[str, str]) -> dict[str, str]:
-        if value:
-            raise ValueError(
-                "forcing a split variant is not possible yet: the interpreter picks it with workflow.random() "
-                "(needs JourneyInput.forced_variants); expect what every variant does instead"
-            )
-        return value
+    variants: dict[SplitKey, VariantName] = Field(
+        default_factory=dict,
+        max_length=MAX_FORCED,
+        description="forced split variants: split step id or the label right before it -> variant name",
+    )
 
 
 class Template(_Strict):
@@ -198,6 +196,7 @@ class CaseResult(BaseModel):
     converted: bool
     tags: list[str]
     coupons: dict[str, list[str]]  # pool -> codes issued
+    variants: dict[str, str] = Field(default_factory=dict)  # forced: split step id -> variant
 
 
 class SimulationResult(BaseModel):

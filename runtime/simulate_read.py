@@ -131,7 +131,7 @@ def _event_entry(name: str, properties: dict[str, Any], at: datetime, start: dat
 def _step_entry(nodes: dict[str, Step], ir: Journey, item: TimelineItem, start: datetime) -> Entry | None:
     node, outcome, detail = item.node_id, item.status or "", item.detail
     at = item.at if item.at.tzinfo else item.at.replace(tzinfo=start.tzinfo)
-    extra = {k: detail.get(k) for k in ("channel", "reason", "code", "variant", "until")}
+    extra = {k: detail.get(k) for k in ("channel", "reason", "code", "variant", "until", "forced")}
     if node == "entry":
         text = f"enter {describe_entry(ir.entry)}" if outcome == "entered" else f"enter: {outcome}"
         return _entry(at, start, node, "step", outcome, text, **extra)
@@ -162,7 +162,8 @@ def _outcome_words(step: Step | None, words: str, outcome: str, detail: dict[str
     if outcome in ("event", "timeout"):
         return f"{words} → on {outcome}"
     if outcome.startswith("variant:"):
-        return f"{words} → variant {outcome.split(':', 1)[1]}"
+        forced = " (forced)" if detail.get("forced") else ""
+        return f"{words} → variant {outcome.split(':', 1)[1]}{forced}"
     if step is not None and step.kind == "send":
         via = f" via {detail['channel']}" if detail.get("channel") and outcome == "sent" else ""
         why = f" ({detail['reason']})" if detail.get("reason") and outcome != "sent" else ""

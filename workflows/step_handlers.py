@@ -29,6 +29,7 @@ from dsl.ir import (
     SendStep,
     SplitStep,
     TagStep,
+    Variant,
     WaitDateStep,
     WaitEventStep,
     WaitEventTimeStep,
@@ -156,22 +157,31 @@ async def if_(run: Run, step: IfStep) -> str:
 
 
 async def split(run: Run, step: SplitStep) -> str:
+    """A variant drawn by percentage, or the one ``forced_variants`` names
+    for this split (a simulation walking a chosen branch). A forced name the
+    split does not have draws as usual: the simulator refuses such names
+    before it starts anything, and a bad input must not fail a run."""
     state = run.require_state()
-    roll = workflow.random().random() * 100
-    chosen = step.variants[-1]
-    cumulative = 0.0
-    for variant in step.variants:
-        cumulative += variant.percent
-        if roll < cumulative:
-            chosen = variant
-            break
+    forced_name = run.inp.forced_variants.get(step.id)
+    forced = next((v for v in step.variants if v.name == forced_name), None)
+    chosen = forced if forced is not None else _draw(step)
     state.variants[step.id] = chosen.name
     state.variant = chosen.name
     state.holdout = state.holdout or chosen.holdout
     if run.inp.search_attributes:
         workflow.upsert_search_attributes([sa.JOURNEY_VARIANT.value_set(chosen.name)])
-    record(run, step.id, "split", f"variant:{chosen.name}")
+    record(run, step.id, "split", f"variant:{chosen.name}", {"forced": True} if forced else None)
     return f"variant:{chosen.name}"
+
+
+def _draw(step: SplitStep) -> Variant:
+    roll = workflow.random().random() * 100
+    cumulative = 0.0
+    for variant in step.variants:
+        cumulative += variant.percent
+        if roll < cumulative:
+            return variant
+    return step.variants[-1]
 
 
 async def pass_(run: Run, step: LabelStep | GotoStep | PassStep) -> str:

@@ -57,3 +57,25 @@ def test_simulate_json_and_a_user_file(tmp_path: Path) -> None:
 def test_simulate_says_what_is_wrong_with_its_input(tmp_path: Path) -> None:
     done = _run("simulate", str(JOURNEYS / f"{NAME}.journey"), "--for", "500d")
     assert done.returncode == 2 and "at most 400d" in done.stdout
+
+
+def test_simulate_forces_variants_and_runs_the_matrix(tmp_path: Path) -> None:
+    journey = str(JOURNEYS / "10_package_card.journey")
+    typo = _run("simulate", journey, "--variant", "split-gift-coupon=voucher")
+    assert typo.returncode == 2
+    assert "split 'split-gift-coupon' has no variant 'voucher' (it has gift, coupon)" in typo.stdout
+    assert _run("simulate", journey, "--variant", "gift").returncode == 2
+    user = tmp_path / "buyer.toml"
+    user.write_text('identities = { wecom_external_userid = "wm-10" }\nentry = { source = "package_card" }\n')
+    forced = _run("simulate", journey, "--user", str(user), "--variant", "split-gift-coupon=coupon")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "split → variant coupon (forced)" in forced.stdout
+    assert "package_card_coupon → sent" in forced.stdout
+    matrix = _run("simulate", journey, "--user", str(user), "--matrix", "--json")
+    assert matrix.returncode == 0, matrix.stdout + matrix.stderr
+    result = json.loads(matrix.stdout)
+    assert [c["name"] for c in result["cases"]] == [
+        "buyer · split-gift-coupon gift",
+        "buyer · split-gift-coupon coupon",
+    ]
+    assert "send-wecom-package_card_coupon" not in result["never_reached"]

@@ -43,7 +43,10 @@ def test_a_plain_file_loads(tmp_path: Path) -> None:
         ("[[case]]\nexpect = ['sends fax hi']\n", "case 1: unknown channel 'fax'"),
         ("[[case]]\nexpect = ['looks nice']\n", "not an expectation: 'looks nice'"),
         ("[[case]]\nexpect = ['takes maybe at x']\n", "unknown outcome 'maybe'"),
-        ("[[case]]\nname = 'f'\nexpect = ['converts']\nvariants = { split-A-B = 'B' }\n", "not possible yet"),
+        (
+            "[[case]]\nname = 'f'\nexpect = ['converts']\nvariants = { split-A-B = 1 }\n",
+            "case 1 'f': 1 validation error",
+        ),
         ("[[case]]\nexpect = ['converts']\nhats = 1\n", "case 1: 1 validation error"),
         ("[[case]]\nexpect = ['converts']\n" + "[[case.events]]\nat = '+1d'\nname = 'e'\n" * 201, "at most 200"),
         ("[[case]]\nexpect = ['converts']\n" * 65, "65 cases, at most 64"),
