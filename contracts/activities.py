@@ -94,14 +94,23 @@ class SendRequest(BaseModel):
     coupon: dict[str, Any] | None = None  # the coupon issued last in this run
     journey_limit_count: int | None = None
     journey_limit_window_seconds: int | None = None
+    journey_limit_calendar: Literal["day", "week"] | None = None  # ``limit N per day``: since local midnight
+    journey_timezone: str | None = None  # calendar windows use the user's timezone, else this one
+    # ``on capped defer``: a cap that would allow this send by this moment
+    # answers ``capped`` with ``retry_at`` (nothing recorded, nothing counted)
+    # instead of suppressing it. None (``on capped skip``): suppress.
+    defer_until: datetime | None = None
     now: datetime
 
 
 class SendResult(BaseModel):
-    status: Literal["sent", "pending", "suppressed", "failed"]
+    # ``capped``: only with ``defer_until``; the run sleeps until ``retry_at``
+    # and asks again with the same idempotency key.
+    status: Literal["sent", "pending", "suppressed", "failed", "capped"]
     channel: str | None = None
     reason: str | None = None
     delivery_id: str | None = None
+    retry_at: datetime | None = None
 
 
 class CouponRequest(BaseModel):

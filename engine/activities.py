@@ -73,6 +73,7 @@ class _Plan:
     body: str
     transactional: bool
     template_version: int
+    timezone: str | None = None  # the user's: where their calendar day starts
 
     @property
     def address_hash(self) -> str:
@@ -294,6 +295,8 @@ class JourneyActivities:
             transactional=plan.transactional,
             journey_limit_count=req.journey_limit_count,
             journey_limit_window_seconds=req.journey_limit_window_seconds,
+            journey_limit_calendar=req.journey_limit_calendar,
+            timezone=plan.timezone or req.journey_timezone,
         )
         try:
             info = await ledger.deliver(
@@ -304,9 +307,12 @@ class JourneyActivities:
                 message,
                 cap,
                 max_attempts=self.settings.send_max_attempts,
+                defer_until=req.defer_until,
             )
         except ledger.RetryableSendError as exc:
             raise ApplicationError(str(exc), type="RetryableSendError") from exc
+        if isinstance(info, ledger.Deferred):
+            return SendResult(status="capped", channel=plan.channel, reason=info.reason, retry_at=info.retry_at)
         return _result(info)
 
     def _prepare(
@@ -392,6 +398,7 @@ class JourneyActivities:
             body=rendered.body,
             transactional=template.transactional,
             template_version=template.version,
+            timezone=(user.timezone or (user.attributes or {}).get("timezone")) if user else None,
         )
 
     def all(self) -> list:

@@ -2,9 +2,16 @@
 
 Caps are global across all journeys (``Settings.cap_per_day`` / ``cap_per_week``,
 per channel in ``Settings.channel_caps``) plus the journey's own
-``limit N messages per W`` carried in the send request. Windows slide back
+``limit N messages per W`` carried in the send request. Windows are read
 from the request's ``now`` (workflow time), so caps behave the same under
-time-skipping tests and replays as in production.
+time-skipping tests and replays as in production: a sliding window reaches
+back W from ``now``; a calendar one (``limit N per day`` / ``per week``, and
+the global caps with ``Settings.cap_calendar``) starts at the user's local
+midnight / Monday 00:00 (else the journey's timezone).
+
+A denial says when the cap will next allow a message (``Denial.retry_at``:
+when the oldest counted send leaves a sliding window, or the next calendar
+boundary), which is what ``on capped defer`` sleeps until.
 
 Atomicity: check and count happen in one write transaction under a per-user
 lock (SQLite: the write transaction itself; PostgreSQL: an advisory lock), and
@@ -19,9 +26,10 @@ toward the journey's own limit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
@@ -33,6 +41,9 @@ from engine.store.types import utc
 
 DAY = timedelta(days=1)
 WEEK = timedelta(days=7)
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+Calendar = Literal["day", "week"] | None
 
 _USAGE = CapUsage.__table__
 _COUNTED = select(_USAGE.c.id).where(_USAGE.c.delivery_key == bindparam("key"))
@@ -50,27 +61,56 @@ class CapRequest:
     transactional: bool = False
     journey_limit_count: int | None = None
     journey_limit_window_seconds: int | None = None
+    journey_limit_calendar: Calendar = None
+    timezone: str | None = None  # the user's, else the journey's: where a calendar day starts
 
 
-def _count(
-    session: Session,
-    user_id: str,
-    since: datetime,
-    *,
-    channel: str | None = None,
-    journey_id: str | None = None,
-    exclude: list[str] | None = None,
-) -> int:
-    stmt = _count_query(channel is not None, journey_id is not None, bool(exclude))
-    params = {"uid": user_id, "since": since, "channel": channel, "journey_id": journey_id, "exclude": exclude}
-    return int(session.execute(stmt, params).scalar_one())
+@dataclass(frozen=True)
+class Denial:
+    """Why a cap stops this send, and the first moment it allows one again."""
+
+    reason: str
+    retry_at: datetime
+
+
+@dataclass(frozen=True)
+class _Filter:
+    """Which counted sends a cap counts (one of the four shapes below)."""
+
+    channel: str | None = None
+    journey_id: str | None = None
+    exclude: tuple[str, ...] = ()
+
+    def params(self, user_id: str, since: datetime) -> dict[str, Any]:
+        return {
+            "uid": user_id,
+            "since": since,
+            "channel": self.channel,
+            "journey_id": self.journey_id,
+            "exclude": list(self.exclude),
+        }
+
+    @property
+    def shape(self) -> tuple[bool, bool, bool]:
+        return self.channel is not None, self.journey_id is not None, bool(self.exclude)
 
 
 @lru_cache(maxsize=8)
 def _count_query(by_channel: bool, by_journey: bool, excluding: bool) -> Any:
     """Counted sends since a time, built once per shape (every send asks)."""
-    q = select(func.count()).select_from(_USAGE).where(_USAGE.c.user_id == bindparam("uid"))
-    q = q.where(_USAGE.c.at > bindparam("since"))
+    return _where(select(func.count()).select_from(_USAGE), by_channel, by_journey, excluding)
+
+
+@lru_cache(maxsize=8)
+def _nth_oldest_query(by_channel: bool, by_journey: bool, excluding: bool) -> Any:
+    """The time of the n-th oldest counted send since a time (only asked on
+    a denial, to say when the window frees a slot)."""
+    q = _where(select(_USAGE.c.at), by_channel, by_journey, excluding)
+    return q.order_by(_USAGE.c.at).limit(1).offset(bindparam("nth"))
+
+
+def _where(q: Any, by_channel: bool, by_journey: bool, excluding: bool) -> Any:
+    q = q.where(_USAGE.c.user_id == bindparam("uid")).where(_USAGE.c.at > bindparam("since"))
     if by_channel:
         q = q.where(_USAGE.c.channel == bindparam("channel"))
     if by_journey:
@@ -80,8 +120,65 @@ def _count_query(by_channel: bool, by_journey: bool, excluding: bool) -> Any:
     return q
 
 
-def check_and_count(session: Session, store: Store, settings: Settings, req: CapRequest) -> str | None:
-    """Count this send against the user's caps, or return why it may not go.
+def _zone(name: str | None) -> ZoneInfo:
+    for candidate in (name, DEFAULT_TIMEZONE):
+        if candidate:
+            try:
+                return ZoneInfo(candidate)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return ZoneInfo(DEFAULT_TIMEZONE)  # pragma: no cover - the default always exists
+
+
+def window_bounds(now: datetime, seconds: int, calendar: Calendar, tz: ZoneInfo) -> tuple[datetime, datetime | None]:
+    """(the window counts sends after this, where the next one starts): a
+    sliding window reaches ``seconds`` back from ``now`` and has no fixed next
+    start (None); a calendar one starts at local midnight (Monday's for a
+    week; a send at midnight itself counts, hence the microsecond) and the
+    next at the following one, built on the local date so a DST change moves
+    it with the clock."""
+    if calendar is None:
+        return now - timedelta(seconds=seconds), None
+    local = now.astimezone(tz)
+    day = local.date() - timedelta(days=local.weekday() if calendar == "week" else 0)
+    nxt = day + timedelta(days=7 if calendar == "week" else 1)
+    start = datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
+    return start - timedelta(microseconds=1), datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz).astimezone(UTC)
+
+
+def _check(
+    session: Session,
+    req: CapRequest,
+    limit: int,
+    seconds: int,
+    calendar: Calendar,
+    which: _Filter,
+    what: str,
+) -> Denial | None:
+    now = utc(req.now)
+    since, next_start = window_bounds(now, seconds, calendar, _zone(req.timezone))
+    params = which.params(req.user_id, since)
+    used = int(session.execute(_count_query(*which.shape), params).scalar_one())
+    if used < limit:
+        return None
+    if next_start is not None:
+        window, retry_at = f"calendar {calendar}", next_start
+    else:
+        # a slot frees when enough of the oldest counted sends leave the window
+        oldest = session.execute(_nth_oldest_query(*which.shape), {**params, "nth": used - limit}).scalar_one()
+        window, retry_at = _window_words(seconds), utc(oldest) + timedelta(seconds=seconds)
+    return Denial(f"frequency cap: {what.format(limit=limit, window=window)} reached ({used} sent)", retry_at)
+
+
+def _window_words(seconds: int) -> str:
+    """The global caps' sliding windows read "day" / "week" (as they always
+    have); any other window as a duration (``journey limit 3 per 12h``)."""
+    return {86400: "day", 7 * 86400: "week"}.get(seconds) or _fmt(timedelta(seconds=seconds))
+
+
+def check_and_count(session: Session, store: Store, settings: Settings, req: CapRequest) -> Denial | None:
+    """Count this send against the user's caps, or say why it may not go
+    (the first cap that stops it) and when that cap would allow it.
 
     Must run in a write transaction; ``None`` means allowed and counted.
     """
@@ -91,30 +188,39 @@ def check_and_count(session: Session, store: Store, settings: Settings, req: Cap
     if session.execute(_COUNTED, {"key": req.delivery_key}).first() is not None:
         return None  # this very send was counted by an earlier attempt
     now = utc(req.now)
-    exempt = req.channel in settings.cap_exempt_channels
-
+    checks: list[tuple[int, int, Calendar, _Filter, str]] = []
     if req.journey_limit_count is not None and req.journey_limit_window_seconds:
-        window = timedelta(seconds=req.journey_limit_window_seconds)
-        used = _count(session, req.user_id, now - window, journey_id=req.journey_id)
-        if used >= req.journey_limit_count:
-            return f"frequency cap: journey limit {req.journey_limit_count} per {_fmt(window)} reached ({used} sent)"
-
-    if not exempt:
-        skip = list(settings.cap_exempt_channels)
-        for limit, window, label in ((settings.cap_per_day, DAY, "day"), (settings.cap_per_week, WEEK, "week")):
-            if limit is None:
-                continue
-            used = _count(session, req.user_id, now - window, exclude=skip)
-            if used >= limit:
-                return f"frequency cap: {limit} messages per {label} reached ({used} sent)"
+        checks.append(
+            (
+                req.journey_limit_count,
+                req.journey_limit_window_seconds,
+                req.journey_limit_calendar,
+                _Filter(journey_id=req.journey_id),
+                "journey limit {limit} per {window}",
+            )
+        )
+    if req.channel not in settings.cap_exempt_channels:
+        global_calendar: tuple[Calendar, Calendar] = ("day", "week") if settings.cap_calendar else (None, None)
+        every = _Filter(exclude=tuple(settings.cap_exempt_channels))
+        for limit, window, calendar in (
+            (settings.cap_per_day, DAY, global_calendar[0]),
+            (settings.cap_per_week, WEEK, global_calendar[1]),
+        ):
+            if limit is not None:
+                checks.append((limit, int(window.total_seconds()), calendar, every, "{limit} messages per {window}"))
         channel_cap = settings.channel_caps.get(req.channel)
         if channel_cap is not None:
-            for limit, window, label in ((channel_cap.per_day, DAY, "day"), (channel_cap.per_week, WEEK, "week")):
-                if limit is None:
-                    continue
-                used = _count(session, req.user_id, now - window, channel=req.channel)
-                if used >= limit:
-                    return f"frequency cap: {limit} {req.channel} messages per {label} reached ({used} sent)"
+            for limit, window, calendar in (
+                (channel_cap.per_day, DAY, global_calendar[0]),
+                (channel_cap.per_week, WEEK, global_calendar[1]),
+            ):
+                if limit is not None:
+                    what = f"{{limit}} {req.channel} messages per {{window}}"
+                    checks.append((limit, int(window.total_seconds()), calendar, _Filter(channel=req.channel), what))
+    for limit, seconds, calendar, which, what in checks:
+        denial = _check(session, req, limit, seconds, calendar, which, what)
+        if denial is not None:
+            return denial
 
     session.execute(
         _INSERT,

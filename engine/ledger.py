@@ -160,17 +160,39 @@ def record(store: Store, meta: DeliveryMeta, status: str, reason: str | None = N
     return store.transact(work)
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """A cap stopped the send and the send may wait for it (``on capped
+    defer``): nothing is recorded or counted; ask again at ``retry_at`` with
+    the same key."""
+
+    reason: str
+    retry_at: datetime
+
+
 def _reserve(
-    s: Session, store: Store, settings: Settings, meta: DeliveryMeta, cap: caps.CapRequest | None
-) -> tuple[DeliveryInfo, bool]:
-    """(row, go): go is False when the answer is already final."""
+    s: Session,
+    store: Store,
+    settings: Settings,
+    meta: DeliveryMeta,
+    cap: caps.CapRequest | None,
+    defer_until: datetime | None = None,
+) -> tuple[DeliveryInfo | Deferred, bool]:
+    """(row, go): go is False when the answer is already final (or deferred)."""
     row = find(s, meta.idempotency_key)
     if row is not None and row.final:
         return row, False
     if row is None:
         if cap is not None:
-            reason = caps.check_and_count(s, store, settings, cap)
-            if reason is not None:
+            denial = caps.check_and_count(s, store, settings, cap)
+            if denial is not None:
+                if defer_until is not None and denial.retry_at <= utc(defer_until):
+                    return Deferred(denial.reason, denial.retry_at), False
+                reason = denial.reason
+                if defer_until is not None:
+                    reason += (
+                        f"; it would be allowed only at {denial.retry_at:%Y-%m-%d %H:%M} UTC, past the longest deferral"
+                    )
                 return _insert(s, meta, "suppressed", reason), False
         return _insert(s, meta, "reserved", None, attempts=1), True
     attempts = row.attempts + 1
@@ -220,11 +242,17 @@ async def deliver(
     cap: caps.CapRequest | None,
     *,
     max_attempts: int = 10,
-) -> DeliveryInfo:
-    """Send ``message`` through ``provider`` at most once per key (see module doc)."""
-    info, go = await asyncio.to_thread(store.transact, lambda s: _reserve(s, store, settings, meta, cap))
-    if not go:
-        return info
+    defer_until: datetime | None = None,
+) -> DeliveryInfo | Deferred:
+    """Send ``message`` through ``provider`` at most once per key (see module
+    doc); ``Deferred`` only when ``defer_until`` is given and a cap allows
+    the send by then."""
+    reserved, go = await asyncio.to_thread(
+        store.transact, lambda s: _reserve(s, store, settings, meta, cap, defer_until)
+    )
+    if not go or isinstance(reserved, Deferred):
+        return reserved
+    info = reserved
     key = meta.idempotency_key
     # attempts > 1: an earlier attempt reserved the key and may have reached
     # the vendor with its answer lost; a reconcilable provider is asked first

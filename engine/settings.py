@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     # Global frequency caps, per user across all journeys; None = no cap.
     cap_per_day: int | None = 2
     cap_per_week: int | None = 5
+    # True: the day and week caps (and ``channel_caps``) count since the
+    # user's local midnight / Monday 00:00 (else the journey's timezone)
+    # instead of the last 24 hours / 7 days.
+    cap_calendar: bool = False
     channel_caps: dict[str, ChannelCap] = Field(default_factory=dict)
     # Channels that are system integrations, not messages a person reads.
     cap_exempt_channels: list[str] = Field(default_factory=lambda: ["webhook"])

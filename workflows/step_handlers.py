@@ -10,6 +10,7 @@ never send or issue twice. This module must stay free of side effects.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -47,6 +48,39 @@ from workflows.waits import sleep_until, wait, wait_event_time, wait_until_time,
 
 
 async def send(run: Run, step: SendStep) -> str:
+    """Quiet hours first, then the send; a send that a frequency cap stops
+    under ``on capped defer`` sleeps until the caps allow it and goes round
+    again (quiet hours and exits are checked anew), until its longest
+    deferral has passed. With ``on capped skip`` (every journey before the
+    policy existed) the loop runs once: the same commands as ever."""
+    policy = step.when_capped or run.inp.ir.when_capped
+    defer_until = None
+    if policy is not None and policy.mode == "defer" and policy.max_delay_seconds:
+        defer_until = workflow.now() + timedelta(seconds=policy.max_delay_seconds)
+    while True:
+        await _hold_for_quiet_hours(run, step)
+        stop_before_effect(run)
+        still_deferrable = defer_until is not None and workflow.now() < defer_until
+        request = _send_request(run, step, defer_until if still_deferrable else None)
+        try:
+            result = await effect(run, names.SEND, SendResult, request)
+        except ActivityError as err:
+            record(run, step.id, "send", "failed", {"reason": f"gave up retrying: {err.cause or err}"})
+            return "next"
+        if result.status == "capped" and result.retry_at is not None:
+            # never a busy loop, whatever the engine answers: at least a minute
+            retry_at = max(result.retry_at, workflow.now() + timedelta(minutes=1))
+            until = retry_at.isoformat()
+            record(
+                run, step.id, "send", "deferred", {"until": until, "reason": result.reason, "channel": result.channel}
+            )
+            await sleep_until(run, retry_at, step.id)
+            continue
+        record(run, step.id, "send", result.status, {"channel": result.channel, "reason": result.reason})
+        return "next"
+
+
+async def _hold_for_quiet_hours(run: Run, step: SendStep) -> None:
     state = run.require_state()
     quiet = run.inp.ir.quiet_hours
     user = None
@@ -58,9 +92,12 @@ async def send(run: Run, step: SendStep) -> str:
         if until is not None:
             record(run, step.id, "send", "deferred", {"until": until.isoformat(), "reason": "quiet hours"})
             await sleep_until(run, until, step.id)
-    stop_before_effect(run)
+
+
+def _send_request(run: Run, step: SendStep, defer_until: datetime | None) -> SendRequest:
+    state = run.require_state()
     limit = run.inp.ir.message_limit
-    request = SendRequest(
+    return SendRequest(
         idempotency_key=run.key(step.id),
         run_key=state.run_key,
         journey_id=run.inp.journey_id,
@@ -76,15 +113,11 @@ async def send(run: Run, step: SendStep) -> str:
         coupon=state.last_coupon,
         journey_limit_count=limit.count if limit else None,
         journey_limit_window_seconds=limit.window_seconds if limit else None,
+        journey_limit_calendar=limit.calendar if limit else None,
+        journey_timezone=run.inp.ir.timezone,
+        defer_until=defer_until,
         now=workflow.now(),
     )
-    try:
-        result = await effect(run, names.SEND, SendResult, request)
-        outcome, detail = result.status, {"channel": result.channel, "reason": result.reason}
-    except ActivityError as err:
-        outcome, detail = "failed", {"reason": f"gave up retrying: {err.cause or err}"}
-    record(run, step.id, "send", outcome, detail)
-    return "next"
 
 
 async def coupon(run: Run, step: CouponStep) -> str:

@@ -7,6 +7,7 @@ for; the integration tests run the real engine activities instead.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from temporalio import activity
 
@@ -36,6 +37,7 @@ class FakeEngine:
     stock: dict[str, int] = field(default_factory=dict)
     transactional: set[str] = field(default_factory=set)
     event_counts: dict[str, int] = field(default_factory=dict)
+    capped_times: dict[str, int] = field(default_factory=dict)
     sends: list[SendRequest] = field(default_factory=list)
     coupons: list[CouponRequest] = field(default_factory=list)
     records: list[StepRecord] = field(default_factory=list)
@@ -82,9 +84,28 @@ class FakeEngine:
     async def send(self, req: SendRequest) -> SendResult:
         if req.idempotency_key in self.sent:
             return self.sent[req.idempotency_key]
+        capped = self._capped(req)
+        if capped is not None and capped.status == "capped":
+            return capped  # nothing recorded: the same key asks again later
         self.sends.append(req)
-        self.sent[req.idempotency_key] = result = self._send(req)
+        self.sent[req.idempotency_key] = result = capped or self._send(req)
         return result
+
+    def _capped(self, req: SendRequest) -> SendResult | None:
+        """``capped_times[template]`` answers: capped (retry in an hour) while
+        the send may be deferred, as many times as given; then it goes."""
+        left = self.capped_times.get(req.template, 0)
+        if left <= 0:
+            return None
+        self.capped_times[req.template] = left - 1
+        if req.defer_until is None:
+            return SendResult(status="suppressed", channel=req.channels[0], reason="frequency cap (fake)")
+        return SendResult(
+            status="capped",
+            channel=req.channels[0],
+            reason="frequency cap (fake)",
+            retry_at=req.now + timedelta(hours=1),
+        )
 
     def _send(self, req: SendRequest) -> SendResult:
         if req.holdout:

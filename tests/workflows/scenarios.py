@@ -69,6 +69,18 @@ EVERY_STEP = journey(
     """
 )
 
+# A send a frequency cap stops twice under `on capped defer`, then sent (the
+# fake engine answers "capped, retry in an hour"), and one that skips (v8 on).
+CAP_DEFER = journey(
+    """
+    journey "cap-defer"
+      on capped defer up to 1d
+      exit when event unsubscribed
+      send sms "promo"
+      send sms "later" on capped skip
+    """
+)
+
 SCENARIOS: dict[str, Scenario] = {
     "every_step": Scenario(
         input=_input(EVERY_STEP, "u1"),
@@ -79,5 +91,9 @@ SCENARIOS: dict[str, Scenario] = {
             UserEvent(id="o2", name="order_paid", properties={"paid_at": "2027-01-20"}),
         ],
         engine_kwargs={"stock": {"new_user": 0}, "attributes": {"u1": {"term_start": "2027-03-01"}}},
+    ),
+    "cap_defer": Scenario(
+        input=_input(CAP_DEFER, "u1"),
+        engine_kwargs={"capped_times": {"promo": 2, "later": 1}},
     ),
 }

@@ -271,3 +271,52 @@ async def test_if_on_event_counts_stage_and_attributes(ts_env):
         ("shanghai", "city"),
         ("nobody", "other"),
     ]
+
+
+async def test_a_capped_send_defers_goes_round_and_skips_when_told(ts_env):
+    engine = FakeEngine(capped_times={"promo": 2, "later": 1})
+    ir = journey(
+        """
+        journey "capped"
+          on capped defer up to 1d
+          send sms "promo"
+          send sms "later" on capped skip
+        """
+    )
+    async with build_worker(ts_env.client, engine.all(), TQ):
+        handle = await start(ts_env, ir)
+        assert await handle.result() == "completed"
+    promo, later = ir.steps
+    # asked three times with the same key: capped, capped, sent — an hour apart
+    asked = [s for s in engine.sends if s.node_id == promo.id]
+    assert len(asked) == 1 and engine.sent[asked[0].idempotency_key].status == "sent"
+    assert asked[0].defer_until is not None
+    deferred = [r for r in engine.records if r.outcome == "deferred"]
+    assert [r.node_id for r in deferred] == [promo.id, promo.id]
+    assert all(r.detail["reason"] == "frequency cap (fake)" for r in deferred)
+    outcomes = [(r.node_id, r.outcome) for r in engine.records if r.kind == "send"]
+    assert outcomes[-2:] == [(promo.id, "sent"), (later.id, "suppressed")]
+    [later_req] = [s for s in engine.sends if s.node_id == later.id]
+    assert later_req.defer_until is None  # the send's own skip wins over the header's defer
+    # the deadline stays the one set when the send was reached: two hours on, 22h were left
+    left = asked[0].defer_until - asked[0].now
+    assert timedelta(hours=21, minutes=59) < left <= timedelta(hours=22)
+
+
+async def test_a_deferral_never_outlives_its_longest_delay(ts_env):
+    engine = FakeEngine(capped_times={"promo": 100})  # capped forever
+    ir = journey(
+        """
+        journey "capped"
+          on capped defer up to 3h
+          send sms "promo"
+        """
+    )
+    async with build_worker(ts_env.client, engine.all(), TQ):
+        handle = await start(ts_env, ir)
+        assert await handle.result() == "completed"
+    deferred = [r for r in engine.records if r.outcome == "deferred"]
+    assert len(deferred) == 3  # +1h, +2h, +3h; at +3h the deferral is over
+    [final] = [s for s in engine.sends]
+    assert final.defer_until is None
+    assert engine.sent[final.idempotency_key].status == "suppressed"
