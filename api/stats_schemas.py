@@ -22,6 +22,7 @@ class NodeStatsOut(Out):
     pending: int
     suppressed: int
     failed: int
+    retrying: int = Field(description="Sends whose last attempt failed and that are being retried now")
     outcomes: dict[str, int]
 
 

@@ -28,6 +28,7 @@ class NodeRow:
     pending: int
     suppressed: int
     failed: int
+    retrying: int = 0  # sends whose last attempt failed, being retried now
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
@@ -69,6 +70,7 @@ def node_rows(ir: Journey, counts: dict[str, NodeStats], waiting: dict[str, int]
                 pending=c.pending,
                 suppressed=c.suppressed,
                 failed=c.failed,
+                retrying=c.retrying,
                 outcomes=dict(c.outcomes),
             )
         )

@@ -44,6 +44,7 @@ class NodeStats:
     pending: int = 0
     suppressed: int = 0
     failed: int = 0
+    retrying: int = 0  # sends reserved whose last attempt failed: being retried now
     outcomes: dict[str, int] = field(default_factory=dict)  # outcome -> distinct runs
 
 
@@ -80,7 +81,8 @@ def node_counts(store: Store, journey_id: str, version: int | None = None) -> di
         entered_q = select(StepRecord.node_id, func.count(distinct(StepRecord.run_key))).where(
             StepRecord.journey_id == journey_id
         )
-        dq = select(Delivery.node_id, Delivery.status, func.count()).where(Delivery.journey_id == journey_id)
+        errored = Delivery.last_error.is_not(None)
+        dq = select(Delivery.node_id, Delivery.status, errored, func.count()).where(Delivery.journey_id == journey_id)
         if version is not None:
             q = q.where(StepRecord.version == version)
             entered_q = entered_q.where(StepRecord.version == version)
@@ -94,12 +96,14 @@ def node_counts(store: Store, journey_id: str, version: int | None = None) -> di
                 stats.waiting += int(n)
         for node_id, n in s.execute(entered_q.group_by(StepRecord.node_id)):
             node(node_id).entered = int(n)
-        for node_id, status, n in s.execute(dq.group_by(Delivery.node_id, Delivery.status)):
+        for node_id, status, has_error, n in s.execute(dq.group_by(Delivery.node_id, Delivery.status, errored)):
             if node_id is None:
                 continue
             stats = node(node_id)
             if status in ("sent", "pending", "suppressed", "failed"):
                 setattr(stats, status, getattr(stats, status) + int(n))
+            elif status == "reserved" and has_error:  # without an error it is simply in flight
+                stats.retrying += int(n)
         return out
 
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from engine import ledger, merges, run_signals, runs
+from engine import ledger, merges, run_signals, runs, stats
 from engine.activities import JourneyActivities
 from engine.channels.base import ProviderResult
 from engine.events import ingest_event, link_identities
@@ -95,7 +95,10 @@ def test_a_send_being_retried_shows_its_attempts_and_last_error_and_counts_as_re
         assert item.status == "retrying" and item.reason is not None and "failed: vendor timeout" in item.reason
     assert item.detail["attempts"] == 2
     assert ledger.retrying(store, "j1") == {"n1": 1}
+    assert stats.node_counts(store, "j1")["n1"].retrying == 1  # the journey's numbers count it too
     assert asyncio.run(activities.send(send_req("k1", uid))).status == "sent"
     (item,) = [i for i in user_timeline(store, uid) if i.kind == "delivery"]
     assert (item.status, item.summary) == ("sent", "sms · promo: sent after 3 attempts")
     assert ledger.retrying(store, "j1") == {}
+    counted = stats.node_counts(store, "j1")["n1"]
+    assert (counted.retrying, counted.sent) == (0, 1)
