@@ -49,12 +49,22 @@ _END_STATE = select(_RUNS.c.ended_at, _RUNS.c.outcome, _RUNS.c.converted_at).whe
 )
 _SET = update(_RUNS).where(_RUNS.c.run_key == bindparam("key"))
 _STORED_STEPS = select(
-    _STEPS.c.run_key, _STEPS.c.seq, _STEPS.c.node_id, _STEPS.c.kind, _STEPS.c.outcome, _STEPS.c.at
+    _STEPS.c.id,
+    _STEPS.c.run_key,
+    _STEPS.c.seq,
+    _STEPS.c.node_id,
+    _STEPS.c.kind,
+    _STEPS.c.outcome,
+    _STEPS.c.variant,
+    _STEPS.c.at,
+    _STEPS.c.detail,
 ).where(
     _STEPS.c.run_key.in_(bindparam("run_keys", expanding=True)),
     _STEPS.c.seq.in_(bindparam("seqs", expanding=True)),
 )
 _INSERT_STEPS = insert(_STEPS)
+_REWRITE_STEP = update(_STEPS).where(_STEPS.c.id == bindparam("step_id"))
+_REWRITTEN = ("node_id", "kind", "outcome", "variant", "at", "detail")
 _VARIANT_AND_CONVERSION = select(_RUNS.c.run_key, _RUNS.c.variant, _RUNS.c.converted_at).where(
     _RUNS.c.run_key.in_(bindparam("run_keys", expanding=True))
 )
@@ -154,8 +164,8 @@ def end(
 
 
 def record_steps(store: Store, records: Iterable[contracts.StepRecord]) -> int:
-    """Insert step records, ignoring ones already stored (same run, seq, node,
-    kind, outcome and time). Also keeps ``runs.variant`` and ``runs.converted_at`` in
+    """Store step records: one per (run, seq), the last written (see
+    ``add_steps``). Also keeps ``runs.variant`` and ``runs.converted_at`` in
     step with "split" and "goal" records. Returns how many were new."""
     batch = list(records)
     if not batch:
@@ -167,41 +177,64 @@ def _natural_key(run_key: str, seq: int, node_id: str, kind: str, outcome: str, 
     return (run_key, seq, node_id, kind, outcome, utc(at))
 
 
+def _step_row(rec: contracts.StepRecord) -> dict[str, Any]:
+    return {
+        "run_key": rec.run_key,
+        "seq": rec.seq,
+        "journey_id": rec.journey_id,
+        "version": rec.version,
+        "user_id": rec.user_id,
+        "node_id": rec.node_id,
+        "kind": rec.kind,
+        "outcome": rec.outcome,
+        "variant": rec.variant,
+        "at": utc(rec.at),
+        "detail": dict(rec.detail or {}),
+    }
+
+
 def add_steps(session: Session, records: Iterable[contracts.StepRecord]) -> int:
     """``record_steps`` inside an open write transaction: one SELECT of the
-    natural keys already stored for the batch's runs and seqs, one bulk INSERT
-    of the rest, one Run lookup for all of the batch's runs. Idempotent (the
-    unique natural key backs it: a concurrent duplicate makes the INSERT fail,
-    and ``Store.transact`` retries the whole unit, which then skips it)."""
+    records already stored for the batch's runs and seqs, one bulk INSERT of
+    the new ones, one Run lookup for all of the batch's runs.
+
+    A run's records (seq 1, 2, …) are one per (run, seq), the last written:
+    the same local activity run twice writes the same rows (a no-op), and a
+    workflow task retried from its start (a signal arrived as it completed)
+    writes its seqs again at its own ``workflow.now()``, perhaps with another
+    outcome, and is what the run went on from, so it replaces the stored row.
+    seq 0 is the engine's (``engine.merges``), kept apart by the natural key.
+    A concurrent duplicate makes the INSERT fail on the unique index, and
+    ``Store.transact`` retries the whole unit, which then finds it."""
     batch = list(records)
     if not batch:
         return 0
     run_keys = list(dict.fromkeys(r.run_key for r in batch))
     seqs = list(dict.fromkeys(r.seq for r in batch))
-    stored = {_natural_key(*row) for row in session.execute(_STORED_STEPS, {"run_keys": run_keys, "seqs": seqs})}
-    rows: list[dict[str, Any]] = []
+    found = list(session.execute(_STORED_STEPS, {"run_keys": run_keys, "seqs": seqs}))
+    by_seq = {(r.run_key, r.seq): r for r in found if r.seq > 0}
+    natural = {_natural_key(r.run_key, r.seq, r.node_id, r.kind, r.outcome, r.at) for r in found if r.seq <= 0}
+    new: dict[tuple[str, int], dict[str, Any]] = {}  # the last of the batch per (run, seq)
+    engine_rows: list[dict[str, Any]] = []
+    rewrites: list[dict[str, Any]] = []
     for rec in batch:
-        key = _natural_key(rec.run_key, rec.seq, rec.node_id, rec.kind, rec.outcome, rec.at)
-        if key in stored:
+        row = _step_row(rec)
+        if rec.seq <= 0:
+            key = _natural_key(rec.run_key, rec.seq, rec.node_id, rec.kind, rec.outcome, rec.at)
+            if key not in natural:
+                natural.add(key)
+                engine_rows.append(row)
             continue
-        stored.add(key)  # the same record twice in one batch is stored once
-        rows.append(
-            {
-                "run_key": rec.run_key,
-                "seq": rec.seq,
-                "journey_id": rec.journey_id,
-                "version": rec.version,
-                "user_id": rec.user_id,
-                "node_id": rec.node_id,
-                "kind": rec.kind,
-                "outcome": rec.outcome,
-                "variant": rec.variant,
-                "at": key[5],
-                "detail": dict(rec.detail or {}),
-            }
-        )
+        old = by_seq.get((rec.run_key, rec.seq))
+        if old is None:
+            new[(rec.run_key, rec.seq)] = row
+        elif any(_stored_value(old, name) != row[name] for name in _REWRITTEN):
+            rewrites.append({"step_id": old.id, **{name: row[name] for name in _REWRITTEN}})
+    rows = [*new.values(), *engine_rows]
     if rows:
         session.execute(_INSERT_STEPS, rows)
+    if rewrites:
+        session.execute(_REWRITE_STEP, rewrites)
     if any(rec.variant or rec.kind == "goal" for rec in batch):
         found = {
             r.run_key: {"variant": r.variant, "converted_at": r.converted_at}
@@ -220,3 +253,12 @@ def add_steps(session: Session, records: Iterable[contracts.StepRecord]) -> int:
                 session.execute(_SET.values(**values), {"key": rec.run_key})
                 run.update(values)
     return len(rows)
+
+
+def _stored_value(row: Any, name: str) -> Any:
+    value = getattr(row, name)
+    if name == "at":
+        return utc(value)
+    if name == "detail":
+        return dict(value or {})
+    return value

@@ -50,7 +50,7 @@ def read_case(
 ) -> CaseResult:
     graph = build_graph(ir)
     items = user_timeline(store, user_id, journey_id=journey_id, limit=TIMELINE_LIMIT)
-    steps = _committed([i for i in items if i.kind == "step"])
+    steps = [i for i in items if i.kind == "step"]  # one per (run, seq): engine.runs.add_steps
     entries = [_step_entry(graph.nodes, ir, item, start) for item in steps]
     entries = [e for e in entries if e is not None]
     entries += [
@@ -206,20 +206,6 @@ def _messages(items: list[TimelineItem], outbox: Outbox) -> list[Message]:
             )
         )
     return out
-
-
-def _committed(steps: list[TimelineItem]) -> list[TimelineItem]:
-    """One record per (run, seq): the last written. A workflow task that
-    failed after its local activity wrote the step records (a signal arrived
-    while it completed: ``UNHANDLED_COMMAND``) is retried from its start, and
-    the retry writes the same records again at its own ``workflow.now()``,
-    which the store's natural key (it includes ``at``) keeps as new rows;
-    the retry's are the ones the run went on from."""
-    last: dict[tuple[str, int], int] = {}
-    for index, item in enumerate(steps):
-        last[(str(item.detail.get("run_key")), item.order[0])] = index
-    keep = set(last.values())
-    return [item for index, item in enumerate(steps) if index in keep]
 
 
 def _visits(steps: list[TimelineItem]) -> tuple[dict[str, int], dict[str, list[str]]]:

@@ -329,6 +329,20 @@ class StepRecord(Base):
         # seq (per run, increasing) keeps a loop's repeated visits at the same
         # instant apart; the rest makes a retried batch a no-op.
         UniqueConstraint("run_key", "seq", "node_id", "kind", "outcome", "at", name="uq_step_records_natural"),
+        # One record per step of a run: a workflow task retried after its local
+        # activity wrote the records (a signal came in: UNHANDLED_COMMAND)
+        # writes the same seqs again at its own ``workflow.now()``, which the
+        # natural key above, holding ``at``, took for new records. The run's
+        # own records count from 1; seq 0 is the engine's (a merge's
+        # ended/kept records, several per run), so they stay out (0007).
+        Index(
+            "uq_step_records_run_seq",
+            "run_key",
+            "seq",
+            unique=True,
+            sqlite_where=text("seq > 0"),
+            postgresql_where=text("seq > 0"),
+        ),
         Index("ix_step_records_journey_node", "journey_id", "version", "node_id"),
         Index("ix_step_records_user_at", "user_id", "at"),
     )

@@ -70,20 +70,17 @@ def test_duplicate_in_one_batch_is_stored_once(store: Store) -> None:
     assert len(stored(store)) == 2
 
 
-def test_natural_key_tells_records_apart(store: Store) -> None:
-    # same seq, different node / outcome / time: all distinct records
-    batch = [
-        rec(1),
-        rec(1, node="m"),
-        rec(1, outcome="event"),
-        rec(1, at=NOW + timedelta(microseconds=1)),
-        rec(1, run_key="r2"),
-    ]
-    assert runs.record_steps(store, batch) == 5
-    assert runs.record_steps(store, list(reversed(batch))) == 0
+def test_one_record_per_run_and_seq_the_last_written(store: Store) -> None:
+    # a workflow task retried from its start writes its seqs again, at its own
+    # time and perhaps with another outcome: the retry's is what the run did
+    assert runs.record_steps(store, [rec(1), rec(1, run_key="r2"), rec(2)]) == 3
+    retried = [rec(1, outcome="event", at=NOW + timedelta(microseconds=1)), rec(2, node="m")]
+    assert runs.record_steps(store, retried) == 0
+    assert stored(store) == [("r1", 1, "n", "event"), ("r2", 1, "n", "waiting"), ("r1", 2, "m", "waiting")]
     # the time is compared as an instant, whatever its time zone
-    shifted = rec(1).model_copy(update={"at": (NOW + timedelta(seconds=1)).astimezone(timezone_plus_8())})
+    shifted = retried[0].model_copy(update={"at": retried[0].at.astimezone(timezone_plus_8())})
     assert runs.record_steps(store, [shifted]) == 0
+    assert len(stored(store)) == 3
 
 
 def timezone_plus_8():  # noqa: ANN201
