@@ -31,6 +31,7 @@ from api.keyring import KeyRing
 from api.logs import setup_logging
 from api.metrics import Metrics
 from api.routes import ROUTERS
+from api.routes import simulate as simulate_routes
 from api.schemas import ProblemOut
 from api.settings import ApiSettings, as_api_settings
 from engine import catalog
@@ -180,6 +181,7 @@ def create_app(
     openapi_doc.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(simulate_routes.router)
     app.add_middleware(LoginOriginGuard)
     app.add_middleware(BodyLimits, state=state)
     app.add_middleware(_Plumbing, state=state)  # added last: the outermost
