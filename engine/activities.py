@@ -39,7 +39,7 @@ from contracts.activities import (
     UserSnapshot,
     UserSnapshotRequest,
 )
-from engine import caps, coupons, identity, ledger, merges, run_signals, runs
+from engine import caps, coupons, identity, ledger, merges, replays, run_signals, runs
 from engine.channels.base import ChannelProvider, OutboundMessage
 from engine.consent import UNKNOWN_USER, reach, reachable_channels
 from engine.derived import derive
@@ -270,12 +270,14 @@ class JourneyActivities:
         )
         if isinstance(plan, _Decision):
             meta = _with_channel(meta, plan.channel)
-            return _result(await asyncio.to_thread(ledger.record, self.store, meta, plan.status, plan.reason))
+            decided = await asyncio.to_thread(ledger.record, self.store, meta, plan.status, plan.reason)
+            return await self._settled(decided, req, transactional=False, timezone=None)
         meta = replace(meta, channel=plan.channel, address_hash=plan.address_hash)
         provider = self.providers.get(plan.channel)
         if provider is None:
             reason = f"no provider configured for channel {plan.channel}"
-            return _result(await asyncio.to_thread(ledger.record, self.store, meta, "failed", reason))
+            decided = await asyncio.to_thread(ledger.record, self.store, meta, "failed", reason)
+            return await self._settled(decided, req, transactional=plan.transactional, timezone=plan.timezone)
         message = OutboundMessage(
             idempotency_key=req.idempotency_key,
             user_id=uid,
@@ -307,12 +309,24 @@ class JourneyActivities:
                 message,
                 cap,
                 max_attempts=self.settings.send_max_attempts,
+                retry_deadline=timedelta(seconds=self.settings.send_retry_deadline(plan.channel)),
                 defer_until=req.defer_until,
             )
         except ledger.RetryableSendError as exc:
             raise ApplicationError(str(exc), type="RetryableSendError") from exc
         if isinstance(info, ledger.Deferred):
             return SendResult(status="capped", channel=plan.channel, reason=info.reason, retry_at=info.retry_at)
+        return await self._settled(info, req, transactional=plan.transactional, timezone=plan.timezone)
+
+    async def _settled(
+        self, info: ledger.DeliveryInfo, req: SendRequest, *, transactional: bool, timezone: str | None
+    ) -> SendResult:
+        """The run's answer; a failed send keeps its request so it can be
+        replayed (``engine.replays``). One more write, on failures only."""
+        if info.status == "failed":
+            await asyncio.to_thread(
+                replays.keep, self.store, info.idempotency_key, req, transactional=transactional, timezone=timezone
+            )
         return _result(info)
 
     def _prepare(
@@ -362,7 +376,12 @@ class JourneyActivities:
         ids = identity.identities_of(s, uid) if user else {}
         user_reach = reach(s, uid, ids) if user else UNKNOWN_USER
         if forced_channel is not None:
+            # a reserved (or replayed) send keeps its channel, but consent is
+            # read again: an opt-out since the first attempt stops it
             channel = forced_channel
+            blocked = user_reach.why_not(channel)
+            if blocked is not None:
+                return _Decision("suppressed", blocked, channel)
         elif req.best_of:
             usable = user_reach.reachable(req.channels)
             if not usable:

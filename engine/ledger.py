@@ -12,14 +12,16 @@ activity retries and workflow replays). ``deliver``:
    crash between the vendor's answer and step 4 is de-duplicated there);
 4. records the outcome. Retryable provider failures leave the reservation in
    place and raise ``RetryableSendError`` so Temporal retries with the same
-   key; after ``max_attempts`` the send is recorded as failed instead.
+   key; once the channel's retry deadline has passed since the first attempt
+   (or after ``max_attempts``) the send is recorded as failed instead, and a
+   failed send can be replayed later with the same key (``engine.replays``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -101,7 +103,7 @@ _SETTLE = (
 
 def _insert(session: Session, meta: DeliveryMeta, status: str, reason: str | None, attempts: int = 0) -> DeliveryInfo:
     now = utcnow()
-    info = DeliveryInfo(new_id(), meta.idempotency_key, status, meta.channel, reason, None, attempts)
+    info = DeliveryInfo(new_id(), meta.idempotency_key, status, meta.channel, reason, None, attempts, now)
     session.execute(
         _INSERT,
         {
@@ -241,7 +243,8 @@ async def deliver(
     message: OutboundMessage,
     cap: caps.CapRequest | None,
     *,
-    max_attempts: int = 10,
+    max_attempts: int | None = None,
+    retry_deadline: timedelta = timedelta(hours=6),
     defer_until: datetime | None = None,
 ) -> DeliveryInfo | Deferred:
     """Send ``message`` through ``provider`` at most once per key (see module
@@ -261,22 +264,36 @@ async def deliver(
     try:
         result = await send_once(provider, message, earlier_attempt_at=earlier)
     except Exception as exc:  # noqa: BLE001 - network errors etc.: unknown outcome, retry with the same key
-        return await _retry_or_fail(store, info, key, f"{type(exc).__name__}: {exc}", max_attempts)
+        return await _retry_or_fail(store, info, key, f"{type(exc).__name__}: {exc}", max_attempts, retry_deadline)
     if result.status in ("sent", "pending"):
         return await asyncio.to_thread(_finish, store, key, result.status, None, result.provider_message_id)
     reason = result.error or "provider failed"
     if result.retryable:
-        return await _retry_or_fail(store, info, key, reason, max_attempts)
+        return await _retry_or_fail(store, info, key, reason, max_attempts, retry_deadline)
     return await asyncio.to_thread(_finish, store, key, "failed", reason, result.provider_message_id)
 
 
-async def _retry_or_fail(store: Store, info: DeliveryInfo, key: str, reason: str, max_attempts: int) -> DeliveryInfo:
+async def _retry_or_fail(
+    store: Store, info: DeliveryInfo, key: str, reason: str, max_attempts: int | None, deadline: timedelta
+) -> DeliveryInfo:
+    """Retry (raise) until the deadline since the first attempt has passed or
+    the attempts run out; then the send is failed, saying how long it tried."""
     await asyncio.to_thread(_note_error, store, key, reason)
-    if info.attempts >= max_attempts:
-        return await asyncio.to_thread(
-            _finish, store, key, "failed", f"gave up after {info.attempts} attempts: {reason}", None
-        )
+    started = utc(info.created_at) if info.created_at is not None else utcnow()
+    tried_for = utcnow() - started
+    if tried_for >= deadline or (max_attempts is not None and info.attempts >= max_attempts):
+        why = f"gave up after {info.attempts} attempts over {_duration(tried_for)}: {reason}"
+        return await asyncio.to_thread(_finish, store, key, "failed", why, None)
     raise RetryableSendError(reason)
+
+
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
 
 
 def _note_error(store: Store, key: str, reason: str) -> None:

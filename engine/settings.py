@@ -9,11 +9,16 @@ use ``__``: ``JOURNEYS_DERIVED__ACTIVE_DAYS=14``; dicts and lists take JSON:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.channels.config import ChannelsConfig
+
+# The longest a send may keep retrying a failing vendor (a day); the
+# interpreter gives a side effect a little more before it gives up itself.
+MAX_SEND_RETRY_SECONDS = 24 * 3600
 
 
 class ChannelCap(BaseModel):
@@ -82,6 +87,20 @@ class Settings(BaseSettings):
     channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
 
     coupon_code_prefix: str = "JC"
-    # A send whose provider keeps failing retryably is recorded as failed after
-    # this many activity attempts (instead of staying reserved forever).
-    send_max_attempts: int = 10
+    # A send whose provider keeps failing retryably (timeouts, 5xx, throttling)
+    # is retried, with the same key, until this long after its first attempt,
+    # then recorded as failed with the reason (and can be replayed:
+    # ``engine.replays``). Per channel in ``send_retry_deadlines`` (seconds);
+    # at most ``MAX_SEND_RETRY_SECONDS``, below the interpreter's own bound
+    # on a side effect (``workflows.activity_options.SIDE_EFFECT_DEADLINE``).
+    # A vendor outage of an hour no longer fails its messages for good.
+    send_retry_deadline_seconds: int = Field(default=6 * 3600, ge=0, le=MAX_SEND_RETRY_SECONDS)
+    send_retry_deadlines: dict[str, Annotated[int, Field(ge=0, le=MAX_SEND_RETRY_SECONDS)]] = Field(
+        default_factory=dict
+    )
+    # Also stop after this many attempts (None: the deadline alone decides).
+    send_max_attempts: int | None = Field(default=None, ge=1)
+
+    def send_retry_deadline(self, channel: str | None) -> int:
+        """Seconds a send on ``channel`` keeps retrying."""
+        return self.send_retry_deadlines.get(channel or "", self.send_retry_deadline_seconds)

@@ -25,7 +25,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from engine import eventloop, ledger
+from engine import eventloop, ledger, replays
 from engine.activities import JourneyActivities
 from engine.broadcast_activities import BroadcastActivities
 from engine.channels import build_providers
@@ -82,6 +82,7 @@ async def run_worker(settings: Settings, client: Client | None = None, stop: asy
     )
     stop = stop or asyncio.Event()
     poller = asyncio.create_task(poll_pending_sends(activities, stop, PENDING_POLL_SECONDS))
+    replayer = asyncio.create_task(replay_failed_sends(activities, stop, REPLAY_POLL_SECONDS))
     try:
         async with worker:
             log.info("worker polling task queue %s", settings.task_queue)
@@ -89,6 +90,7 @@ async def run_worker(settings: Settings, client: Client | None = None, stop: asy
     finally:
         stop.set()
         await poller
+        await replayer
 
 
 PENDING_POLL_SECONDS = 60.0
@@ -105,6 +107,24 @@ async def poll_pending_sends(activities: JourneyActivities, stop: asyncio.Event,
                 log.info("settled %d pending sends", changed)
         except Exception:  # noqa: BLE001 - a bad round must not stop the worker
             log.exception("polling pending sends failed; will retry")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)
+
+
+REPLAY_POLL_SECONDS = 5.0
+
+
+async def replay_failed_sends(activities: JourneyActivities, stop: asyncio.Event, every: float) -> None:
+    """Send the failed sends an operator asked to replay (``engine.replays``):
+    a few seconds after the request, each claimed by one worker at a time."""
+    while not stop.is_set():
+        try:
+            tried = await replays.drain(activities)
+            if tried:
+                log.info("replayed %d failed sends", tried)
+                continue  # more may be waiting: no pause while a backlog drains
+        except Exception:  # noqa: BLE001 - a bad round must not stop the worker
+            log.exception("replaying failed sends failed; will retry")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=every)
 

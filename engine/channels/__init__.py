@@ -71,7 +71,7 @@ outbox (demo)    exactly-once        records each key once, across restarts.
 .. [1] When the vendor can be asked. While it cannot — the query fails, or
    the attempt is younger than ``reconcile_settle_s`` (a request the client
    gave up on may still be processed) — nothing is sent and the step is
-   retried; if that lasts ``send_max_attempts`` the delivery is recorded
+   retried; if that lasts past the channel's ``send_retry_deadline`` the delivery is recorded
    failed: at-most-once rather than twice.
 .. [2] Except between two deliveries of the very same text to the same
    recipient in the window, which WeCom's lists cannot tell apart

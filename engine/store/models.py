@@ -247,6 +247,9 @@ class Delivery(Base):
     # SHA-256 of channel and address: the same step never reaches one address
     # twice through two runs of a person merged meanwhile (``engine.merges``).
     address_hash: Mapped[str | None] = mapped_column(String(64))
+    # The send request (JSON) of a failed send, kept so an operator can replay
+    # it with the same key (``engine.replays``); None for every other row.
+    replay_request: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime]  # workflow time of the send
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
