@@ -109,9 +109,10 @@ def node_deliveries(
         return [DeliveryRow(r.at, r.user_id, r.channel, r.template, r.status, r.reason) for r in rows]
 
 
-def node_outcomes(store: Store, journey_id: str, node_id: str, version: int | None = None) -> dict[str, int]:
-    counts = stats.node_counts(store, journey_id, version).get(stats_node_id(node_id))
-    return dict(counts.outcomes) if counts else {}
+def node_stats(store: Store, journey_id: str, node_id: str, version: int | None = None) -> stats.NodeStats:
+    """One node's numbers (outcomes, failed sends…), zeros when it has none."""
+    step = stats_node_id(node_id)
+    return stats.node_counts(store, journey_id, version).get(step) or stats.NodeStats(node_id=step)
 
 
 @dataclass(frozen=True)

@@ -198,7 +198,9 @@ async def node_panel(
     if panel.waiting_source == "store":
         panel.waiting = await asyncio.to_thread(views.waiting_users_store, store, journey_id, node_id, limit, version)
     panel.deliveries = await asyncio.to_thread(views.node_deliveries, store, journey_id, node_id, limit, version)
-    panel.outcomes = await asyncio.to_thread(views.node_outcomes, store, journey_id, node_id, version)
+    numbers = await asyncio.to_thread(views.node_stats, store, journey_id, node_id, version)
+    panel.outcomes, panel.failed = dict(numbers.outcomes), numbers.failed
+    panel.can_replay = principal.can("operator")
     return JSONResponse(panel.as_json(), headers={"Cache-Control": "no-store"})
 
 

@@ -49,6 +49,8 @@ class NodePanel:
     waiting: list[str] = field(default_factory=list)
     deliveries: list[DeliveryRow] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
+    failed: int = 0  # failed sends of the node (of the version): what a replay would retry
+    can_replay: bool = False  # the signed-in key may replay them (operators: a replay sends messages)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +71,8 @@ class NodePanel:
                 for d in self.deliveries
             ],
             "outcomes": self.outcomes,
+            "failed": self.failed,
+            "can_replay": self.can_replay,
         }
 
 

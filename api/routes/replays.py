@@ -1,6 +1,7 @@
 """Replaying a journey's failed sends (``engine.replays``): the operator's
 answer to a vendor outage that outlasted the retry deadline, or a broken
-template fixed since. Admins only: a replay sends messages."""
+template fixed since. Operators and admins, as for pausing or resuming a
+journey: a replay sends messages."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Admin, SettingsDep, StoreDep, admin
+from api.deps import Operator, SettingsDep, StoreDep, operator
 from api.lookups import journey_or_404
 from engine import replays
 
-router = APIRouter(prefix="/v1/journeys", tags=["deliveries"], dependencies=[Depends(admin)])
+router = APIRouter(prefix="/v1/journeys", tags=["deliveries"], dependencies=[Depends(operator)])
 
 
 class ReplayIn(BaseModel):
@@ -37,7 +38,9 @@ class ReplayOut(BaseModel):
     response_model=ReplayOut,
     summary="Replay a journey's failed sends with their original idempotency keys",
 )
-async def replay_failed(journey_id: str, body: ReplayIn, store: StoreDep, settings: SettingsDep, _: Admin) -> ReplayOut:
+async def replay_failed(
+    journey_id: str, body: ReplayIn, store: StoreDep, settings: SettingsDep, _: Operator
+) -> ReplayOut:
     await journey_or_404(store, journey_id)
     done = await asyncio.to_thread(
         replays.request, store, settings, journey_id, node_id=body.node_id, version=body.version, limit=body.limit

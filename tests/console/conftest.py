@@ -93,7 +93,7 @@ class LiveStack:
 
     async def _main(self) -> None:
         from engine.temporal import start_dev_server
-        from runtime.worker import build_activities, build_worker
+        from runtime.worker import build_activities, build_worker, replay_failed_sends
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
@@ -110,6 +110,8 @@ class LiveStack:
             self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
             server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
             async with build_worker(env.client, activities.all(), self.settings.task_queue):
+                # as the real worker does: failed sends an operator replays go out
+                replayer = asyncio.create_task(replay_failed_sends(activities, self._stop, 0.2))
                 serving = asyncio.create_task(server.serve(sockets=[sock]))
                 for _ in range(600):
                     if server.started or serving.done():
@@ -122,6 +124,7 @@ class LiveStack:
                 await self._stop.wait()
                 server.should_exit = True
                 await serving
+                await replayer
             self.store.dispose()
         finally:
             await env.shutdown()

@@ -14,6 +14,7 @@ class Receiver:
     def __init__(self) -> None:
         self.posts: list[tuple[str, dict]] = []
         self.lock = threading.Lock()
+        self.down = False  # True: an outage, every POST answers 503 (recorded all the same)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -22,9 +23,10 @@ class Receiver:
                 key = self.headers.get("Idempotency-Key", "")
                 with receiver.lock:
                     receiver.posts.append((key, json.loads(body or b"{}")))
-                payload = json.dumps({"id": key}).encode()
+                    down = receiver.down
+                payload = json.dumps({"id": key} if not down else {"error": "outage"}).encode()
                 try:
-                    self.send_response(200)
+                    self.send_response(503 if down else 200)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()

@@ -116,8 +116,39 @@
                 el("td", {}, (d.channel || "–") + " " + (d.template || "")),
                 el("td", {}, d.status + (d.reason ? " (" + d.reason + ")" : ""))))))
         : el("p", { class: "muted small" }, "No messages from this step."),
+      p.failed && p.can_replay ? replayControl(p, nodeId, g) : null,
     );
     panel.focus({ preventScroll: true });
+  }
+
+  /* A step's failed sends (a vendor outage past the retry deadline, a template
+     fixed since) sent again with their original keys, after a confirmation. */
+  function replayControl(p, nodeId, g) {
+    const noun = p.failed === 1 ? "send" : "sends";
+    const out = el("p", { class: "small", id: "replay-result", "aria-live": "polite" });
+    const button = el("button", { type: "button", class: "danger", id: "replay-failed" },
+      "Replay " + number(p.failed) + " failed " + noun);
+    button.addEventListener("click", async () => {
+      if (!window.confirm("Send the " + number(p.failed) + " failed " + noun + " of this step again? " +
+          "Each goes once more, with its original key, if the caps and the user's consent allow it now.")) return;
+      button.disabled = true;
+      const body = { node_id: p.node_id };
+      if (version) body.version = Number(version);
+      const result = await api("POST", "/v1/journeys/" + encodeURIComponent(id) + "/deliveries/replay", body);
+      if (!result.ok) {
+        button.disabled = false;
+        Console.fill(out, el("span", { class: "error" }, Console.problem(result)));
+        return;
+      }
+      const r = result.data;
+      const parts = [number(r.requested) + " marked for replay: they go within seconds"];
+      if (r.capped) parts.push(number(r.capped) + " stopped by a frequency cap now");
+      if (r.not_replayable) parts.push(number(r.not_replayable) + " cannot be replayed (recorded before replays)");
+      if (r.more) parts.push("more remain: replay again");
+      Console.fill(out, parts.join("; ") + ".");
+      setTimeout(() => openNode(nodeId, g), 3000);
+    });
+    return el("div", { class: "replay" }, el("h3", { class: "small-head" }, "Failed sends"), button, out);
   }
 
   for (const g of document.querySelectorAll("#diagram g.node")) {
