@@ -178,11 +178,15 @@ class StopOut(BaseModel):
     journey_id: str
     status: str
     job_id: str | None
-    method: Literal["batch", "iterate", "none"]
+    method: Literal["batch", "iterate", "queued", "none"] = Field(
+        description="batch: a Temporal batch job; iterate: cancelled one by one; queued: Temporal refused, "
+        "retried in the background"
+    )
     state: str
     total: int | None = None
     completed: int | None = None
     failed: int | None = None
+    error: str | None = Field(None, description="Why a queued stop has not started yet")
     running_now: int | None = Field(None, description="Running runs of this journey according to visibility")
 
 

@@ -8,7 +8,11 @@ keeps its progress, so it survives an API restart. Job ids are
 batch operations. Where batch operations are unavailable (a server with them
 disabled, or its limit of concurrent batch jobs reached: a second stop while
 the first runs) the runs are listed and cancelled one by one in a background
-task, progress kept in memory.
+task, progress kept in memory. Where Temporal refuses or cannot be reached
+at all, the stop is *queued*: the journey is already stopped (no new
+entries), the job shows ``queued`` with Temporal's answer, and a background
+task tries again with backoff until a job starts (or gives up after
+``QUEUE_FOR``, state ``failed``: stopping again starts afresh).
 """
 
 from __future__ import annotations
@@ -43,6 +47,12 @@ class StopProgress:
     total: int | None = None
     completed: int | None = None
     failed: int | None = None
+    error: str | None = None  # why a queued stop has not started yet (Temporal's answer)
+
+
+QUEUE_FOR = 600.0  # seconds a queued stop keeps trying to start
+QUEUE_FIRST_WAIT = 1.0  # then doubling, up to QUEUE_MAX_WAIT
+QUEUE_MAX_WAIT = 30.0
 
 
 @dataclass
@@ -59,7 +69,56 @@ def _prefix(journey_id: str) -> str:
 
 
 async def start_stop(client: Client, journey_id: str, jobs: StopJobs) -> StopProgress:
-    job_id = _prefix(journey_id) + uuid.uuid4().hex[:10]
+    """A batch job, else cancelling one by one, else a queued stop that keeps
+    trying: never an error to the caller (the journey is stopped already)."""
+    try:
+        return await _start(client, journey_id, jobs)
+    except RPCError as exc:
+        log.warning("Temporal refused to stop journey %s (%s); queued", journey_id, exc.status.name)
+        job_id = _prefix(journey_id) + uuid.uuid4().hex[:10]
+        jobs.latest[journey_id] = job_id
+        progress = StopProgress(job_id, "queued", state="queued", error=_said(exc))
+        jobs.jobs[job_id] = progress
+        _background(jobs, _retry_start(client, journey_id, jobs, progress))
+        return progress
+
+
+def _said(exc: RPCError) -> str:
+    return f"Temporal answered {exc.status.name}: {exc.message}"[:500]
+
+
+def _background(jobs: StopJobs, work) -> None:  # noqa: ANN001 - a coroutine
+    task = asyncio.create_task(work)
+    jobs.tasks.add(task)
+    task.add_done_callback(jobs.tasks.discard)
+
+
+async def _retry_start(client: Client, journey_id: str, jobs: StopJobs, queued: StopProgress) -> None:
+    """Start the queued stop once Temporal takes it; the queued job then shows
+    the started job's progress (batch jobs are read from Temporal)."""
+    loop = asyncio.get_running_loop()
+    give_up, wait = loop.time() + QUEUE_FOR, QUEUE_FIRST_WAIT
+    while loop.time() < give_up:
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, QUEUE_MAX_WAIT)
+        try:
+            started = await _start(client, journey_id, jobs, job_id=queued.job_id)
+        except RPCError as exc:
+            queued.error = _said(exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 - kept as the job's error, tried again
+            queued.error = f"{type(exc).__name__}: {exc}"[:500]
+            continue
+        if started.method == "batch":
+            jobs.jobs.pop(queued.job_id, None)  # Temporal has it now: describe reads it there
+        log.info("queued stop of %s started as %s (%s)", journey_id, started.job_id, started.method)
+        return
+    queued.state = "failed"
+    log.error("queued stop of %s did not start in %.0f s: %s", journey_id, QUEUE_FOR, queued.error)
+
+
+async def _start(client: Client, journey_id: str, jobs: StopJobs, job_id: str | None = None) -> StopProgress:
+    job_id = job_id or _prefix(journey_id) + uuid.uuid4().hex[:10]
     jobs.latest[journey_id] = job_id
     try:
         await client.workflow_service.start_batch_operation(
@@ -83,9 +142,7 @@ async def start_stop(client: Client, journey_id: str, jobs: StopJobs) -> StopPro
         log.warning("batch operations unavailable (%s); cancelling runs of %s one by one", exc.status.name, journey_id)
     progress = StopProgress(job_id, "iterate", total=0, completed=0, failed=0)
     jobs.jobs[job_id] = progress
-    task = asyncio.create_task(_iterate(client, journey_id, progress))
-    jobs.tasks.add(task)
-    task.add_done_callback(jobs.tasks.discard)
+    _background(jobs, _iterate(client, journey_id, progress))
     return progress
 
 

@@ -20,7 +20,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import PlainTextResponse
 from temporalio.client import Client
-from temporalio.service import RPCError
 
 from api.deps import (
     Admin,
@@ -366,6 +365,7 @@ def _stop_out(journey_id: str, status: str, progress: stopping.StopProgress | No
         total=progress.total,
         completed=progress.completed,
         failed=progress.failed,
+        error=progress.error,
         running_now=running,
     )
 
@@ -375,18 +375,20 @@ def _stop_out(journey_id: str, status: str, progress: stopping.StopProgress | No
     response_model=StopOut,
     status_code=202,
     summary="No new entries, and cancel every running run in bulk (Temporal batch operation)",
+    description=(
+        "Stopping a stopped journey again starts a new cancel job (runs a failed or queued job left). When "
+        "Temporal refuses the job, the journey is stopped all the same and the job is queued (method "
+        "`queued`, the refusal in `error`) and retried in the background."
+    ),
 )
 async def stop(
     journey_id: str, store: StoreDep, settings: SettingsDep, client: ClientDep, jobs: StopJobsDep, _: Operator
 ) -> StopOut:
-    await _move(store, journey_id, ["stopped"])
+    info = await journey_or_404(store, journey_id)
+    if info.status != "stopped":
+        await _move(store, journey_id, ["stopped"])
     await _sync_schedule(client, store, settings, journey_id, "stopped")
-    try:
-        progress = await stopping.start_stop(client, journey_id, jobs)
-    except RPCError as exc:
-        raise Problem(
-            503, f"the journey is stopped but Temporal refused to cancel its runs ({exc.status.name}); retry the stop"
-        ) from exc
+    progress = await stopping.start_stop(client, journey_id, jobs)
     log.info("stopping journey %s: job %s (%s)", journey_id, progress.job_id, progress.method)
     return _stop_out(journey_id, "stopped", progress, None)
 
