@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dsl.errors import source_lines
 from dsl.ir import CouponStep, IfStep, Journey, SplitStep, Step, WaitEventStep
 
 
@@ -72,8 +71,16 @@ class Layout:
         return text[: len(text) - len(text.lstrip(" \t"))]
 
     def end(self, step: Step) -> int:
-        """The last line the step covers, nested blocks included."""
+        """The last line the step covers, nested blocks included (a split's
+        last variant may have no steps: ``20% holdout`` is then its last line)."""
         while True:
+            if isinstance(step, SplitStep) and step.variants:
+                last = step.variants[-1]
+                if not last.steps:
+                    assert last.span is not None
+                    return last.span.line - 1
+                step = last.steps[-1]
+                continue
             blocks = [b for b in step.blocks() if b]
             if not blocks:
                 return self.head(step)
@@ -100,8 +107,8 @@ class Layout:
 
 
 def layout(source: str, journey: Journey) -> Layout:
+    """Index every step of ``journey`` (parsed from ``source``) by id."""
     lines = source.split("\n")
-    assert len(lines) == len(source_lines(source))
     out = Layout(lines, journey)
     stack: list[tuple[list[Step], Step | None]] = [(journey.steps, None)]
     while stack:

@@ -8,35 +8,45 @@ so an edit never spells a line differently from ``journeys fmt``.
 
 from __future__ import annotations
 
-from dsl.formatter import LINES, _Comments, _header, _Writer, format_journey
+from dsl.formatter import LINES, _Comments, _header, _is_inline, _Writer, format_journey
 from dsl.ir import Branch, CouponStep, IfStep, Journey, PassStep, SplitStep, Step, Variant, WaitEventStep
 
 
 def step_lines(step: Step, indent: str) -> list[str]:
     """The whole step (blocks included) in canonical form, at ``indent``."""
-    writer = _Writer(_Comments(None), None)
-    writer.step(0, step)
-    return [indent + line if line else line for line in writer.lines]
+    return [indent + line if line else line for line in _written(step)]
 
 
 def _written(step: Step) -> list[str]:
+    """The step as the formatter writes it at depth 0."""
     writer = _Writer(_Comments(None), None)
     writer.step(0, step)
     return writer.lines
 
 
+def one_line(step: Step) -> bool:
+    """Is the step one line of text (no block under it)?"""
+    return len(_written(step)) == 1
+
+
+def fits_inline(step: Step) -> bool:
+    """Can the step share its block head's line (``else: exit``)?"""
+    return _is_inline(step)
+
+
 def head_texts(step: Step) -> list[str]:
     """The text of each span-covered head of a step, in document order: one
     for most kinds, one per branch for ``if``, the split line then one per
-    variant for ``split`` (each without what follows its span)."""
+    variant for ``split`` — each without what follows its span (spans end
+    before a head's ``:``, which the line keeps)."""
     if isinstance(step, IfStep):
         stand_in = IfStep(branches=[Branch(cond=b.cond, steps=[PassStep()]) for b in step.branches])
-        return [line for line in _written(stand_in) if not line.startswith(" ")]
+        return [line.removesuffix(":") for line in _written(stand_in) if not line.startswith(" ")]
     if isinstance(step, WaitEventStep):
         return [_written(WaitEventStep(event=step.event, where=step.where, timeout_seconds=step.timeout_seconds))[0]]
     if isinstance(step, SplitStep):
         stand_in = SplitStep(variants=[Variant(name=v.name, percent=v.percent) for v in step.variants])
-        return [line.strip() for line in _written(stand_in)]
+        return [line.strip().removesuffix(":") for line in _written(stand_in)]
     if isinstance(step, CouponStep):
         return [LINES[CouponStep](step)]
     return [LINES[type(step)](step)]
@@ -57,7 +67,7 @@ def block_head(owner: Step, block: str) -> str:
             stand_in = IfStep(branches=[Branch(cond=owner.branches[0].cond, steps=two)], else_steps=two)
             return _written(stand_in)[-3]
         index = int(block.split(":", 1)[1])
-        return head_texts(owner)[index]
+        return head_texts(owner)[index] + ":"
     if isinstance(owner, SplitStep):
         variant = next(v for v in owner.variants if f"variant:{v.name}" == block)
         stand_in = SplitStep(variants=[Variant(name=variant.name, percent=variant.percent, steps=two)])
@@ -77,6 +87,7 @@ def header_lines(journey: Journey) -> dict[str, list[str]]:
         "timezone": "timezone",
         "quiet": "quiet_hours",
         "limit": "message_limit",
+        "on": "when_capped",
     }
     for text, _span in _header(journey, {}):
         out.setdefault(words[text.split(" ", 1)[0]], []).append(text)

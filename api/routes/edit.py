@@ -1,31 +1,70 @@
-"""``POST /v1/journeys/edit``: one structured diagram edit applied to the text.
+"""``POST /v1/journeys/edit``: one structured diagram edit applied to the text,
+and ``POST /v1/journeys/outline``: the steps of a text as the diagram's forms
+need them.
 
-Like ``/check`` it writes nothing and only reads names, so viewers may call
-it; a bad edit is a 422 problem naming the edit's ``code``, never a 500.
+Like ``/check`` they write nothing and only read names, so viewers may call
+them; a bad edit is a 422 problem naming the edit's ``code``, never a 500.
+
+The edit's answer is everything the editor redraws from — the new text, its
+diagnostics, the diagram and the outline — so an edit on the diagram costs
+one request and one parse of the new text (``dsl.edits`` already parsed it;
+``check_text`` would parse it again), not an edit and then a check.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from api.deps import SettingsDep, StoreDep, viewer
-from api.problems import Problem
-from api.routes.check import CheckItem, check_text
+from api.deps import SettingsDep, viewer
+from api.problems import Problem, error_item
+from api.routes.check import CheckItem
 from api.schemas import API_SOURCE_CHARS
-from dsl.edits import Edit, EditError, RestoreLines, apply_edit
-from engine.store import Store
+from dsl import check
+from dsl._edit_layout import step_blocks
+from dsl.edits import Edit, EditError, RestoreLines, apply_edit, parsed
+from dsl.errors import Diagnostic
+from dsl.ir import CouponStep, IfStep, Journey, PassStep, SplitStep, Step, WaitEventStep, _strip_spans
+from dsl.render import to_svg
+from engine.schedules import past_one_off
 
+log = logging.getLogger("journeys.api")
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"], dependencies=[Depends(viewer)])
+
+Source = Annotated[str, StringConstraints(max_length=API_SOURCE_CHARS)]
 
 
 class EditIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    source: Annotated[str, StringConstraints(max_length=API_SOURCE_CHARS)] = Field(description="Current journey text")
+    source: Source = Field(description="Current journey text")
     edit: Edit
+
+
+class OutlineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: Source = Field(description="Journey text")
+
+
+class StepOutline(BaseModel):
+    id: str
+    kind: str
+    line: int = Field(description="1-based line of the step's head")
+    parent: str | None = Field(description="The step whose block holds this one; null at the top level")
+    block: str = Field(description="That block's name (``steps`` at the top level)")
+    blocks: list[str] = Field(description="This step's own blocks, by the names edits use")
+    step: dict[str, Any] = Field(
+        description="The step's own fields as IR JSON; its blocks stand in as [pass] (empty ones stay empty), "
+        "so sent back changed as replace_step's step it keeps them"
+    )
+
+
+class OutlineOut(BaseModel):
+    journey: dict[str, Any] = Field(description="The header as IR JSON (set_header's fields), without steps")
+    steps: list[StepOutline] = Field(description="Every step in document order")
 
 
 class EditOut(BaseModel):
@@ -34,27 +73,113 @@ class EditOut(BaseModel):
     ok: bool
     diagnostics: list[CheckItem]
     svg: str | None = Field(None, description="The diagram, as /check draws it")
-    changed_lines: tuple[int, int] = Field(description="1-based first/last changed line of the new text; 0, 0: none")
+    changed_lines: tuple[int, int] = Field(description="1-based first/last new line of the new text; 0, 0: none")
+    journey: dict[str, Any] = Field(description="The new header, as /outline gives it")
+    steps: list[StepOutline] = Field(description="The new text's steps, as /outline gives them")
 
 
-def _edit(body: EditIn, store: Store, daily_limit: int | None) -> EditOut:
+_PASS = [PassStep()]
+
+
+def _head(step: Step) -> Step:
+    """The step with every non-empty block cut down to one ``pass``: its own
+    fields and its shape, without copying what it holds."""
+    if isinstance(step, IfStep):
+        return step.model_copy(
+            update={
+                "branches": [b.model_copy(update={"steps": _PASS}) for b in step.branches],
+                "else_steps": _PASS if step.else_steps is not None else None,
+            }
+        )
+    if isinstance(step, SplitStep):
+        return step.model_copy(
+            update={"variants": [v.model_copy(update={"steps": _PASS if v.steps else []}) for v in step.variants]}
+        )
+    if isinstance(step, WaitEventStep):
+        return step.model_copy(
+            update={"on_event": _PASS if step.on_event else [], "on_timeout": _PASS if step.on_timeout else []}
+        )
+    if isinstance(step, CouponStep) and step.out_of_stock is not None:
+        return step.model_copy(update={"out_of_stock": _PASS})
+    return step
+
+
+def outline(journey: Journey) -> tuple[dict[str, Any], list[StepOutline]]:
+    header = _strip_spans(journey.model_dump(mode="json", exclude={"steps"}))
+    out: list[StepOutline] = []
+
+    def walk(steps: list[Step], parent: str | None, block: str) -> None:
+        for step in steps:
+            blocks = step_blocks(step)
+            data = _strip_spans(_head(step).model_dump(mode="json"))
+            assert isinstance(data, dict)
+            line = step.span.line if step.span is not None else 0
+            out.append(
+                StepOutline(
+                    id=step.id, kind=step.kind, line=line, parent=parent, block=block, blocks=list(blocks), step=data
+                )
+            )
+            for name, nested in blocks.items():
+                walk(nested, step.id, name)
+
+    walk(journey.steps, None, "steps")
+    assert isinstance(header, dict)
+    return header, out
+
+
+def _item(d: Diagnostic) -> CheckItem:
+    return CheckItem(code=d.code, severity=d.severity, message=d.message, line=d.line, column=d.column, hint=d.hint)
+
+
+def _edit(body: EditIn, daily_limit: int | None) -> EditOut:
+    """Apply, check and draw the parsed result (as ``check_text`` does after
+    its own parse: the same diagnostics, E240 included, the same diagram)."""
     result = apply_edit(body.source, body.edit)
-    checked = check_text(result.source, store, daily_limit, False)
+    journey = result.journey
+    diagnostics = check(journey, result.source, "<editor>", None, daily_limit)
+    past = past_one_off(journey)
+    if past is not None:
+        diagnostics.append(past)
+    diagnostics.sort(key=lambda d: (d.line, d.column))
+    try:
+        svg: str | None = to_svg(journey)
+    except Exception:  # noqa: BLE001 - as /check: a journey that does not draw still answers
+        log.debug("diagram of an edited journey failed", exc_info=True)
+        svg = None
+    header, steps = outline(journey)
     return EditOut(
         source=result.source,
         inverse=result.inverse,
-        ok=checked.ok,
-        diagnostics=checked.errors,
-        svg=checked.svg,
+        ok=not any(d.severity == "error" for d in diagnostics),
+        diagnostics=[_item(d) for d in diagnostics],
+        svg=svg,
         changed_lines=result.changed_lines,
+        journey=header,
+        steps=steps,
     )
 
 
+def _refused(exc: EditError) -> Problem:
+    return Problem(422, exc.message, title="Edit refused", errors=[error_item(exc.code, exc.message, field="edit")])
+
+
 @router.post("/edit", response_model=EditOut, summary="Apply a structured (diagram) edit to journey text")
-async def edit_journey(body: EditIn, store: StoreDep, settings: SettingsDep) -> Any:
+async def edit_journey(body: EditIn, settings: SettingsDep) -> Any:
     try:
-        return await asyncio.to_thread(_edit, body, store, settings.cap_per_day)
+        return await asyncio.to_thread(_edit, body, settings.cap_per_day)
     except EditError as exc:
-        raise Problem(
-            422, exc.message, title="Edit refused", errors=[{"code": exc.code, "message": exc.message}]
-        ) from None
+        raise _refused(exc) from None
+
+
+def _outline(source: str) -> OutlineOut:
+    text = source.removeprefix("\ufeff")
+    header, steps = outline(parsed(text, "source_has_errors", "the text has syntax errors; fix them first"))
+    return OutlineOut(journey=header, steps=steps)
+
+
+@router.post("/outline", response_model=OutlineOut, summary="The steps of journey text, for the diagram's forms")
+async def outline_journey(body: OutlineIn) -> Any:
+    try:
+        return await asyncio.to_thread(_outline, body.source)
+    except EditError as exc:
+        raise _refused(exc) from None
