@@ -1,10 +1,12 @@
 """``journeys simulate`` and ``journeys test``.
 
 ``journeys simulate FILE [--user USER.toml|json]… [--events EVENTS.toml|json]
-[--cases X.test.toml] [--variant SPLIT=NAME]… [--matrix] [--start
-2027-01-04T09:00+08:00] [--for 30d] [--json]`` prints the timeline of each
-test user (one per ``--user``, or every case of a test file, or one default
-user) and the steps no case reached. ``--variant`` forces a split (its step
+[--cases X.test.toml] [--as-user USER_ID] [--variant SPLIT=NAME]…
+[--matrix] [--start 2027-01-04T09:00+08:00] [--for 30d] [--json]`` prints
+the timeline of each test user (one per ``--user``, or every case of a test
+file, or one default user) and the steps no case reached. ``--as-user``
+simulates a copy of a real user instead (``runtime.simulate_as_user``: the
+store of ``DATABASE_URL``, only read; its caps and stage rules too). ``--variant`` forces a split (its step
 id or the label right before it) in every case; ``--matrix`` runs each case
 once per variant of every split.
 ``journeys test [DIR_OR_FILE…]`` runs journey tests (default ``journeys/``)
@@ -30,11 +32,22 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from dsl import JourneyError
+from engine.settings import Settings
 from runtime.journey_tests import JourneyTestError, format_report, load_test_file, run_tests
 from runtime.simulate import simulate
+from runtime.simulate_as_user import (
+    UnknownUser,
+    UserCopy,
+    copy_user,
+    format_copy,
+    open_store,
+    read_error,
+    world_for,
+)
 from runtime.simulate_model import MAX_EVENTS, Case, ScriptedEvent, TestUser, World, parse_span
 from runtime.simulate_text import format_result
 
@@ -58,25 +71,52 @@ def _forced(pairs: list[str] | None) -> dict[str, str]:
     return forced
 
 
-def _cases(args: argparse.Namespace) -> tuple[list[Case], World, str | None]:
-    cases, world, start = _given_cases(args)
+def _cases(args: argparse.Namespace) -> tuple[list[Case], World, str | None, UserCopy | None]:
+    copied: UserCopy | None = None
+    if getattr(args, "as_user", None):
+        cases, world, start, copied = _real_user_case(args)
+    else:
+        cases, world, start = _given_cases(args)
     forced = _forced(args.variant)
     if forced:
         cases = [c.model_copy(update={"variants": c.variants | forced}) for c in cases]
-    return cases, world, start
+    return cases, world, start, copied
+
+
+def _events(args: argparse.Namespace) -> list[ScriptedEvent]:
+    if not args.events:
+        return []
+    data = _read_data(Path(args.events))
+    raw = data.get("events", []) if isinstance(data, dict) else data
+    if len(raw) > MAX_EVENTS:
+        raise ValueError(f"{args.events}: {len(raw)} events, at most {MAX_EVENTS}")
+    return [ScriptedEvent(**e) for e in raw]
+
+
+def _real_user_case(args: argparse.Namespace) -> tuple[list[Case], World, str | None, UserCopy]:
+    """One case: a copy of the real user ``--as-user`` names, read from
+    the store the service uses (``DATABASE_URL``), with ``--events``."""
+    if args.user or args.cases:
+        raise ValueError("--as-user simulates a real user: give it without --user or --cases")
+    events = _events(args)
+    settings = Settings()
+    store = open_store(settings)
+    try:
+        user, copied = copy_user(store, args.as_user, rules=settings.derived)
+    except UnknownUser:
+        raise ValueError(f"no user {args.as_user!r} in the store") from None
+    except SQLAlchemyError as exc:
+        raise ValueError(read_error(settings, exc)) from None
+    finally:
+        store.dispose()
+    return [Case(name=copied.user_id, user=user, events=events)], world_for(settings), None, copied
 
 
 def _given_cases(args: argparse.Namespace) -> tuple[list[Case], World, str | None]:
     if args.cases:
         test = load_test_file(Path(args.cases))
         return [c.case for c in test.cases], test.world, test.start
-    events: list[ScriptedEvent] = []
-    if args.events:
-        data = _read_data(Path(args.events))
-        raw = data.get("events", []) if isinstance(data, dict) else data
-        if len(raw) > MAX_EVENTS:
-            raise ValueError(f"{args.events}: {len(raw)} events, at most {MAX_EVENTS}")
-        events = [ScriptedEvent(**e) for e in raw]
+    events = _events(args)
     users = args.user or []
     if not users:
         return [Case(name="default user", events=events)], World(), None
@@ -99,7 +139,7 @@ def quiet_sdk_logs() -> None:
 def cmd_simulate(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
-        cases, world, start = _cases(args)
+        cases, world, start, copied = _cases(args)
         source = Path(args.file).read_text(encoding="utf-8")
         horizon = parse_span(args.horizon)
         result = asyncio.run(
@@ -119,7 +159,14 @@ def cmd_simulate(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except (ValueError, ValidationError, JourneyTestError, OSError, tomllib.TOMLDecodeError) as exc:
         out.write(f"journeys simulate: {exc}\n")
         return 2
-    out.write(result.model_dump_json(indent=2) + "\n" if args.json else format_result(result))
+    if args.json and copied is None:
+        out.write(result.model_dump_json(indent=2) + "\n")
+    elif args.json:
+        data = {**result.model_dump(mode="json"), "as_user": copied.model_dump(mode="json")}
+        out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    else:
+        out.write("".join(line + "\n" for line in format_copy(copied)) if copied else "")
+        out.write(format_result(result))
     return 0
 
 
@@ -161,6 +208,11 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--user", action="append", help="a test user (TOML or JSON); repeat for several")
     sim.add_argument("--events", help="scripted events (TOML [[events]] or a JSON list)")
     sim.add_argument("--cases", help="simulate every case of a journey test file instead")
+    sim.add_argument(
+        "--as-user",
+        metavar="USER_ID",
+        help="simulate a copy of this real user (read, never written, from DATABASE_URL's store)",
+    )
     sim.add_argument(
         "--variant", action="append", metavar="SPLIT=NAME", help="force a split's variant in every case; repeat"
     )

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from dsl.durations import parse_duration
+from engine.settings import DerivedRules
 
 # Bounds on what one simulation reads: each case is a worker, a store and a
 # Temporal run, so the numbers keep one call to seconds, not minutes.
@@ -27,6 +28,9 @@ MAX_HORIZON = timedelta(days=400)
 DEFAULT_HORIZON = timedelta(days=30)
 DEFAULT_POOL_STOCK = 1000
 MAX_FORCED = 100  # forced split variants a case may name
+# A recent send's journey that stands for the simulated journey itself, so
+# a copied user's sends of that journey count against its own ``limit``.
+THIS_JOURNEY = "<this journey>"
 
 SplitKey = Annotated[str, Field(min_length=1, max_length=200)]
 VariantName = Annotated[str, Field(min_length=1, max_length=100)]
@@ -83,7 +87,7 @@ class RecentSend(_Strict):
 
     channel: str
     at: str
-    journey: str = "another-journey"
+    journey: str = Field("another-journey", description=f"the journey that sent it ({THIS_JOURNEY!r}: this one)")
 
 
 class TestUser(_Strict):
@@ -154,6 +158,9 @@ class World(_Strict):
     cap_per_day: int | None = 2
     cap_per_week: int | None = 5
     channel_caps: dict[str, dict[str, int]] = Field(default_factory=dict)
+    derived: DerivedRules | None = Field(
+        None, description="stage/RFM thresholds (default: the engine's); a real user's preview takes the service's"
+    )
 
 
 class Message(BaseModel):

