@@ -271,6 +271,24 @@ class CapUsage(Base):
     at: Mapped[datetime]
 
 
+class CapClaim(Base):
+    """A send waiting for a user's last cap slot (``engine.caps``'s
+    arbitration): higher-priority journeys' sends in the same short window
+    take the slot first. One row per delivery key; ``decided`` once the send
+    won or lost."""
+
+    __tablename__ = "cap_claims"
+    __table_args__ = (Index("ix_cap_claims_user_at", "user_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_key: Mapped[str] = mapped_column(String(255), unique=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    journey_id: Mapped[str | None] = mapped_column(String(128))
+    priority: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]  # workflow time the send first asked
+    decided: Mapped[bool] = mapped_column(default=False)
+
+
 class Journey(Base):
     __tablename__ = "journeys"
 
