@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections import OrderedDict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -141,11 +143,7 @@ def _edit(body: EditIn, daily_limit: int | None) -> EditOut:
     if past is not None:
         diagnostics.append(past)
     diagnostics.sort(key=lambda d: (d.line, d.column))
-    try:
-        svg: str | None = to_svg(journey)
-    except Exception:  # noqa: BLE001 - as /check: a journey that does not draw still answers
-        log.debug("diagram of an edited journey failed", exc_info=True)
-        svg = None
+    svg = _diagram(result.source, journey)
     header, steps = outline(journey)
     return EditOut(
         source=result.source,
@@ -157,6 +155,30 @@ def _edit(body: EditIn, daily_limit: int | None) -> EditOut:
         journey=header,
         steps=steps,
     )
+
+
+_DIAGRAMS: OrderedDict[str, str | None] = OrderedDict()
+_DIAGRAMS_SIZE = 8
+_DIAGRAMS_LOCK = threading.Lock()
+
+
+def _diagram(source: str, journey: Journey) -> str | None:
+    """``to_svg``, remembered for the last few texts: undo and redo come back
+    to a text drawn a moment ago, and drawing is most of an edit's time."""
+    with _DIAGRAMS_LOCK:
+        if source in _DIAGRAMS:
+            _DIAGRAMS.move_to_end(source)
+            return _DIAGRAMS[source]
+    try:
+        svg: str | None = to_svg(journey)
+    except Exception:  # noqa: BLE001 - as /check: a journey that does not draw still answers
+        log.debug("diagram of an edited journey failed", exc_info=True)
+        svg = None
+    with _DIAGRAMS_LOCK:
+        _DIAGRAMS[source] = svg
+        while len(_DIAGRAMS) > _DIAGRAMS_SIZE:
+            _DIAGRAMS.popitem(last=False)
+    return svg
 
 
 def _refused(exc: EditError) -> Problem:
