@@ -100,6 +100,10 @@ class SendRequest(BaseModel):
     # answers ``capped`` with ``retry_at`` (nothing recorded, nothing counted)
     # instead of suppressing it. None (``on capped skip``): suppress.
     defer_until: datetime | None = None
+    # The journey's priority (1 first): when the caps leave the user one more
+    # message, a better-priority journey's send gets it (``engine.caps``).
+    # None: this send does not wait for rivals (an interpreter from before).
+    priority: int | None = None
     now: datetime
 
 

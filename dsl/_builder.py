@@ -25,6 +25,7 @@ from dsl.errors import Diagnostic, end_with_closers, source_lines
 from dsl.ids import assign_ids
 from dsl.ir import (
     CHANNELS,
+    PRIORITY_LEVELS,
     WEEKDAYS,
     AndCond,
     ApiEntry,
@@ -107,6 +108,12 @@ def _span(node: Tree | Token) -> Span | None:
     if first is None or last is None or first.line is None or last.end_line is None:
         return None
     return new_span(first.line, first.column, last.end_line, last.end_column)
+
+
+# header lines that may appear once
+HEADER_ONCE = frozenset(
+    {"description", "entry", "reentry", "goal", "timezone", "quiet_hours", "limit", "on_capped", "priority"}
+)
 
 
 # Building the IR without pydantic's validation: the builder already produces
@@ -346,7 +353,7 @@ class Builder:
             kind = item.data
             key = {"entry_event": "entry", "entry_audience": "entry", "entry_api": "entry"}.get(kind, kind)
             key = {"reentry_once": "reentry", "reentry_always": "reentry", "reentry_after": "reentry"}.get(key, key)
-            if key in ("description", "entry", "reentry", "goal", "timezone", "quiet_hours", "limit", "on_capped"):
+            if key in HEADER_ONCE:
                 if key in seen:
                     self.error(
                         "E204",
@@ -422,6 +429,18 @@ class Builder:
             return {"message_limit": _new(MessageLimit, count=count, window_seconds=self.duration(window), span=span)}
         if kind == "on_capped":
             return {"when_capped": self.cap_policy(ch[0], span)}
+        if kind == "priority":
+            token = ch[0]
+            level = self.integer(token, "a priority") if token.type == "NUMBER" else PRIORITY_LEVELS.get(str(token))
+            if level is None or not 1 <= level <= 10:
+                self.error(
+                    "E232",
+                    f"priority {str(token)!r} is not one of 1–10, high, normal, low",
+                    token,
+                    "write priority 1 (first) to 10, or priority high, normal or low",
+                )
+                return {}
+            return {"priority": level}
         raise AssertionError(kind)  # pragma: no cover
 
     def schedule(self, node: Tree) -> Schedule:

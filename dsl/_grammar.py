@@ -88,6 +88,7 @@ HEADER_RULES: tuple[str, ...] = (
     "quiet_hours",
     "limit",
     "on_capped",
+    "priority",
 )
 HEADER_WORDS: tuple[str, ...] = (
     "description",
@@ -99,6 +100,7 @@ HEADER_WORDS: tuple[str, ...] = (
     "quiet",
     "limit",
     "on",
+    "priority",
 )
 
 # Keywords that are named terminals (``SEND: "send"``): they stay in the tree
@@ -125,6 +127,7 @@ KEYWORDS: tuple[str, ...] = (
     "timezone",
     "quiet",
     "limit",
+    "priority",
     "once",
     "always",
     "api",

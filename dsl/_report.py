@@ -23,6 +23,8 @@ class Registry:
     pools: set[str] | None = None
     events: set[str] | None = None
     channels: set[str] | None = None
+    # the other live journeys' priorities (journey id -> 1..10), for W307
+    priorities: dict[str, int] | None = None
 
 
 class Report:

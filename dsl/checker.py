@@ -18,6 +18,8 @@ Errors — the journey must not run:
 - E230 a message limit below 1
 - E231 ``on capped defer up to`` longer than ``MAX_CAP_DEFER`` (a message
   that late is another message; zero is E225)
+- E232 a priority outside 1–10 or an unknown level name (found while building
+  the IR, where the word's position is known)
 - E131 nesting deeper than ``dsl.limits.MAX_DEPTH`` (the parser already
   refuses such text; this catches a journey built in code, before the
   recursive walks below), reported alone
@@ -35,6 +37,9 @@ Warnings — the journey runs, but probably not as meant:
 - W305 a holdout variant with sends (they will be suppressed)
 - W306 ``wait until event.x`` where no event can be in scope (the entry is
   not an event and no ``wait for event`` comes before it): it passes at once
+- W307 a journey that states no priority, sends, and can lose a user's
+  last message under the caps to a live journey of a better priority, every
+  time both want it (the registry's ``priorities``)
 
 Each kind of step has its rules in ``STEP_CHECKS`` (one entry per kind of
 ``dsl.ir.Step``, a missing one is an error); the graph analysis the rules
@@ -54,6 +59,7 @@ from dsl._step_rules import STEP_CHECKS, StepContext, check_cap_policy, check_st
 from dsl.durations import format_duration
 from dsl.errors import Diagnostic
 from dsl.ir import (
+    DEFAULT_PRIORITY,
     STAGES,
     AudienceEntry,
     Cond,
@@ -61,6 +67,7 @@ from dsl.ir import (
     EventEntry,
     GotoStep,
     Journey,
+    SendStep,
     Span,
     StageCond,
     Step,
@@ -211,6 +218,27 @@ def _check_spin(facts: Analysis, report: Report) -> None:
         )
 
 
+def _check_starved(journey: Journey, steps: list[Step], registry: Registry | None, report: Report) -> None:
+    """W307: without a stated priority this journey is ``normal``, and a live
+    journey of a better one wins every last slot both want: say so once, at
+    the first send, so the operator decides instead of finding out."""
+    if registry is None or not registry.priorities or journey.priority is not None:
+        return
+    first_send = next((s for s in steps if isinstance(s, SendStep)), None)
+    if first_send is None:
+        return
+    better = sorted((p, j) for j, p in registry.priorities.items() if p < DEFAULT_PRIORITY)
+    if not better:
+        return
+    names = ", ".join(f"{j} (priority {p})" for p, j in better[:3])
+    report.add(
+        "W307",
+        f"this journey's messages lose a user's last slot under the caps to {names} whenever both want it",
+        first_send.span,
+        "write e.g. priority 1 in the header if this journey should come first; leave it if the others should",
+    )
+
+
 def _check_bounds(journey: Journey, facts: Analysis, global_daily_limit: int | None, report: Report) -> None:
     graph = facts.graph
     limit = journey.message_limit
@@ -271,4 +299,5 @@ def check(
         _check_unreachable(journey.steps, facts.reachable, report)
         _check_spin(facts, report)
         _check_bounds(journey, facts, global_daily_limit, report)
+        _check_starved(journey, steps, registry, report)
     return sorted(report.out, key=lambda d: (d.line, d.column, d.code))

@@ -41,6 +41,7 @@ from dsl.render_text import (
     describe_exit_rule,
     describe_goal,
     describe_message_limit,
+    describe_priority,
     describe_quiet_hours,
     describe_reentry,
     describe_step,
@@ -242,6 +243,8 @@ def build_diagram(journey: Journey) -> Diagram:
         d.notes.append(describe_message_limit(journey.message_limit))
     if journey.when_capped is not None:
         d.notes.append(describe_cap_policy(journey.when_capped))
+    if journey.priority is not None:
+        d.notes.append(describe_priority(journey.priority))
 
     d.nodes.append(DiagramNode(ENTRY_ID, "entry", "Entry: " + describe_entry(journey.entry)))
     for node_id, step in graph.nodes.items():

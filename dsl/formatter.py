@@ -22,6 +22,7 @@ from typing import Any
 from dsl.durations import format_duration
 from dsl.errors import source_lines
 from dsl.ir import (
+    PRIORITY_LEVELS,
     WEEKDAYS,
     AndCond,
     ApiEntry,
@@ -396,6 +397,9 @@ def _header(journey: Journey, lines: dict[str, Span]) -> list[tuple[str, Span | 
         out.append((f"limit {limit.count} {word} per {window}", limit.span))
     if journey.when_capped is not None:
         out.append((cap_policy_text(journey.when_capped), journey.when_capped.span))
+    if journey.priority is not None:
+        words = {level: word for word, level in PRIORITY_LEVELS.items()}
+        out.append((f"priority {words.get(journey.priority, journey.priority)}", None))
     return out
 
 

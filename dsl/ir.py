@@ -249,6 +249,10 @@ class MessageLimit(_Model):
     span: Span | None = None
 
 
+PRIORITY_LEVELS: dict[str, int] = {"high": 2, "normal": 5, "low": 8}
+DEFAULT_PRIORITY = PRIORITY_LEVELS["normal"]
+
+
 class CapPolicy(_Model):
     """``when capped defer up to 1d`` / ``when capped skip``: what a send does
     when a frequency cap (the global caps or the journey's ``limit``) would
@@ -484,6 +488,10 @@ class Journey(_Model):
     quiet_hours: QuietHours | None = None
     message_limit: MessageLimit | None = None
     when_capped: CapPolicy | None = None
+    # ``priority 1`` (first) … ``priority 10``; ``high`` / ``normal`` / ``low``
+    # are 2 / 5 / 8. None: normal. When the caps leave a user room for one
+    # more message, the journey with the better priority gets it (engine.caps).
+    priority: int | None = None
     steps: list[Step] = Field(default_factory=list)
 
     def content_hash(self) -> str:
@@ -497,7 +505,7 @@ class Journey(_Model):
 # Fields added after journeys were first deployed: left out of the content
 # hash while unset, so a journey that does not use them keeps the hash (and
 # so the version) it was deployed with.
-_HASHED_WHEN_SET = frozenset({"when_capped", "calendar"})
+_HASHED_WHEN_SET = frozenset({"when_capped", "calendar", "priority"})
 
 
 def _strip_spans(value: object) -> object:

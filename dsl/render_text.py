@@ -350,6 +350,11 @@ def describe_message_limit(limit: MessageLimit) -> str:
     return f"at most {limit.count} {noun} in any {window}"
 
 
+def describe_priority(priority: int) -> str:
+    """``priority 2`` in words: what it decides."""
+    return f"priority {priority} (1 first): gets a user's last message under the caps before later priorities"
+
+
 def describe_cap_policy(policy: CapPolicy) -> str:
     """What a send does when a frequency cap stops it."""
     if policy.mode == "defer":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -39,7 +40,7 @@ from contracts.activities import (
     UserSnapshot,
     UserSnapshotRequest,
 )
-from engine import caps, coupons, identity, ledger, merges, replays, run_signals, runs
+from engine import caps, catalog, coupons, identity, ledger, merges, replays, run_signals, runs
 from engine.channels.base import ChannelProvider, OutboundMessage
 from engine.consent import UNKNOWN_USER, reach, reachable_channels
 from engine.derived import derive
@@ -94,6 +95,18 @@ class JourneyActivities:
         self.store = store
         self.providers = dict(providers)
         self.settings = settings or Settings()
+        self._priorities: tuple[float, dict[str, int]] = (-1e9, {})  # (read at, journey -> priority)
+
+    PRIORITIES_TTL = 30.0  # seconds the live journeys' priorities are reused (a deploy shows within it)
+
+    async def rival_priority(self, journey_id: str) -> int | None:
+        """The best priority (lowest number) of any other live journey, read
+        from the catalog at most every ``PRIORITIES_TTL`` seconds."""
+        read_at, known = self._priorities
+        if time.monotonic() - read_at > self.PRIORITIES_TTL:
+            known = await asyncio.to_thread(catalog.priorities, self.store)
+            self._priorities = (time.monotonic(), known)
+        return min((p for j, p in known.items() if j != journey_id), default=None)
 
     # ------------------------------------------------------------ snapshot
 
@@ -299,6 +312,9 @@ class JourneyActivities:
             journey_limit_window_seconds=req.journey_limit_window_seconds,
             journey_limit_calendar=req.journey_limit_calendar,
             timezone=plan.timezone or req.journey_timezone,
+            priority=req.priority,
+            rival_priority=await self.rival_priority(req.journey_id) if req.priority is not None else None,
+            arbitration_seconds=self.settings.cap_arbitration_seconds,
         )
         try:
             info = await ledger.deliver(

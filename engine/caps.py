@@ -13,6 +13,11 @@ A denial says when the cap will next allow a message (``Denial.retry_at``:
 when the oldest counted send leaves a sliding window, or the next calendar
 boundary), which is what ``on capped defer`` sleeps until.
 
+Priority (``arbitrate``): when the caps leave a user room for exactly one
+more message and a live journey of a better priority exists, the send
+claims the slot and waits ``cap_arbitration_seconds`` before taking it; the
+best claim in the window wins (the rule is in dsl/README.md).
+
 Atomicity: check and count happen in one write transaction under a per-user
 lock (SQLite: the write transaction itself; PostgreSQL: an advisory lock), and
 each counted send is one ``cap_usage`` row keyed by the delivery's idempotency
@@ -31,12 +36,12 @@ from functools import lru_cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import bindparam, delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from engine.settings import Settings
 from engine.store import Store
-from engine.store.models import CapUsage
+from engine.store.models import CapClaim, CapUsage
 from engine.store.types import utc
 
 DAY = timedelta(days=1)
@@ -63,14 +68,22 @@ class CapRequest:
     journey_limit_window_seconds: int | None = None
     journey_limit_calendar: Calendar = None
     timezone: str | None = None  # the user's, else the journey's: where a calendar day starts
+    # Arbitration (see ``arbitrate``): this send's journey priority (None: the
+    # send does not take part, e.g. from an interpreter that cannot wait), the
+    # best priority of any other live journey, and how long to wait for it.
+    priority: int | None = None
+    rival_priority: int | None = None
+    arbitration_seconds: int = 0
 
 
 @dataclass(frozen=True)
 class Denial:
-    """Why a cap stops this send, and the first moment it allows one again."""
+    """Why a cap stops this send, and the first moment it allows one again.
+    ``wait``: not a refusal but arbitration — ask again at ``retry_at``."""
 
     reason: str
     retry_at: datetime
+    wait: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,20 +167,31 @@ def _check(
     calendar: Calendar,
     which: _Filter,
     what: str,
-) -> Denial | None:
+) -> Denial | int:
+    """The denial, or how many more messages this cap allows."""
     now = utc(req.now)
     since, next_start = window_bounds(now, seconds, calendar, _zone(req.timezone))
     params = which.params(req.user_id, since)
     used = int(session.execute(_count_query(*which.shape), params).scalar_one())
     if used < limit:
-        return None
+        return limit - used
     if next_start is not None:
         window, retry_at = f"calendar {calendar}", next_start
     else:
         # a slot frees when enough of the oldest counted sends leave the window
         oldest = session.execute(_nth_oldest_query(*which.shape), {**params, "nth": used - limit}).scalar_one()
         window, retry_at = _window_words(seconds), utc(oldest) + timedelta(seconds=seconds)
-    return Denial(f"frequency cap: {what.format(limit=limit, window=window)} reached ({used} sent)", retry_at)
+    journeys = [j for j in session.execute(_who_query(*which.shape), params).scalars() if j]
+    by = f" by {', '.join(journeys)}" if journeys else ""
+    return Denial(f"frequency cap: {what.format(limit=limit, window=window)} reached ({used} sent{by})", retry_at)
+
+
+@lru_cache(maxsize=8)
+def _who_query(by_channel: bool, by_journey: bool, excluding: bool) -> Any:
+    """The journeys whose sends fill a cap (asked on a denial only, so the
+    reason can name who took the slots)."""
+    q = _where(select(_USAGE.c.journey_id), by_channel, by_journey, excluding)
+    return q.group_by(_USAGE.c.journey_id).order_by(func.max(_USAGE.c.at).desc()).limit(3)
 
 
 def _window_words(seconds: int) -> str:
@@ -217,10 +241,16 @@ def check_and_count(session: Session, store: Store, settings: Settings, req: Cap
                 if limit is not None:
                     what = f"{{limit}} {req.channel} messages per {{window}}"
                     checks.append((limit, int(window.total_seconds()), calendar, _Filter(channel=req.channel), what))
+    room: int | None = None
     for limit, seconds, calendar, which, what in checks:
-        denial = _check(session, req, limit, seconds, calendar, which, what)
-        if denial is not None:
-            return denial
+        left = _check(session, req, limit, seconds, calendar, which, what)
+        if isinstance(left, Denial):
+            return left
+        room = left if room is None else min(room, left)
+    if room == 1:
+        waiting = arbitrate(session, req)
+        if waiting is not None:
+            return waiting
 
     session.execute(
         _INSERT,
@@ -232,6 +262,67 @@ def check_and_count(session: Session, store: Store, settings: Settings, req: Cap
             "at": now,
         },
     )
+    return None
+
+
+_CLAIMS = CapClaim.__table__
+
+
+def arbitrate(session: Session, req: CapRequest) -> Denial | None:
+    """Who gets a user's last slot under the caps when journeys race for it.
+
+    Only a send with a live rival of a better priority (a lower number) waits:
+    it records a claim and asks again ``arbitration_seconds`` later (workflow
+    time; the interpreter sleeps, ``Denial.wait``). Then it takes the slot
+    unless a claim of a better priority, made since, is still waiting for its
+    own turn — that one wins, and this one is refused naming it. A rival's
+    send that has nothing better to wait for takes the slot at once, and a
+    waiting send that comes back to no slot is refused by the cap as usual.
+    The user's lock (taken by ``check_and_count``) makes each step atomic.
+    None: take the slot now."""
+    if req.priority is None or req.arbitration_seconds <= 0:
+        return None
+    if req.rival_priority is None or req.rival_priority >= req.priority:
+        return None  # nobody could outrank this send
+    now, window = utc(req.now), timedelta(seconds=req.arbitration_seconds)
+    claim = session.execute(
+        select(_CLAIMS.c.at, _CLAIMS.c.decided).where(_CLAIMS.c.delivery_key == req.delivery_key)
+    ).first()
+    if claim is None:
+        session.execute(
+            insert(_CLAIMS).values(
+                delivery_key=req.delivery_key,
+                user_id=req.user_id,
+                journey_id=req.journey_id,
+                priority=req.priority,
+                at=now,
+                decided=False,
+            )
+        )
+        claimed_at = now
+    else:
+        claimed_at = utc(claim.at)
+    if now < claimed_at + window:
+        why = f"waiting up to {req.arbitration_seconds}s: this is the user's last message under the caps, and journeys of a better priority may want it"
+        return Denial(why, claimed_at + window, wait=True)
+    better = session.execute(
+        select(_CLAIMS.c.journey_id, _CLAIMS.c.priority)
+        .where(
+            _CLAIMS.c.user_id == req.user_id,
+            _CLAIMS.c.decided.is_(False),
+            _CLAIMS.c.delivery_key != req.delivery_key,
+            _CLAIMS.c.priority < req.priority,
+            _CLAIMS.c.at > now - 2 * window,  # a claim whose run never came back is stale
+        )
+        .order_by(_CLAIMS.c.priority, _CLAIMS.c.at)
+        .limit(1)
+    ).first()
+    session.execute(update(_CLAIMS).where(_CLAIMS.c.delivery_key == req.delivery_key).values(decided=True))
+    if better is not None:
+        return Denial(
+            f"frequency cap: the user's last message went to journey {better.journey_id} (priority {better.priority})",
+            now + window,
+        )
     return None
 
 

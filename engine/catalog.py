@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dsl import Diagnostic, JourneyError, check, parse
+from dsl.ir import DEFAULT_PRIORITY
 from dsl.ir import Journey as JourneyIR
 from engine import lifecycle
 from engine.store import Store
@@ -147,6 +148,21 @@ def change_status(store: Store, journey_id: str, path: list[str]) -> StatusChang
 def list_journeys(store: Store) -> list[JourneyInfo]:
     with store.read() as s:
         return [_j(r) for r in s.scalars(select(Journey).order_by(Journey.id))]
+
+
+def priorities(store: Store) -> dict[str, int]:
+    """Each live (active or paused) journey's priority, from its current
+    version (``priority`` unset: normal): who may win a user's last cap slot."""
+    q = (
+        select(Journey.id, JourneyVersion.ir)
+        .join(
+            JourneyVersion,
+            (JourneyVersion.journey_id == Journey.id) & (JourneyVersion.version == Journey.current_version),
+        )
+        .where(Journey.status.in_(("active", "paused")))
+    )
+    with store.read() as s:
+        return {jid: int((ir or {}).get("priority") or DEFAULT_PRIORITY) for jid, ir in s.execute(q)}
 
 
 def list_versions(store: Store, journey_id: str) -> list[VersionInfo]:

@@ -188,7 +188,7 @@ def _reserve(
         if cap is not None:
             denial = caps.check_and_count(s, store, settings, cap)
             if denial is not None:
-                if defer_until is not None and denial.retry_at <= utc(defer_until):
+                if denial.wait or (defer_until is not None and denial.retry_at <= utc(defer_until)):
                     return Deferred(denial.reason, denial.retry_at), False
                 reason = denial.reason
                 if defer_until is not None:

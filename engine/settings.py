@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     # user's local midnight / Monday 00:00 (else the journey's timezone)
     # instead of the last 24 hours / 7 days.
     cap_calendar: bool = False
+    # A send that would take a user's last slot under the caps, while a live
+    # journey of a better ``priority`` exists, waits this long (workflow time)
+    # for that journey's send to the same user, which then gets the slot
+    # (``engine.caps``). 0: first come, first served.
+    cap_arbitration_seconds: int = Field(default=30, ge=0, le=3600)
     channel_caps: dict[str, ChannelCap] = Field(default_factory=dict)
     # Channels that are system integrations, not messages a person reads.
     cap_exempt_channels: list[str] = Field(default_factory=lambda: ["webhook"])
@@ -100,6 +105,20 @@ class Settings(BaseSettings):
     )
     # Also stop after this many attempts (None: the deadline alone decides).
     send_max_attempts: int | None = Field(default=None, ge=1)
+
+    # Vendor callbacks (WeCom, Official Account: ``engine.callbacks``). A
+    # body above this is refused before it is parsed or decrypted (the
+    # vendors' event bodies are a few hundred bytes; a customer group's member
+    # change list stays far below it).
+    callback_max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=2_000_000)
+    # A callback stored but not yet made into journey events (the process
+    # died, Temporal was down) is processed again this often, once this old;
+    # 0 turns that sweep off (the next callback does not pick it up then).
+    callback_retry_seconds: float = Field(default=30.0, ge=0)
+    # A plaintext-mode Official Account callback is signed without its body,
+    # so a signature seen once could carry another body later: refused when
+    # its timestamp is further than this from now.
+    callback_max_age_seconds: int = Field(default=300, ge=1)
 
     def send_retry_deadline(self, channel: str | None) -> int:
         """Seconds a send on ``channel`` keeps retrying."""

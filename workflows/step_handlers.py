@@ -21,6 +21,7 @@ from contracts import search_attributes as sa
 from contracts.activities import CouponRequest, CouponResult, SendRequest, SendResult, TagRequest
 from contracts.conditions import count_queries, evaluate
 from dsl.ir import (
+    DEFAULT_PRIORITY,
     CouponStep,
     ExitStep,
     GotoStep,
@@ -116,6 +117,7 @@ def _send_request(run: Run, step: SendStep, defer_until: datetime | None) -> Sen
         journey_limit_calendar=limit.calendar if limit else None,
         journey_timezone=run.inp.ir.timezone,
         defer_until=defer_until,
+        priority=run.inp.ir.priority or DEFAULT_PRIORITY,
         now=workflow.now(),
     )
 

@@ -24,7 +24,7 @@ from dsl.errors import Diagnostic
 from dsl.ids import slug
 from dsl.ir import CouponStep, Journey, SendStep, iter_steps
 from dsl.render import to_svg
-from engine import queries
+from engine import catalog, queries
 from engine.schedules import past_one_off
 from engine.store import Store
 from engine.templates import list_templates
@@ -90,7 +90,9 @@ def check_text(source: str, store: Store | None, daily_limit: int | None, check_
     registry = None
     if check_references and store is not None:
         registry = Registry(
-            templates={t.name for t in list_templates(store)}, pools={p.name for p in queries.list_pools(store)}
+            templates={t.name for t in list_templates(store)},
+            pools={p.name for p in queries.list_pools(store)},
+            priorities=catalog.priorities(store),
         )
     diagnostics = check(journey, source, "<editor>", registry, daily_limit)
     past = past_one_off(journey)  # what a deploy of this text would refuse

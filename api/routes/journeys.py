@@ -114,7 +114,9 @@ def _compile(body: DeployIn, store: Store, settings: ApiSettings) -> tuple[Journ
     registry = None
     if body.check_references:
         registry = Registry(
-            templates={t.name for t in list_templates(store)}, pools={p.name for p in queries.list_pools(store)}
+            templates={t.name for t in list_templates(store)},
+            pools={p.name for p in queries.list_pools(store)},
+            priorities={j: p for j, p in catalog.priorities(store).items() if j != body.id},
         )
     warnings: list[Diagnostic] = []
     try:

@@ -112,3 +112,32 @@ def test_journeys_without_the_new_fields_keep_their_content_hash(path) -> None:
         "the hash moved: an unset new IR field must be in dsl.ir._HASHED_WHEN_SET (or, if the example itself "
         "was changed on purpose, put its new hash here)"
     )
+
+
+def test_priority_in_numbers_and_words() -> None:
+    step = '  send sms "a"\n'
+    assert parse('journey "p"\n  priority 1\n' + step, "p.journey").priority == 1
+    assert parse('journey "p"\n  priority high\n' + step, "p.journey").priority == 2
+    assert parse('journey "p"\n  priority low\n' + step, "p.journey").priority == 8
+    assert parse('journey "p"\n' + step, "p.journey").priority is None  # normal, and the hash is unchanged
+    text = format_journey(parse('journey "p"\n  priority high\n  send sms "a"\n', "p.journey"))
+    assert "  priority high\n" in text
+    for bad, caret in (("0", "^"), ("11", "^^"), ("urgent", "^^^^^^")):
+        with pytest.raises(JourneyError) as info:
+            parse(f'journey "p"\n  priority {bad}\n' + step, "p.journey")
+        shown = str(info.value)
+        assert "E232" in shown and "p.journey:2:12" in shown and f"\n               {caret}\n" in shown
+
+
+def test_w307_warns_a_journey_without_priority_that_a_better_one_outranks() -> None:
+    from dsl import Registry
+
+    plain = 'journey "promo"\n  entry event sale\n  send sms "promo"\n'
+    outranked = Registry(priorities={"core": 1, "other": 5})
+    [warning] = check(parse(plain, "promo.journey"), plain, "promo.journey", outranked)
+    assert warning.code == "W307" and "core (priority 1)" in warning.message and warning.line == 3
+    stated = plain.replace("  entry event sale\n", "  entry event sale\n  priority normal\n")
+    assert check(parse(stated, "promo.journey"), stated, "promo.journey", outranked) == []
+    assert check(parse(plain, "promo.journey"), plain, "promo.journey", Registry(priorities={"x": 5})) == []
+    silent = 'journey "tagger"\n  entry event sale\n  tag add seen\n'
+    assert check(parse(silent, "t.journey"), silent, "t.journey", outranked) == []
