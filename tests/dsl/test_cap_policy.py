@@ -99,7 +99,7 @@ EXAMPLE_HASHES = {
     "13_channel_qr.journey": "a98fd5af1490b0de",
     "14_channel_preference.journey": "a427035ddc8c2e42",
     "15_dormant_reactivation.journey": "2a3631383aba7493",
-    "16_core_user_pool.journey": "4cf8cdb1a6c58bab",
+    "16_core_user_pool.journey": "acfbb10f12e97023",  # priority 1 added on purpose
 }
 
 
