@@ -28,6 +28,10 @@ of them checked in Python), as before they were compiled.
 
 Merged-away users (``merged_into`` set) are never selected: their survivor is.
 
+Before a broadcast, a preview (:func:`count_audience`, :func:`sample_audience`,
+:func:`explain`) says how many users the audience selects now and who, from
+the very same bounds and page selection, reading only.
+
 Phone de-duplication (SCENARIOS #11, "one SMS per person") needs nothing here:
 a phone is an identity, identities are unique per (kind, value), so two users
 never share a phone — ingesting one phone for two ids merges them
@@ -40,7 +44,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, case, false, not_, or_, select, true
+from sqlalchemy import ColumnElement, and_, case, false, func, not_, or_, select, true
 from sqlalchemy.orm import Session
 
 from contracts.activities import UserSnapshot
@@ -208,3 +212,127 @@ def full_snapshot_fn(activities: object, cond: Cond, now: datetime) -> SnapshotF
         return activities._snapshot(UserSnapshotRequest(user_id=user_id, now=now, event_counts=queries))
 
     return snap
+
+
+# ---------------------------------------------------------------- previews (read only)
+
+
+@dataclass(frozen=True)
+class AudienceCount:
+    """How many users the audience selects at ``now``, without starting
+    anything. ``count`` is exact when ``exact``; else more candidates were
+    undecided by SQL than the preview may check one by one (``max_checks``),
+    and the answer is a range: ``count`` surely match, at most ``at_most``
+    do. ``checked`` is how many were checked in Python."""
+
+    count: int
+    at_most: int
+    exact: bool
+    checked: int
+
+
+def _matching(store: Store, cond: Cond, rows: list[tuple[str, dict | None]], snapshot: SnapshotFn | None) -> set[str]:
+    """Which of these candidate rows (id, attributes) the condition matches,
+    judged as :func:`select_page` judges its unsure rows."""
+    if not rows:
+        return set()
+    if needs_full_snapshot(cond):
+        if snapshot is None:
+            raise ValueError("this condition needs a snapshot function (stage, RFM, counts or reachability)")
+        return {uid for uid, _ in rows if evaluate(cond, snapshot(uid), None)}
+    with store.read() as session:
+        tags = _page_tags(session, [uid for uid, _ in rows])
+    return {
+        uid
+        for uid, attributes in rows
+        if evaluate(cond, UserSnapshot(user_id=uid, tags=tags[uid], attributes=dict(attributes or {})), None)
+    }
+
+
+def count_audience(
+    store: Store,
+    cond: Cond,
+    *,
+    now: datetime,
+    rules: DerivedRules | None = None,
+    snapshot: SnapshotFn | None = None,
+    max_checks: int = 1000,
+    page: int = 500,
+) -> AudienceCount:
+    """The audience's size at ``now`` from the same SQL bounds a broadcast
+    pages with: one ``COUNT`` when the bounds are exact (nearly always);
+    else the rows between them checked in Python in pages (by ``snapshot``
+    when the condition needs one), as long as there are no more than
+    ``max_checks`` of them — a preview must answer in seconds, and beyond
+    that it says the range instead of snapshotting thousands of users."""
+    if max_checks < 0 or page <= 0:
+        raise ValueError("max_checks must be >= 0 and page positive")
+    bounds = sql_bounds(cond, CompileContext(dialect=store.dialect, now=now, rules=rules))
+    live = User.merged_into.is_(None)
+    with store.read() as session:
+        if bounds.exact:
+            total = int(session.execute(select(func.count()).select_from(User).where(live, bounds.upper)).scalar_one())
+            return AudienceCount(total, total, True, 0)
+        surely = func.coalesce(func.sum(case((bounds.lower, 1), else_=0)), 0)
+        upper, lower = session.execute(select(func.count(), surely).select_from(User).where(live, bounds.upper)).one()
+    upper, lower = int(upper), int(lower)
+    if upper == lower:
+        return AudienceCount(upper, upper, True, 0)
+    if upper - lower > max_checks:
+        return AudienceCount(lower, upper, False, 0)
+    matched, checked, after = 0, 0, None
+    while True:
+        stmt = select(User.id, User.attributes).where(live, bounds.upper, not_(bounds.lower))
+        if after is not None:
+            stmt = stmt.where(User.id > after)
+        with store.read() as session:
+            rows = [(r[0], r[1]) for r in session.execute(stmt.order_by(User.id).limit(page))]
+        matched += len(_matching(store, cond, rows, snapshot))
+        checked += len(rows)
+        if len(rows) < page:
+            break
+        after = rows[-1][0]
+    return AudienceCount(lower + matched, lower + matched, True, checked)
+
+
+def sample_audience(
+    store: Store,
+    cond: Cond,
+    *,
+    now: datetime,
+    size: int,
+    rules: DerivedRules | None = None,
+    snapshot: SnapshotFn | None = None,
+    max_scan: int = 2000,
+) -> list[str]:
+    """The first ``size`` users (by id) the audience selects at ``now``:
+    :func:`select_page` itself, the broadcast's own selection, page after
+    page until ``size`` matched, the end, or ``max_scan`` candidates
+    scanned (a sample may come out short when most candidates were unsure
+    and did not match)."""
+    if size <= 0 or max_scan <= 0:
+        raise ValueError("size and max_scan must be positive")
+    found: list[str] = []
+    after: str | None = None
+    scanned = 0
+    while len(found) < size and scanned < max_scan:
+        limit = min(max(2 * size, 50), max_scan - scanned)
+        got = select_page(store, cond, after=after, limit=limit, snapshot=snapshot, now=now, rules=rules)
+        found += got.user_ids
+        scanned += got.scanned
+        after = got.cursor
+        if got.done:
+            break
+    return found[:size]
+
+
+def explain(cond: Cond, snapshot: UserSnapshot) -> list[tuple[Cond, bool]]:
+    """Each leaf of the condition (once, in text order) and whether it holds
+    for the user: why a user is (or is not) in the audience, in the terms
+    the operator wrote (``tag vip`` yes, ``tag blocked`` no under a
+    ``not``)."""
+    seen: list[Cond] = []
+    for leaf in _leaves(cond):
+        if leaf not in seen:
+            seen.append(leaf)
+    return [(leaf, evaluate(leaf, snapshot, None)) for leaf in seen]

@@ -6,23 +6,46 @@ deploy/pause/stop by ``sync_audience_schedule``). ``POST .../broadcasts``
 starts one more broadcast now, e.g. for a test batch or after changing tags.
 Each broadcast is an ``AudienceBroadcastWorkflow`` whose progress row the
 store keeps page by page, so the GET routes read the database, not Temporal.
+
+``POST /v1/journeys/audience/preview`` answers, before anything runs, how
+many users the audience selects now and who the first of them are (by id),
+each with the condition's parts and whether they hold for that user: the
+broadcast's own SQL bounds and page selection (``engine.audience``), read
+only. For journey text (saved or not) or a deployed journey. Bounds, all
+checked before the store is read: the text (``API_SOURCE_CHARS``), the
+sample (``MAX_SAMPLE``), the users checked one by one when SQL cannot
+decide them (``MAX_CHECKS``: beyond it the count is a range, ``exact``
+false), the candidates scanned for the sample (``MAX_SCAN``), and
+``MAX_PREVIEWS`` at once in this process (one more is a 503 with
+``Retry-After``: each counts the whole user table).
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.deps import CacheDep, ClientDep, Operator, SettingsDep, StoreDep, viewer
 from api.lookups import deployed_or_409, journey_or_404
 from api.problems import Problem, not_found
+from api.routes.simulate import journey_of
+from api.schemas import API_SOURCE_CHARS, JourneyIdStr
 from contracts.broadcast import DEFAULT_PAGE_SIZE, BroadcastProgress
-from dsl.ir import AudienceEntry
+from dsl.ir import AudienceEntry, CompareCond, Cond, TagCond, iter_conds
+from dsl.render_text import describe_cond
+from dsl.render_text import describe_schedule as schedule_words
 from engine import broadcasts, lifecycle
+from engine.activities import JourneyActivities
+from engine.audience import DERIVED_PREFIXES, count_audience, explain, full_snapshot_fn, sample_audience
 from engine.schedules import describe_schedule, schedule_id, start_broadcast
+from engine.settings import Settings
+from engine.store import Store
 
 router = APIRouter(prefix="/v1/journeys", tags=["broadcasts"], dependencies=[Depends(viewer)])
 
@@ -40,6 +63,159 @@ class BroadcastStarted(BaseModel):
 class BroadcastOut(BroadcastProgress):
     admitted: int = Field(0, description="runs this broadcast started that the re-entry rule admitted")
     refused: int = Field(0, description="runs this broadcast started that the re-entry rule refused")
+
+
+MAX_SAMPLE = 100
+DEFAULT_SAMPLE = 20
+MAX_CHECKS = 500  # undecided users snapshotted one by one (about 10 ms each) before the count becomes a range
+MAX_SCAN = 2000  # candidates the sample may scan
+MAX_PREVIEWS = 2  # at once in this process
+RETRY_AFTER = "5"
+
+
+class AudiencePreviewIn(BaseModel):
+    """The journey whose audience to preview: ``source`` or a deployed
+    ``journey_id`` (its current version, or ``version``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: Annotated[str, StringConstraints(min_length=1, max_length=API_SOURCE_CHARS)] | None = Field(
+        None, description="Journey text (saved or not); or give journey_id"
+    )
+    journey_id: JourneyIdStr | None = Field(None, description="A deployed journey instead of source")
+    version: int | None = Field(None, ge=1, le=2**31 - 1, description="Its version (default: the current one)")
+    sample_size: int = Field(DEFAULT_SAMPLE, ge=0, le=MAX_SAMPLE, description="How many matching users to list")
+
+
+class ConditionCheck(BaseModel):
+    condition: str = Field(description="A part of the audience's condition, in the operator's words")
+    holds: bool = Field(description="Whether it holds for the user now (a part under `not` matches when false)")
+
+
+class AudienceMember(BaseModel):
+    user_id: str
+    tags: list[str] = Field(description="The user's tags (stage/RFM are their own fields)")
+    stage: str | None = Field(description="Lifecycle stage now, derived as the journey's conditions see it")
+    rfm: str | None
+    attributes: dict[str, Any] = Field(description="The attributes the condition compares, as stored")
+    why: list[ConditionCheck]
+
+
+class AudiencePreviewOut(BaseModel):
+    journey: str
+    where: str = Field(description="The audience's condition in words")
+    schedule: str
+    at: datetime = Field(description="The moment stage, RFM and windows were judged at")
+    count: int = Field(description="Users selected now (when exact is false: those surely selected)")
+    exact: bool = Field(description="False when too many users needed checking one by one: see at_most")
+    at_most: int = Field(description="Users that may be selected (equals count when exact)")
+    checked: int = Field(description="Users SQL could not decide, checked one by one")
+    sample: list[AudienceMember] = Field(description="The first sample_size selected users, by id")
+    took_ms: int
+
+
+class _Previews:
+    """Previews running in this process; taken without waiting."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.busy = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.busy >= self.limit:
+                return False
+            self.busy += 1
+            return True
+
+    def give(self) -> None:
+        with self._lock:
+            self.busy -= 1
+
+
+PREVIEWS = _Previews(MAX_PREVIEWS)
+
+
+def _refused(detail: str) -> Problem:
+    return Problem(422, detail, title="Preview refused", kind="preview-refused")
+
+
+def _leaf_words(leaf: Cond) -> str:
+    return f"tag {leaf.tag}" if isinstance(leaf, TagCond) else describe_cond(leaf)
+
+
+def _preview(store: Store, settings: Settings, body: AudiencePreviewIn) -> AudiencePreviewOut:
+    """Compile, then count and sample at one ``now``, with the snapshots a
+    broadcast judges undecided users by (and the sample's parts by)."""
+    if (body.source is None) == (body.journey_id is None):
+        raise _refused("give the journey's source or a deployed journey_id (one of them)")
+    if body.journey_id is None and body.version is not None:
+        raise _refused("version goes with journey_id")
+    ir = journey_of(store, body.source, body.journey_id, body.version)
+    entry = ir.entry
+    if not isinstance(entry, AudienceEntry):
+        raise _refused(
+            f"the journey enters {'on event' if entry.kind == 'event' else 'by the API'}, not by audience: "
+            "only an `entry audience where …` journey has an audience to preview"
+        )
+    began = time.perf_counter()
+    now = datetime.now(UTC)
+    cond = entry.where
+    snapshot = full_snapshot_fn(JourneyActivities(store, {}, settings), cond, now)
+    rules = settings.derived
+    counted = count_audience(store, cond, now=now, rules=rules, snapshot=snapshot, max_checks=MAX_CHECKS)
+    ids = (
+        sample_audience(store, cond, now=now, size=body.sample_size, rules=rules, snapshot=snapshot, max_scan=MAX_SCAN)
+        if body.sample_size
+        else []
+    )
+    fields = list(
+        dict.fromkeys(c.field for c in iter_conds(cond) if isinstance(c, CompareCond) and c.subject == "user")
+    )
+    sample = []
+    for uid in ids:
+        snap = snapshot(uid)
+        sample.append(
+            AudienceMember(
+                user_id=uid,
+                tags=sorted(t for t in snap.tags if not t.startswith(DERIVED_PREFIXES)),
+                stage=snap.stage,
+                rfm=snap.rfm,
+                attributes={f: snap.attributes[f] for f in fields if f in snap.attributes},
+                why=[ConditionCheck(condition=_leaf_words(leaf), holds=holds) for leaf, holds in explain(cond, snap)],
+            )
+        )
+    return AudiencePreviewOut(
+        journey=ir.name,
+        where=describe_cond(cond),
+        schedule=schedule_words(entry.schedule),
+        at=now,
+        count=counted.count,
+        exact=counted.exact,
+        at_most=counted.at_most,
+        checked=counted.checked,
+        sample=sample,
+        took_ms=round((time.perf_counter() - began) * 1000),
+    )
+
+
+@router.post(
+    "/audience/preview",
+    response_model=AudiencePreviewOut,
+    summary="How many users an audience entry selects now, and the first of them with why (nothing started)",
+)
+async def preview_audience(body: AudiencePreviewIn, store: StoreDep, settings: SettingsDep) -> AudiencePreviewOut:
+    if not PREVIEWS.take():
+        raise Problem(
+            503,
+            f"{MAX_PREVIEWS} audience previews already running in this process; try again in a few seconds",
+            kind="preview-busy",
+            headers={"Retry-After": RETRY_AFTER},
+        )
+    try:
+        return await asyncio.to_thread(_preview, store, settings, body)
+    finally:
+        PREVIEWS.give()
 
 
 class ScheduleOut(BaseModel):

@@ -227,18 +227,28 @@ def _check_moments(start: str | None, cases: list[Case]) -> None:
 def _journey(body: SimulateIn, store: Store) -> Journey:
     if (body.source is None) == (body.journey_id is None):
         raise _refused("give the journey's source or a deployed journey_id (one of them)")
-    if body.journey_id is not None:
-        deployed = catalog.get_version(store, body.journey_id, body.version)
+    if body.journey_id is None and body.version is not None:
+        raise _refused("version goes with journey_id")
+    return journey_of(store, body.source, body.journey_id, body.version)
+
+
+def journey_of(store: Store, source: str | None, journey_id: str | None, version: int | None) -> Journey:
+    """The journey a try names, compiled as a deploy checks it: ``source``
+    (saved or not), else the deployed ``journey_id`` (its current version,
+    or ``version``). A 404 for an unknown deployed journey or version, a 422
+    with the language's diagnostics for text with errors. Shared by the
+    routes that try a journey without running it for real (the audience
+    preview too)."""
+    if journey_id is not None:
+        deployed = catalog.get_version(store, journey_id, version)
         if deployed is None:
-            what = f"{body.journey_id} version {body.version}" if body.version else body.journey_id
+            what = f"{journey_id} version {version}" if version else journey_id
             raise not_found("journey", what)
-        source, name = deployed.source, body.journey_id
+        source, name = deployed.source, journey_id
     else:
-        if body.version is not None:
-            raise _refused("version goes with journey_id")
-        source, name = body.source or "", "<simulate>"
+        name = "<simulate>"
     try:
-        return compile_source(source, name)
+        return compile_source(source or "", name)
     except JourneyError as exc:
         n = len(exc.errors)
         first = exc.errors[0] if exc.errors else None
