@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from api.console import router as console_router
 from api.routes import (
     audience,
+    callbacks,
     check,
     docs,
     edit,
@@ -33,6 +34,7 @@ ROUTERS: list[APIRouter] = [
     runs.router,
     stats.router,
     events.router,
+    callbacks.router,
     users.router,
     templates.router,
     pools.router,

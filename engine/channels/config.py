@@ -73,10 +73,24 @@ class WeComConfig(BaseModel):
     # reconciling it: a request the client gave up on may still be processed
     # until then. Keep it above ``timeout_s``.
     reconcile_settle_s: float = 120.0
+    # Customer-contact callbacks (客户联系 → API → 接收事件服务器): the Token and
+    # EncodingAESKey the WeCom admin console shows next to the callback URL
+    # (``/v1/callbacks/wecom``); ``corp_id`` is the receiver id they are
+    # encrypted for. Both unset: the endpoint answers 404.
+    callback_token: SecretStr | None = None
+    callback_aes_key: SecretStr | None = None
+    # A customer group's member list names staff and customers alike; ids
+    # with these prefixes are external contacts (WeChat users' external
+    # userids start ``wm``, other WeCom corps' users ``wo``), the rest staff.
+    external_userid_prefixes: list[str] = Field(default_factory=lambda: ["wm", "wo"])
 
     @property
     def configured(self) -> bool:
         return bool(self.corp_id and self.corp_secret)
+
+    @property
+    def callback_configured(self) -> bool:
+        return bool(self.corp_id and self.callback_token and self.callback_aes_key)
 
 
 class WeComAppConfig(BaseModel):
@@ -152,7 +166,21 @@ class WeChatAppConfig(BaseModel):
 
 
 class OfficialAccountConfig(WeChatAppConfig):
-    """公众号 template messages."""
+    """公众号 template messages, and the account's callbacks (基本配置 →
+    服务器配置: URL ``/v1/callbacks/official-account``, Token,
+    EncodingAESKey)."""
+
+    callback_token: SecretStr | None = None
+    # Set: 安全模式 (safe mode), encrypted bodies; a plaintext body is then
+    # refused unless ``callback_allow_plaintext`` (兼容模式, while switching),
+    # since a plaintext body is signed by nothing (the signature covers only
+    # token, timestamp and nonce). Unset: 明文模式 (plaintext mode).
+    callback_aes_key: SecretStr | None = None
+    callback_allow_plaintext: bool = False
+
+    @property
+    def callback_configured(self) -> bool:
+        return bool(self.app_id and self.callback_token)
 
 
 class MiniProgramConfig(WeChatAppConfig):

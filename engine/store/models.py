@@ -450,3 +450,41 @@ class ApiKey(Base):
     hint: Mapped[str] = mapped_column(String(16))  # the key's last characters, to tell keys apart
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+
+
+class CallbackReceipt(Base):
+    """One vendor callback (WeCom, Official Account), stored before it is
+    answered (``engine.callbacks``): the vendor hears "success" only once
+    this row is written, and the journey events it makes are ingested after,
+    off the request path. The id is derived from the decrypted message, so
+    the vendor's retries of one message are one row, and its events' ids
+    derive from this one (one event however often it is delivered).
+    ``processed_at`` stays empty until every event it makes is stored (and a
+    channel code's welcome journey started); until then the API's sweep
+    processes it again. Messages that make no journey event (an unknown
+    event, a corp tag definition change) are kept, processed at once, with
+    why in ``outcome``."""
+
+    __tablename__ = "callback_receipts"
+    __table_args__ = (
+        Index(
+            "ix_callback_receipts_unprocessed",
+            "received_at",
+            sqlite_where=text("processed_at IS NULL"),
+            postgresql_where=text("processed_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    vendor: Mapped[str] = mapped_column(String(32))  # wecom | official_account
+    receiver: Mapped[str] = mapped_column(String(128))  # corp id / app id it was encrypted for
+    # MsgType/Event/ChangeType, e.g. event/change_external_contact/add_external_contact
+    kind: Mapped[str] = mapped_column(String(128))
+    message: Mapped[dict[str, Any]] = mapped_column()  # the decrypted message's fields
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # a channel code's tags and scan record written (once, whatever the retries)
+    applied_at: Mapped[datetime | None]
+    processed_at: Mapped[datetime | None]
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)

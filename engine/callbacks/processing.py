@@ -1,0 +1,193 @@
+"""Carrying out stored callbacks: their journey events ingested, off the
+request path.
+
+``CallbackProcessor.accept`` is the route's one await after decrypting: it
+stores the receipt (``engine.callbacks.receipts``) and schedules its
+processing as a task, so the vendor's answer waits for one write and not
+for Temporal. ``process`` maps the stored message again (mapping is pure)
+and ingests each event with ``Dispatcher.ingest`` under an id derived from
+the receipt's: stored once, on the person its identifier names, then
+signalled and started like any Segment event. Without a Temporal client the
+event is stored undispatched (``engine.events.ingest_event``), which the
+dispatcher's own sweep delivers once Temporal is back.
+
+A receipt is marked processed only after every step succeeded; a failure
+(the database went away, the process died) leaves it for ``sweep``, which
+the API runs every ``callback_retry_seconds``. Every step is idempotent —
+events by id, a channel code's one-time effects under ``receipts.claim`` —
+so processing a receipt twice (the sweep racing a slow task, two API
+processes) adds nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+
+from engine.callbacks import receipts, wecom
+from engine.callbacks.mapping import JourneyEvent, Mapped
+from engine.callbacks.messages import Message
+from engine.callbacks.receipts import Receipt
+from engine.dispatch import Dispatcher
+from engine.events import ingest_event
+from engine.settings import Settings
+from engine.store import Store
+from engine.store.types import utcnow
+
+log = logging.getLogger("journeys.callbacks")
+
+
+def map_message(settings: Settings, vendor: str, message: Message) -> Mapped:
+    """The vendor module's mapping of one message, with the config it needs."""
+    if vendor == wecom.VENDOR:
+        cfg = settings.channels.wecom
+        return wecom.map_message(
+            message, corp_id=cfg.corp_id or "", external_prefixes=tuple(cfg.external_userid_prefixes)
+        )
+    raise ValueError(f"unknown callback vendor {vendor!r}")
+
+
+class CallbackProcessor:
+    """One per API process (its in-flight set keeps one process from
+    processing a receipt twice at once)."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        dispatcher: Dispatcher,
+        client: Callable[[], Client | None],
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self.client = client  # read per use: the API may connect to Temporal after it started
+        self._tasks: set[asyncio.Task[bool]] = set()
+        self._in_hand: set[str] = set()
+
+    async def accept(self, *, vendor: str, receiver: str, message: Message) -> Receipt:
+        """Store the message (once) and schedule its processing; returns when
+        the receipt is committed, which is when the vendor may hear
+        "success". A message that makes nothing is stored processed."""
+        mapped = map_message(self.settings, vendor, message)
+        done = self._nothing_to_do(mapped)
+        receipt, _new = await asyncio.to_thread(
+            receipts.store,
+            self.store,
+            vendor=vendor,
+            receiver=receiver,
+            kind=mapped.kind,
+            message=message,
+            outcome=done,
+        )
+        if not receipt.processed:
+            self.schedule(receipt.id)
+        return receipt
+
+    @staticmethod
+    def _nothing_to_do(mapped: Mapped) -> dict[str, Any] | None:
+        if mapped.events or mapped.report is not None:
+            return None
+        return {"events": [], "ignored": mapped.ignored or "nothing to do"}
+
+    def schedule(self, rid: str) -> None:
+        if rid in self._in_hand:
+            return
+        task = asyncio.create_task(self.process(rid), name=f"callback {rid}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def idle(self) -> None:
+        """Wait for the scheduled processing (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Stop processing: unfinished receipts stay for the next sweep."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def process(self, rid: str) -> bool:
+        """Process one receipt unless done or in hand here; True once it is
+        processed."""
+        if rid in self._in_hand:
+            return False
+        self._in_hand.add(rid)
+        try:
+            receipt = await asyncio.to_thread(receipts.get, self.store, rid)
+            if receipt is None:
+                return False
+            if receipt.processed:
+                return True
+            try:
+                outcome = await self._carry_out(receipt)
+                await asyncio.to_thread(receipts.finish, self.store, rid, outcome)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - kept for the sweep, with why
+                log.exception("callback %s could not be processed; the sweep will try again", rid)
+                try:
+                    await asyncio.to_thread(receipts.fail, self.store, rid, f"{type(exc).__name__}: {exc}")
+                except Exception:  # noqa: BLE001 - the store is down: the sweep finds it unprocessed anyway
+                    log.exception("could not record the failure of callback %s", rid)
+                return False
+            return True
+        finally:
+            self._in_hand.discard(rid)
+
+    async def _carry_out(self, receipt: Receipt) -> dict[str, Any]:
+        mapped = map_message(self.settings, receipt.vendor, receipt.message)
+        outcome: dict[str, Any] = {"events": []}
+        if mapped.ignored:
+            outcome["ignored"] = mapped.ignored
+        for event in mapped.events:
+            event_id = receipt.id + event.suffix
+            await self._ingest(receipt, event_id, event)
+            outcome["events"].append(event_id)
+        return outcome
+
+    async def _ingest(self, receipt: Receipt, event_id: str, event: JourneyEvent) -> None:
+        client = self.client()
+        if client is None:
+            # Stored undispatched: the dispatcher's sweep delivers it once
+            # Temporal is connected (engine.dispatch).
+            await asyncio.to_thread(
+                ingest_event,
+                self.store,
+                event_id=event_id,
+                name=event.name,
+                identifiers=event.identifiers,
+                properties=event.properties,
+                occurred_at=event.occurred_at,
+                rules=self.settings.derived,
+                dispatch=True,
+            )
+            return
+        await self.dispatcher.ingest(
+            client,
+            event_id=event_id,
+            name=event.name,
+            identifiers=event.identifiers,
+            properties=event.properties,
+            occurred_at=event.occurred_at,
+            kind=receipt.vendor,
+        )
+
+    async def sweep(self, *, older_than: timedelta, limit: int = 100) -> int:
+        """Process receipts stored at least ``older_than`` ago and never
+        processed; returns how many are processed now."""
+        waiting = await asyncio.to_thread(
+            receipts.pending, self.store, received_before=utcnow() - older_than, limit=limit
+        )
+        done = 0
+        for receipt in waiting:
+            done += await self.process(receipt.id)
+        if waiting:
+            log.info("callback sweep: %d of %d stored callbacks processed", done, len(waiting))
+        return done
