@@ -4,7 +4,7 @@ Each area adds its subcommands with ``register``: a function that receives
 the subparsers object and calls ``add_parser`` on it, setting
 ``func(args) -> int`` as the default. The language tools (``check``, ``fmt``,
 ``graph``) come from ``dsl.cli``; the worker and the simulator (``worker``, ``simulate``, ``test``) come
-from ``runtime``; the service adds ``up``…
+from ``runtime``, and so do ``deploy`` and ``pull`` (clients of a running API); the service adds ``up``…
 """
 
 from __future__ import annotations
@@ -49,6 +49,15 @@ def _simulate_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 register(_simulate_commands)
+
+
+def _remote_commands(subparsers: argparse._SubParsersAction) -> None:
+    from runtime.remote_cli import add_subcommands
+
+    add_subcommands(subparsers)
+
+
+register(_remote_commands)
 
 
 def _repair_commands(subparsers: argparse._SubParsersAction) -> None:

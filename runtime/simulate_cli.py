@@ -202,6 +202,9 @@ def _exiting(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     return run
 
 
+exiting = _exiting  # for the other commands that run journey tests (``journeys deploy``)
+
+
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     sim = subparsers.add_parser("simulate", help="run a journey for test users on a time-skipping server")
     sim.add_argument("file", help="the .journey file")
