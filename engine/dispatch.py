@@ -33,6 +33,10 @@ already going), which the user's timeline shows.
 Run signals (``engine.run_signals``: a merge ending a duplicate run, tag
 changes heard by the user's runs) queued by the store change of an ingest
 are sent right after it, before the event; the sweep sends those left over.
+Every new user's first event queues one (its derived stage tag), so they
+cost the hot path nothing extra but a query: read with the event's targets
+(one read transaction for the user's open runs), marked sent with the
+batched event marks (one write transaction for both).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from sqlalchemy.orm import Session
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -51,7 +56,7 @@ from contracts.conditions import count_queries, evaluate, needs_user
 from contracts.runs import UserEvent, workflow_id
 from dsl.ir import EventEntry
 from engine import queries, run_signals
-from engine.events import IngestResult, ingest_event, mark_dispatched, undispatched
+from engine.events import IngestResult, ingest_event, mark_dispatched_in, undispatched
 from engine.journey_cache import Deployed, JourneyCache
 from engine.settings import Settings
 from engine.starts import run_input, signal_event, start_run
@@ -124,6 +129,8 @@ class Dispatcher:
         self.cache = cache
         self.counters: DispatchCounters = counters or NoCounters()
         self._dispatched: dict[str, dict[str, Any]] = {}  # event id -> what dispatch did
+        self._signals_sent: list[int] = []  # run signals sent, their mark not written yet
+        self._signals_marking: frozenset[int] = frozenset()  # ... being written now
         self._marker: asyncio.Task[None] | None = None
 
     async def ingest(
@@ -139,7 +146,9 @@ class Dispatcher:
     ) -> Outcome:
         """Store the event and, unless it was dispatched already, dispatch it."""
 
-        def store_and_look_up() -> tuple[IngestResult, Targets | None]:
+        skip = self._signals_in_hand()
+
+        def store_and_look_up() -> tuple[IngestResult, Targets | None, list[run_signals.PendingSignal] | None]:
             # One hop to a worker thread for the write and the reads that
             # follow it (each hop is a wait for a thread under load).
             stored = ingest_event(
@@ -152,15 +161,21 @@ class Dispatcher:
                 rules=self.settings.derived,
                 dispatch=True,
             )
-            return stored, None if stored.dispatched else self.targets(stored.user_id, name)
+            if stored.dispatched:
+                return stored, None, None
+            found, pending = self._look_up(stored.user_id, name, signals=stored.signals, skip=skip)
+            return stored, found, pending
 
-        result, found = await asyncio.to_thread(store_and_look_up)
+        result, found, pending = await asyncio.to_thread(store_and_look_up)
         # dispatched: marked in the store, or about to be (the batched mark)
         dispatched = result.dispatched or (not result.new and event_id in self._dispatched)
         self.counters.event(kind, "new" if result.new else "duplicate" if dispatched else "redelivered")
         outcome = Outcome(user_id=result.user_id, new=result.new)
         if result.signals:
-            await self.deliver_signals(client, result.user_id)
+            if pending is None:
+                await self.deliver_signals(client, result.user_id)
+            else:
+                await self._send_signals(client, pending)
         if dispatched:
             return outcome
         event = UserEvent(id=event_id, name=name, properties=dict(properties), occurred_at=occurred_at)
@@ -168,12 +183,43 @@ class Dispatcher:
         return outcome
 
     def targets(self, user_id: str, event_name: str) -> Targets:
-        runs = queries.open_runs(self.store, user_id)
-        return Targets(
+        return self._look_up(user_id, event_name, signals=False)[0]
+
+    def _look_up(
+        self, user_id: str, event_name: str, *, signals: bool, skip: frozenset[int] = frozenset()
+    ) -> tuple[Targets, list[run_signals.PendingSignal] | None]:
+        """The event's targets and, when the ingest queued run signals, the
+        user's unsent ones, in one read transaction: the user's open runs
+        (which both need), the journeys entering on the event and the
+        signals used to be three, the signals' on a thread hop of its own,
+        on every new user's event (whose stage tag queues one)."""
+        pending = None
+        with self.store.read() as s:
+            runs = queries.open_runs_in(s, user_id)
+            journeys = self.cache.event_triggered_in(s, event_name)
+            if signals:
+                pairs = tuple(dict.fromkeys((r.workflow_id, r.journey_id) for r in runs))
+                pending = run_signals.unsent_in(s, user_id=user_id, skip=skip, open_runs={user_id: pairs})
+        targets = Targets(
             list(dict.fromkeys(r.workflow_id for r in runs)),
-            self.cache.event_triggered(event_name),
+            journeys,
             {r.workflow_id: r.journey_id for r in runs},
         )
+        return targets, pending
+
+    def _signals_in_hand(self) -> frozenset[int]:
+        """Run signals this process sent whose mark is not committed yet."""
+        return frozenset(self._signals_sent) | self._signals_marking
+
+    async def _send_signals(self, client: Client, pending: list[run_signals.PendingSignal]) -> int:
+        """Send signals read with an ingest's targets; their marks go with the
+        batched event marks (a signal sent twice is harmless, see
+        ``engine.run_signals``), not in a write transaction of their own."""
+        sent = [signal.id for signal in pending if await run_signals.send(client, signal)]  # in order
+        if sent:
+            self._signals_sent.extend(sent)
+            self._schedule_marks()
+        return len(sent)
 
     async def deliver_signals(self, client: Client, user_id: str | None = None) -> int:
         """Send the run signals still queued (of one user, else all): after an
@@ -193,21 +239,45 @@ class Dispatcher:
             self.counters.event("track", "undispatched")
             return
         self._dispatched[event.id] = outcome.record()
+        self._schedule_marks()
+
+    def _schedule_marks(self) -> None:
         if self._marker is None or self._marker.done():
             self._marker = asyncio.create_task(self._mark_soon())
 
     async def _mark_soon(self) -> None:
-        await asyncio.sleep(MARK_DELAY_SECONDS)
-        try:
-            await self.flush_marks()
-        except Exception:  # noqa: BLE001 - unmarked events are swept again later
-            log.exception("could not mark events dispatched; the sweep will deliver them again")
+        # until nothing is left: marks added while a flush was being written
+        # would otherwise wait for the next event (or the sweep)
+        while True:
+            await asyncio.sleep(MARK_DELAY_SECONDS)
+            try:
+                await self.flush_marks()
+            except Exception:  # noqa: BLE001 - unmarked events are swept again later
+                log.exception("could not mark events dispatched; the sweep will deliver them again")
+            if not self._dispatched and not self._signals_sent:
+                return
 
     async def flush_marks(self) -> None:
-        """Write the pending dispatched marks now (also at shutdown)."""
+        """Write the pending dispatched marks (events and run signals, one
+        write transaction) now; also at shutdown."""
         done, self._dispatched = self._dispatched, {}
-        if done:
-            await asyncio.to_thread(mark_dispatched, self.store, list(done), None, done)
+        sent, self._signals_sent = self._signals_sent, []
+        if not done and not sent:
+            return
+        self._signals_marking = self._signals_marking | frozenset(sent)
+        try:
+            await asyncio.to_thread(self._write_marks, done, sent)
+        finally:
+            self._signals_marking = self._signals_marking - frozenset(sent)
+
+    def _write_marks(self, done: dict[str, dict[str, Any]], sent: list[int]) -> None:
+        at = utcnow()
+
+        def work(s: Session) -> None:
+            mark_dispatched_in(s, list(done), at, done)
+            run_signals.mark_sent_in(s, sent, at)
+
+        self.store.transact(work)
 
     async def sweep(self, client: Client, *, older_than: timedelta, limit: int = 100) -> int:
         """Deliver events stored at least ``older_than`` ago and never

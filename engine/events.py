@@ -145,9 +145,18 @@ def mark_dispatched(
     if not ids:
         return
     at = utc(now) if now else utcnow()
+    store.transact(lambda s: mark_dispatched_in(s, ids, at, outcomes))
+
+
+def mark_dispatched_in(
+    session: Session, event_ids: Iterable[str], at: datetime, outcomes: Mapping[str, dict[str, Any]] | None = None
+) -> None:
+    """``mark_dispatched`` inside the caller's write transaction (the
+    dispatcher writes its events' and its run signals' marks in one)."""
     found = outcomes or {}
-    rows = [{"event_id": i, "at": at, "what": found.get(i)} for i in ids]
-    store.transact(lambda s: s.execute(_MARK, rows))
+    rows = [{"event_id": i, "at": utc(at), "what": found.get(i)} for i in event_ids]
+    if rows:
+        session.execute(_MARK, rows)
 
 
 def undispatched(store: Store, *, received_before: datetime, limit: int = 100) -> list[PendingEvent]:

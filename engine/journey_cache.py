@@ -11,10 +11,21 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from dsl.ir import EventEntry, Journey
 from engine import catalog, lifecycle
 from engine.catalog import JourneyInfo, VersionInfo
 from engine.store import Store
+from engine.store.models import Journey as JourneyRow
+
+_JOURNEYS = JourneyRow.__table__
+_ADMITTING = (
+    select(_JOURNEYS.c.id, _JOURNEYS.c.name, _JOURNEYS.c.status, _JOURNEYS.c.current_version)
+    .where(_JOURNEYS.c.status == lifecycle.ADMITTING, _JOURNEYS.c.current_version.is_not(None))
+    .order_by(_JOURNEYS.c.id)
+)
 
 
 @dataclass(frozen=True)
@@ -63,11 +74,16 @@ class JourneyCache:
 
     def event_triggered(self, event_name: str) -> list[Deployed]:
         """Active journeys whose current version enters on ``event_name``."""
+        with self.store.read() as s:
+            return self.event_triggered_in(s, event_name)
+
+    def event_triggered_in(self, session: Session, event_name: str) -> list[Deployed]:
+        """``event_triggered`` inside a read transaction the caller holds
+        (dispatch reads the user's runs in the same one); only the admitting
+        journeys' rows are read, in Core (every ingested event asks)."""
         out: list[Deployed] = []
-        for info in catalog.list_journeys(self.store):
-            if info.status != lifecycle.ADMITTING or info.current_version is None:
-                continue
-            deployed = self.current(info)
+        for row in session.execute(_ADMITTING):
+            deployed = self.current(JourneyInfo(row.id, row.name, row.status, row.current_version))
             if deployed is None:
                 continue
             entry = deployed.ir.entry

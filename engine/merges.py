@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, exists, insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from engine import run_signals, runs
@@ -51,6 +51,24 @@ _OPEN = (
 )
 _STEPS = StepRecord.__table__
 _INSERT_STEP = insert(_STEPS)
+# The two guards every send asks (``engine.activities``), built once in Core:
+# building them per call cost more than running them.
+_END_REASON = select(_RUNS.c.end_reason).where(_RUNS.c.run_key == bindparam("run_key"))
+_KEPT_FROM = select(_STEPS.c.detail).where(
+    _STEPS.c.run_key == bindparam("run_key"), _STEPS.c.kind == "merge", _STEPS.c.outcome == "kept"
+)
+_DELIVERIES = Delivery.__table__
+_SENT_BY = (
+    select(_DELIVERIES.c.id)
+    .where(
+        _DELIVERIES.c.journey_id == bindparam("journey_id"),
+        _DELIVERIES.c.node_id == bindparam("node_id"),
+        _DELIVERIES.c.address_hash == bindparam("address_hash"),
+        _DELIVERIES.c.status.in_(("sent", "pending")),
+        _DELIVERIES.c.run_key.in_(bindparam("ended", expanding=True)),
+    )
+    .limit(1)
+)
 
 
 @dataclass(frozen=True)
@@ -120,7 +138,7 @@ def _record(
 
 def ended_by_merge(session: Session, run_key: str) -> bool:
     """This run was ended because its person has another run of the journey."""
-    reason = session.execute(select(_RUNS.c.end_reason).where(_RUNS.c.run_key == run_key)).scalar()
+    reason = session.execute(_END_REASON, {"run_key": run_key}).scalar()
     return bool(reason and reason.startswith(MERGED))
 
 
@@ -129,26 +147,11 @@ def already_sent_by_merged(session: Session, *, run_key: str, journey_id: str, n
     the journey to this address: sending it again would reach the same
     person twice. (Which runs: this run's ``merge``/``kept`` records, not a
     comparison of times, which the store and the runs keep on two clocks.)"""
-    ended = [
-        (detail or {}).get("other_run_key")
-        for detail in session.scalars(
-            select(_STEPS.c.detail).where(
-                _STEPS.c.run_key == run_key, _STEPS.c.kind == "merge", _STEPS.c.outcome == "kept"
-            )
-        )
-    ]
+    ended = [(detail or {}).get("other_run_key") for detail in session.scalars(_KEPT_FROM, {"run_key": run_key})]
     ended = [key for key in ended if key]
     if not ended:
         return False
-    sent = (
-        exists()
-        .where(
-            Delivery.journey_id == journey_id,
-            Delivery.node_id == node_id,
-            Delivery.address_hash == address_hash,
-            Delivery.status.in_(("sent", "pending")),
-            Delivery.run_key.in_(ended),
-        )
-        .select()
-    )
-    return bool(session.execute(sent).scalar())
+    found = session.execute(
+        _SENT_BY, {"journey_id": journey_id, "node_id": node_id, "address_hash": address_hash, "ended": ended}
+    ).first()
+    return found is not None

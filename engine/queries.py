@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import Session
 
 from contracts.activities import EventCountQuery, UserSnapshot, UserSnapshotRequest
 from engine import identity
@@ -148,9 +149,15 @@ def user_runs(store: Store, user_id: str, *, limit: int = 200) -> list[RunInfo]:
 
 def open_runs(store: Store, user_id: str, journey_id: str | None = None) -> list[RunInfo]:
     """Admitted runs not ended yet: the ones an event must be delivered to."""
-    stmt = _OPEN_RUNS if journey_id is None else _OPEN_RUNS_IN
     with store.read() as s:
-        return [_run(r) for r in s.execute(stmt, {"uid": user_id, "journey_id": journey_id})]
+        return open_runs_in(s, user_id, journey_id)
+
+
+def open_runs_in(session: Session, user_id: str, journey_id: str | None = None) -> list[RunInfo]:
+    """``open_runs`` inside a session the caller holds, so dispatch reads the
+    runs and the user's queued run signals in one read transaction."""
+    stmt = _OPEN_RUNS if journey_id is None else _OPEN_RUNS_IN
+    return [_run(r) for r in session.execute(stmt, {"uid": user_id, "journey_id": journey_id})]
 
 
 # Every ingested event asks for the user's open runs: built once, in Core.

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -53,7 +53,13 @@ _SIGNALS = RunSignal.__table__
 _RUNS = Run.__table__
 _INSERT = insert(_SIGNALS)
 _UNSENT = select(_SIGNALS).where(_SIGNALS.c.sent_at.is_(None)).order_by(_SIGNALS.c.id)
-_MARK = update(_SIGNALS).where(_SIGNALS.c.id.in_(bindparam("ids", expanding=True)), _SIGNALS.c.sent_at.is_(None))
+# a user's, as every ingest that queued one asks: built once, not per event
+_UNSENT_OF = _UNSENT.where(_SIGNALS.c.user_id.in_(bindparam("uids", expanding=True))).limit(bindparam("n"))
+_MARK = (
+    update(_SIGNALS)
+    .where(_SIGNALS.c.id.in_(bindparam("ids", expanding=True)), _SIGNALS.c.sent_at.is_(None))
+    .values(sent_at=bindparam("at"))
+)
 _OPEN_RUNS = select(_RUNS.c.run_key, _RUNS.c.journey_id).where(
     _RUNS.c.user_id == bindparam("uid"), _RUNS.c.admitted.is_(True), _RUNS.c.ended_at.is_(None)
 )
@@ -143,41 +149,81 @@ def unsent(
 ) -> list[PendingSignal]:
     """Signals not sent yet, oldest first (of one user, or older than a time),
     each on its user's current id with that user's open runs."""
-    q = _UNSENT
-    if created_before is not None:
-        q = q.where(_SIGNALS.c.created_at < utc(created_before))
     with store.read() as s:
-        if user_id is not None:
-            ids = {user_id, identity.canonical_user_id(s, user_id) or user_id}
-            q = q.where(_SIGNALS.c.user_id.in_(ids))
-        out: list[PendingSignal] = []
-        runs: dict[str, tuple[tuple[str, str], ...]] = {}
-        for row in s.execute(q.limit(limit)):
-            uid = identity.canonical_user_id(s, row.user_id) or row.user_id
-            if row.kind == "tags" and uid not in runs:
-                found = s.execute(_OPEN_RUNS, {"uid": uid})
-                runs[uid] = tuple(dict.fromkeys((workflow_of(r.run_key), r.journey_id) for r in found))
-            out.append(
-                PendingSignal(
-                    id=row.id,
-                    user_id=uid,
-                    kind=row.kind,
-                    workflow_id=row.workflow_id,
-                    run_key=row.run_key,
-                    source=row.source,
-                    payload=dict(row.payload or {}),
-                    created_at=utc(row.created_at),
-                    open_runs=runs.get(uid, ()),
-                )
+        return unsent_in(s, user_id=user_id, created_before=created_before, limit=limit)
+
+
+def unsent_in(
+    session: Session,
+    *,
+    user_id: str | None = None,
+    created_before: datetime | None = None,
+    limit: int = 100,
+    skip: Collection[int] = (),
+    open_runs: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+) -> list[PendingSignal]:
+    """``unsent`` inside a session the caller holds. ``skip``: ids sent but
+    whose mark is not written yet (the dispatcher batches marks), left out so
+    they are not sent twice by this process. ``open_runs``: (workflow id,
+    journey id) pairs per user the caller read in this session already, so
+    the ingest path reads a user's runs once for its event and its signals;
+    those users are taken as current ids (the caller just resolved them, and
+    targets its event by the same runs), which spares their merge lookup."""
+    canonical: dict[str, str] = {uid: uid for uid in open_runs or {}}
+
+    def owner(uid: str) -> str:
+        if uid not in canonical:  # one lookup per user, not per row
+            canonical[uid] = identity.canonical_user_id(session, uid) or uid
+        return canonical[uid]
+
+    wanted = limit + len(skip)  # the skipped are filtered below, after the limit
+    uids = sorted({user_id, owner(user_id)}) if user_id is not None else None
+    if uids is not None and created_before is None:
+        rows = session.execute(_UNSENT_OF, {"uids": uids, "n": wanted})
+    else:
+        q = _UNSENT
+        if created_before is not None:
+            q = q.where(_SIGNALS.c.created_at < utc(created_before))
+        if uids is not None:
+            q = q.where(_SIGNALS.c.user_id.in_(uids))
+        rows = session.execute(q.limit(wanted))
+    runs: dict[str, tuple[tuple[str, str], ...]] = {u: tuple(pairs) for u, pairs in (open_runs or {}).items()}
+    out: list[PendingSignal] = []
+    for row in rows:
+        if row.id in skip:
+            continue
+        uid = owner(row.user_id)
+        if row.kind == "tags" and uid not in runs:
+            found = session.execute(_OPEN_RUNS, {"uid": uid})
+            runs[uid] = tuple(dict.fromkeys((workflow_of(r.run_key), r.journey_id) for r in found))
+        out.append(
+            PendingSignal(
+                id=row.id,
+                user_id=uid,
+                kind=row.kind,
+                workflow_id=row.workflow_id,
+                run_key=row.run_key,
+                source=row.source,
+                payload=dict(row.payload or {}),
+                created_at=utc(row.created_at),
+                open_runs=runs.get(uid, ()),
             )
-        return out
+        )
+    return out[:limit]
 
 
 def mark_sent(store: Store, ids: Iterable[int], now: datetime | None = None) -> None:
     batch = list(ids)
     if batch:
         at = utc(now) if now else utcnow()
-        store.transact(lambda s: s.execute(_MARK.values(sent_at=at), {"ids": batch}))
+        store.transact(lambda s: mark_sent_in(s, batch, at))
+
+
+def mark_sent_in(session: Session, ids: Sequence[int], at: datetime) -> None:
+    """``mark_sent`` inside the caller's write transaction (the dispatcher
+    writes these marks with its events' in one transaction)."""
+    if ids:
+        session.execute(_MARK, {"ids": list(ids), "at": utc(at)})
 
 
 def tag_events(signal: PendingSignal) -> list[UserEvent]:
