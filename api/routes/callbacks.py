@@ -1,11 +1,15 @@
-"""Vendor callbacks: ``/v1/callbacks/wecom`` (企业微信 customer contact).
+"""Vendor callbacks: ``/v1/callbacks/wecom`` (企业微信 customer contact)
+and ``/v1/callbacks/official-account`` (公众号), plus
+``GET /v1/callbacks/receipts`` (viewer) to see what arrived.
 
-No API key: the vendor authenticates by signing with the callback Token
-(and encrypting with the EncodingAESKey) configured on both sides
-(``JOURNEYS_CHANNELS__WECOM__CALLBACK_TOKEN`` / ``__CALLBACK_AES_KEY``).
-Refusals are problem documents the vendor's console shows an operator
-while they set the URL up: 404 not configured, 400 malformed, 403 bad
-signature or a message encrypted for another corp, 413 too large, 503 the
+No API key on the callbacks themselves: the vendor authenticates by signing
+with the callback Token (and encrypting with the EncodingAESKey) configured
+on both sides (``JOURNEYS_CHANNELS__WECOM__CALLBACK_TOKEN`` /
+``__CALLBACK_AES_KEY``, ``JOURNEYS_CHANNELS__OFFICIAL_ACCOUNT__…``).
+Refusals are problem documents the vendor's console shows an operator while
+they set the URL up: 404 not configured, 400 malformed, 403 bad signature,
+a message encrypted for another corp or app, a plaintext body where safe
+mode is configured, a stale plaintext signature; 413 too large, 503 the
 database is down (the vendor retries). Everything past the decryption is
 ``engine.callbacks``'s: the message is stored first, "success" answered,
 journey events made off the request path.
@@ -17,19 +21,22 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.deps import SettingsDep, StoreDep
+from api.deps import SettingsDep, StoreDep, viewer
 from api.problems import Problem
 from api.settings import ApiSettings
-from engine.callbacks import messages, wecom
+from engine.callbacks import messages, official_account, receipts, wecom
 from engine.callbacks.processing import CallbackProcessor
-from engine.channels.wecom_crypto import CallbackCryptoError, MsgCrypt
+from engine.channels.config import OfficialAccountConfig
+from engine.channels.wecom_crypto import CallbackCryptoError, MsgCrypt, sha1_signature, signature_matches
+from engine.store.types import utcnow
 
 log = logging.getLogger("journeys.api.callbacks")
 
@@ -203,3 +210,169 @@ async def wecom_event(
     message = _parse(plain.message, "the decrypted message")
     await _accept(processor, vendor=wecom.VENDOR, receiver=crypt.receiver_id, message=message)
     return PlainTextResponse("success")
+
+
+# ---------------------------------------------------------------- Official Account
+
+
+def _oa_config(settings: ApiSettings) -> OfficialAccountConfig:
+    cfg = settings.channels.official_account
+    if not cfg.callback_configured:
+        raise Problem(
+            404,
+            "Official Account callbacks are not configured: set channels.official_account.app_id and callback_token "
+            "(and callback_aes_key for safe mode)",
+            kind="callbacks-not-configured",
+        )
+    return cfg
+
+
+def _oa_crypt(cfg: OfficialAccountConfig) -> MsgCrypt | None:
+    if cfg.callback_aes_key is None:
+        return None
+    assert cfg.callback_token is not None and cfg.app_id
+    try:
+        return MsgCrypt(cfg.callback_token.get_secret_value(), cfg.callback_aes_key.get_secret_value(), cfg.app_id)
+    except CallbackCryptoError as exc:
+        raise Problem(
+            503, f"the configured Official Account callback key is unusable: {exc}", kind="callbacks-misconfigured"
+        ) from exc
+
+
+def _oa_signed(cfg: OfficialAccountConfig, signature: str, timestamp: str, nonce: str) -> None:
+    """The ``signature`` every Official Account request carries: SHA-1 of
+    the sorted token, timestamp and nonce (it does not cover the body)."""
+    assert cfg.callback_token is not None
+    if not signature_matches(sha1_signature(cfg.callback_token.get_secret_value(), timestamp, nonce), signature):
+        raise Problem(403, "signature does not match (wrong token, or forged)", kind="callback-bad-signature")
+
+
+@router.get(
+    "/official-account",
+    response_class=PlainTextResponse,
+    summary="Official Account server verification: answers echostr when the signature holds",
+    responses={200: {"content": {"text/plain": {}}}},
+)
+async def official_account_verify(
+    settings: SettingsDep,
+    signature: Param = None,
+    timestamp: Param = None,
+    nonce: Param = None,
+    echostr: Annotated[str | None, Query(max_length=1024)] = None,
+) -> PlainTextResponse:
+    cfg = _oa_config(settings)
+    p = _required(signature=signature, timestamp=timestamp, nonce=nonce, echostr=echostr)
+    _oa_signed(cfg, p["signature"], p["timestamp"], p["nonce"])
+    return PlainTextResponse(p["echostr"])
+
+
+@router.post(
+    "/official-account",
+    response_class=PlainTextResponse,
+    summary="Official Account events, plaintext or safe (AES) mode (stored, answered `success`, then processed)",
+    responses={200: {"content": {"text/plain": {}}}},
+)
+async def official_account_event(
+    request: Request,
+    settings: SettingsDep,
+    processor: ProcessorDep,
+    signature: Param = None,
+    timestamp: Param = None,
+    nonce: Param = None,
+    encrypt_type: Param = None,
+    msg_signature: Param = None,
+    openid: Param = None,
+) -> PlainTextResponse:
+    cfg = _oa_config(settings)
+    p = _required(signature=signature, timestamp=timestamp, nonce=nonce)
+    _oa_signed(cfg, p["signature"], p["timestamp"], p["nonce"])
+    crypt = _oa_crypt(cfg)
+    body = await _body(request, settings.callback_max_body_bytes)
+    mode = (encrypt_type or "raw").lower()
+    if mode == "aes":
+        if crypt is None:
+            raise Problem(
+                400,
+                "an encrypted (safe mode) message, but channels.official_account.callback_aes_key is not set",
+                kind="callbacks-misconfigured",
+            )
+        if not msg_signature:
+            raise Problem(400, "missing query parameter(s): msg_signature", kind="callback-params")
+        envelope = _parse(body, "the body")
+        encrypted = messages.text(envelope, "Encrypt")
+        if not encrypted:
+            raise Problem(400, "the body has no <Encrypt> field", kind="callback-malformed")
+        try:
+            plain = crypt.verify_and_decrypt(msg_signature, p["timestamp"], p["nonce"], encrypted)
+        except CallbackCryptoError as exc:
+            raise _refused(exc) from exc
+        message = _parse(plain.message, "the decrypted message")
+    elif mode == "raw":
+        if crypt is not None and not cfg.callback_allow_plaintext:
+            raise Problem(
+                403,
+                "safe mode is configured (callback_aes_key): a plaintext message is refused "
+                "(set callback_allow_plaintext while switching modes)",
+                kind="callback-plaintext-refused",
+            )
+        _fresh(p["timestamp"], settings.callback_max_age_seconds)
+        message = _parse(body, "the body")
+    else:
+        raise Problem(400, f"encrypt_type {encrypt_type!r} is not known (aes, or none for plaintext)")
+    if openid and messages.text(message, "FromUserName") not in ("", openid):
+        raise Problem(400, "the openid parameter and the message's FromUserName differ", kind="callback-malformed")
+    assert cfg.app_id
+    await _accept(processor, vendor=official_account.VENDOR, receiver=cfg.app_id, message=message)
+    return PlainTextResponse("success")
+
+
+def _fresh(timestamp: str, max_age: int) -> None:
+    """A plaintext message's signature does not cover its body: one seen
+    once must not carry another body later."""
+    if not timestamp.isdigit() or abs(utcnow().timestamp() - int(timestamp)) > max_age:
+        raise Problem(
+            403,
+            f"the timestamp is more than {max_age} s from now: a plaintext callback is accepted fresh only",
+            kind="callback-stale",
+        )
+
+
+# ---------------------------------------------------------------- what arrived
+
+
+class ReceiptOut(BaseModel):
+    id: str
+    vendor: str
+    kind: str
+    received_at: datetime
+    processed_at: datetime | None
+    attempts: int
+    outcome: dict[str, Any] | None
+    last_error: str | None
+
+
+@router.get(
+    "/receipts",
+    response_model=list[ReceiptOut],
+    dependencies=[Depends(viewer)],
+    summary="The latest callbacks received, newest first, with what came of each",
+)
+async def recent_receipts(
+    store: StoreDep,
+    vendor: Annotated[str | None, Query(pattern="^(wecom|official_account)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[ReceiptOut]:
+    rows = await asyncio.to_thread(receipts.recent, store, vendor=vendor, limit=limit)
+    return [
+        ReceiptOut(
+            id=r.id,
+            vendor=r.vendor,
+            kind=r.kind,
+            received_at=r.received_at,
+            processed_at=r.processed_at,
+            attempts=r.attempts,
+            outcome=r.outcome,
+            last_error=r.last_error,
+        )
+        for r in rows
+    ]

@@ -39,6 +39,9 @@ class DeliveryReport:
     provider_message_id: str
     status: str  # sent | failed
     reason: str | None
+    # the recipient: the ledger's rows are found through the user's
+    # (indexed) sends, not a scan of every send for the message id
+    identifiers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ and ingests each event with ``Dispatcher.ingest`` under an id derived from
 the receipt's: stored once, on the person its identifier names, then
 signalled and started like any Segment event. Without a Temporal client the
 event is stored undispatched (``engine.events.ingest_event``), which the
-dispatcher's own sweep delivers once Temporal is back.
+dispatcher's own sweep delivers once Temporal is back. A delivery report
+(the Official Account's ``TEMPLATESENDJOBFINISH``) goes onto the send's
+ledger row through ``ledger.settle``, found among the recipient's sends.
 
 A receipt is marked processed only after every step succeeded; a failure
 (the database went away, the process died) leaves it for ``sweep``, which
@@ -24,22 +26,30 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from temporalio.client import Client
 
-from engine.callbacks import receipts, wecom
-from engine.callbacks.mapping import JourneyEvent, Mapped
+from engine import identity, ledger
+from engine.callbacks import official_account, receipts, wecom
+from engine.callbacks.mapping import DeliveryReport, JourneyEvent, Mapped
 from engine.callbacks.messages import Message
 from engine.callbacks.receipts import Receipt
 from engine.dispatch import Dispatcher
 from engine.events import ingest_event
 from engine.settings import Settings
 from engine.store import Store
+from engine.store.models import Delivery
 from engine.store.types import utcnow
 
 log = logging.getLogger("journeys.callbacks")
+
+
+# How far back a delivery report looks for its send: WeChat reports a
+# template message within seconds; a send older than this is not it.
+REPORT_WINDOW = timedelta(days=7)
 
 
 def map_message(settings: Settings, vendor: str, message: Message) -> Mapped:
@@ -49,7 +59,30 @@ def map_message(settings: Settings, vendor: str, message: Message) -> Mapped:
         return wecom.map_message(
             message, corp_id=cfg.corp_id or "", external_prefixes=tuple(cfg.external_userid_prefixes)
         )
+    if vendor == official_account.VENDOR:
+        return official_account.map_message(message)
     raise ValueError(f"unknown callback vendor {vendor!r}")
+
+
+def find_delivery(store: Store, report: DeliveryReport, *, now: datetime | None = None) -> str | None:
+    """The idempotency key of the send a report is about: among the
+    recipient's sends of the last ``REPORT_WINDOW`` on the report's channel
+    (``ix_deliveries_user_at``), the one with the vendor's message id."""
+    since = (now or utcnow()) - REPORT_WINDOW
+    with store.read() as s:
+        users = [u for kind, value in report.identifiers if (u := identity.lookup(s, kind, value)) is not None]
+        if not users:
+            return None
+        return s.scalar(
+            select(Delivery.idempotency_key)
+            .where(
+                Delivery.user_id.in_(users),
+                Delivery.at >= since,
+                Delivery.channel == report.channel,
+                Delivery.provider_message_id == report.provider_message_id,
+            )
+            .limit(1)
+        )
 
 
 class CallbackProcessor:
@@ -150,7 +183,28 @@ class CallbackProcessor:
             event_id = receipt.id + event.suffix
             await self._ingest(receipt, event_id, event)
             outcome["events"].append(event_id)
+        if mapped.report is not None:
+            outcome["report"] = await self._settle(mapped.report)
         return outcome
+
+    async def _settle(self, report: DeliveryReport) -> dict[str, Any]:
+        """The report onto the send's ledger row: ``ledger.settle`` records
+        it on a send still pending; a send the ledger already holds final
+        (an Official Account template send is ``sent`` on WeChat's
+        ``msgid``) keeps its outcome, and the report stays on the receipt."""
+        out: dict[str, Any] = {
+            "provider_message_id": report.provider_message_id,
+            "status": report.status,
+            "reason": report.reason,
+        }
+        key = await asyncio.to_thread(find_delivery, self.store, report)
+        if key is None:
+            out["delivery"] = None
+            return out
+        info = await asyncio.to_thread(ledger.settle, self.store, key, report.status, report.reason)
+        out["delivery"] = info.id
+        out["ledger_status"] = info.status
+        return out
 
     async def _ingest(self, receipt: Receipt, event_id: str, event: JourneyEvent) -> None:
         client = self.client()

@@ -40,6 +40,8 @@ class Receipt:
     processed: bool
     attempts: int
     outcome: dict[str, Any] | None = None
+    processed_at: datetime | None = None
+    last_error: str | None = None
 
 
 def receipt_id(vendor: str, receiver: str, message: Message) -> str:
@@ -64,6 +66,8 @@ def _receipt(row: Any) -> Receipt:
         processed=row.processed_at is not None,
         attempts=row.attempts,
         outcome=row.outcome,
+        processed_at=utc(row.processed_at) if row.processed_at is not None else None,
+        last_error=row.last_error,
     )
 
 
@@ -114,6 +118,16 @@ def pending(db: Store, *, received_before: datetime, limit: int = 100) -> list[R
             .limit(limit)
         ).all()
         return [_receipt(r) for r in rows]
+
+
+def recent(db: Store, *, vendor: str | None = None, limit: int = 50) -> list[Receipt]:
+    """The latest receipts, newest first (what an operator setting a
+    callback up looks at: did the vendor reach us, and what came of it)."""
+    with db.read() as s:
+        q = select(CallbackReceipt).order_by(CallbackReceipt.received_at.desc()).limit(limit)
+        if vendor is not None:
+            q = q.where(CallbackReceipt.vendor == vendor)
+        return [_receipt(r) for r in s.scalars(q).all()]
 
 
 def claim(session: Session, rid: str) -> bool:
