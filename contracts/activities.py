@@ -162,3 +162,22 @@ class RecordStepsRequest(BaseModel):
     # The run's end, written with its last records: one local activity instead
     # of a flush plus an end_run activity (three history events fewer a run).
     end: EndRunRequest | None = None
+
+
+class SplitTestRequest(BaseModel):
+    """A run at a ``split test``: when did the test start (the first run
+    here starts it), and is there a winner; with ``decide``, decide now if
+    nobody has (the window is over)."""
+
+    journey_id: str
+    version: int
+    node_id: str
+    now: datetime
+    decide: bool = False
+
+
+class SplitTestResult(BaseModel):
+    started_at: datetime
+    winner: str | None = None  # decided: every run from now on takes it
+    decided_by: Literal["test", "operator"] | None = None
+    reason: str | None = None

@@ -37,8 +37,18 @@ RECORD_STEPS: Final = "journeys.record_steps"
 CHANGE_TAGS: Final = "journeys.change_tags"
 ISSUE_COUPON: Final = "journeys.issue_coupon"
 SEND: Final = "journeys.send"
+SPLIT_TEST: Final = "journeys.split_test"  # a `split test`'s start and decision (engine.split_tests)
 
-JOURNEY_ACTIVITIES: Final = (USER_SNAPSHOT, BEGIN_RUN, END_RUN, RECORD_STEPS, CHANGE_TAGS, ISSUE_COUPON, SEND)
+JOURNEY_ACTIVITIES: Final = (
+    USER_SNAPSHOT,
+    BEGIN_RUN,
+    END_RUN,
+    RECORD_STEPS,
+    CHANGE_TAGS,
+    ISSUE_COUPON,
+    SEND,
+    SPLIT_TEST,
+)
 
 # AudienceBroadcastWorkflow (workflows/broadcast.py) → engine.broadcast_activities.BroadcastActivities
 BROADCAST_BEGIN: Final = "journeys.broadcast_begin"

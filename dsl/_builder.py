@@ -56,6 +56,7 @@ from dsl.ir import (
     SendStep,
     Span,
     SplitStep,
+    SplitTest,
     StageCond,
     Step,
     TagCond,
@@ -615,7 +616,10 @@ class Builder:
 
     def split_step(self, node: Tree) -> SplitStep:
         variants = []
+        otherwise = _sub(node, "split_otherwise")
         for var in node.children[1:]:
+            if var.data == "split_otherwise":
+                continue
             head = var.children[0]
             percent_token, name_token = head.children
             name = self.text(name_token)
@@ -630,7 +634,27 @@ class Builder:
                     span=_span(head),
                 )
             )
-        return _new(SplitStep, variants=variants, span=_span(node.children[0]))
+        head = node.children[0]
+        test = _sub(head, "split_test")
+        fields: dict[str, Any] = {}
+        if test is not None:
+            fields["test"] = self.split_test(test, otherwise)
+        elif otherwise is not None:
+            self.error("E233", "otherwise: is for a split test", otherwise, "write split test 10% for 6h by goal:")
+        return _new(SplitStep, variants=variants, span=_span(head), **fields)
+
+    def split_test(self, test: Tree, otherwise: Tree | None) -> SplitTest:
+        percent, window, metric = test.children
+        event = self.text(metric.children[0]) if metric.data == "metric_event" else None
+        return _new(
+            SplitTest,
+            sample_percent=float(self.number(percent)),
+            window_seconds=self.duration(window),
+            metric="event" if event is not None else "goal",
+            event=event,
+            otherwise=self.text(otherwise.children[0]) if otherwise is not None else None,
+            span=_span(test),
+        )
 
 
 # grammar rule -> the builder method that makes its step; every rule of

@@ -44,6 +44,7 @@ class StepContext:
     facts: Analysis
     entry_is_event: bool
     labels: dict[str, LabelStep] = field(default_factory=dict)  # the first label of each name
+    has_goal: bool = False  # the journey has a goal line (``split test … by goal`` needs one)
     _event_scope: set[str] | None = None
 
     def known_event(self, name: str, span: Span | None) -> None:
@@ -183,6 +184,47 @@ def _check_split(step: SplitStep, ctx: StepContext) -> None:
             step.span,
             "adjust the variants so they add up to 100%",
         )
+    if step.test is not None:
+        _check_split_test(step, names, ctx)
+
+
+MAX_TEST_WINDOW = 30 * 86400
+
+
+def _check_split_test(step: SplitStep, names: set[str], ctx: StepContext) -> None:
+    """E233 ``otherwise`` names no variant; E234 a sample outside 1–100% or a
+    window over 30 days (E225 when zero); E235 ``by goal`` without a goal."""
+    test, report = step.test, ctx.report
+    assert test is not None
+    if test.otherwise is not None and test.otherwise not in names:
+        report.add(
+            "E233",
+            f"otherwise: {test.otherwise!r} is not a variant of this split",
+            test.span or step.span,
+            did_you_mean(test.otherwise, names) or "variants: " + ", ".join(sorted(names)),
+        )
+    if not 1 <= test.sample_percent <= 100:
+        report.add(
+            "E234",
+            f"a test on {test.sample_percent:g}% of the runs",
+            test.span,
+            "write a share from 1% to 100%, e.g. split test 10% for 6h by goal:",
+        )
+    if test.window_seconds <= 0:
+        report.add("E225", "the test needs a window", test.span, "write e.g. split test 10% for 6h by goal:")
+    elif test.window_seconds > MAX_TEST_WINDOW:
+        report.add(
+            "E234", "a test window can be at most 30d", test.span, "the rest of the runs wait that long at the split"
+        )
+    if test.metric == "goal" and not ctx.has_goal:
+        report.add(
+            "E235",
+            "split test … by goal needs the journey's goal",
+            test.span,
+            "add a goal line, e.g. goal event order_paid within 1d, or test by event NAME",
+        )
+    if test.metric == "event" and test.event:
+        ctx.known_event(test.event, test.span)
 
 
 def _check_label(step: LabelStep, ctx: StepContext) -> None:

@@ -18,6 +18,9 @@ Errors — the journey must not run:
 - E230 a message limit below 1
 - E231 ``on capped defer up to`` longer than ``MAX_CAP_DEFER`` (a message
   that late is another message; zero is E225)
+- E233 ``otherwise:`` on a split that is not a test, or naming no variant;
+  E234 a test sample outside 1–100% or a window over 30d; E235 ``by goal``
+  without a goal line
 - E232 a priority outside 1–10 or an unknown level name (found while building
   the IR, where the word's position is known)
 - E131 nesting deeper than ``dsl.limits.MAX_DEPTH`` (the parser already
@@ -292,7 +295,9 @@ def check(
     with gc_paused():
         steps = list(iter_steps(journey.steps))
         facts = Analysis.of(journey, steps=steps)
-        ctx = StepContext(report, registry, facts, isinstance(journey.entry, EventEntry))
+        ctx = StepContext(
+            report, registry, facts, isinstance(journey.entry, EventEntry), has_goal=journey.goal is not None
+        )
         _check_journey_events(journey, steps, ctx)
         _check_header(journey, steps, report)
         check_steps(steps, ctx)

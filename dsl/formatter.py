@@ -281,13 +281,24 @@ class _Writer:
             self.suite(depth + 1, "on timeout:", step.on_timeout)
 
     def split(self, depth: int, step: SplitStep) -> None:
-        self.line(depth, "split:", step.span)
+        self.line(depth, split_head(step) + ":", step.span)
         for variant in step.variants:
             head = f"{variant.percent:g}% {name(variant.name)}"
             if variant.steps:
                 self.suite(depth + 1, head + ":", variant.steps, variant.span)
             else:
                 self.line(depth + 1, head, variant.span)
+        if step.test is not None and step.test.otherwise is not None:
+            self.line(depth + 1, f"otherwise: {name(step.test.otherwise)}", None)
+
+
+def split_head(step: SplitStep) -> str:
+    """``split`` or ``split test 10% for 6h by goal``."""
+    test = step.test
+    if test is None:
+        return "split"
+    metric = "goal" if test.metric == "goal" else f"event {name(test.event or '')}"
+    return f"split test {test.sample_percent:g}% for {format_duration(test.window_seconds)} by {metric}"
 
 
 def _is_inline(step: Step) -> bool:

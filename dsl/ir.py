@@ -420,6 +420,22 @@ class Variant(_Model):
     span: Span | None = None
 
 
+class SplitTest(_Model):
+    """``split test 10% for 6h by goal:`` (or ``by event clicked``): the split
+    is first a test on a sample of the runs that reach it; the others wait
+    at the split until the window has passed since the first run reached it,
+    when the winner is decided once for the journey version (the variant
+    whose runs did best on the metric, if significantly; else ``otherwise``,
+    by default the first variant) and they — and every later run — take it."""
+
+    sample_percent: float
+    window_seconds: int
+    metric: Literal["goal", "event"]
+    event: str | None = None  # with ``by event``
+    otherwise: str | None = None  # the variant when none wins; None: the first
+    span: Span | None = None
+
+
 class SplitStep(_Step):
     """``split:`` into named variants by percentage; a ``holdout`` variant gets no
     messages from the journey (sends are recorded as suppressed) so its
@@ -428,6 +444,13 @@ class SplitStep(_Step):
     outcomes: ClassVar[tuple[str, ...]] = ("variant:*",)
     kind: Literal["split"] = "split"
     variants: list[Variant]
+    test: SplitTest | None = None
+
+    def fallback(self) -> str:
+        """The variant a test split takes when no variant wins."""
+        if self.test is not None and self.test.otherwise:
+            return self.test.otherwise
+        return self.variants[0].name if self.variants else ""
 
     def blocks(self) -> list[list[Step]]:
         return [v.steps for v in self.variants]
@@ -505,7 +528,7 @@ class Journey(_Model):
 # Fields added after journeys were first deployed: left out of the content
 # hash while unset, so a journey that does not use them keeps the hash (and
 # so the version) it was deployed with.
-_HASHED_WHEN_SET = frozenset({"when_capped", "calendar", "priority"})
+_HASHED_WHEN_SET = frozenset({"when_capped", "calendar", "priority", "test"})
 
 
 def _strip_spans(value: object) -> object:

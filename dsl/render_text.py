@@ -254,6 +254,26 @@ def _if(step: IfStep) -> str:
     return "if " + " / else if ".join(parts) if parts else "if"
 
 
+def _split(step: SplitStep) -> str:
+    test = step.test
+    if test is None:
+        return "split"
+    return f"split test {test.sample_percent:g}% for {describe_duration(test.window_seconds)}"
+
+
+def _split_rule(step: SplitStep) -> str:
+    """How a test split decides (the label says only its size and length)."""
+    test = step.test
+    if test is None:
+        return ""
+    metric = "the journey's goal" if test.metric == "goal" else f"doing {test.event}"
+    return (
+        f"{test.sample_percent:g}% of the runs are the test; the rest wait here until "
+        f"{describe_duration(test.window_seconds)} after the first run arrived, then take the variant that did best "
+        f"on {metric} if it wins significantly, else {step.fallback()}"
+    )
+
+
 @dataclass(frozen=True)
 class StepWords:
     """A step kind's words: ``label`` is short (it is drawn in the node);
@@ -275,7 +295,7 @@ STEP_TEXT: dict[type[_Step], StepWords] = {
     WaitEventTimeStep: StepWords(lambda s: _date_wait(f"event.{s.field}", s.offset_seconds, s.time), None),
     WaitEventStep: StepWords(_wait_event, _wait_event_rule),
     IfStep: StepWords(_if, None),
-    SplitStep: StepWords(lambda s: "split", None),
+    SplitStep: StepWords(_split, _split_rule),
     LabelStep: StepWords(lambda s: f"label {s.name}", None),
     GotoStep: StepWords(lambda s: f"goto {s.label}", None),
     ExitStep: StepWords(lambda s: "exit", None),

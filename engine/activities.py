@@ -36,11 +36,13 @@ from contracts.activities import (
     RecordStepsRequest,
     SendRequest,
     SendResult,
+    SplitTestRequest,
+    SplitTestResult,
     TagRequest,
     UserSnapshot,
     UserSnapshotRequest,
 )
-from engine import caps, catalog, coupons, identity, ledger, merges, replays, run_signals, runs
+from engine import caps, catalog, coupons, identity, ledger, merges, replays, run_signals, runs, split_tests
 from engine.channels.base import ChannelProvider, OutboundMessage
 from engine.consent import UNKNOWN_USER, reach, reachable_channels
 from engine.derived import derive
@@ -436,6 +438,25 @@ class JourneyActivities:
             timezone=(user.timezone or (user.attributes or {}).get("timezone")) if user else None,
         )
 
+    # ------------------------------------------------------------ split tests
+
+    @activity.defn(name=names.SPLIT_TEST)
+    async def split_test(self, req: SplitTestRequest) -> SplitTestResult:
+        """A ``split test``'s start and, with ``decide``, its winner
+        (``engine.split_tests``: decided once per journey version)."""
+        args = (self.store, req.journey_id, req.version, req.node_id, req.now)
+        if req.decide:
+            minimum = self.settings.split_test_min_per_variant
+            found = await asyncio.to_thread(split_tests.decide, *args, minimum)
+        else:
+            found = await asyncio.to_thread(split_tests.start, *args)
+        return SplitTestResult(
+            started_at=found.started_at,
+            winner=found.winner,
+            decided_by=found.decided_by,  # type: ignore[arg-type]
+            reason=found.reason,
+        )
+
     def all(self) -> list:
         return [
             self.user_snapshot,
@@ -445,6 +466,7 @@ class JourneyActivities:
             self.issue_coupon,
             self.change_tags,
             self.record_steps,
+            self.split_test,
         ]
 
 

@@ -35,7 +35,7 @@ class NodeRow:
 def waiting_nodes(ir: Journey) -> list[str]:
     """The steps a run can rest at (the IR's ``waits``), the ones worth a
     visibility count."""
-    return [s.id for s in iter_steps(ir.steps) if s.id and s.waits]
+    return [s.id for s in iter_steps(ir.steps) if s.id and (s.waits or getattr(s, "test", None) is not None)]
 
 
 async def live_waiting(

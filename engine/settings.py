@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # for that journey's send to the same user, which then gets the slot
     # (``engine.caps``). 0: first come, first served.
     cap_arbitration_seconds: int = Field(default=30, ge=0, le=3600)
+    # A ``split test`` names a winner only with at least this many test runs
+    # in every variant (else its ``otherwise`` variant), and p < 0.05.
+    split_test_min_per_variant: int = Field(default=30, ge=1, le=100_000)
     channel_caps: dict[str, ChannelCap] = Field(default_factory=dict)
     # Channels that are system integrations, not messages a person reads.
     cap_exempt_channels: list[str] = Field(default_factory=lambda: ["webhook"])

@@ -18,7 +18,15 @@ from temporalio.exceptions import ActivityError
 
 from contracts import names
 from contracts import search_attributes as sa
-from contracts.activities import CouponRequest, CouponResult, SendRequest, SendResult, TagRequest
+from contracts.activities import (
+    CouponRequest,
+    CouponResult,
+    SendRequest,
+    SendResult,
+    SplitTestRequest,
+    SplitTestResult,
+    TagRequest,
+)
 from contracts.conditions import count_queries, evaluate
 from dsl.ir import (
     DEFAULT_PRIORITY,
@@ -196,17 +204,53 @@ async def split(run: Run, step: SplitStep) -> str:
     for this split (a simulation walking a chosen branch). A forced name the
     split does not have draws as usual: the simulator refuses such names
     before it starts anything, and a bad input must not fail a run."""
-    state = run.require_state()
     forced_name = run.inp.forced_variants.get(step.id)
     forced = next((v for v in step.variants if v.name == forced_name), None)
-    chosen = forced if forced is not None else _draw(step)
+    if forced is not None:
+        return _take(run, step, forced, {"forced": True})
+    if step.test is not None:
+        return await _split_test(run, step)
+    return _take(run, step, _draw(step), None)
+
+
+def _take(run: Run, step: SplitStep, chosen: Variant, detail: dict[str, Any] | None) -> str:
+    state = run.require_state()
     state.variants[step.id] = chosen.name
     state.variant = chosen.name
     state.holdout = state.holdout or chosen.holdout
     if run.inp.search_attributes:
         workflow.upsert_search_attributes([sa.JOURNEY_VARIANT.value_set(chosen.name)])
-    record(run, step.id, "split", f"variant:{chosen.name}", {"forced": True} if forced else None)
+    record(run, step.id, "split", f"variant:{chosen.name}", detail)
     return f"variant:{chosen.name}"
+
+
+async def _split_test(run: Run, step: SplitStep) -> str:
+    """``split test P% for W by …``: while the window (from the first run
+    here, ``engine.split_tests``) is open, P% of the runs are drawn into the
+    test and the rest wait here until it closes; then, and for every later
+    run, the winner decided once for the version. Only journeys written with
+    a test split take this path (the field is new), so older runs replay."""
+    test = step.test
+    assert test is not None
+    asked = await _ask_test(run, step, decide=False)
+    if asked.winner is None:
+        closes = asked.started_at + timedelta(seconds=test.window_seconds)
+        if workflow.now() < closes:
+            if workflow.random().random() * 100 < test.sample_percent:
+                return _take(run, step, _draw(step), {"test": True})
+            record(run, step.id, "split", "held", {"until": closes.isoformat(), "reason": "split test running"})
+            await sleep_until(run, closes, step.id)
+        asked = await _ask_test(run, step, decide=True)
+    names = {v.name: v for v in step.variants}
+    winner = names.get(asked.winner or "") or names.get(step.fallback()) or step.variants[0]
+    return _take(run, step, winner, {"winner": True, "decided_by": asked.decided_by})
+
+
+async def _ask_test(run: Run, step: SplitStep, *, decide: bool) -> SplitTestResult:
+    request = SplitTestRequest(
+        journey_id=run.inp.journey_id, version=run.inp.version, node_id=step.id, now=workflow.now(), decide=decide
+    )
+    return await effect(run, names.SPLIT_TEST, SplitTestResult, request, deadline=False)
 
 
 def _draw(step: SplitStep) -> Variant:

@@ -488,3 +488,25 @@ class CallbackReceipt(Base):
     outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+class SplitTestRow(Base):
+    """A ``split test``'s life for one journey version and split node: when
+    the first run reached it (the window starts then) and, once decided, the
+    winner with who decided it (the test or an operator), why, and the
+    per-variant numbers it was based on. One row per (journey, version,
+    node): the decision is made once, whichever worker asks first."""
+
+    __tablename__ = "split_tests"
+    __table_args__ = (UniqueConstraint("journey_id", "version", "node_id", name="uq_split_tests_journey_version_node"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    journey_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    node_id: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[datetime]  # workflow time of the first run at the split
+    winner: Mapped[str | None] = mapped_column(String(64))
+    decided_by: Mapped[str | None] = mapped_column(String(16))  # "test" | "operator"
+    decided_at: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+    numbers: Mapped[dict[str, Any] | None] = mapped_column()
+

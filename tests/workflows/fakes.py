@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from temporalio import activity
 
@@ -21,6 +22,8 @@ from contracts.activities import (
     RecordStepsRequest,
     SendRequest,
     SendResult,
+    SplitTestRequest,
+    SplitTestResult,
     StepRecord,
     TagRequest,
     UserSnapshot,
@@ -38,6 +41,9 @@ class FakeEngine:
     transactional: set[str] = field(default_factory=set)
     event_counts: dict[str, int] = field(default_factory=dict)
     capped_times: dict[str, int] = field(default_factory=dict)
+    split_winners: dict[str, str] = field(default_factory=dict)  # node -> the winner a decision names
+    split_started: dict[tuple, Any] = field(default_factory=dict)
+    split_decided: dict[tuple, str] = field(default_factory=dict)
     sends: list[SendRequest] = field(default_factory=list)
     coupons: list[CouponRequest] = field(default_factory=list)
     records: list[StepRecord] = field(default_factory=list)
@@ -118,6 +124,18 @@ class FakeEngine:
                 return SendResult(status="suppressed", reason="unreachable")
         return SendResult(status="sent", channel=channel)
 
+    @activity.defn(name=names.SPLIT_TEST)
+    async def split_test(self, req: SplitTestRequest) -> SplitTestResult:
+        """A split test on the fake engine: started by the first asker; on
+        ``decide`` the winner is ``split_winners[node]`` (else the first variant's
+        name is unknown here: ``"A"``), decided once."""
+        key = (req.journey_id, req.version, req.node_id)
+        started = self.split_started.setdefault(key, req.now)
+        if req.decide and key not in self.split_decided:
+            self.split_decided[key] = self.split_winners.get(req.node_id, "A")
+        winner = self.split_decided.get(key)
+        return SplitTestResult(started_at=started, winner=winner, decided_by="test" if winner else None)
+
     @activity.defn(name=names.ISSUE_COUPON)
     async def issue_coupon(self, req: CouponRequest) -> CouponResult:
         if req.idempotency_key in self.issued:
@@ -159,6 +177,7 @@ class FakeEngine:
             self.issue_coupon,
             self.change_tags,
             self.record_steps,
+            self.split_test,
         ]
 
     def sent_templates(self) -> list[str]:

@@ -320,3 +320,37 @@ async def test_a_deferral_never_outlives_its_longest_delay(ts_env):
     [final] = [s for s in engine.sends]
     assert final.defer_until is None
     assert engine.sent[final.idempotency_key].status == "suppressed"
+
+
+async def test_a_split_test_draws_a_sample_holds_the_rest_then_gives_them_the_winner(ts_env):
+    engine = FakeEngine(split_winners={"split-A-B": "B"})
+    ir = journey(
+        """
+        journey "copy test"
+          goal event order_paid within 1d
+          split test 50% for 6h by goal:
+            50% A: send sms "copy_a"
+            50% B: send sms "copy_b"
+          send sms "after"
+        """
+    )
+    async with build_worker(ts_env.client, engine.all(), TQ):
+        handles = [await start(ts_env, ir, user=f"u{i}") for i in range(16)]
+        for h in handles:
+            assert await h.result() == "completed"
+        late = await start(ts_env, ir, user="late")  # after the decision: the winner, no wait
+        assert await late.result() == "completed"
+    splits = [r for r in engine.records if r.node_id == "split-A-B" and r.kind == "split"]
+    tested = [r for r in splits if (r.detail or {}).get("test")]
+    held = [r for r in splits if r.outcome == "held"]
+    winners = [r for r in splits if (r.detail or {}).get("winner")]
+    assert tested and held  # 16 runs at 50%: some in the test, some held
+    assert len(tested) + len(held) == 16
+    assert {r.outcome for r in winners} == {"variant:B"}
+    assert len(winners) == len(held) + 1  # every held run, and the late one
+    late_records = [r for r in splits if r.user_id == "late"]
+    assert [r.outcome for r in late_records] == ["variant:B"]
+    # the held ones were sent B's copy after the window, not before
+    held_users = {r.user_id for r in held}
+    held_sends = [s for s in engine.sends if s.user_id in held_users and s.template.startswith("copy")]
+    assert {s.template for s in held_sends} == {"copy_b"}
