@@ -81,6 +81,32 @@ CAP_DEFER = journey(
     """
 )
 
+# A split test (v9 on): the run asks when the test started, and — held or not,
+# by its seeded draw — takes the variant; a held run sleeps to the window's
+# end and asks for the decision.
+SPLIT_TEST = journey(
+    """
+    journey "split-test"
+      goal event order_paid within 1d
+      split test 50% for 6h by goal:
+        50% A: send sms "a"
+        50% B: send sms "b"
+        otherwise: B
+    """
+)
+
+# The same with a 1% sample: the recorded run was held (its history has the
+# window's timer and the decision's ask).
+SPLIT_TEST_HELD = journey(
+    """
+    journey "split-test-held"
+      goal event order_paid within 1d
+      split test 1% for 6h by goal:
+        50% A: send sms "a"
+        50% B: send sms "b"
+    """
+)
+
 SCENARIOS: dict[str, Scenario] = {
     "every_step": Scenario(
         input=_input(EVERY_STEP, "u1"),
@@ -91,6 +117,14 @@ SCENARIOS: dict[str, Scenario] = {
             UserEvent(id="o2", name="order_paid", properties={"paid_at": "2027-01-20"}),
         ],
         engine_kwargs={"stock": {"new_user": 0}, "attributes": {"u1": {"term_start": "2027-03-01"}}},
+    ),
+    "split_test": Scenario(
+        input=_input(SPLIT_TEST, "u1"),
+        engine_kwargs={"split_winners": {"split-A-B": "A"}},
+    ),
+    "split_test_held": Scenario(
+        input=_input(SPLIT_TEST_HELD, "u1"),
+        engine_kwargs={"split_winners": {"split-A-B": "B"}},
     ),
     "cap_defer": Scenario(
         input=_input(CAP_DEFER, "u1"),
