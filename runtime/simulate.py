@@ -25,6 +25,16 @@ and delivered by ``Dispatcher.deliver`` (the user's open runs, the journey
 when it enters on it), which is what ``Dispatcher.ingest`` does after
 storing; ingest itself takes identifiers only and the wall clock.
 
+A loop that waits a minute each time runs thousands of steps a simulated
+day, about 180 a second of wall time here, long before a horizon of months
+is reached. ``max_steps`` bounds the step records of all cases together:
+while the clock moves, a watcher counts them in the cases' stores every
+``STEP_POLL_SECONDS`` of wall time and stops the simulation (the runs
+terminated) with ``TooManySteps``, which names the case, its most visited
+step and how far the clock got; the count is taken once more at the end,
+so whether a simulation is refused does not depend on how fast the machine
+is, only when it is noticed.
+
 Measured on this machine (2 shared cores): the server starts in about
 0.14 s and sleeps 30 days in 2-5 ms; migrating a store costs 70-150 ms, so
 it is done once per process and copied; waiting for a run's start by a
@@ -47,8 +57,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import func, select
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -69,6 +81,7 @@ from engine.queries import user_runs
 from engine.settings import Settings
 from engine.starts import run_input, start_run
 from engine.store import Store
+from engine.store.models import StepRecord
 from engine.temporal import start_time_skipping
 from runtime.simulate_model import (
     DEFAULT_HORIZON,
@@ -80,7 +93,7 @@ from runtime.simulate_model import (
     World,
     parse_moment,
 )
-from runtime.simulate_read import read_case
+from runtime.simulate_read import offset_text, read_case
 from runtime.simulate_seed import case_settings, seed_store
 from runtime.simulate_variants import forcing_client, resolve_variants, variant_matrix
 from runtime.worker import build_worker
@@ -88,6 +101,13 @@ from workflows.localtime import zone
 
 DEFAULT_START_TIME = (9, 0)  # Monday 09:00 in the journey's zone: the same weekday and hour in every run
 BEGIN_POLLS = 500
+STEP_POLL_SECONDS = 0.2  # wall time between counts of the steps taken, with max_steps
+SLEEP_RPC_TIMEOUT = timedelta(hours=1)  # one move of the clock, in wall time: the callers bound their own
+
+
+class TooManySteps(ValueError):
+    """The cases took more steps than the simulation allows (a loop that
+    waits too little): the message says where and how far the clock got."""
 
 
 @dataclass
@@ -134,6 +154,7 @@ async def simulate(
     env: WorkflowEnvironment | None = None,
     name: str = "journey",
     matrix: bool = False,
+    max_steps: int | None = None,
 ) -> SimulationResult:
     """Run every case from ``start`` (default: the next Monday 09:00 in the
     journey's zone) to ``start + horizon`` and read back what happened.
@@ -141,7 +162,10 @@ async def simulate(
     ``variants`` force its splits (``runtime.simulate_variants``; an unknown
     split or variant is a ``ValueError`` before anything starts); with
     ``matrix`` each case is run once per variant of every split, and
-    ``never_reached`` says what no copy reached."""
+    ``never_reached`` says what no copy reached. With ``max_steps``, more
+    step records than that over all cases is ``TooManySteps``."""
+    if max_steps is not None and max_steps < 1:
+        raise ValueError("max_steps must be at least 1")
     if not cases:
         raise ValueError("no cases to simulate")
     if len(cases) > MAX_CASES:
@@ -155,7 +179,7 @@ async def simulate(
     own_env = env is None
     env = env or await start_time_skipping()
     try:
-        return await _simulate_on(env, ir, source, list(cases), world, start, horizon, name)
+        return await _simulate_on(env, ir, source, list(cases), world, start, horizon, name, max_steps)
     finally:
         if own_env:
             await env.shutdown()
@@ -188,6 +212,7 @@ async def _simulate_on(
     start_at: datetime | str | None,
     horizon: timedelta,
     name: str,
+    max_steps: int | None = None,
 ) -> SimulationResult:
     await register_search_attributes(env.client)
     now = await env.get_current_time()
@@ -209,22 +234,30 @@ async def _simulate_on(
             _prepare(env.client, ir, source, case, index, world, Path(tmp), blank, start)
             for index, case in enumerate(cases)
         ]
+        guard = _StepGuard(max_steps, runs, start, end) if max_steps is not None else None
         try:
             async with contextlib.AsyncExitStack() as stack:
                 for run in runs:
                     await stack.enter_async_context(run.worker)
                 await _advance_to(env, start)
-                # side by side: every case enters as close to the start as it can
-                await asyncio.gather(*(_enter(ir, run, start) for run in runs))
-                await asyncio.gather(*(_wait_begun(env.client, run) for run in runs))
-                schedule = sorted(
-                    ((at, run.index, n, event) for run in runs for n, (at, event) in enumerate(run.events)),
-                    key=lambda item: (item[0], item[1], item[2]),
-                )
-                for at, index, number, event in schedule:
-                    await _advance_to(env, at)
-                    await _deliver(runs[index], event, at, number)
-                await _advance_to(env, end)
+                try:
+                    # side by side: every case enters as close to the start as it can
+                    await asyncio.gather(*(_enter(ir, run, start) for run in runs))
+                    await asyncio.gather(*(_wait_begun(env.client, run) for run in runs))
+                    schedule = sorted(
+                        ((at, run.index, n, event) for run in runs for n, (at, event) in enumerate(run.events)),
+                        key=lambda item: (item[0], item[1], item[2]),
+                    )
+                    for at, index, number, event in schedule:
+                        await _advance_to(env, at, guard)
+                        await _deliver(runs[index], event, at, number)
+                    await _advance_to(env, end, guard)
+                    if guard is not None:
+                        await guard.check(env)
+                except TooManySteps:
+                    for run in runs:  # nothing of a stopped simulation goes on running
+                        await _stop(env.client, run)
+                    raise
                 waiting = {run.index: await _finish(env.client, run) for run in runs}
             results = [
                 read_case(
@@ -321,12 +354,84 @@ def _prepare(
     )
 
 
-async def _advance_to(env: WorkflowEnvironment, moment: datetime) -> None:
+async def _advance_to(env: WorkflowEnvironment, moment: datetime, guard: _StepGuard | None = None) -> None:
     """Move the server's clock to ``moment``; timers due on the way fire in
-    order, and the server holds the clock while their work runs."""
+    order, and the server holds the clock while their work runs. With a
+    ``guard``, the steps taken are counted while the clock moves, and the
+    move is given up (``TooManySteps``) when they are too many."""
     gap = moment - await env.get_current_time()
-    if gap > timedelta(0):
+    if gap <= timedelta(0):
+        return
+    if guard is None:
+        await _sleep(env, gap)
+        return
+    sleeping = asyncio.ensure_future(_sleep(env, gap))
+    try:
+        while not sleeping.done():
+            await asyncio.wait({sleeping}, timeout=STEP_POLL_SECONDS)
+            if not sleeping.done():
+                await guard.check(env)
+        sleeping.result()
+    finally:
+        if not sleeping.done():
+            sleeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RPCError):
+                await sleeping
+
+
+async def _sleep(env: WorkflowEnvironment, gap: timedelta) -> None:
+    """``env.sleep`` with a deadline of ``SLEEP_RPC_TIMEOUT``: the SDK's
+    call has the client's default of 30 s, so a skip whose timers keep the
+    worker busy longer (many cases, a tight loop) failed as ``RPCError:
+    Timeout expired`` instead of reaching the caller's own bounds."""
+    if not env.supports_time_skipping:
         await env.sleep(gap)
+        return
+    request = SleepRequest()
+    request.duration.FromTimedelta(gap)
+    await env.client.test_service.unlock_time_skipping_with_sleep(request, timeout=SLEEP_RPC_TIMEOUT)
+
+
+@dataclass
+class _StepGuard:
+    """``max_steps`` over the step records of every case's store."""
+
+    limit: int
+    runs: list[_CaseRun]
+    start: datetime
+    end: datetime
+
+    def _counts(self) -> list[int]:
+        out = []
+        for run in self.runs:
+            with run.store.read() as s:
+                out.append(int(s.execute(select(func.count()).select_from(StepRecord)).scalar_one()))
+        return out
+
+    def _busiest_node(self, run: _CaseRun) -> tuple[str, int]:
+        query = (
+            select(StepRecord.node_id, func.count())
+            .group_by(StepRecord.node_id)
+            .order_by(func.count().desc(), StepRecord.node_id)
+            .limit(1)
+        )
+        with run.store.read() as s:
+            row = s.execute(query).first()
+        return (str(row[0]), int(row[1])) if row else ("?", 0)
+
+    async def check(self, env: WorkflowEnvironment) -> None:
+        counts = await asyncio.to_thread(self._counts)
+        if sum(counts) <= self.limit:
+            return
+        worst = max(range(len(counts)), key=lambda i: counts[i])
+        node, times = await asyncio.to_thread(self._busiest_node, self.runs[worst])
+        reached = min(await env.get_current_time(), self.end) - self.start
+        horizon = offset_text(int((self.end - self.start).total_seconds()))[1:]
+        raise TooManySteps(
+            f"the simulation took over {self.limit} steps by {offset_text(int(reached.total_seconds()))} "
+            f"of {horizon} (case {self.runs[worst].case.name!r}: {counts[worst]}, {times} of them at {node}): "
+            "a loop that waits too little? wait longer in the loop, or simulate a shorter for or fewer cases"
+        )
 
 
 async def _enter(ir: Journey, run: _CaseRun, start: datetime) -> None:
@@ -380,6 +485,16 @@ async def _wait_begun(client: Client, run: _CaseRun) -> None:
             return
         await asyncio.sleep(0.002)
     raise RuntimeError(f"case {run.case.name!r}: the run never began")
+
+
+async def _stop(client: Client, run: _CaseRun) -> None:
+    """End the case's run if it is still going (a simulation given up)."""
+    if not run.entered:
+        return
+    handle = client.get_workflow_handle(workflow_id(run.journey_id, run.user_id))
+    with contextlib.suppress(RPCError):
+        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            await handle.terminate(reason="simulation stopped: too many steps")
 
 
 async def _finish(client: Client, run: _CaseRun) -> str | None:
