@@ -25,7 +25,7 @@ E after reaching the split.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -228,3 +228,69 @@ def _rate(v: dict[str, int]) -> str:
 
 def _p(p: float | None) -> str:
     return "n/a" if p is None else f"{p:.3f}"
+
+
+@dataclass(frozen=True)
+class Overview:
+    """A split test as it stands, for the API and the console."""
+
+    node_id: str
+    version: int
+    sample_percent: float
+    window_seconds: int
+    metric: str
+    event: str | None
+    otherwise: str
+    started_at: datetime | None
+    ends_at: datetime | None
+    winner: str | None
+    decided_by: str | None
+    decided_at: datetime | None
+    reason: str | None
+    numbers: dict[str, Any] | None  # the decision's, or (undecided) the test's so far
+
+    def as_json(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        for key in ("started_at", "ends_at", "decided_at"):
+            out[key] = out[key].isoformat() if out[key] is not None else None
+        return out
+
+
+def overview(store: Store, journey_id: str, version: int | None = None) -> list[Overview]:
+    """Every split test of the version (default: the current one)."""
+    info = catalog.get_version(store, journey_id, version)
+    if info is None:
+        return []
+    ir = Journey.model_validate(info.ir)
+    now = utcnow()
+    out = []
+    for step in iter_steps(ir.steps):
+        if not isinstance(step, SplitStep) or step.test is None:
+            continue
+        test = step.test
+        found = get(store, journey_id, info.version, step.id)
+        if found is None:
+            numbers = None
+        elif found.winner is None:
+            numbers = measure(store, journey_id, info.version, step, now)
+        else:
+            numbers = found.numbers
+        out.append(
+            Overview(
+                node_id=step.id,
+                version=info.version,
+                sample_percent=test.sample_percent,
+                window_seconds=test.window_seconds,
+                metric=test.metric,
+                event=test.event,
+                otherwise=step.fallback(),
+                started_at=found.started_at if found else None,
+                ends_at=found.started_at + timedelta(seconds=test.window_seconds) if found else None,
+                winner=found.winner if found else None,
+                decided_by=found.decided_by if found else None,
+                decided_at=found.decided_at if found else None,
+                reason=found.reason if found else None,
+                numbers=numbers,
+            )
+        )
+    return out

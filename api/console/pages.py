@@ -24,7 +24,7 @@ from api.console import auth, view
 from api.deps import CONSOLE_HEADER, CacheDep, OptionalClientDep, Principal, StoreDep, resolve_api_key
 from dsl.ir import Journey
 from dsl.render import to_svg
-from engine import api_keys, catalog, lifecycle, queries, views, visibility
+from engine import api_keys, catalog, lifecycle, queries, split_tests, views, visibility
 from engine.catalog import JourneyInfo
 from engine.journey_cache import JourneyCache
 
@@ -200,7 +200,10 @@ async def node_panel(
     panel.deliveries = await asyncio.to_thread(views.node_deliveries, store, journey_id, node_id, limit, version)
     numbers = await asyncio.to_thread(views.node_stats, store, journey_id, node_id, version)
     panel.outcomes, panel.failed = dict(numbers.outcomes), numbers.failed
-    panel.can_replay = principal.can("operator")
+    panel.can_replay = panel.can_operate = principal.can("operator")
+    tests = await asyncio.to_thread(split_tests.overview, store, journey_id, version)
+    found = next((t for t in tests if t.node_id == node_id), None)
+    panel.split_test = found.as_json() if found is not None else None
     return JSONResponse(panel.as_json(), headers={"Cache-Control": "no-store"})
 
 

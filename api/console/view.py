@@ -51,6 +51,8 @@ class NodePanel:
     outcomes: dict[str, int] = field(default_factory=dict)
     failed: int = 0  # failed sends of the node (of the version): what a replay would retry
     can_replay: bool = False  # the signed-in key may replay them (operators: a replay sends messages)
+    split_test: dict[str, Any] | None = None  # a split test's state (api.routes.splits), for its node
+    can_operate: bool = False  # may pick a split test's winner
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +75,8 @@ class NodePanel:
             "outcomes": self.outcomes,
             "failed": self.failed,
             "can_replay": self.can_replay,
+            "split_test": self.split_test,
+            "can_operate": self.can_operate,
         }
 
 

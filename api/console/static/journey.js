@@ -116,9 +116,54 @@
                 el("td", {}, (d.channel || "–") + " " + (d.template || "")),
                 el("td", {}, d.status + (d.reason ? " (" + d.reason + ")" : ""))))))
         : el("p", { class: "muted small" }, "No messages from this step."),
+      p.split_test ? splitTestPanel(p, nodeId, g) : null,
       p.failed && p.can_replay ? replayControl(p, nodeId, g) : null,
     );
     panel.focus({ preventScroll: true });
+  }
+
+  /* A split test: its window, the numbers per variant (so far, or the ones
+     it was decided on), the winner and why; operators may pick the winner. */
+  function splitTestPanel(p, nodeId, g) {
+    const t = p.split_test;
+    const metric = t.metric === "goal" ? "the goal" : "doing " + t.event;
+    const state = t.winner
+      ? "Winner: " + t.winner + " (" + (t.decided_by === "operator" ? "picked by an operator" : "decided by the test") + ")"
+      : t.started_at
+        ? "Testing on " + t.sample_percent + "% until " + new Date(t.ends_at).toLocaleString() + "; the others wait here"
+        : "Not started: the first run here starts the " + t.window_seconds + "s window";
+    const rows = Object.entries((t.numbers && t.numbers.variants) || {}).map(([name, v]) =>
+      el("tr", { "data-variant": name },
+        el("th", { scope: "row" }, name + (name === t.winner ? " ★" : "")),
+        el("td", { class: "num" }, number(v.runs)),
+        el("td", { class: "num" }, number(v.hits)),
+        el("td", { class: "num" }, v.runs ? percent(v.hits / v.runs) : "–")));
+    const out = el("p", { class: "small", id: "split-test-result", "aria-live": "polite" });
+    const picks = p.can_operate ? Object.keys((t.numbers && t.numbers.variants) || {}).map((name) => {
+      const button = el("button", { type: "button", "data-pick": name }, "Pick " + name);
+      button.addEventListener("click", async () => {
+        if (!window.confirm("Make " + name + " the winner? The runs waiting here, and every later run, take it.")) return;
+        const body = { variant: name };
+        if (version) body.version = Number(version);
+        const path = "/v1/journeys/" + encodeURIComponent(id) + "/split-tests/" + encodeURIComponent(p.node_id) + "/winner";
+        const result = await api("PUT", path, body);
+        if (!result.ok) {
+          Console.fill(out, el("span", { class: "error" }, Console.problem(result)));
+          return;
+        }
+        openNode(nodeId, g);
+      });
+      return button;
+    }) : [];
+    return el("div", { class: "split-test" },
+      el("h3", { class: "small-head" }, "Split test by " + metric),
+      el("p", { class: "small", id: "split-test-state" }, state),
+      t.reason ? el("p", { class: "small muted" }, t.reason) : null,
+      rows.length ? el("table", { class: "grid" },
+        el("thead", {}, el("tr", {}, ["Variant", "Test runs", "Met the metric", "Rate"].map((h) => el("th", { scope: "col" }, h)))),
+        el("tbody", {}, rows)) : null,
+      picks.length ? el("p", { class: "actions" }, ...picks) : null,
+      out);
   }
 
   /* A step's failed sends (a vendor outage past the retry deadline, a template

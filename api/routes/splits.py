@@ -1,0 +1,79 @@
+"""``split test`` decisions of a journey (``engine.split_tests``): where each
+test stands — its window, the per-variant numbers so far or the ones it was
+decided on, the winner and why — and an operator's override."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import Operator, StoreDep, viewer
+from api.lookups import journey_or_404
+from api.problems import Problem
+from engine import split_tests
+from engine.store import Store
+from engine.store.types import utcnow
+
+router = APIRouter(prefix="/v1/journeys", tags=["experiments"], dependencies=[Depends(viewer)])
+
+
+class SplitTestOut(BaseModel):
+    node_id: str
+    version: int
+    sample_percent: float
+    window_seconds: int
+    metric: str = Field(description="goal, or event (with `event`)")
+    event: str | None
+    otherwise: str = Field(description="the variant taken when none wins significantly")
+    started_at: datetime | None = Field(description="when the first run reached the split; null: none yet")
+    ends_at: datetime | None
+    winner: str | None
+    decided_by: str | None = Field(description="test or operator")
+    decided_at: datetime | None
+    reason: str | None
+    numbers: dict[str, Any] | None = Field(description="per variant: test runs and how many met the metric")
+
+
+class OverrideIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variant: str = Field(min_length=1, max_length=64)
+    version: int | None = Field(default=None, ge=1, description="default: the current version")
+
+
+def split_test_rows(store: Store, journey_id: str, version: int | None) -> list[SplitTestOut]:
+    return [SplitTestOut(**o.__dict__) for o in split_tests.overview(store, journey_id, version)]
+
+
+@router.get("/{journey_id}/split-tests", response_model=list[SplitTestOut], summary="The journey's split tests")
+async def list_split_tests(
+    journey_id: str, store: StoreDep, version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None
+) -> list[SplitTestOut]:
+    await journey_or_404(store, journey_id)
+    return await asyncio.to_thread(split_test_rows, store, journey_id, version)
+
+
+@router.put(
+    "/{journey_id}/split-tests/{node_id}/winner",
+    response_model=SplitTestOut,
+    summary="Pick a split test's winner by hand, before or after the test decides",
+)
+async def override_winner(
+    journey_id: str, node_id: str, body: OverrideIn, store: StoreDep, _: Operator
+) -> SplitTestOut:
+    info = await journey_or_404(store, journey_id)
+    version = body.version or info.current_version
+    if version is None:
+        raise Problem(409, f"journey {journey_id!r} has no deployed version")
+    try:
+        await asyncio.to_thread(split_tests.override, store, journey_id, version, node_id, body.variant, utcnow())
+    except LookupError as exc:
+        raise Problem(404, str(exc)) from exc
+    except ValueError as exc:
+        raise Problem(422, str(exc)) from exc
+    tests = await asyncio.to_thread(split_test_rows, store, journey_id, version)
+    return next(t for t in tests if t.node_id == node_id)
