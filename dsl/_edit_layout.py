@@ -72,19 +72,36 @@ class Layout:
 
     def end(self, step: Step) -> int:
         """The last line the step covers, nested blocks included (a split's
-        last variant may have no steps: ``20% holdout`` is then its last line)."""
+        last variant may have no steps: ``20% holdout`` is then its last
+        line; a test split ends with ``otherwise:``)."""
         while True:
             if isinstance(step, SplitStep) and step.variants:
                 last = step.variants[-1]
-                if not last.steps:
-                    assert last.span is not None
-                    return last.span.line - 1
-                step = last.steps[-1]
-                continue
+                assert last.span is not None
+                end = self.end(last.steps[-1]) if last.steps else last.span.line - 1
+                return self._otherwise(step, end)
             blocks = [b for b in step.blocks() if b]
             if not blocks:
                 return self.head(step)
             step = blocks[-1][-1]
+
+    def _otherwise(self, step: SplitStep, end: int) -> int:
+        """A test split's ``otherwise: B`` line (it has no span) comes last."""
+        if step.test is None or step.test.otherwise is None:
+            return end
+        for index in range(end + 1, len(self.lines)):
+            code = self.code(index).strip()
+            if code.startswith("otherwise"):
+                return index
+            if code and not code.startswith("#"):
+                break
+        return end  # pragma: no cover - the parser read it there
+
+    def otherwise_line(self, step: SplitStep) -> int | None:
+        """The line of a test split's ``otherwise:``, if it has one."""
+        if step.test is None or step.test.otherwise is None:
+            return None
+        return self.end(step)
 
     def first(self, step: Step) -> int:
         """The first line of the step with the comment lines right above it."""

@@ -40,13 +40,16 @@ def head_texts(step: Step) -> list[str]:
     variant for ``split`` — each without what follows its span (spans end
     before a head's ``:``, which the line keeps)."""
     if isinstance(step, IfStep):
-        stand_in = IfStep(branches=[Branch(cond=b.cond, steps=[PassStep()]) for b in step.branches])
+        branches = [b.model_copy(update={"steps": [PassStep()]}) for b in step.branches]
+        stand_in = step.model_copy(update={"branches": branches, "else_steps": None})
         return [line.removesuffix(":") for line in _written(stand_in) if not line.startswith(" ")]
     if isinstance(step, WaitEventStep):
-        return [_written(WaitEventStep(event=step.event, where=step.where, timeout_seconds=step.timeout_seconds))[0]]
+        return [_written(step.model_copy(update={"on_event": [], "on_timeout": []}))[0]]
     if isinstance(step, SplitStep):
-        stand_in = SplitStep(variants=[Variant(name=v.name, percent=v.percent) for v in step.variants])
-        return [line.strip().removesuffix(":") for line in _written(stand_in)]
+        stand_in = step.model_copy(
+            update={"variants": [Variant(name=v.name, percent=v.percent) for v in step.variants]}
+        )
+        return [line.strip().removesuffix(":") for line in _written(stand_in)][: 1 + len(step.variants)]
     if isinstance(step, CouponStep):
         return [LINES[CouponStep](step)]
     return [LINES[type(step)](step)]
@@ -71,7 +74,7 @@ def block_head(owner: Step, block: str) -> str:
     if isinstance(owner, SplitStep):
         variant = next(v for v in owner.variants if f"variant:{v.name}" == block)
         stand_in = SplitStep(variants=[Variant(name=variant.name, percent=variant.percent, steps=two)])
-        return _written(stand_in)[1].strip()
+        return _written(stand_in)[1].strip()  # a variant's head reads the same in a test split
     raise ValueError(f"a {owner.kind} step has no blocks")
 
 
@@ -88,7 +91,9 @@ def header_lines(journey: Journey) -> dict[str, list[str]]:
         "quiet": "quiet_hours",
         "limit": "message_limit",
         "on": "when_capped",
+        "priority": "priority",
     }
     for text, _span in _header(journey, {}):
-        out.setdefault(words[text.split(" ", 1)[0]], []).append(text)
+        word = text.split(" ", 1)[0]
+        out.setdefault(words.get(word, word), []).append(text)  # a field newer than this table: by its word
     return out

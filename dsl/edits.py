@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from dsl._edit_layout import Layout, Placed, layout, step_blocks
 from dsl._edit_text import block_head, fits_inline, head_texts, header_lines, one_line, step_lines
 from dsl.errors import JourneyError
-from dsl.formatter import INDENT, LINES, _trailing_comment
+from dsl.formatter import INDENT, LINES, _trailing_comment, name
 from dsl.ir import (
     Branch,
     CouponStep,
@@ -140,17 +140,22 @@ HeaderField = Literal[
     "quiet_hours",
     "message_limit",
     "when_capped",
+    "priority",
 ]
 # the formatter's order of header lines: where a field without a line goes
 _HEADER_ORDER: tuple[str, ...] = HeaderField.__args__  # type: ignore[attr-defined]
 
 
 class SetHeader(_Edit):
-    """``value`` is the field's IR JSON (``null`` removes an optional line)."""
+    """``value`` is the field's IR JSON (``null`` removes an optional line);
+    or ``text``, the field's line(s) as the language writes them (``entry
+    event joined where channel == "x"``; empty: remove), which is how a
+    form hands over a condition the operator typed."""
 
     op: Literal["set_header"] = "set_header"
     field: HeaderField
     value: Any = None
+    text: str | None = None
 
 
 class RestoreLines(_Edit):
@@ -487,6 +492,13 @@ def _replace(lay: Layout, edit: ReplaceStep) -> list[str]:
     if same_shape and not one_line(old):
         for (span, inline), text in zip(_head_spans(lay, old), head_texts(new), strict=True):
             _splice(lay, lines, span, text, inline)
+        if isinstance(old, SplitStep) and isinstance(new, SplitStep) and new.test and new.test.otherwise:
+            index = lay.otherwise_line(old)
+            assert index is not None
+            code = lay.code(index)
+            lines[index] = (
+                lay.indent(index) + f"otherwise: {name(new.test.otherwise)}" + _line_comment(code) + _eol_at(lay, index)
+            )
         return lines
     if one_line(old) and one_line(new) and (not lay.inline(old) or fits_inline(new)):
         assert old.span is not None
@@ -519,7 +531,7 @@ def _shape(step: Step) -> tuple[object, ...]:
     if isinstance(step, IfStep):
         return (len(step.branches), step.else_steps is not None)
     if isinstance(step, SplitStep):
-        return tuple(bool(v.steps) for v in step.variants)
+        return (*(bool(v.steps) for v in step.variants), step.test is not None and step.test.otherwise is not None)
     if isinstance(step, WaitEventStep):
         return (bool(step.on_event), bool(step.on_timeout))
     if isinstance(step, CouponStep):
@@ -658,7 +670,7 @@ def _add_variant(lay: Layout, lines: list[str], step: SplitStep, edit: AddBranch
         _set_percent(lay, lines, donor, donor.percent - edit.percent)
     last = step.variants[-1]
     assert last.span is not None
-    at = lay.end(step) + 1
+    at = (lay.end(last.steps[-1]) if last.steps else last.span.line - 1) + 1  # before a test's otherwise:
     variant = SplitStep(variants=[Variant(name=edit.name, percent=edit.percent)])
     lines[at:at] = [lay.indent(last.span.line - 1) + head_texts(variant)[1] + _eol(lay)]
     return lines
@@ -742,6 +754,8 @@ def _block_start(lay: Layout, step: Step, name: str) -> int:
 
 def _set_header(lay: Layout, edit: SetHeader) -> list[str]:
     value = edit.value if edit.value is not None or edit.field != "exits" else []
+    if edit.text is not None:
+        value = _header_text(edit)
     try:
         # the one field validated, not the whole journey (its steps are many)
         changed = lay.journey.model_copy(update={edit.field: _header_type(edit.field).validate_python(value)})
@@ -763,15 +777,38 @@ def _set_header(lay: Layout, edit: SetHeader) -> list[str]:
             for index in reversed(where):
                 del lines[_comments_above(lay, index) : index + 1]
             return lines
-        comment = lay.code(where[0])[len(_code_part(lay.code(where[0]))) :] if len(new) == 1 else ""
-        for index in reversed(where[1:]):
+        # line for line, each keeping its comment; more lines go after the
+        # last, fewer leave the last ones out
+        for index, text in zip(where, new, strict=False):
+            lines[index] = text.removesuffix(eol) + _line_comment(lay.code(index)) + _eol_at(lay, index)
+        if len(new) > len(where):
+            lines[where[-1]] += "\n" + "\n".join(t.removesuffix(eol) + eol for t in new[len(where) :])
+        for index in reversed(where[len(new) :]):
             del lines[index]
-        new[0] = new[0].removesuffix(eol) + comment + eol
-        lines[where[0] : where[0] + 1] = new
-        return lines
+        return _flat(lines)
     at = _header_slot(lay, edit.field)
     lines[at:at] = new
     return lines
+
+
+def _header_text(edit: SetHeader) -> Any:
+    """The field's IR JSON read from its line(s) in a journey of its own."""
+    if edit.field == "name":
+        raise EditError("bad_header", "give the name as value, not text")
+    lines = [line.strip() for line in (edit.text or "").split("\n") if line.strip()]
+    body = "".join(f"  {line}\n" for line in lines)
+    try:
+        alone = parse(f'journey "x"\n{body}  pass\n', "<header>")
+    except JourneyError as exc:
+        raise EditError("bad_header", f"not a {edit.field} line: {exc.diagnostics[0].message}") from None
+    except RecursionError:
+        raise EditError("bad_header", "nested too deeply") from None
+    data = alone.model_dump(mode="json", exclude={"steps"})
+    plain = Journey(name="x").model_dump(mode="json", exclude={"steps"})
+    others = [k for k in data if k != edit.field and _strip_spans(data[k]) != _strip_spans(plain[k])]
+    if others:
+        raise EditError("bad_header", f"the text must hold only {edit.field} lines (it also sets {', '.join(others)})")
+    return data[edit.field]
 
 
 _HEADER_TYPES: dict[str, TypeAdapter[Any]] = {}
@@ -799,6 +836,7 @@ _WORDS = {
     "quiet_hours": "quiet hours",
     "message_limit": "limit",
     "when_capped": "on capped",
+    "priority": "priority",
 }
 
 

@@ -28,9 +28,11 @@ from api.routes.check import CheckItem
 from api.schemas import API_SOURCE_CHARS
 from dsl import check
 from dsl._edit_layout import step_blocks
+from dsl._edit_text import header_lines
 from dsl.edits import Edit, EditError, RestoreLines, apply_edit, parsed
 from dsl.errors import Diagnostic
-from dsl.ir import CouponStep, IfStep, Journey, PassStep, SplitStep, Step, WaitEventStep, _strip_spans
+from dsl.formatter import format_cond
+from dsl.ir import CouponStep, EventEntry, IfStep, Journey, PassStep, SplitStep, Step, WaitEventStep, _strip_spans
 from dsl.render import to_svg
 from engine.schedules import past_one_off
 
@@ -62,10 +64,15 @@ class StepOutline(BaseModel):
         description="The step's own fields as IR JSON; its blocks stand in as [pass] (empty ones stay empty), "
         "so sent back changed as replace_step's step it keeps them"
     )
+    conds: list[str] = Field(description="An if's branch conditions, a wait for event's where (empty: none), as text")
 
 
 class OutlineOut(BaseModel):
     journey: dict[str, Any] = Field(description="The header as IR JSON (set_header's fields), without steps")
+    header_lines: dict[str, list[str]] = Field(description="Each header field's line(s) as the language writes them")
+    header_conds: dict[str, list[str]] = Field(
+        description="The conditions of entry, goal and each exit rule as text (empty: none), for the forms"
+    )
     steps: list[StepOutline] = Field(description="Every step in document order")
 
 
@@ -76,8 +83,7 @@ class EditOut(BaseModel):
     diagnostics: list[CheckItem]
     svg: str | None = Field(None, description="The diagram, as /check draws it")
     changed_lines: tuple[int, int] = Field(description="1-based first/last new line of the new text; 0, 0: none")
-    journey: dict[str, Any] = Field(description="The new header, as /outline gives it")
-    steps: list[StepOutline] = Field(description="The new text's steps, as /outline gives them")
+    outline: OutlineOut = Field(description="The new text's header and steps, as /outline gives them")
 
 
 _PASS = [PassStep()]
@@ -106,8 +112,9 @@ def _head(step: Step) -> Step:
     return step
 
 
-def outline(journey: Journey) -> tuple[dict[str, Any], list[StepOutline]]:
-    header = _strip_spans(journey.model_dump(mode="json", exclude={"steps"}))
+def outline(journey: Journey) -> OutlineOut:
+    """What the diagram's forms show: every step with its place, own fields
+    and conditions as text, and the header as IR, lines and conditions."""
     out: list[StepOutline] = []
 
     def walk(steps: list[Step], parent: str | None, block: str) -> None:
@@ -115,18 +122,42 @@ def outline(journey: Journey) -> tuple[dict[str, Any], list[StepOutline]]:
             blocks = step_blocks(step)
             data = _strip_spans(_head(step).model_dump(mode="json"))
             assert isinstance(data, dict)
-            line = step.span.line if step.span is not None else 0
             out.append(
                 StepOutline(
-                    id=step.id, kind=step.kind, line=line, parent=parent, block=block, blocks=list(blocks), step=data
+                    id=step.id,
+                    kind=step.kind,
+                    line=step.span.line if step.span is not None else 0,
+                    parent=parent,
+                    block=block,
+                    blocks=list(blocks),
+                    step=data,
+                    conds=_step_conds(step),
                 )
             )
             for name, nested in blocks.items():
                 walk(nested, step.id, name)
 
     walk(journey.steps, None, "steps")
+    header = _strip_spans(journey.model_dump(mode="json", exclude={"steps"}))
     assert isinstance(header, dict)
-    return header, out
+    entry_where = getattr(journey.entry, "where", None)
+    conds = {
+        "entry": [format_cond(entry_where, isinstance(journey.entry, EventEntry)) if entry_where else ""],
+        "goal": [format_cond(journey.goal.where, True) if journey.goal and journey.goal.where else ""],
+        "exits": [
+            format_cond(rule.where, True) if rule.where else format_cond(rule.cond) if rule.cond else ""
+            for rule in journey.exits
+        ],
+    }
+    return OutlineOut(journey=header, header_lines=header_lines(journey), header_conds=conds, steps=out)
+
+
+def _step_conds(step: Step) -> list[str]:
+    if isinstance(step, IfStep):
+        return [format_cond(b.cond) for b in step.branches]
+    if isinstance(step, WaitEventStep):
+        return [format_cond(step.where, True) if step.where is not None else ""]
+    return []
 
 
 def _item(d: Diagnostic) -> CheckItem:
@@ -144,7 +175,6 @@ def _edit(body: EditIn, daily_limit: int | None) -> EditOut:
         diagnostics.append(past)
     diagnostics.sort(key=lambda d: (d.line, d.column))
     svg = _diagram(result.source, journey)
-    header, steps = outline(journey)
     return EditOut(
         source=result.source,
         inverse=result.inverse,
@@ -152,8 +182,7 @@ def _edit(body: EditIn, daily_limit: int | None) -> EditOut:
         diagnostics=[_item(d) for d in diagnostics],
         svg=svg,
         changed_lines=result.changed_lines,
-        journey=header,
-        steps=steps,
+        outline=outline(journey),
     )
 
 
@@ -195,8 +224,7 @@ async def edit_journey(body: EditIn, settings: SettingsDep) -> Any:
 
 def _outline(source: str) -> OutlineOut:
     text = source.removeprefix("\ufeff")
-    header, steps = outline(parsed(text, "source_has_errors", "the text has syntax errors; fix them first"))
-    return OutlineOut(journey=header, steps=steps)
+    return outline(parsed(text, "source_has_errors", "the text has syntax errors; fix them first"))
 
 
 @router.post("/outline", response_model=OutlineOut, summary="The steps of journey text, for the diagram's forms")

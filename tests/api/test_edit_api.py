@@ -46,7 +46,7 @@ async def test_an_edit_answers_text_diagnostics_diagram_and_its_undo(http: httpx
     assert body["svg"] == checked["svg"]
     assert body["changed_lines"] == [16, 16]
     assert 'data-node-id="wait-2h"' in body["svg"] and 'data-node-id="wait-1d"' not in body["svg"]
-    steps = {s["id"]: s for s in body["steps"]}
+    steps = {s["id"]: s for s in body["outline"]["steps"]}
     assert steps["wait-2h"]["kind"] == "wait" and steps["wait-2h"]["line"] == 16
     assert steps["send-wecom-sorry_no_coupon"]["parent"] == "coupon-new_user_10"
     assert steps["send-wecom-sorry_no_coupon"]["block"] == "out_of_stock"
@@ -73,6 +73,12 @@ async def test_the_outline_of_a_text(http: httpx.AsyncClient) -> None:
     assert ids[:3] == ["send-wecom-welcome_coupon", "coupon-new_user_10", "send-wecom-sorry_no_coupon"]
     coupon = next(s for s in body["steps"] if s["id"] == "coupon-new_user_10")
     assert coupon["blocks"] == ["out_of_stock"] and coupon["step"]["pool"] == "new_user_10"
+    branching = next(s for s in body["steps"] if s["id"] == "if-visited")
+    assert branching["conds"] == ["tag visited and not tag ordered"]
+    assert branching["step"]["branches"][0]["steps"] == [{"id": "", "kind": "pass"}]  # the shape, not the steps
+    assert body["header_lines"]["exits"] == ["exit when event unsubscribed", "exit when tag blacklisted"]
+    assert body["header_conds"]["entry"] == ['channel == "wecom_group"']
+    assert body["header_conds"]["exits"] == ["", "tag blacklisted"]
     bad = await http.post("/v1/journeys/outline", json={"source": 'journey "x"\n  wait\n'}, headers=auth(VIEWER))
     assert bad.status_code == 422 and bad.json()["errors"][0]["code"] == "source_has_errors"
 

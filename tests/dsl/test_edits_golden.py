@@ -422,6 +422,31 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
         "brackets.journey",
         {"op": "move_step", "node": "tag-add-x4c83e1", "position": {"after": "tag-add-x083009"}},
     ),
+    (
+        "split_test_head_and_otherwise",
+        "split_test.journey",
+        {
+            "op": "replace_step",
+            "node": "split-A-B",
+            "text": "split test 20% for 1d by event clicked:\n  60% A: pass\n  40% B\n  otherwise: B",
+        },
+    ),
+    (
+        "split_test_add_variant_before_otherwise",
+        "split_test.journey",
+        {"op": "add_branch", "node": "split-A-B", "branch": "variant", "name": "C", "percent": 10},
+    ),
+    (
+        "split_test_deleted_with_otherwise",
+        "split_test.journey",
+        {"op": "delete_step", "node": "split-A-B", "force": True},
+    ),
+    (
+        "split_test_move_into_empty_variant",
+        "split_test.journey",
+        {"op": "move_step", "node": "exit", "position": {"parent": "split-A-B", "block": "variant:B"}},
+    ),
+    ("header_priority", "split_test.journey", {"op": "set_header", "field": "priority", "value": 10}),
     # ---- add a branch
     (
         "add_else_if",
@@ -517,6 +542,26 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
         "header.journey",
         {"op": "set_header", "field": "when_capped", "value": {"mode": "defer", "max_delay_seconds": 43200}},
     ),
+    (
+        "header_entry_as_text",
+        "header.journey",
+        {"op": "set_header", "field": "entry", "text": 'entry event "加群" where channel == "wecom"'},
+    ),
+    (
+        "header_exits_as_text",
+        "header.journey",
+        {"op": "set_header", "field": "exits", "text": 'exit when event "退订"\nexit when tag vip and not tag 老客'},
+    ),
+    (
+        "header_exits_grow",
+        "header.journey",
+        {
+            "op": "set_header",
+            "field": "exits",
+            "text": "exit when event unsubscribed\nexit when tag 黑名单\nexit when tag 投诉",
+        },
+    ),
+    ("header_goal_removed_as_empty_text", "header.journey", {"op": "set_header", "field": "goal", "text": ""}),
     ("crlf_header_description", "crlf.journey", {"op": "set_header", "field": "description", "value": "行尾"}),
 ]
 
@@ -596,6 +641,9 @@ def test_every_golden_is_a_case() -> None:
         ({"op": "set_header", "field": "entry", "value": {"kind": "bogus"}}, "bad_header"),
         ({"op": "set_header", "field": "exits", "value": [{}]}, "bad_header"),
         ({"op": "set_header", "field": "timezone", "value": None}, "bad_header"),
+        ({"op": "set_header", "field": "goal", "text": "quiet hours 22:00-08:00"}, "bad_header"),
+        ({"op": "set_header", "field": "goal", "text": "goal event"}, "bad_header"),
+        ({"op": "set_header", "field": "name", "text": "x"}, "bad_header"),
         ({"op": "restore_lines", "start": 3, "expect": ["not this"], "lines": []}, "stale"),
         ({"op": "restore_lines", "start": 10_000, "expect": [""], "lines": []}, "stale"),
     ],

@@ -62,6 +62,8 @@ HEADER_VALUES: list[tuple[str, Any]] = [
     ("reentry", {"mode": "always"}),
     ("entry", {"kind": "api"}),
     ("when_capped", {"mode": "skip"}),
+    ("priority", 3),
+    ("priority", None),
 ]
 # refusals a random edit may meet; anything else (bad_edit, would_not_parse
 # where the IR model formats fine) is a bug
