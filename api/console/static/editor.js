@@ -1,4 +1,5 @@
 /* Editor: journey text on the left, diagram on the right, checked as you type.
+ * The diagram's own editing is editor-diagram.js, through window.JourneyEditor.
  *
  * Each typing pause (data-check-delay ms) posts the text to
  * POST /v1/journeys/check; answers to older text are dropped. Every problem
@@ -118,20 +119,39 @@
       return;
     }
     const r = result.data;
-    showProblems(r.errors);
-    if (r.svg) {
-      diagram.innerHTML = r.svg; // drawn by the server's renderer; every text in it is escaped
+    showChecked(r.ok, r.errors, r.svg);
+    if (idInput && r.suggested_id) idInput.placeholder = r.suggested_id;
+    showTemplates(r.templates || []);
+    root.dataset.checked = String(mine);
+  }
+
+  /* what a check answered — or a diagram edit, which answers the same */
+  function showChecked(ok, items, svg) {
+    showProblems(items);
+    if (svg) {
+      diagram.innerHTML = svg; // drawn by the server's renderer; every text in it is escaped
       diagram.classList.remove("stale");
     } else {
       diagram.classList.add("stale");
     }
-    if (idInput && r.suggested_id) idInput.placeholder = r.suggested_id;
-    showTemplates(r.templates || []);
-    const errors = r.errors.filter((p) => p.severity !== "warning").length;
-    const warnings = r.errors.length - errors;
-    if (r.ok) setState("No errors" + (warnings ? " (" + warnings + " warning" + (warnings > 1 ? "s" : "") + ")" : ""), "good");
+    const errors = items.filter((p) => p.severity !== "warning").length;
+    const warnings = items.length - errors;
+    if (ok) setState("No errors" + (warnings ? " (" + warnings + " warning" + (warnings > 1 ? "s" : "") + ")" : ""), "good");
     else setState(errors + " error" + (errors > 1 ? "s" : ""), "bad");
-    setDeployable(r.ok);
+    setDeployable(ok);
+    for (const hook of drawnHooks) hook(Boolean(svg));
+  }
+  const drawnHooks = [];
+
+  /* The diagram editor (editor-diagram.js) puts the text of an edit here:
+     the answer already holds its diagnostics and diagram, so no check. */
+  function setText(text, answer) {
+    clearTimeout(timer);
+    const mine = ++seq; // an older check's answer is dropped
+    source.value = text;
+    renderGutter();
+    colour();
+    showChecked(answer.ok, answer.diagnostics, answer.svg);
     root.dataset.checked = String(mine);
   }
 
@@ -249,6 +269,16 @@
       p.subject ? el("p", {}, el("strong", {}, p.subject)) : null,
       el("div", { class: "preview-body", id: "preview-body" }, p.body));
   });
+
+  window.JourneyEditor = {
+    source,
+    diagram,
+    setText,
+    /** the text changed by hand (undo to a text that may not parse) */
+    setTyped(text) { source.value = text; renderGutter(); colour(); clearTimeout(timer); check(); },
+    onDrawn(hook) { drawnHooks.push(hook); },
+    state: setState,
+  };
 
   renderGutter();
   colour();
