@@ -6,6 +6,7 @@ results (``from_attributes``)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -106,6 +107,23 @@ class PerEntryOut(Out):
     variants: list[PerEntryVariantOut]
 
 
+class SplitTestOut(BaseModel):
+    node_id: str
+    version: int
+    sample_percent: float
+    window_seconds: int
+    metric: str = Field(description="goal, or event (with `event`)")
+    event: str | None
+    otherwise: str = Field(description="the variant taken when none wins significantly")
+    started_at: datetime | None = Field(description="when the first run reached the split; null: none yet")
+    ends_at: datetime | None
+    winner: str | None
+    decided_by: str | None = Field(description="test or operator")
+    decided_at: datetime | None
+    reason: str | None
+    numbers: dict[str, Any] | None = Field(description="per variant: test runs and how many met the metric")
+
+
 class StatsOut(BaseModel):
     journey_id: str
     version: int | None
@@ -116,4 +134,5 @@ class StatsOut(BaseModel):
     series: list[BucketOut] | None = None
     readouts: list[ReadoutOut] | None = None
     per_entry: PerEntryOut | None = None
+    split_tests: list[SplitTestOut] = Field(default_factory=list, description="The version's split tests")
     warnings: list[str] = Field(default_factory=list)

@@ -5,8 +5,7 @@ decided on, the winner and why — and an operator's override."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,28 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import Operator, StoreDep, viewer
 from api.lookups import journey_or_404
 from api.problems import Problem
+from api.stats_schemas import SplitTestOut
 from engine import split_tests
 from engine.store import Store
 from engine.store.types import utcnow
 
 router = APIRouter(prefix="/v1/journeys", tags=["experiments"], dependencies=[Depends(viewer)])
-
-
-class SplitTestOut(BaseModel):
-    node_id: str
-    version: int
-    sample_percent: float
-    window_seconds: int
-    metric: str = Field(description="goal, or event (with `event`)")
-    event: str | None
-    otherwise: str = Field(description="the variant taken when none wins significantly")
-    started_at: datetime | None = Field(description="when the first run reached the split; null: none yet")
-    ends_at: datetime | None
-    winner: str | None
-    decided_by: str | None = Field(description="test or operator")
-    decided_at: datetime | None
-    reason: str | None
-    numbers: dict[str, Any] | None = Field(description="per variant: test runs and how many met the metric")
 
 
 class OverrideIn(BaseModel):

@@ -28,6 +28,7 @@ from fastapi import APIRouter, Depends, Query
 from api.deps import CacheDep, OptionalClientDep, StoreDep, viewer
 from api.lookups import journey_or_404
 from api.problems import Problem, error_item
+from api.routes.splits import split_test_rows
 from api.stats_schemas import (
     BucketOut,
     GoalOut,
@@ -157,6 +158,7 @@ async def journey_stats(
             VariantOut.model_validate(r) for r in experiments.variant_rows(variants, experiments.holdout_variants(ir))
         ],
         warnings=warnings,
+        split_tests=await asyncio.to_thread(split_test_rows, store, journey_id, version) if ir else [],
     )
     if per_entry is not None:
         counted = await asyncio.to_thread(stats.events_after_entry, store, journey_id, per_entry, version)

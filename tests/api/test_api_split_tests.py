@@ -65,6 +65,9 @@ async def test_a_running_test_shows_and_an_override_decides_for_the_held_runs(st
         )
     assert held, "12 runs at 50%: some were held"
     assert {sent[u] for u in held} == {"B"}  # every held run took the operator's B
+    stats = (await http.get(f"/v1/journeys/{jid}/stats", headers=auth(VIEWER))).json()
+    [shown] = stats["split_tests"]
+    assert (shown["node_id"], shown["winner"], shown["decided_by"]) == ("split-A-B", "B", "operator")
 
 
 async def test_bad_overrides_are_clear_4xx(stack: Stack) -> None:
