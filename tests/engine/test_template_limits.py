@@ -9,17 +9,8 @@ import sys
 import pytest
 
 from engine.store import Store
-from engine.templates import (
-    MAX_EXPONENT,
-    MAX_OUTPUT_CHARS,
-    MAX_RANGE,
-    TemplateInfo,
-    TemplateLimitError,
-    TemplateRenderError,
-    render,
-    upsert_template,
-    validate,
-)
+from engine.template_limits import MAX_EXPONENT, MAX_OUTPUT_CHARS, MAX_RANGE, TemplateLimitError
+from engine.templates import TemplateInfo, TemplateRenderError, render, upsert_template, validate
 
 
 def info(body: str, subject: str | None = None) -> TemplateInfo:
