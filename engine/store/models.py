@@ -489,6 +489,7 @@ class CallbackReceipt(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
 
+
 class SplitTestRow(Base):
     """A ``split test``'s life for one journey version and split node: when
     the first run reached it (the window starts then) and, once decided, the
@@ -509,4 +510,3 @@ class SplitTestRow(Base):
     decided_at: Mapped[datetime | None]
     reason: Mapped[str | None] = mapped_column(Text)
     numbers: Mapped[dict[str, Any] | None] = mapped_column()
-

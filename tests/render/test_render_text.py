@@ -215,13 +215,16 @@ def test_cap_policy_in_words_on_the_send_and_in_the_notes():
     from dsl.diagram import build_diagram
 
     journey = parse(
-        "journey t\n  on capped defer up to 2d\n  send sms \"a\" on capped skip\n  send sms \"b\"\n", "t.journey"
+        'journey t\n  on capped defer up to 2d\n  send sms "a" on capped skip\n  send sms "b"\n', "t.journey"
     )
     a, b = journey.steps
     assert describe_step_tooltip(a) == "send SMS: a — when a frequency cap stops a message, it is skipped"
     assert describe_step_tooltip(b) == "send SMS: b"
     notes = build_diagram(journey).notes
-    assert "when a frequency cap stops a message, it waits until the caps allow it (up to 2 days), else it is skipped" in notes
+    assert (
+        "when a frequency cap stops a message, it waits until the caps allow it (up to 2 days), else it is skipped"
+        in notes
+    )
 
 
 def test_cjk_counts_double_width():
