@@ -122,6 +122,8 @@ class SplitTestOut(BaseModel):
     decided_at: datetime | None
     reason: str | None
     numbers: dict[str, Any] | None = Field(description="per variant: test runs and how many met the metric")
+    leader: str | None = Field(None, description="while it runs: the variant that would win if it ended now")
+    so_far: str | None = Field(None, description="while it runs: why (significance, sample size)")
 
 
 class StatsOut(BaseModel):

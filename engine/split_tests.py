@@ -248,6 +248,8 @@ class Overview:
     decided_at: datetime | None
     reason: str | None
     numbers: dict[str, Any] | None  # the decision's, or (undecided) the test's so far
+    leader: str | None = None  # undecided: who would win if the window ended now
+    so_far: str | None = None  # undecided: why (the same judgement as the decision's)
 
     def as_json(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -256,8 +258,11 @@ class Overview:
         return out
 
 
-def overview(store: Store, journey_id: str, version: int | None = None) -> list[Overview]:
-    """Every split test of the version (default: the current one)."""
+def overview(
+    store: Store, journey_id: str, version: int | None = None, min_per_variant: int = MIN_PER_VARIANT
+) -> list[Overview]:
+    """Every split test of the version (default: the current one); a test
+    still running says who leads and whether that would stand."""
     info = catalog.get_version(store, journey_id, version)
     if info is None:
         return []
@@ -269,10 +274,12 @@ def overview(store: Store, journey_id: str, version: int | None = None) -> list[
             continue
         test = step.test
         found = get(store, journey_id, info.version, step.id)
+        leader = so_far = None
         if found is None:
             numbers = None
         elif found.winner is None:
             numbers = measure(store, journey_id, info.version, step, now)
+            leader, so_far = judge(step, numbers, min_per_variant)
         else:
             numbers = found.numbers
         out.append(
@@ -291,6 +298,8 @@ def overview(store: Store, journey_id: str, version: int | None = None) -> list[
                 decided_at=found.decided_at if found else None,
                 reason=found.reason if found else None,
                 numbers=numbers,
+                leader=leader,
+                so_far=so_far,
             )
         )
     return out

@@ -201,7 +201,8 @@ async def node_panel(
     numbers = await asyncio.to_thread(views.node_stats, store, journey_id, node_id, version)
     panel.outcomes, panel.failed = dict(numbers.outcomes), numbers.failed
     panel.can_replay = panel.can_operate = principal.can("operator")
-    tests = await asyncio.to_thread(split_tests.overview, store, journey_id, version)
+    minimum = request.app.state.settings.split_test_min_per_variant
+    tests = await asyncio.to_thread(split_tests.overview, store, journey_id, version, minimum)
     found = next((t for t in tests if t.node_id == node_id), None)
     panel.split_test = found.as_json() if found is not None else None
     return JSONResponse(panel.as_json(), headers={"Cache-Control": "no-store"})

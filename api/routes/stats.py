@@ -25,7 +25,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from api.deps import CacheDep, OptionalClientDep, StoreDep, viewer
+from api.deps import CacheDep, OptionalClientDep, SettingsDep, StoreDep, viewer
 from api.lookups import journey_or_404
 from api.problems import Problem, error_item
 from api.routes.splits import split_test_rows
@@ -97,6 +97,7 @@ async def journey_stats(
     store: StoreDep,
     cache: CacheDep,
     client: OptionalClientDep,
+    settings: SettingsDep,
     version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -158,7 +159,11 @@ async def journey_stats(
             VariantOut.model_validate(r) for r in experiments.variant_rows(variants, experiments.holdout_variants(ir))
         ],
         warnings=warnings,
-        split_tests=await asyncio.to_thread(split_test_rows, store, journey_id, version) if ir else [],
+        split_tests=await asyncio.to_thread(
+            split_test_rows, store, journey_id, version, settings.split_test_min_per_variant
+        )
+        if ir
+        else [],
     )
     if per_entry is not None:
         counted = await asyncio.to_thread(stats.events_after_entry, store, journey_id, per_entry, version)

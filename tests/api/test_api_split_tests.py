@@ -37,6 +37,7 @@ async def test_a_running_test_shows_and_an_override_decides_for_the_held_runs(st
     assert test is not None and test["node_id"] == "split-A-B" and test["winner"] is None
     assert test["otherwise"] == "A" and test["metric"] == "goal" and test["ends_at"] > test["started_at"]
     assert set(test["numbers"]["variants"]) == {"A", "B"}
+    assert test["leader"] == "A" and "too few runs in the test" in test["so_far"]  # 12 runs: nobody can win yet
 
     async def all_at_the_split() -> bool:  # each run is in the test or held, before the override
         with stack.store.read() as s:

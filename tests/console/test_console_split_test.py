@@ -46,6 +46,7 @@ def test_the_split_node_shows_the_test_and_an_operator_picks_the_winner(
     state = page.locator("#split-test-state")
     expect(state).to_contain_text("Testing on 50% until")
     expect(page.locator("#node-panel .split-test tbody tr")).to_have_count(2)
+    expect(page.locator("#split-test-so-far")).to_contain_text("If it ended now: too few runs in the test")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Pick B").click()
     expect(state).to_have_text("Winner: B (picked by an operator)")

@@ -159,6 +159,8 @@
       el("h3", { class: "small-head" }, "Split test by " + metric),
       el("p", { class: "small", id: "split-test-state" }, state),
       t.reason ? el("p", { class: "small muted" }, t.reason) : null,
+      !t.winner && t.so_far ? el("p", { class: "small muted", id: "split-test-so-far" },
+        "If it ended now: " + t.so_far) : null,
       rows.length ? el("table", { class: "grid" },
         el("thead", {}, el("tr", {}, ["Variant", "Test runs", "Met the metric", "Rate"].map((h) => el("th", { scope: "col" }, h)))),
         el("tbody", {}, rows)) : null,
