@@ -9,9 +9,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.console import router as console_router
+from api.console.channel_codes import router as channel_codes_console_router
 from api.routes import (
     audience,
     callbacks,
+    channel_codes,
     check,
     docs,
     edit,
@@ -37,6 +39,7 @@ ROUTERS: list[APIRouter] = [
     splits.router,
     events.router,
     callbacks.router,
+    channel_codes.router,
     users.router,
     templates.router,
     pools.router,
@@ -48,4 +51,5 @@ ROUTERS: list[APIRouter] = [
     docs.router,
     keys.router,
     console_router,
+    channel_codes_console_router,
 ]

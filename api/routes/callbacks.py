@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import SettingsDep, StoreDep, viewer
 from api.problems import Problem
+from api.schemas import ProblemOut
 from api.settings import ApiSettings
 from engine.callbacks import messages, official_account, receipts, wecom
 from engine.callbacks.processing import CallbackProcessor
@@ -97,6 +98,12 @@ async def get_processor(request: Request, _store: StoreDep) -> CallbackProcessor
 
 ProcessorDep = Annotated[CallbackProcessor, Depends(get_processor)]
 Param = Annotated[str | None, Query(max_length=MAX_PARAM_CHARS)]
+# what a callback may answer besides the app-wide 4xx
+POSTED = {
+    200: {"content": {"text/plain": {}}},
+    413: {"model": ProblemOut, "description": "Body larger than callback_max_body_bytes"},
+    503: {"model": ProblemOut, "description": "Not stored (the database is down) or misconfigured; the vendor retries"},
+}
 
 
 def _required(**params: str | None) -> dict[str, str]:
@@ -187,7 +194,7 @@ async def wecom_verify(
     "/wecom",
     response_class=PlainTextResponse,
     summary="WeCom customer-contact events (stored, answered `success`, made into journey events)",
-    responses={200: {"content": {"text/plain": {}}}},
+    responses=POSTED,
 )
 async def wecom_event(
     request: Request,
@@ -270,7 +277,7 @@ async def official_account_verify(
     "/official-account",
     response_class=PlainTextResponse,
     summary="Official Account events, plaintext or safe (AES) mode (stored, answered `success`, then processed)",
-    responses={200: {"content": {"text/plain": {}}}},
+    responses=POSTED,
 )
 async def official_account_event(
     request: Request,

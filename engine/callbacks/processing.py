@@ -12,6 +12,10 @@ event is stored undispatched (``engine.events.ingest_event``), which the
 dispatcher's own sweep delivers once Temporal is back. A delivery report
 (the Official Account's ``TEMPLATESENDJOBFINISH``) goes onto the send's
 ledger row through ``ledger.settle``, found among the recipient's sends.
+An event through a channel code (its state / scene is a code's placement)
+first gets the code's tags and scan record (``engine.channel_codes.apply``,
+once per receipt), then carries the code in its properties, then starts
+the code's welcome journey if it has one.
 
 A receipt is marked processed only after every step succeeded; a failure
 (the database went away, the process died) leaves it for ``sweep``, which
@@ -26,13 +30,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from temporalio.client import Client
 
-from engine import identity, ledger
+from contracts.runs import UserEvent
+from engine import channel_codes, identity, ledger, lifecycle, queries
 from engine.callbacks import official_account, receipts, wecom
 from engine.callbacks.mapping import DeliveryReport, JourneyEvent, Mapped
 from engine.callbacks.messages import Message
@@ -40,6 +46,7 @@ from engine.callbacks.receipts import Receipt
 from engine.dispatch import Dispatcher
 from engine.events import ingest_event
 from engine.settings import Settings
+from engine.starts import run_input, start_run
 from engine.store import Store
 from engine.store.models import Delivery
 from engine.store.types import utcnow
@@ -179,13 +186,58 @@ class CallbackProcessor:
         outcome: dict[str, Any] = {"events": []}
         if mapped.ignored:
             outcome["ignored"] = mapped.ignored
+        placements = [e.placement for e in mapped.events if e.placement]
+        codes = await asyncio.to_thread(channel_codes.codes_for, self.store, receipt.vendor, placements)
+        through = [
+            channel_codes.Through(receipt.id + e.suffix, e, codes[e.placement])
+            for e in mapped.events
+            if e.placement in codes
+        ]
+        if through:
+            # tags first, so a journey entered on the event already sees them
+            await asyncio.to_thread(channel_codes.apply, self.store, receipt.id, through)
+            outcome["channel_codes"] = sorted({t.code.id for t in through})
+        owners: dict[str, str] = {}
         for event in mapped.events:
             event_id = receipt.id + event.suffix
-            await self._ingest(receipt, event_id, event)
+            code = codes.get(event.placement or "")
+            if code is not None:
+                event = replace(event, properties=event.properties | channel_codes.code_properties(code))
+            owners[event_id] = await self._ingest(receipt, event_id, event)
             outcome["events"].append(event_id)
+        welcomed = [await self._welcome(t, owners[t.event_id]) for t in through if t.code.welcome_journey]
+        if welcomed:
+            outcome["welcome"] = welcomed
         if mapped.report is not None:
             outcome["report"] = await self._settle(mapped.report)
         return outcome
+
+    async def _welcome(self, item: channel_codes.Through, user_id: str) -> dict[str, Any]:
+        """Start the code's welcome journey (an ``entry api`` journey) for
+        the person, the event as its trigger: ``engine.runs.begin`` enters
+        once per (journey, person, event), so a second processing starts
+        nothing new. Without Temporal this raises, and the sweep tries again."""
+        jid = item.code.welcome_journey
+        assert jid is not None
+        client = self.client()
+        if client is None:
+            raise RuntimeError(f"Temporal is not connected: welcome journey {jid!r} waits for the sweep")
+        info = await asyncio.to_thread(queries.get_journey, self.store, jid)
+        if info is None or info.status != lifecycle.ADMITTING:
+            return {"journey": jid, "skipped": f"the journey is {info.status if info else 'not deployed'}"}
+        deployed = await asyncio.to_thread(self.dispatcher.cache.current, info)
+        if deployed is None or deployed.ir.entry.kind != "api":
+            return {"journey": jid, "skipped": "a welcome journey enters by API (entry api)"}
+        event = item.event
+        props = event.properties | channel_codes.code_properties(item.code)
+        trigger = UserEvent(id=item.event_id, name=event.name, properties=props, occurred_at=event.occurred_at)
+        started = await start_run(
+            client,
+            self.settings.task_queue,
+            run_input(deployed.version, deployed.ir, user_id, trigger),
+            signal_running=False,
+        )
+        return {"journey": jid, "workflow_id": started.workflow_id}
 
     async def _settle(self, report: DeliveryReport) -> dict[str, Any]:
         """The report onto the send's ledger row: ``ledger.settle`` records
@@ -206,12 +258,13 @@ class CallbackProcessor:
         out["ledger_status"] = info.status
         return out
 
-    async def _ingest(self, receipt: Receipt, event_id: str, event: JourneyEvent) -> None:
+    async def _ingest(self, receipt: Receipt, event_id: str, event: JourneyEvent) -> str:
+        """Store (and dispatch) one event; whose it is."""
         client = self.client()
         if client is None:
             # Stored undispatched: the dispatcher's sweep delivers it once
             # Temporal is connected (engine.dispatch).
-            await asyncio.to_thread(
+            stored = await asyncio.to_thread(
                 ingest_event,
                 self.store,
                 event_id=event_id,
@@ -222,8 +275,8 @@ class CallbackProcessor:
                 rules=self.settings.derived,
                 dispatch=True,
             )
-            return
-        await self.dispatcher.ingest(
+            return stored.user_id
+        outcome = await self.dispatcher.ingest(
             client,
             event_id=event_id,
             name=event.name,
@@ -232,6 +285,8 @@ class CallbackProcessor:
             occurred_at=event.occurred_at,
             kind=receipt.vendor,
         )
+        assert outcome.user_id is not None
+        return outcome.user_id
 
     async def sweep(self, *, older_than: timedelta, limit: int = 100) -> int:
         """Process receipts stored at least ``older_than`` ago and never

@@ -510,3 +510,52 @@ class SplitTestRow(Base):
     decided_at: Mapped[datetime | None]
     reason: Mapped[str | None] = mapped_column(Text)
     numbers: Mapped[dict[str, Any] | None] = mapped_column()
+
+
+class ChannelCode(Base):
+    """A named placement (``poster-bldgA-lobby``, a parcel card) with its
+    own QR code (``engine.channel_codes``): a WeCom "contact me" code
+    (``add_contact_way`` with ``state`` = the placement) or an Official
+    Account parametric QR code (``qrcode/create`` with ``scene_str``). A
+    scan or add through it tags the person (source ``channel_code``), may
+    start a welcome journey, and is counted per code."""
+
+    __tablename__ = "channel_codes"
+    __table_args__ = (UniqueConstraint("vendor", "placement", name="uq_channel_codes_vendor_placement"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    vendor: Mapped[str] = mapped_column(String(32))  # wecom | official_account
+    placement: Mapped[str] = mapped_column(String(64))  # the code's state / scene_str, as printed
+    name: Mapped[str] = mapped_column(String(255))
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    welcome_journey: Mapped[str | None] = mapped_column(String(128))
+    # codes compared side by side (card variants A and B of one campaign)
+    group_name: Mapped[str | None] = mapped_column(String(128))
+    staff: Mapped[list[Any]] = mapped_column(default=list)  # WeCom userids the code adds
+    status: Mapped[str] = mapped_column(String(16), default="creating")  # creating | active | archived
+    vendor_ref: Mapped[str | None] = mapped_column(String(255))  # WeCom config_id / OA ticket
+    qr_url: Mapped[str | None] = mapped_column(Text)  # OA: what the QR encodes; WeCom: its picture's URL
+    qr_image: Mapped[bytes | None]  # WeCom's picture, fetched once (WeCom gives no QR content to encode)
+    qr_image_type: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    archived_at: Mapped[datetime | None]
+
+
+class ChannelCodeScan(Base):
+    """One journey event that came through a channel code (a WeCom add with
+    its state, an Official Account follow or scan with its scene): what the
+    code's numbers count. Keyed by the event, so a vendor's retries and a
+    callback processed twice count once; the person is read through the
+    event (merges move events), ``user_id`` is who it was at the scan."""
+
+    __tablename__ = "channel_code_scans"
+    __table_args__ = (Index("ix_channel_code_scans_code_at", "code_id", "at"),)
+
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    code_id: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))  # the event's name
+    contact: Mapped[bool] = mapped_column(Boolean)  # became a contact by it (added staff, followed)
+    new_user: Mapped[bool] = mapped_column(Boolean)  # the store did not know the person before
+    at: Mapped[datetime]
