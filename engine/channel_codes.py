@@ -156,10 +156,10 @@ def get(store: Store, code_id: str) -> CodeInfo | None:
         return _info(row) if row is not None else None
 
 
-def listing(store: Store, *, archived: bool = False, group: str | None = None) -> list[CodeInfo]:
-    """Codes oldest first; archived ones only when asked."""
+def listing(store: Store, *, archived: bool = False, group: str | None = None, limit: int = 500) -> list[CodeInfo]:
+    """Codes oldest first, at most ``limit``; archived ones only when asked."""
     with store.read() as s:
-        q = select(ChannelCode).order_by(ChannelCode.created_at, ChannelCode.id)
+        q = select(ChannelCode).order_by(ChannelCode.created_at, ChannelCode.id).limit(limit)
         if not archived:
             q = q.where(ChannelCode.status != "archived")
         if group is not None:

@@ -230,8 +230,9 @@ async def list_codes(
     group: Annotated[GroupStr | None, Query()] = None,
     since: Annotated[AwareDatetime | None, Query(description="Count scans from this time")] = None,
     until: Annotated[AwareDatetime | None, Query(description="Count scans before this time")] = None,
+    limit: Annotated[int, Query(ge=1, le=2000, description="At most this many codes, oldest first")] = 500,
 ) -> list[CodeOut]:
-    codes = await asyncio.to_thread(channel_codes.listing, store, archived=archived, group=group)
+    codes = await asyncio.to_thread(channel_codes.listing, store, archived=archived, group=group, limit=limit)
     numbers = await _numbers(store, settings, codes, since, until)
     return [_out(c, numbers.get(c.id)) for c in codes]
 

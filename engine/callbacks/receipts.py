@@ -109,12 +109,13 @@ def get(db: Store, rid: str) -> Receipt | None:
 
 
 def pending(db: Store, *, received_before: datetime, limit: int = 100) -> list[Receipt]:
-    """Receipts not processed yet, oldest first."""
+    """Receipts not processed yet: the least tried first, then the oldest,
+    so receipts that keep failing do not hold back the ones behind them."""
     with db.read() as s:
         rows = s.scalars(
             select(CallbackReceipt)
             .where(CallbackReceipt.processed_at.is_(None), CallbackReceipt.received_at < utc(received_before))
-            .order_by(CallbackReceipt.received_at)
+            .order_by(CallbackReceipt.attempts, CallbackReceipt.received_at)
             .limit(limit)
         ).all()
         return [_receipt(r) for r in rows]

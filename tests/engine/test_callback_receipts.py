@@ -62,3 +62,15 @@ def test_a_message_with_nothing_to_do_is_stored_processed(store: Store) -> None:
     )
     assert new and receipt.processed
     assert receipts.pending(store, received_before=utcnow() + timedelta(seconds=1)) == []
+
+
+def test_receipts_that_keep_failing_do_not_hold_back_the_others(store: Store) -> None:
+    stuck, _ = receipts.store(store, vendor="wecom", receiver="corp", kind="event", message=MESSAGE)
+    fresh, _ = receipts.store(
+        store, vendor="wecom", receiver="corp", kind="event", message=MESSAGE | {"CreateTime": "9"}
+    )
+    for _ in range(2):
+        receipts.fail(store, stuck.id, "poison")
+    later = utcnow() + timedelta(seconds=1)
+    assert [r.id for r in receipts.pending(store, received_before=later, limit=1)] == [fresh.id]
+    assert [r.id for r in receipts.pending(store, received_before=later)] == [fresh.id, stuck.id]
