@@ -260,7 +260,13 @@
     if (into) { const first = inspector.querySelector("input, select, textarea, button"); if (first) first.focus(); }
   }
 
-  const field = (label, input) => el("label", { class: "field" }, el("span", {}, label), input);
+  let fields = 0;
+  /** A labelled control (a label for= its control, so its name is the label alone). */
+  function field(label, control) {
+    const target = control.matches("input, select, textarea") ? control : control.querySelector("input, select, textarea");
+    target.id = target.id || "ed-field-" + ++fields;
+    return el("div", { class: "field" }, el("label", { for: target.id }, label), control);
+  }
   const input = (name, value, attrs = {}) => el("input", { name, value: value === null || value === undefined ? "" : value, autocomplete: "off", ...attrs });
   function select_(name, options, value) {
     const s = el("select", { name }, options.map(([v, t]) => el("option", { value: v }, t)));
@@ -321,19 +327,24 @@
   function fieldsOf(s, st, form) {
     switch (s.kind) {
       case "send": {
-        const boxes = CHANNELS.map((c) => el("label", { class: "check" },
-          el("input", { type: "checkbox", name: "ch:" + c, checked: st.channels.includes(c) }), c));
+        const channels = input("channels", st.channels.join(", "), { size: 30, required: true });
+        const chips = CHANNELS.map((c) => button(c, () => {
+          const now = list(channels.value).filter((x) => x !== c);
+          channels.value = [...now, c].join(", ");
+        }, { class: "chip", title: "Add " + c + " at the end" }));
         const capped = st.when_capped ? st.when_capped.mode : "";
         return {
           fields: [
-            el("fieldset", {}, el("legend", {}, "Channels (ticked ones: the first the user is reachable on)"), boxes),
+            field("Channels (several: the first the user is reachable on, in this order)", channels),
+            el("div", { class: "chips", role: "group", "aria-label": "Add a channel" }, chips),
             field("Template", input("template", st.template, { list: "dl-templates", required: true })),
             field("When a frequency cap stops it", select_("capped", [["", "as the journey says"], ["skip", "skip it"], ["defer", "defer it, up to"]], capped)),
             field("Defer up to", input("defer", st.when_capped ? duration(st.when_capped.max_delay_seconds) : "", { size: 8, placeholder: "12h" })),
           ],
           compose: (v) => {
-            const chs = CHANNELS.filter((c) => v["ch:" + c]);
-            if (!chs.length) { say("Tick at least one channel", true); return null; }
+            const chs = list(v.channels);
+            const unknown = chs.filter((c) => !CHANNELS.includes(c));
+            if (!chs.length || unknown.length) { say("Channels are: " + CHANNELS.join(", "), true); return null; }
             const head = chs.length > 1 ? "send best of " + chs.join(", ") : "send " + chs[0];
             const cap = v.capped === "skip" ? " on capped skip" : v.capped === "defer" ? " on capped defer up to " + v.defer : "";
             return head + " " + q(v.template) + cap;
@@ -594,7 +605,7 @@
         field("Priority over other journeys (1 first … 10; empty: none)", input("priority", j.priority, { type: "number", min: 1, max: 10, size: 4 }))),
       el("div", { class: "actions" }, el("button", { type: "submit", class: "primary" }, "Save settings")));
     const entryKind = () => {
-      for (const x of form.querySelectorAll("[data-for]")) x.closest(".field, span").hidden = !x.dataset.for.split(" ").includes(form.elements.entry.value);
+      for (const x of form.querySelectorAll("[data-for]")) x.closest(".field, span[data-for]").hidden = !x.dataset.for.split(" ").includes(form.elements.entry.value);
     };
     form.elements.entry.addEventListener("change", entryKind);
     entryKind();
