@@ -5,7 +5,12 @@ Temporal client and an open ``Store``; they are used as given and left open
 on shutdown. Missing ones are made by the lifespan from the settings
 (``DATABASE_URL``, ``TEMPORAL_ADDRESS``) and closed on shutdown. A Temporal
 server that cannot be reached at startup leaves the API up (``/ready`` says
-503, routes that need Temporal answer 503) rather than crash-looping.
+503, routes that need Temporal answer 503) rather than crash-looping, and
+the redelivery sweep connects as soon as Temporal answers.
+
+Shutdown is bounded whatever Temporal does: the sweep is cancelled, and the
+deliveries to Temporal still under way get ``shutdown_grace_seconds``, then
+are left to the sweep of the next start (``engine.dispatch``).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from api.routes import simulate as simulate_routes
 from api.schemas import ProblemOut
 from api.settings import ApiSettings, as_api_settings
 from engine import catalog
-from engine.dispatch import Dispatcher
+from engine.dispatch import Bounds, Dispatcher
 from engine.journey_cache import JourneyCache
 from engine.settings import Settings
 from engine.stopping import StopJobs
@@ -123,15 +128,9 @@ def create_app(
             # worker still runs is the operator's to stop
             recheck = asyncio.create_task(asyncio.to_thread(catalog.recheck_current, state.store))
             recheck.add_done_callback(_log_failure)
-        own_client = False
+        state.own_client = False
         if state.client is None and api_settings.temporal_address:
-            from engine.temporal import connect
-
-            try:
-                state.client = await connect(api_settings.temporal_address, api_settings.temporal_namespace)
-                own_client = True
-            except Exception:  # noqa: BLE001 - the API stays up and says it is not ready
-                log.exception("could not connect to Temporal at %s", api_settings.temporal_address)
+            await _connect(state)
         sweeper = asyncio.create_task(_sweep_forever(state)) if api_settings.redispatch_seconds > 0 else None
         try:
             yield
@@ -140,13 +139,14 @@ def create_app(
                 sweeper.cancel()
                 await asyncio.gather(sweeper, return_exceptions=True)
             if state.store is not None:
-                await state.dispatcher.flush_marks()
+                # bounded: what is still under way is left to the next sweep
+                await state.dispatcher.drain(api_settings.shutdown_grace_seconds)
             for task in list(state.stop_jobs.tasks):
                 task.cancel()
             if own_store and state.store is not None:
                 state.store.dispose()
                 state.store = None
-            if own_client:
+            if state.own_client:
                 state.client = None
 
     app = FastAPI(
@@ -188,13 +188,36 @@ def create_app(
     return app
 
 
+CONNECT_SECONDS = 5.0  # one attempt to reach Temporal (its client retries within it)
+
+
+async def _connect(state: Any) -> bool:
+    """Connect to ``temporal_address`` (the app's own client, closed with
+    it), within ``CONNECT_SECONDS``; False when Temporal cannot be reached."""
+    from engine.temporal import connect
+
+    settings = state.settings
+    try:
+        async with asyncio.timeout(CONNECT_SECONDS):
+            state.client = await connect(settings.temporal_address, settings.temporal_namespace)
+    except Exception:  # noqa: BLE001 - the API stays up, says it is not ready, and tries again
+        log.warning("could not connect to Temporal at %s; trying again later", settings.temporal_address, exc_info=True)
+        return False
+    state.own_client = True
+    log.info("connected to Temporal at %s", settings.temporal_address)
+    return True
+
+
 async def _sweep_forever(state: Any) -> None:
     """Deliver events that were stored but never reached Temporal (see
-    ``engine.dispatch``), every ``redispatch_seconds``."""
+    ``engine.dispatch``), every ``redispatch_seconds``; without a client yet
+    (Temporal was down at start), connect first."""
     every = state.settings.redispatch_seconds
     while True:
         await asyncio.sleep(every)
-        if state.client is None or state.store is None:
+        if state.store is None:
+            continue
+        if state.client is None and not (state.settings.temporal_address and await _connect(state)):
             continue
         try:
             await state.dispatcher.sweep(state.client, older_than=timedelta(seconds=every))
@@ -210,5 +233,12 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
 def _wire(state: Any) -> None:
     """The services that need the store (read by ``api.deps``)."""
     state.cache = JourneyCache(state.store)
-    state.dispatcher = Dispatcher(state.store, state.settings, state.cache, state.metrics)
+    settings = state.settings
+    bounds = Bounds(
+        answer_within=settings.ingest_answer_seconds,
+        deliver_within=settings.delivery_deadline_seconds,
+        sweep_batch=settings.redispatch_batch,
+        sweep_concurrency=settings.redispatch_concurrency,
+    )
+    state.dispatcher = Dispatcher(state.store, settings, state.cache, state.metrics, bounds)
     state.ingestor = Ingestor(state.store, state.settings, state.dispatcher, state.metrics)

@@ -33,9 +33,13 @@ class Ingestor:
         self.dispatcher = dispatcher
         self.metrics = metrics
 
-    async def handle(self, msg: Any, client: Client) -> Outcome:
+    async def handle(self, msg: Any, client: Client | None, *, wait_until: float | None = None) -> Outcome:
+        """Store one message and deliver what it means to Temporal, waiting
+        for that until ``wait_until`` (the event loop's clock; by default
+        ``ingest_answer_seconds`` from now): ``Outcome.deferred`` says the
+        answer could not wait (``engine.dispatch``)."""
         if isinstance(msg, Track):
-            return await self.track(msg, client)
+            return await self.track(msg, client, wait_until=wait_until)
         if isinstance(msg, Page):  # Screen too
             props = dict(msg.properties)
             if msg.name:
@@ -43,17 +47,17 @@ class Ingestor:
             track = Track.model_validate(
                 {**msg.model_dump(exclude={"type", "name", "properties"}), "event": msg.type, "properties": props}
             )
-            return await self.track(track, client, kind=msg.type)
+            return await self.track(track, client, kind=msg.type, wait_until=wait_until)
         if isinstance(msg, Identify):
-            return await self.identify(msg, client)
+            return await self.identify(msg, client, wait_until=wait_until)
         if isinstance(msg, Alias):
-            return await self.alias(msg, client)
+            return await self.alias(msg, client, wait_until=wait_until)
         if isinstance(msg, Group):
             self.metrics.event("group", "ignored")
             return Outcome()
         raise TypeError(type(msg).__name__)
 
-    async def identify(self, msg: Identify, client: Client) -> Outcome:
+    async def identify(self, msg: Identify, client: Client | None, *, wait_until: float | None = None) -> Outcome:
         ids = identifiers(msg, self.settings.segment_user_id_kind, msg.traits)
         attrs = profile_attributes(msg)
         uid = await asyncio.to_thread(
@@ -61,10 +65,10 @@ class Ingestor:
         )
         self.metrics.event("identify", "linked")
         # a merge ends the person's duplicate runs: tell them now, not at the next sweep
-        await self.dispatcher.deliver_signals(client, uid)
-        return Outcome(user_id=uid)
+        sent = await self.dispatcher.signal_user(client, uid, wait_until=wait_until)
+        return Outcome(user_id=uid, deferred=not sent)
 
-    async def alias(self, msg: Alias, client: Client) -> Outcome:
+    async def alias(self, msg: Alias, client: Client | None, *, wait_until: float | None = None) -> Outcome:
         kind = self.settings.segment_user_id_kind
         previous_kind = (
             "anonymous_id"
@@ -74,10 +78,12 @@ class Ingestor:
         ids = [(kind, msg.userId), (previous_kind, msg.previousId)]
         uid = await asyncio.to_thread(link_identities, self.store, ids, rules=self.settings.derived)
         self.metrics.event("alias", "linked")
-        await self.dispatcher.deliver_signals(client, uid)
-        return Outcome(user_id=uid)
+        sent = await self.dispatcher.signal_user(client, uid, wait_until=wait_until)
+        return Outcome(user_id=uid, deferred=not sent)
 
-    async def track(self, msg: Track, client: Client, kind: str = "track") -> Outcome:
+    async def track(
+        self, msg: Track, client: Client | None, kind: str = "track", *, wait_until: float | None = None
+    ) -> Outcome:
         return await self.dispatcher.ingest(
             client,
             event_id=msg.messageId or f"api-{uuid.uuid4().hex}",
@@ -86,4 +92,5 @@ class Ingestor:
             properties=msg.properties,
             occurred_at=msg.timestamp,
             kind=kind,
+            wait_until=wait_until,
         )

@@ -41,6 +41,19 @@ class ApiSettings(Settings):
     # down) are delivered again by a sweep this often, once at least this old
     # (``engine.dispatch``); 0 turns the sweep off (a resend still delivers).
     redispatch_seconds: float = 30.0
+    # The sweep drains a backlog page after page of this many events,
+    # delivering this many users at once (``engine.dispatch.Bounds``).
+    redispatch_batch: int = 500
+    redispatch_concurrency: int = 16
+    # Nothing waits on Temporal without a bound (it may be slow or down; its
+    # client retries an unreachable server for about ten seconds a call): a
+    # Segment request waits for its delivery this long at most, then answers
+    # 202 (stored; delivered in the background); a delivery gives up after
+    # ``delivery_deadline_seconds`` (the sweep makes it later); at shutdown the
+    # deliveries still under way get ``shutdown_grace_seconds``.
+    ingest_answer_seconds: float = 2.0
+    delivery_deadline_seconds: float = 30.0
+    shutdown_grace_seconds: float = 5.0
 
     def model_post_init(self, __context: object) -> None:
         if self.segment_user_id_kind not in IDENTITY_KINDS:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine import identity, run_signals
@@ -59,6 +59,7 @@ class PendingEvent:
     name: str
     properties: dict[str, Any]
     occurred_at: datetime
+    received_at: datetime | None = None  # where the sweep's next page starts
 
 
 def ingest_event(
@@ -159,23 +160,31 @@ def mark_dispatched_in(
         session.execute(_MARK, rows)
 
 
-def undispatched(store: Store, *, received_before: datetime, limit: int = 100) -> list[PendingEvent]:
-    """Events still to be delivered, oldest first, each on its user's current
-    (merged) id."""
+def undispatched(
+    store: Store, *, received_before: datetime, limit: int = 100, after: tuple[datetime, str] | None = None
+) -> list[PendingEvent]:
+    """Events still to be delivered, oldest first (by receipt, then id), each
+    on its user's current (merged) id. ``after`` is the last (received_at,
+    id) of the previous page: the sweep drains a backlog page by page
+    without reading again the rows of a page it could not deliver."""
+    q = select(Event).where(Event.dispatched_at.is_(None), Event.received_at < utc(received_before))
+    if after is not None:
+        at, event_id = utc(after[0]), after[1]
+        q = q.where(or_(Event.received_at > at, and_(Event.received_at == at, Event.id > event_id)))
     with store.read() as s:
-        rows = s.scalars(
-            select(Event)
-            .where(Event.dispatched_at.is_(None), Event.received_at < utc(received_before))
-            .order_by(Event.received_at)
-            .limit(limit)
-        ).all()
+        rows = s.scalars(q.order_by(Event.received_at, Event.id).limit(limit)).all()
+        canonical: dict[str, str] = {}
+        for row in rows:  # one merge lookup per user, not per row
+            if row.user_id not in canonical:
+                canonical[row.user_id] = identity.canonical_user_id(s, row.user_id) or row.user_id
         return [
             PendingEvent(
                 id=row.id,
-                user_id=identity.canonical_user_id(s, row.user_id) or row.user_id,
+                user_id=canonical[row.user_id],
                 name=row.name,
                 properties=dict(row.properties or {}),
                 occurred_at=row.occurred_at,
+                received_at=row.received_at,
             )
             for row in rows
         ]

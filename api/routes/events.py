@@ -6,15 +6,26 @@ write key as username, or ``writeKey`` in the body) and the same answer
 
 A batch is validated whole before anything is stored (one bad message
 refuses the batch with 400/422, like Segment), then processed in order.
+
+The answer never waits on Temporal for more than ``ingest_answer_seconds``
+(a batch: for all its messages together). Messages are stored before
+Temporal is asked, so a stored message is accepted: ``200`` when what it
+means reached Temporal within that time (or was refused by it: the sweep
+delivers it), ``202`` with the same body when the delivery was still under
+way: it goes on in the background, and the sweep makes what does not get
+through (``engine.dispatch``). An API that has not reached Temporal since it
+started answers ``503`` without storing (the sender retries; the sweep
+connects as soon as Temporal answers).
 """
 
 # No ``from __future__ import annotations``: each route's body type is the
 # message model given to ``_one_message``, and FastAPI must see the class.
 
+import asyncio
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
 from api.deps import ClientDep, IngestorDep, Principal, SettingsDep, basic_scheme, ingest_principal
@@ -50,9 +61,25 @@ MESSAGES: list[tuple[str, str, type[BaseModel], str]] = [
 ]
 
 
+ACCEPTED = {
+    202: {
+        "model": SegmentOk,
+        "description": "Stored; its delivery to Temporal was still under way when answered: it goes on in the "
+        "background, and the redelivery sweep makes what does not get through",
+    }
+}
+
+
 def _one_message(model: type[BaseModel]):  # noqa: ANN202 - a route handler for that body type
-    async def handle(body: model, _: Writer, client: ClientDep, ingestor: IngestorDep) -> SegmentOk:  # type: ignore[valid-type]
-        await ingestor.handle(body, client)
+    async def handle(
+        body: model,  # type: ignore[valid-type]
+        _: Writer,
+        client: ClientDep,
+        ingestor: IngestorDep,
+        response: Response,
+    ) -> SegmentOk:
+        if (await ingestor.handle(body, client)).deferred:
+            response.status_code = 202
         return SegmentOk()
 
     handle.__name__ = model.__name__.lower()
@@ -61,17 +88,34 @@ def _one_message(model: type[BaseModel]):  # noqa: ANN202 - a route handler for 
 
 for path, short, model, summary in MESSAGES:
     handler = _one_message(model)
-    router.add_api_route(path, handler, methods=["POST"], response_model=SegmentOk, summary=summary)
-    router.add_api_route(short, handler, methods=["POST"], response_model=SegmentOk, include_in_schema=False)
+    router.add_api_route(path, handler, methods=["POST"], response_model=SegmentOk, summary=summary, responses=ACCEPTED)
+    router.add_api_route(
+        short, handler, methods=["POST"], response_model=SegmentOk, include_in_schema=False, responses=ACCEPTED
+    )
 
 
-@router.post("/batch", response_model=SegmentOk, summary="Segment batch: many messages, each with a `type`")
-@router.post("/import", response_model=SegmentOk, include_in_schema=False)
-async def batch(body: Batch, _: Writer, client: ClientDep, ingestor: IngestorDep, settings: SettingsDep) -> SegmentOk:
+@router.post(
+    "/batch", response_model=SegmentOk, summary="Segment batch: many messages, each with a `type`", responses=ACCEPTED
+)
+@router.post("/import", response_model=SegmentOk, include_in_schema=False, responses=ACCEPTED)
+async def batch(
+    body: Batch,
+    _: Writer,
+    client: ClientDep,
+    ingestor: IngestorDep,
+    settings: SettingsDep,
+    response: Response,
+) -> SegmentOk:
     if len(body.batch) > settings.max_batch_events:
         raise Problem(422, f"at most {settings.max_batch_events} messages per batch (got {len(body.batch)})")
+    # one bound for the whole batch: past it, the rest is stored and delivered
+    # in the background (in order per user), not waited for message by message
+    wait_until = asyncio.get_running_loop().time() + settings.ingest_answer_seconds
+    deferred = False
     for msg in body.batch:
         if body.context and hasattr(msg, "context"):
             msg.context = {**body.context, **msg.context}
-        await ingestor.handle(msg, client)
+        deferred = (await ingestor.handle(msg, client, wait_until=wait_until)).deferred or deferred
+    if deferred:
+        response.status_code = 202
     return SegmentOk()
