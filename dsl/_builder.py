@@ -60,6 +60,7 @@ from dsl.ir import (
     StageCond,
     Step,
     TagCond,
+    TagPart,
     TagStep,
     Variant,
     WaitDateStep,
@@ -514,10 +515,28 @@ class Builder:
         )
 
     def tag_add(self, node: Tree) -> TagStep:
-        return _new(TagStep, action="add", tags=[self.text(t) for t in node.children], span=_span(node))
+        return self.tag_step("add", node)
 
     def tag_remove(self, node: Tree) -> TagStep:
-        return _new(TagStep, action="remove", tags=[self.text(t) for t in node.children], span=_span(node))
+        return self.tag_step("remove", node)
+
+    def tag_step(self, action: str, node: Tree) -> TagStep:
+        tags: list[str] = []
+        computed: list[list[TagPart]] = []
+        for item in node.children:
+            if isinstance(item, Tree):
+                parts = item.children if item.data == "tag_concat" else [item]
+                computed.append([self.tag_part(p) for p in parts])
+            else:
+                tags.append(self.text(item))
+        fields: dict[str, Any] = {"computed": computed} if computed else {}
+        return _new(TagStep, action=action, tags=tags, span=_span(node), **fields)
+
+    def tag_part(self, part: Tree | Token) -> TagPart:
+        if isinstance(part, Tree):
+            subject = "event" if part.data == "tag_event_ref" else "user"
+            return _new(TagPart, subject=subject, field=str(part.children[0]))
+        return _new(TagPart, text=self.text(part))
 
     def wait(self, node: Tree) -> WaitStep:
         return _new(WaitStep, seconds=self.duration(node.children[0]), span=_span(node))

@@ -31,6 +31,7 @@ from dsl.ir import (
     _Step,
     iter_steps,
 )
+from dsl.tag_names import MAX_TAG_CHARS, valid_part
 
 __all__ = ["STEP_CHECKS", "StepContext", "check_steps"]
 
@@ -136,6 +137,34 @@ def _check_wait_event_time(step: WaitEventTimeStep, ctx: StepContext) -> None:
         step.span,
         f"put a wait for event … before it, or wait until user.{step.field}; as it is, the wait passes at once",
     )
+
+
+def _check_tag(step: TagStep, ctx: StepContext) -> None:
+    """E236 a tag part as written that no tag can hold; W308 ``event.x`` in
+    a tag where no event can be there (the entry is not an event and no
+    ``wait for event`` comes before)."""
+    for parts in step.computed or []:
+        for part in parts:
+            if part.text is not None and not valid_part(part.text):
+                ctx.report.add(
+                    "E236",
+                    f"{part.text!r} cannot be part of a tag name",
+                    step.span,
+                    f"use letters, digits and _ - . : (at most {MAX_TAG_CHARS}); values from fields are made safe",
+                )
+        uses_event = any(p.subject == "event" for p in parts)
+        if (
+            uses_event
+            and not ctx.entry_is_event
+            and step.id in ctx.facts.reachable
+            and step.id not in ctx.event_scope()
+        ):
+            ctx.report.add(
+                "W308",
+                "no event can be here to make this tag from",
+                step.span,
+                "put a wait for event … before it, or use user.FIELD; as it is, the tag is skipped",
+            )
 
 
 def _check_wait_event(step: WaitEventStep, ctx: StepContext) -> None:
@@ -247,7 +276,7 @@ def _check_goto(step: GotoStep, ctx: StepContext) -> None:
 STEP_CHECKS: dict[type[_Step], Callable[[Any, StepContext], None]] = {
     SendStep: _check_send,
     CouponStep: _check_coupon,
-    TagStep: _no_rules,
+    TagStep: _check_tag,
     WaitStep: _check_wait,
     WaitUntilStep: _check_wait_until,
     WaitDateStep: _check_time,

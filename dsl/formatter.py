@@ -50,6 +50,7 @@ from dsl.ir import (
     StageCond,
     Step,
     TagCond,
+    TagPart,
     TagStep,
     WaitDateStep,
     WaitEventStep,
@@ -314,6 +315,11 @@ def _simple(step: Step) -> str:
     return line(step)
 
 
+def tag_parts_text(parts: list[TagPart]) -> str:
+    """``"src_" + event.placement`` back as written."""
+    return " + ".join(quote(p.text) if p.text is not None else f"{p.subject}.{p.field}" for p in parts)
+
+
 def _send(step: SendStep) -> str:
     if step.best_of:
         text = f"send best of {', '.join(step.channels)} {quote(step.template)}"
@@ -345,7 +351,10 @@ def _date_wait(subject: str, offset_seconds: int, time: str | None) -> str:
 LINES: dict[type[_Step], Callable[[Any], str]] = {
     SendStep: _send,
     CouponStep: lambda s: f"coupon {quote(s.pool)}",
-    TagStep: lambda s: f"tag {s.action} {_names(s.tags)}",
+    TagStep: lambda s: (
+        f"tag {s.action} "
+        + ", ".join([*([_names(s.tags)] if s.tags else []), *(tag_parts_text(p) for p in s.computed or [])])
+    ),
     WaitStep: lambda s: f"wait {format_duration(s.seconds)}",
     WaitUntilStep: lambda s: f"wait until {_time_of(s.weekday, s.time)}",
     WaitDateStep: lambda s: _date_wait(f"user.{s.attribute}", s.offset_seconds, s.time),

@@ -87,6 +87,11 @@ def _cond_words(cond: object) -> list[str]:
     return []
 
 
+def _computed_words(parts: list) -> str:
+    """``"src_" + event.placement`` as one id word: ``src_event.placement``."""
+    return "".join(p.text if p.text is not None else f"{p.subject}.{p.field}" for p in parts)
+
+
 def _send(step: SendStep) -> list[str]:
     return ["send", "best" if step.best_of else step.channels[0], step.template]
 
@@ -107,7 +112,7 @@ def _offset(seconds: int) -> list[str]:
 ID_PARTS: dict[type[_Step], Callable[[Any], list[str]]] = {
     SendStep: _send,
     CouponStep: lambda s: ["coupon", s.pool],
-    TagStep: lambda s: ["tag", s.action, *s.tags],
+    TagStep: lambda s: ["tag", s.action, *s.tags, *(_computed_words(parts) for parts in s.computed or [])],
     WaitStep: lambda s: ["wait", format_duration(s.seconds)],
     WaitUntilStep: _wait_until,
     WaitDateStep: lambda s: ["wait", "until", s.attribute, *_offset(s.offset_seconds)],

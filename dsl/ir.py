@@ -317,10 +317,23 @@ class CouponStep(_Step):
         return [self.out_of_stock] if self.out_of_stock is not None else []
 
 
+class TagPart(_Model):
+    """One piece of a computed tag: text, or a field of the event or user."""
+
+    text: str | None = None
+    subject: Literal["event", "user"] | None = None
+    field: str | None = None
+
+
 class TagStep(_Step):
+    """``tag add vip, "src_" + event.placement``: constant names in
+    ``tags``; the ones made from fields in ``computed`` (each a list of
+    parts, joined then made safe by ``dsl.tag_names.make_tag`` at run time)."""
+
     kind: Literal["tag"] = "tag"
     action: Literal["add", "remove"]
     tags: list[str]
+    computed: list[list[TagPart]] | None = None
 
 
 class WaitStep(_Step):
@@ -528,7 +541,7 @@ class Journey(_Model):
 # Fields added after journeys were first deployed: left out of the content
 # hash while unset, so a journey that does not use them keeps the hash (and
 # so the version) it was deployed with.
-_HASHED_WHEN_SET = frozenset({"when_capped", "calendar", "priority", "test"})
+_HASHED_WHEN_SET = frozenset({"when_capped", "calendar", "priority", "test", "computed"})
 
 
 def _strip_spans(value: object) -> object:

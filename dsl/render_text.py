@@ -208,8 +208,12 @@ def _send_rule(step: SendStep) -> str:
 
 
 def _tag(step: TagStep) -> str:
-    noun = "tag" if len(step.tags) == 1 else "tags"
-    return f"{step.action} {noun} " + ", ".join(step.tags)
+    names = [
+        *step.tags,
+        *("".join(p.text or "{" + f"{p.subject}.{p.field}" + "}" for p in parts) for parts in step.computed or []),
+    ]
+    noun = "tag" if len(names) == 1 else "tags"
+    return f"{step.action} {noun} " + ", ".join(names)
 
 
 def _wait_until(step: WaitUntilStep) -> str:

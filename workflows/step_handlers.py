@@ -46,6 +46,7 @@ from dsl.ir import (
     WaitStep,
     WaitUntilStep,
 )
+from dsl.tag_names import make_tag
 from workflows.effects import effect, snapshot
 from workflows.event_wait import wait_event
 from workflows.goals_exits import Exited, has_user_exits, stop_before_effect
@@ -167,24 +168,59 @@ async def coupon(run: Run, step: CouponStep) -> str:
 
 
 async def tag(run: Run, step: TagStep) -> str:
+    """Constant tags, and (``computed``) tags made from the event's or the
+    user's fields, made safe by ``dsl.tag_names``; one whose value is missing
+    or leaves nothing is skipped with the reason in the step's record. Steps
+    without computed tags do exactly what they always did."""
+    tags, skipped = list(step.tags), []
+    if step.computed:
+        made, skipped = await _computed_tags(run, step)
+        tags += [t for t in made if t not in tags]
     stop_before_effect(run)
-    await effect(
-        run,
-        names.CHANGE_TAGS,
-        None,
-        TagRequest(
-            user_id=run.inp.user_id,
-            action=step.action,
-            tags=list(step.tags),
-            source=f"journey:{run.inp.journey_id}",
-            now=workflow.now(),
-        ),
-        deadline=False,
-    )
-    record(run, step.id, "tag", step.action, {"tags": list(step.tags)})
+    if tags:
+        await effect(
+            run,
+            names.CHANGE_TAGS,
+            None,
+            TagRequest(
+                user_id=run.inp.user_id,
+                action=step.action,
+                tags=tags,
+                source=f"journey:{run.inp.journey_id}",
+                now=workflow.now(),
+            ),
+            deadline=False,
+        )
+    record(run, step.id, "tag", step.action, {"tags": tags, "skipped": skipped or None})
     # The engine tells the user's other runs; this one knows (no signal to itself).
     run.tags_changed = run.live_signals and has_user_exits(run)
     return "next"
+
+
+async def _computed_tags(run: Run, step: TagStep) -> tuple[list[str], list[str]]:
+    """(the tags made, why others were not)."""
+    event = run.require_state().last_event or {}
+    attributes: dict[str, Any] = {}
+    if any(p.subject == "user" for parts in step.computed or [] for p in parts):
+        attributes = (await snapshot(run)).attributes
+    made, skipped = [], []
+    for parts in step.computed or []:
+        pieces, missing = [], None
+        for p in parts:
+            if p.text is not None:
+                pieces.append(p.text)
+                continue
+            value = (event if p.subject == "event" else attributes).get(p.field or "")
+            if value is None or isinstance(value, dict | list) or value == "":
+                missing = f"{p.subject}.{p.field} is missing"
+                break
+            pieces.append(str(value))
+        name = make_tag("".join(pieces)) if missing is None else None
+        if name is None:
+            skipped.append(missing or f"{''.join(pieces)!r} makes no tag")
+        else:
+            made.append(name)
+    return made, skipped
 
 
 async def if_(run: Run, step: IfStep) -> str:

@@ -88,7 +88,7 @@ EXAMPLE_HASHES = {
     "02_group_content_app_referral.journey": "7042ab30cf91d327",
     "03_lifecycle_stages.journey": "0f42284afe98104f",
     "04_referral_fission.journey": "0821f889731ac06c",
-    "05_content_tags.journey": "3bfabe55b9c3eacf",
+    "05_content_tags.journey": "e3040b748b4fabe5",  # "likes_" + event.category on purpose
     "06_welcome_on_add.journey": "76b62cbe7fb8e680",
     "07_scene_tag_followup.journey": "1672f5f76208c367",
     "08_restraint.journey": "6bef814d312d9ddb",
@@ -96,7 +96,7 @@ EXAMPLE_HASHES = {
     "10_package_card.journey": "b5029784b87cd590",
     "11_sms_recall.journey": "b1d22ff2a81564fb",
     "12_layering.journey": "a0cd51c633e607cc",
-    "13_channel_qr.journey": "a98fd5af1490b0de",
+    "13_channel_qr.journey": "cf12714fcc34f632",  # "src_" + event.placement on purpose
     "14_channel_preference.journey": "a427035ddc8c2e42",
     "15_dormant_reactivation.journey": "2a3631383aba7493",
     "16_core_user_pool.journey": "acfbb10f12e97023",  # priority 1 added on purpose
