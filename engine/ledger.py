@@ -332,6 +332,29 @@ def settle(store: Store, key: str, status: str, reason: str | None = None) -> De
     return store.transact(work)
 
 
+def report_outcome(store: Store, key: str, status: str, reason: str | None = None) -> DeliveryInfo:
+    """A vendor's later report on a send (WeChat's ``TEMPLATESENDJOBFINISH``):
+    a pending send is settled (``settle``); a send recorded ``sent`` that the
+    vendor reports as not delivered becomes ``failed`` with the vendor's
+    reason and gives its cap slot back (the user got nothing). Any other
+    report leaves the row as it is: the first final word stands."""
+
+    def work(s: Session) -> DeliveryInfo:
+        row = find(s, key)
+        if row is None:
+            raise LookupError(key)
+        if row.status == "pending" and status in ("sent", "failed"):
+            if status == "failed":
+                caps.release(s, key)
+            return _set_outcome(s, row, status, reason)
+        if row.status == "sent" and status == "failed":
+            caps.release(s, key)
+            return _set_outcome(s, row, "failed", f"vendor reported it undelivered: {reason or 'no reason given'}")
+        return row
+
+    return store.transact(work)
+
+
 async def poll_pending(store: Store, providers: dict[str, ChannelProvider], *, limit: int = 100) -> int:
     """Ask providers that can (``poll_result``) about pending deliveries and
     record the ones that completed. Returns how many changed; run it

@@ -240,10 +240,10 @@ class CallbackProcessor:
         return {"journey": jid, "workflow_id": started.workflow_id}
 
     async def _settle(self, report: DeliveryReport) -> dict[str, Any]:
-        """The report onto the send's ledger row: ``ledger.settle`` records
-        it on a send still pending; a send the ledger already holds final
-        (an Official Account template send is ``sent`` on WeChat's
-        ``msgid``) keeps its outcome, and the report stays on the receipt."""
+        """The report onto the send's ledger row (``ledger.report_outcome``):
+        a pending send is settled; a ``sent`` one that WeChat reports as not
+        delivered becomes ``failed`` with its reason; the report also stays
+        on the receipt."""
         out: dict[str, Any] = {
             "provider_message_id": report.provider_message_id,
             "status": report.status,
@@ -253,7 +253,7 @@ class CallbackProcessor:
         if key is None:
             out["delivery"] = None
             return out
-        info = await asyncio.to_thread(ledger.settle, self.store, key, report.status, report.reason)
+        info = await asyncio.to_thread(ledger.report_outcome, self.store, key, report.status, report.reason)
         out["delivery"] = info.id
         out["ledger_status"] = info.status
         return out

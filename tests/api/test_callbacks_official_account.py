@@ -173,8 +173,8 @@ async def test_subscribe_by_a_qr_scene_starts_the_journey_whose_send_is_then_rep
     assert outcome is not None and outcome["events"] == []
     assert outcome["report"]["delivery"] == delivery.id
     assert outcome["report"]["status"] == "failed" and "blocks" in outcome["report"]["reason"]
-    # the ledger keeps the final 'sent' (ledger.settle changes only pending sends)
-    assert outcome["report"]["ledger_status"] == "sent"
+    # the user blocked the account: the send the ledger held as 'sent' is failed now, with WeChat's reason
+    assert outcome["report"]["ledger_status"] == "failed"
 
 
 async def test_scan_and_unsubscribe_in_plaintext_mode_and_a_replay_is_one_event(oa: OAStack) -> None:

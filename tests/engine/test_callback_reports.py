@@ -82,7 +82,7 @@ async def test_a_pending_send_is_settled_by_its_report(store: Store, oa_settings
     assert row is not None and row.status == "failed" and "blocks" in (row.reason or "")
 
 
-async def test_a_final_send_keeps_its_outcome_and_the_report_stays_on_the_receipt(
+async def test_a_sent_send_reported_undelivered_becomes_failed_and_the_first_final_word_stands(
     store: Store, oa_settings: Settings
 ) -> None:
     uid = link_identities(store, [("openid", "o-report-1")])
@@ -93,10 +93,13 @@ async def test_a_final_send_keeps_its_outcome_and_the_report_stays_on_the_receip
         "status": "failed",
         "reason": "WeChat failed to deliver it (system failure) (failed: system failed)",
         "delivery": sent.id,
-        "ledger_status": "sent",
+        "ledger_status": "failed",
     }
+    row = ledger.lookup(store, "run:b:1")
+    assert row is not None and row.reason is not None and row.reason.startswith("vendor reported it undelivered")
+    # a later "success" for the same message does not undo the failure
     ok = await _process(store, oa_settings, _report("9002", "success") | {"CreateTime": "1700000001"})
-    assert ok["status"] == "sent" and ok["ledger_status"] == "sent"
+    assert ok["status"] == "sent" and ok["ledger_status"] == "failed"
 
 
 async def test_a_report_for_no_known_send_is_noted(store: Store, oa_settings: Settings) -> None:
