@@ -46,6 +46,19 @@ def test_try_a_journey_for_a_test_user_before_deploying(live: LiveStack, page: A
     )
     shot(page, "editor-try-it")
 
+    # every variant of a split, one run each: both branches lit
+    split = JOURNEY.replace(
+        '  send sms "welcome"\n', '  split:\n    50% A: send sms "welcome_a"\n    50% B: send sms "welcome_b"\n'
+    )
+    page.locator("#source").fill(split)
+    expect(page.locator('#preview-diagram g.node[data-node-id="send-sms-welcome_b"]')).to_have_count(1)
+    page.get_by_label("every variant of every split").check()
+    page.locator("#try-form").get_by_role("button", name="Run").click()
+    expect(page.locator("#try-state")).to_contain_text("2 runs (one per variant)", timeout=60_000)
+    for node in ("send-sms-welcome_a", "send-sms-welcome_b"):
+        expect(page.locator(f'#preview-diagram g.node[data-node-id="{node}"]')).to_have_attribute("data-hits", "1")
+    expect(page.locator('#preview-diagram g.node[data-node-id="send-sms-thanks"]')).to_have_attribute("data-hits", "2")
+
     # a bad event line is said at once, nothing is run
     page.get_by_label("Events, one a line").fill("order_paid")
     page.locator("#try-form").get_by_role("button", name="Run").click()

@@ -25,17 +25,24 @@
     return { at, name, properties };
   }
 
-  function mark(hits) {
+  function mark(hits, cases) {
     for (const g of document.querySelectorAll("#preview-diagram g.node")) {
       const id = g.dataset.nodeId;
       g.classList.remove("reached", "unreached");
-      if (id in hits) g.classList.add(hits[id] > 0 ? "reached" : "unreached");
+      g.removeAttribute("data-hits");
+      if (!(id in hits)) continue;
+      g.classList.add(hits[id] > 0 ? "reached" : "unreached");
+      g.dataset.hits = String(hits[id]);
+      const title = g.querySelector("title");
+      if (title) title.textContent = title.textContent.replace(/ — reached .*$/, "") +
+        " — reached " + hits[id] + " time(s) in " + cases + " run(s)";
     }
   }
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const body = { source: document.getElementById("source").value, for: form.elements.for.value || "30d" };
+    if (form.elements.matrix.checked) body.matrix = true;  // once per variant of every split
     try {
       const events = form.elements.events.value.split("\n").filter((l) => l.trim()).map(parseEvent);
       if (events.length) body.events = events;
@@ -67,8 +74,9 @@
     }
     const r = result.data;
     const missed = r.never_reached.length;
-    fill(state, missed ? missed + " step(s) never reached (dimmed on the diagram)" : "Every step was reached");
+    const runs = r.cases.length > 1 ? r.cases.length + " runs (one per variant); " : "";
+    fill(state, runs + (missed ? missed + " step(s) never reached (dimmed on the diagram)" : "Every step was reached"));
     fill(out, r.text);
-    mark(r.hits);
+    mark(r.hits, r.cases.length);
   });
 })();
