@@ -64,3 +64,36 @@ def test_try_a_journey_for_a_test_user_before_deploying(live: LiveStack, page: A
     page.locator("#try-form").get_by_role("button", name="Run").click()
     expect(page.locator("#try-state")).to_contain_text("write each event as")
     assert page.console_errors == []  # type: ignore[attr-defined]
+
+
+def test_who_an_audience_journey_would_enter_now(live: LiveStack, page: Any) -> None:
+    """Users tagged through the API; the editor counts and lists who the
+    audience selects now, starting nothing."""
+    import httpx
+
+    from tests.console.conftest import WRITE, unique
+
+    tag = unique("vip").replace("-", "_")
+    members = [unique("m") for _ in range(3)]
+    with httpx.Client(base_url=live.url, auth=(WRITE, ""), timeout=30) as seg:
+        for i, m in enumerate(members):
+            r = seg.post("/v1/identify", json={"userId": m, "traits": {"phone": f"1380000710{i}"}})
+            assert r.status_code == 200, r.text
+    with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30) as api:
+        for m in members[:2]:
+            found = api.get("/v1/users/lookup", params={"kind": "member_id", "value": m})
+            assert found.status_code == 200, found.text
+            r = api.post(f"/v1/users/{found.json()['user_id']}/tags", json={"tags": [tag]})
+            assert r.status_code == 200, r.text
+    page.goto(live.url + "/console/editor")
+    page.get_by_label("API key").fill(ADMIN)
+    page.get_by_label("API key").press("Enter")
+    page.wait_for_url(re.compile(r"/console/editor$"))
+    page.locator("#source").fill(
+        f'journey "周末推送"\n  entry audience where tag {tag} every day at 10:00\n  send sms "hi"\n'
+    )
+    expect(page.locator("#check-state")).to_have_text(re.compile("No errors"))
+    page.get_by_role("button", name="Who would enter now").click()
+    expect(page.locator("#audience-count")).to_contain_text("2 users would enter now")
+    expect(page.locator("#audience-out ul.audience-sample li")).to_have_count(2)
+    assert page.console_errors == []  # type: ignore[attr-defined]

@@ -80,3 +80,31 @@
     mark(r.hits, r.cases.length);
   });
 })();
+
+/* "Who would enter now": an audience journey's selection, counted and
+   sampled without starting anything (POST /v1/journeys/audience/preview). */
+(() => {
+  "use strict";
+  const button = document.getElementById("audience-preview");
+  if (!button) return;
+  const { api, el, fill, number } = Console;
+  const out = document.getElementById("audience-out");
+  button.addEventListener("click", async () => {
+    fill(out, "Counting…");
+    const result = await api("POST", "/v1/journeys/audience/preview", {
+      source: document.getElementById("source").value, sample_size: 20,
+    });
+    if (!result.ok) {
+      fill(out, el("span", { class: "error" }, Console.problem(result)));
+      return;
+    }
+    const r = result.data;
+    const howMany = r.exact ? number(r.count) : number(r.count) + "–" + number(r.at_most);
+    fill(out,
+      el("p", { id: "audience-count" }, howMany + " users would enter now (" + r.where + ", " + r.schedule + ")"),
+      r.sample.length
+        ? el("ul", { class: "audience-sample" }, r.sample.map((m) =>
+            el("li", {}, el("a", { href: "/console/users/" + encodeURIComponent(m.user_id) }, m.user_id))))
+        : el("p", { class: "muted small" }, "Nobody matches now."));
+  });
+})();
