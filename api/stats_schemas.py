@@ -25,6 +25,9 @@ class NodeStatsOut(Out):
     failed: int
     retrying: int = Field(description="Sends whose last attempt failed and that are being retried now")
     outcomes: dict[str, int]
+    clicks: int = Field(0, description="Clicks on this node's tracked links (previews and crawlers not counted)")
+    clicked: int = Field(0, description="This node's messages clicked at least once")
+    click_rate: float = Field(0.0, description="clicked / messages sent (sent + pending)")
 
 
 class Significance(Out):
@@ -40,6 +43,9 @@ class VariantOut(Out):
     converted: int = Field(description="Runs whose user did the goal's event in its window after entering")
     conversion_rate: float
     tests: list[Significance]
+    clicks: int = Field(0, description="Clicks on the journey's tracked links by this variant's runs")
+    clicked: int = Field(0, description="Runs that clicked a tracked link at least once")
+    click_rate: float = Field(0.0, description="clicked / entered, beside conversion_rate")
 
 
 class SummaryOut(Out):

@@ -42,7 +42,19 @@ from contracts.activities import (
     UserSnapshot,
     UserSnapshotRequest,
 )
-from engine import caps, catalog, coupons, identity, ledger, merges, replays, run_signals, runs, split_tests
+from engine import (
+    caps,
+    catalog,
+    coupons,
+    identity,
+    ledger,
+    merges,
+    replays,
+    run_signals,
+    runs,
+    split_tests,
+    tracked_links,
+)
 from engine.channels.base import ChannelProvider, OutboundMessage
 from engine.consent import UNKNOWN_USER, reach, reachable_channels
 from engine.derived import derive
@@ -424,10 +436,12 @@ class JourneyActivities:
             coupon=req.coupon,
             channel=channel,
         )
+        links = tracked_links.for_send(self.settings, req, uid)
         try:
-            rendered = render(template, channel, context)
+            rendered = render(template, channel, context, links)
         except TemplateRenderError as exc:
             return _Decision("failed", str(exc), channel)
+        tracked_links.save(self.store, links)  # before the message goes out: its clicks find their link
         return _Plan(
             channel=channel,
             address=user_reach.addresses.get(channel),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.channels.config import ChannelsConfig
@@ -122,6 +122,44 @@ class Settings(BaseSettings):
     # so a signature seen once could carry another body later: refused when
     # its timestamp is further than this from now.
     callback_max_age_seconds: int = Field(default=300, ge=1)
+
+    # Tracked links (``engine.tracked_links``): a template's ``{{ track(url) }}``
+    # and ``{% filter track_links %}`` links become
+    # ``<link_base_url>/r/<token>`` (the API's public address, e.g.
+    # ``https://j.example.com``), the token signed with ``link_secret``
+    # (HMAC-SHA256; at least 16 characters, the same in the API and the
+    # worker) so a URL cannot be forged or enumerated. Without both, a send
+    # whose template tracks a link fails with that reason (a link silently
+    # left untracked would give clicks nobody counts).
+    link_secret: SecretStr | None = Field(default=None, min_length=16)
+    link_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$", max_length=200)
+    # The most tracked links one message may carry (each is a row).
+    link_max_per_message: int = Field(default=20, ge=1, le=100)
+    # A GET whose User-Agent contains one of these (any case), a HEAD, an
+    # empty User-Agent or a prefetch/preview ``Purpose`` header is a preview
+    # or a crawler: redirected, not counted. Link-preview fetchers of chat
+    # apps and search crawlers name themselves this way; WeChat's in-app
+    # browser (``MicroMessenger``) is a person and is counted.
+    link_bot_agents: list[str] = Field(
+        default_factory=lambda: [
+            "bot",
+            "spider",
+            "crawl",
+            "preview",
+            "facebookexternalhit",
+            "whatsapp",
+            "telegram",
+            "slack",
+            "discord",
+            "skypeuripreview",
+            "embedly",
+            "curl/",
+            "wget/",
+            "python-requests",
+            "python-httpx",
+            "go-http-client",
+        ]
+    )
 
     def send_retry_deadline(self, channel: str | None) -> int:
         """Seconds a send on ``channel`` keeps retrying."""

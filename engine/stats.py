@@ -9,6 +9,9 @@ what the operator's numbers show.
 
 Counts are of distinct runs, so a node visited twice by a looping run counts
 that run once per outcome; deliveries count messages by final status.
+Clicks on tracked links (``engine.tracked_links``) are counted from the
+clicks recorded (previews and crawlers never are): every click, and the
+messages (per node) or runs (per variant) with at least one.
 """
 
 from __future__ import annotations
@@ -18,16 +21,19 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, distinct, func, select
 
 from engine.store import Store
-from engine.store.models import Delivery, Event, Run, StepRecord
+from engine.store.models import Delivery, Event, LinkClick, Run, StepRecord
 
 __all__ = [
+    "ClickCounts",
     "JourneySummary",
     "NodeStats",
     "VariantStats",
     "events_after_entry",
     "goal_variant_counts",
     "journey_summary",
+    "node_clicks",
     "node_counts",
+    "variant_clicks",
     "variant_counts",
 ]
 
@@ -178,3 +184,36 @@ def journey_summary(store: Store, journey_id: str, version: int | None = None) -
             elif outcome:
                 outcomes[outcome] = outcomes.get(outcome, 0) + int(n)
         return JourneySummary(entered, active, refused, converted, outcomes)
+
+
+@dataclass(frozen=True)
+class ClickCounts:
+    clicks: int  # every counted click
+    clicked: int  # distinct messages (per node) or runs (per variant) clicked at least once
+
+
+def node_clicks(store: Store, journey_id: str, version: int | None = None) -> dict[str, ClickCounts]:
+    """Per send node: clicks on its messages' tracked links, and how many of
+    its messages were clicked (a click rate is that over the messages sent)."""
+    q = select(LinkClick.node_id, func.count(), func.count(distinct(LinkClick.delivery_key))).where(
+        LinkClick.journey_id == journey_id
+    )
+    if version is not None:
+        q = q.where(LinkClick.version == version)
+    with store.read() as s:
+        rows = s.execute(q.group_by(LinkClick.node_id)).all()
+    return {node: ClickCounts(int(n), int(d)) for node, n, d in rows}
+
+
+def variant_clicks(store: Store, journey_id: str, version: int | None = None) -> dict[str | None, ClickCounts]:
+    """Per split variant: clicks on the journey's tracked links, and how many
+    runs clicked at least once (a click rate is that over the runs entered,
+    beside the conversion rate)."""
+    q = select(LinkClick.variant, func.count(), func.count(distinct(LinkClick.run_key))).where(
+        LinkClick.journey_id == journey_id
+    )
+    if version is not None:
+        q = q.where(LinkClick.version == version)
+    with store.read() as s:
+        rows = s.execute(q.group_by(LinkClick.variant)).all()
+    return {variant: ClickCounts(int(n), int(r)) for variant, n, r in rows}

@@ -11,6 +11,12 @@ Context: ``user`` (profile attributes plus ``id``, ``timezone``, ``stage``,
 trigger or last awaited event's properties), ``coupon`` (the last issued), and
 ``channel``.
 
+Links can be tracked (``engine.tracked_links``): ``{{ track(url,
+tags=[...]) }}`` for one, ``{% filter track_links %}`` for every link of a
+block. A send passes its ``LinkTracker`` to ``render``, which rewrites them
+to signed ``/r/<token>`` URLs; a preview passes none and shows them as
+written.
+
 Every render is bounded (``engine.template_limits``): output
 size, ``**``/``*``/``%`` and the string methods and filters that grow text,
 ``range``, and time. Over a limit is a ``TemplateLimitError``, a
@@ -30,6 +36,7 @@ from jinja2 import Template as JinjaTemplate
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from engine import tracked_links
 from engine.store import Store
 from engine.store.models import Template
 from engine.store.types import utcnow
@@ -61,6 +68,8 @@ _env = LimitedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trai
 # The save-time probe: the same limits, but a missing value is an empty one, so
 # only what the template does on its own (``{{ 'a'*10**9 }}``) can fail it.
 _probe_env = LimitedEnvironment(undefined=ChainableUndefined, autoescape=False, keep_trailing_newline=False)
+for _environment in (_env, _probe_env):
+    tracked_links.install(_environment)
 
 
 @lru_cache(maxsize=1024)
@@ -68,8 +77,17 @@ def _compile(source: str) -> JinjaTemplate:
     return _env.from_string(source)
 
 
-def render(template: TemplateInfo, channel: str | None, context: Mapping[str, Any]) -> Rendered:
-    """Render the channel's body (or the generic one) and the subject."""
+def render(
+    template: TemplateInfo,
+    channel: str | None,
+    context: Mapping[str, Any],
+    links: tracked_links.LinkTracker | None = None,
+) -> Rendered:
+    """Render the channel's body (or the generic one) and the subject;
+    with ``links`` (a send's), tracked links become signed redirect URLs,
+    collected in ``links.links`` for the send to save."""
+    if links is not None:
+        context = {**context, tracked_links.LINKS_KEY: links}
     source = template.channel_bodies.get(channel or "", template.body) if template.channel_bodies else template.body
     try:
         body = render_limited(_compile(source), context)

@@ -21,6 +21,7 @@ from api.routes import (
     health,
     journeys,
     keys,
+    links,
     metrics,
     pools,
     replays,
@@ -50,6 +51,7 @@ ROUTERS: list[APIRouter] = [
     edit.router,
     docs.router,
     keys.router,
+    links.router,
     console_router,
     channel_codes_console_router,
 ]

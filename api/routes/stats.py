@@ -10,6 +10,10 @@ from that broadcast's start, over the runs it entered. Both are capped at
 per entered user after entry, per variant: a referral campaign's "new users
 won / users reached".
 
+Clicks on tracked links (``engine.tracked_links``) are beside them: per
+node, the clicks and the messages clicked over those sent; per variant, the
+clicks and the runs that clicked over those entered.
+
 Conversions everywhere here are the goal judged from the stored events
 (``engine.goals``): the user did the goal's event within its window after
 entering, whether or not the run has ended.
@@ -145,6 +149,8 @@ async def journey_stats(
     summary = await asyncio.to_thread(stats.journey_summary, store, journey_id, version)
     summary = dataclasses.replace(summary, converted=len(attribution.conversions))
     variants = await asyncio.to_thread(stats.goal_variant_counts, store, journey_id, attribution.per_variant(), version)
+    node_clicks = await asyncio.to_thread(stats.node_clicks, store, journey_id, version)
+    variant_clicks = await asyncio.to_thread(stats.variant_clicks, store, journey_id, version)
     out = StatsOut(
         journey_id=journey_id,
         version=version,
@@ -154,9 +160,12 @@ async def journey_stats(
             converted=summary.converted,
             conversion_rate=experiments.ratio(summary.converted, summary.entered),
         ),
-        nodes=[NodeStatsOut.model_validate(r) for r in node_rows(ir, counts, waiting)] if ir else [],
+        nodes=[_node_clicks(NodeStatsOut.model_validate(r), node_clicks) for r in node_rows(ir, counts, waiting)]
+        if ir
+        else [],
         variants=[
-            VariantOut.model_validate(r) for r in experiments.variant_rows(variants, experiments.holdout_variants(ir))
+            _variant_clicks(VariantOut.model_validate(r), variant_clicks)
+            for r in experiments.variant_rows(variants, experiments.holdout_variants(ir))
         ],
         warnings=warnings,
         split_tests=await asyncio.to_thread(
@@ -184,6 +193,22 @@ async def journey_stats(
     if start_t is not None or broadcast is not None:
         out.readouts = await _readouts(store, journey_id, version, start_t, broadcast, readouts_, attribution, now)
     return out
+
+
+def _node_clicks(row: NodeStatsOut, found: dict[str, stats.ClickCounts]) -> NodeStatsOut:
+    counts = found.get(row.node_id)
+    if counts is None:
+        return row
+    rate = min(1.0, experiments.ratio(counts.clicked, row.sent + row.pending))
+    return row.model_copy(update={"clicks": counts.clicks, "clicked": counts.clicked, "click_rate": rate})
+
+
+def _variant_clicks(row: VariantOut, found: dict[str | None, stats.ClickCounts]) -> VariantOut:
+    counts = found.get(row.variant)
+    if counts is None:
+        return row
+    rate = min(1.0, experiments.ratio(counts.clicked, row.entered))
+    return row.model_copy(update={"clicks": counts.clicks, "clicked": counts.clicked, "click_rate": rate})
 
 
 async def _readouts(

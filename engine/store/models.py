@@ -559,3 +559,49 @@ class ChannelCodeScan(Base):
     contact: Mapped[bool] = mapped_column(Boolean)  # became a contact by it (added staff, followed)
     new_user: Mapped[bool] = mapped_column(Boolean)  # the store did not know the person before
     at: Mapped[datetime]
+
+
+class TrackedLink(Base):
+    """One link of one message, rewritten to ``/r/<token>`` when the send
+    rendered it (``engine.tracked_links``): what a click on it records. The
+    id is derived from the delivery, the link's place in the message and its
+    URL under the link secret, so a retried send renders (and finds) the same
+    row; the token in the URL is that id plus its signature."""
+
+    __tablename__ = "tracked_links"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    delivery_key: Mapped[str] = mapped_column(String(255))  # the send's idempotency key
+    run_key: Mapped[str | None] = mapped_column(String(255))
+    journey_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    node_id: Mapped[str] = mapped_column(String(128))
+    variant: Mapped[str | None] = mapped_column(String(64))
+    template: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(64))  # who it was sent to (merges: read through canonical ids)
+    position: Mapped[int] = mapped_column(Integer)  # the link's place in the message, from 0
+    url: Mapped[str] = mapped_column(Text)  # where a click goes
+    name: Mapped[str | None] = mapped_column(String(64))  # the operator's label, e.g. "serum"
+    tags: Mapped[list[Any]] = mapped_column(default=list)  # content tags a click adds
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LinkClick(Base):
+    """One counted click on a tracked link (previews and bots are not):
+    what the stats' click numbers count. Keyed by the ``message_clicked``
+    event it records, so an exact retry of a click counts once while each
+    new click counts again."""
+
+    __tablename__ = "link_clicks"
+    __table_args__ = (Index("ix_link_clicks_journey_version", "journey_id", "version"),)
+
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    link_id: Mapped[str] = mapped_column(String(32))
+    delivery_key: Mapped[str] = mapped_column(String(255))
+    run_key: Mapped[str | None] = mapped_column(String(255))
+    journey_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    node_id: Mapped[str] = mapped_column(String(128))
+    variant: Mapped[str | None] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]

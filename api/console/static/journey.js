@@ -45,6 +45,8 @@
             el("td", { class: "num" }, number(v.entered)),
             el("td", { class: "num" }, number(v.converted)),
             el("td", { class: "num", "data-key": "conversion_rate" }, percent(v.conversion_rate)),
+            el("td", { class: "num", "data-key": "clicks" }, number(v.clicks ?? 0)),
+            el("td", { class: "num", "data-key": "click_rate" }, percent(v.click_rate ?? 0)),
             counted ? el("td", { class: "num", "data-key": "events" }, number((per.get(v.variant ?? "") || {}).events)) : null,
             counted ? el("td", { class: "num", "data-key": "per_entry" },
               ((per.get(v.variant ?? "") || {}).per_entry ?? 0).toFixed(2)) : null,
@@ -52,7 +54,7 @@
               el("div", { class: t.significant ? "good" : "muted" },
                 "vs " + t.against + ": " + (t.p_value === null ? "n/a" : "p=" + t.p_value.toFixed(3)) +
                 (t.significant ? " (significant)" : ""))))))
-      : [el("tr", {}, el("td", { colspan: counted ? 7 : 5, class: "muted" }, "Nobody has entered yet."))];
+      : [el("tr", {}, el("td", { colspan: counted ? 9 : 7, class: "muted" }, "Nobody has entered yet."))];
     Console.fill(body, ...rows);
   }
 
