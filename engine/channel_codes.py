@@ -522,6 +522,7 @@ class Numbers:
     new_users: int = 0  # people the store first met through it
     people: int = 0  # distinct people who came through it
     conversions: int = 0  # of those, people who paid at or after their first scan through it
+    revenue: float = 0.0  # what they paid since (the payments' ``amount``): the code's contribution
 
     @property
     def conversion_rate(self) -> float | None:
@@ -594,7 +595,23 @@ def numbers(
             )
             for code_id, n in converted:
                 out[code_id].conversions = int(n)
+            # contribution: the payments' amounts since the first scan, summed
+            # here (an event's properties are JSON; reading them in Python
+            # keeps SQLite and PostgreSQL alike), bounded
+            payments = s.execute(
+                select(first.c.code_id, paid.properties)
+                .join(paid, paid.user_id == first.c.user_id)
+                .where(paid.name.in_(list(payment_events)), paid.occurred_at >= first.c.first_at)
+                .limit(MAX_REVENUE_ROWS)
+            )
+            for code_id, properties in payments:
+                amount = (properties or {}).get("amount")
+                if isinstance(amount, int | float) and not isinstance(amount, bool):
+                    out[code_id].revenue = round(out[code_id].revenue + float(amount), 2)
     return out
+
+
+MAX_REVENUE_ROWS = 500_000  # payments read for the contribution figures
 
 
 @dataclass

@@ -79,6 +79,7 @@ class NumbersOut(BaseModel):
     people: int
     conversions: int = Field(description="People who paid (a payment event) after their first scan through it")
     conversion_rate: float | None
+    revenue: float = Field(description="What those people paid since their first scan (the payments' amount)")
 
 
 class DayOut(BaseModel):
@@ -134,6 +135,7 @@ def _out(code: CodeInfo, numbers: Numbers | None, **extra: object) -> CodeOut:
             people=n.people,
             conversions=n.conversions,
             conversion_rate=n.conversion_rate,
+            revenue=n.revenue,
         ),
         **extra,  # type: ignore[arg-type]
     )

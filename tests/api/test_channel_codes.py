@@ -311,6 +311,7 @@ async def test_scans_through_codes_tag_welcome_and_count(codes: CodesStack) -> N
         "people": 2,
         "conversions": 1,
         "conversion_rate": 0.5,
+        "revenue": 99.0,  # the poster's contribution
     }
     assert by[card] == {
         "scans": 3,
@@ -319,6 +320,7 @@ async def test_scans_through_codes_tag_welcome_and_count(codes: CodesStack) -> N
         "people": 2,
         "conversions": 0,
         "conversion_rate": 0.0,
+        "revenue": 0.0,
     }
 
     profile = (await codes.http.get(f"/v1/users/{uid1}", headers=auth())).json()

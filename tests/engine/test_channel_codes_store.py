@@ -86,12 +86,18 @@ def test_tags_once_and_the_numbers(store: Store) -> None:
         history = s.scalars(select(TagHistory).where(TagHistory.user_id == uid1, TagHistory.tag == "src_card")).all()
         assert [(h.action, h.source) for h in history] == [("add", "channel_code")]
     # o1 paid after scanning; o2 paid only before (not a conversion of the code)
-    ingest_event(store, event_id="pay-1", name="order_paid", user_id=uid1, occurred_at=T0 + timedelta(days=1))
+    paid = {"amount": 129.5}
+    ingest_event(
+        store, event_id="pay-1", name="order_paid", user_id=uid1, occurred_at=T0 + timedelta(days=1), properties=paid
+    )
     uid2 = link_identities(store, [("openid", "o2")])
-    ingest_event(store, event_id="pay-2", name="order_paid", user_id=uid2, occurred_at=T0 - timedelta(days=1))
+    ingest_event(
+        store, event_id="pay-2", name="order_paid", user_id=uid2, occurred_at=T0 - timedelta(days=1), properties=paid
+    )
     n = channel_codes.numbers(store, ["order_paid"])
     assert (n[code.id].scans, n[code.id].contacts, n[code.id].new_users, n[code.id].people) == (3, 2, 2, 2)
     assert n[code.id].conversions == 1 and n[code.id].conversion_rate == 0.5
+    assert n[code.id].revenue == 129.5 and n[other.id].revenue == 0  # o2's payment came before the scan
     assert (n[other.id].scans, n[other.id].new_users, n[other.id].conversions) == (1, 0, 0)  # o3 was known
     assert known
     # o2 turns out to be o1 (one person, two openids): counted once from now on
