@@ -23,7 +23,6 @@ false), the candidates scanned for the sample (``MAX_SCAN``), and
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -36,6 +35,7 @@ from api.lookups import deployed_or_409, journey_or_404
 from api.problems import Problem, not_found
 from api.routes.simulate import journey_of
 from api.schemas import API_SOURCE_CHARS, JourneyIdStr
+from api.slots import Slots
 from contracts.broadcast import DEFAULT_PAGE_SIZE, BroadcastProgress
 from dsl.ir import AudienceEntry, CompareCond, Cond, TagCond, iter_conds
 from dsl.render_text import describe_cond
@@ -113,27 +113,7 @@ class AudiencePreviewOut(BaseModel):
     took_ms: int
 
 
-class _Previews:
-    """Previews running in this process; taken without waiting."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.busy = 0
-        self._lock = threading.Lock()
-
-    def take(self) -> bool:
-        with self._lock:
-            if self.busy >= self.limit:
-                return False
-            self.busy += 1
-            return True
-
-    def give(self) -> None:
-        with self._lock:
-            self.busy -= 1
-
-
-PREVIEWS = _Previews(MAX_PREVIEWS)
+PREVIEWS = Slots(MAX_PREVIEWS)
 
 
 def _refused(detail: str) -> Problem:

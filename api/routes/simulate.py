@@ -44,9 +44,7 @@ import asyncio
 import logging
 import shutil
 import sys
-import threading
 from collections import Counter
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -58,6 +56,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from api.deps import SettingsDep, StoreDep, viewer
 from api.problems import Problem, diagnostic_item, error_item, not_found
 from api.schemas import API_SOURCE_CHARS, JourneyIdStr, UserIdStr
+from api.slots import Slots
 from dsl import JourneyError, compile_source
 from dsl.ir import Journey, SendStep, iter_steps
 from engine import catalog
@@ -140,29 +139,7 @@ class SimulateOut(SimulationResult):
     as_user: UserCopy | None = Field(None, description="What the preview copied of the real user (as_user)")
 
 
-@dataclass
-class _Slots:
-    """Simulations running in this process; taken without waiting."""
-
-    limit: int
-    busy: int = 0
-
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-
-    def take(self) -> bool:
-        with self._lock:
-            if self.busy >= self.limit:
-                return False
-            self.busy += 1
-            return True
-
-    def give(self) -> None:
-        with self._lock:
-            self.busy -= 1
-
-
-SLOTS = _Slots(MAX_RUNNING)
+SLOTS = Slots(MAX_RUNNING)
 
 
 def find_test_server() -> str | None:
