@@ -47,6 +47,18 @@ def _spawn_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
     )
 
 
+def worker_environment(db_url: str, temporal_address: str, webhook_url: str) -> dict[str, str]:
+    """What a worker process needs to run journeys against this store,
+    server and (webhook) vendor."""
+    return {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "TEMPORAL_ADDRESS": temporal_address,
+        "JOURNEYS_CHANNELS__WEBHOOK__URL": webhook_url,
+        "JOURNEYS_CHANNELS__WEBHOOK__SECRET": "s3cret",
+    }
+
+
 def _delivered(store: Store) -> int:
     with store.read() as s:
         return s.scalar(select(func.count()).select_from(Delivery)) or 0
@@ -66,13 +78,7 @@ async def test_kill_dash_nine_never_loses_or_duplicates(tmp_path: Path) -> None:
     log = tmp_path / "worker.log"
     try:
         with Receiver() as receiver:
-            worker_env = {
-                **os.environ,
-                "DATABASE_URL": db_url,
-                "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-                "JOURNEYS_CHANNELS__WEBHOOK__URL": receiver.url,
-                "JOURNEYS_CHANNELS__WEBHOOK__SECRET": "s3cret",
-            }
+            worker_env = worker_environment(db_url, env.client.service_client.config.target_host, receiver.url)
             worker = _spawn_worker(worker_env, log)
             handles = [
                 await env.client.start_workflow(

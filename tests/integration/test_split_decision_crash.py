@@ -21,7 +21,7 @@ from engine.store import Store
 from engine.store.models import Delivery, SplitTestRow, StepRecord
 from engine.temporal import TASK_QUEUE, start_dev_server
 from tests.integration.receiver import Receiver
-from tests.integration.test_crash import _spawn_worker
+from tests.integration.test_crash import _spawn_worker, worker_environment
 from workflows.journey import JourneyWorkflow
 
 USERS = 30
@@ -48,13 +48,7 @@ async def test_a_worker_killed_at_the_decision_decides_once(tmp_path: Path) -> N
     log = tmp_path / "worker.log"
     try:
         with Receiver() as receiver:
-            worker_env = {
-                **os.environ,
-                "DATABASE_URL": db_url,
-                "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-                "JOURNEYS_CHANNELS__WEBHOOK__URL": receiver.url,
-                "JOURNEYS_CHANNELS__WEBHOOK__SECRET": "s3cret",
-            }
+            worker_env = worker_environment(db_url, env.client.service_client.config.target_host, receiver.url)
             worker = _spawn_worker(worker_env, log)
             handles = [
                 await env.client.start_workflow(
