@@ -107,8 +107,19 @@ def test_up_runs_everything_and_a_restart_keeps_runs(tmp_path: Path) -> None:
         for name in ("hello", "thanks"):
             made = httpx.post(f"{base}/v1/templates", json={"name": name, "body": f"{name} 你好"}, headers=admin)
             assert made.status_code == 201, made.text
-        deployed = httpx.post(f"{base}/v1/journeys", json={"id": "up-test", "source": SOURCE}, headers=admin)
-        assert deployed.status_code in (200, 201), deployed.text
+        # journeys as code: deployed from a file with the CLI, pulled back unchanged
+        path = tmp_path / "up-test.journey"
+        path.write_text(SOURCE.lstrip("\n"), encoding="utf-8")
+        cli = {**os.environ, "JOURNEYS_SERVER": base, "JOURNEYS_KEY": keys["admin"]}
+        done = subprocess.run(
+            [sys.executable, "-m", "api.cli", "deploy", str(path)], env=cli, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "deployed up-test version 1" in done.stdout
+        pulled = subprocess.run(
+            [sys.executable, "-m", "api.cli", "pull", "up-test"], env=cli, capture_output=True, text=True, timeout=60
+        )
+        assert (pulled.returncode, pulled.stdout) == (0, path.read_text(encoding="utf-8"))
         track = httpx.post(
             f"{base}/v1/track",
             auth=(keys["write"], ""),
