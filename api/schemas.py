@@ -136,6 +136,11 @@ class VersionOut(Out):
     created_at: datetime
 
 
+class VersionSourceOut(VersionOut):
+    journey_id: str
+    source: str
+
+
 class JourneyOut(Out):
     id: str
     name: str

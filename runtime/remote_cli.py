@@ -278,14 +278,19 @@ def cmd_pull(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
         remote = Remote.of(args)
+        wanted = getattr(args, "version", None)
+        path = f"/v1/journeys/{args.journey_id}" + (f"/versions/{wanted}" if wanted else "")
         with remote.client() as client:
-            response = remote.call(client, "GET", f"/v1/journeys/{args.journey_id}")
+            response = remote.call(client, "GET", path)
         if response.status_code == 404:
-            raise RemoteError(f"no journey {args.journey_id!r} on {remote.server}", 1)
+            what = f"journey {args.journey_id!r} version {wanted}" if wanted else f"journey {args.journey_id!r}"
+            raise RemoteError(f"no {what} on {remote.server}", 1)
         if response.status_code != 200:
             raise _refusal(remote, response, f"pull {args.journey_id}")
         detail = response.json()
         source = str(detail.get("source") or "")
+        if wanted:
+            detail["current_version"] = detail.get("version")
         if detail.get("current_version") is None or not source:
             raise RemoteError(f"journey {args.journey_id!r} has no deployed version", 1)
         if args.output:
@@ -323,6 +328,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     pull.add_argument("journey_id", metavar="JOURNEY_ID")
     _server_flags(pull)
     pull.add_argument("-o", "--output", help="the file to write (default: standard output)")
+    pull.add_argument("--version", type=int, help="an older version (default: the current one)")
     pull.set_defaults(func=cmd_pull)
 
 

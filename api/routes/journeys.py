@@ -17,7 +17,7 @@ import difflib
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import PlainTextResponse
 from temporalio.client import Client
 
@@ -44,6 +44,7 @@ from api.schemas import (
     StatusOut,
     StopOut,
     VersionOut,
+    VersionSourceOut,
 )
 from api.settings import ApiSettings
 from dsl import JourneyError, Registry, check, compile_source, parse
@@ -225,6 +226,26 @@ def get_one(journey_id: str, store: StoreDep, cache: CacheDep, settings: Setting
 
 
 VersionParam = Annotated[int | None, Query(ge=1, le=1_000_000)]
+
+
+@router.get(
+    "/{journey_id}/versions/{version}", response_model=VersionSourceOut, summary="One version's source (any version)"
+)
+async def version_source(
+    journey_id: str, version: Annotated[int, Path(ge=1, le=1_000_000)], store: StoreDep
+) -> VersionSourceOut:
+    await journey_or_404(store, journey_id)
+    found = await asyncio.to_thread(catalog.get_version, store, journey_id, version)
+    if found is None:
+        raise Problem(404, f"journey {journey_id!r} has no version {version}", kind="version-not-found")
+    return VersionSourceOut(
+        journey_id=journey_id,
+        version=found.version,
+        hash=found.hash,
+        status=found.status,
+        created_at=found.created_at,
+        source=found.source,
+    )
 
 
 @router.get("/{journey_id}/diff", response_model=DiffOut, summary="Unified diff of two versions' sources")

@@ -112,6 +112,14 @@ def test_deploy_tests_diffs_and_deploys_then_pull_reads_it_back(live, tmp_path: 
     assert code == 0 and "wrote" in out and "version 2" in out
     assert pulled.read_text(encoding="utf-8") == path.read_text(encoding="utf-8")
     assert _pull(url, "nope") == (1, f"journeys pull: no journey 'nope' on {url}\n")
+    # an older version, as it was deployed
+    code, out = _pull(url, "cli-welcome", "--version", "1")
+    assert (code, out) == (0, catalog.get_version(store, "cli-welcome", 1).source)
+    assert "wait 1d" not in out
+    assert _pull(url, "cli-welcome", "--version", "9") == (
+        1,
+        f"journeys pull: no journey 'cli-welcome' version 9 on {url}\n",
+    )
 
 
 def test_a_failing_journey_test_deploys_nothing(live, tmp_path: Path) -> None:
