@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -78,6 +79,10 @@ class _Decision:
     status: str
     reason: str
     channel: str | None = None
+
+
+log = logging.getLogger("journeys.engine")
+TELL_RUNS_SECONDS = 3.0  # a tag step waits at most this long to tell the user's other runs
 
 
 @dataclass(frozen=True)
@@ -254,7 +259,13 @@ class JourneyActivities:
             client = activity.client()
         except RuntimeError:  # no client (a test environment): the sweep sends it
             return
-        await run_signals.deliver(self.store, client, user_id=uid)
+        try:
+            # bounded: with Temporal away the client would retry for ~10 s a
+            # signal and hold the tag step; the API's sweep sends what is left
+            async with asyncio.timeout(TELL_RUNS_SECONDS):
+                await run_signals.deliver(self.store, client, user_id=uid)
+        except TimeoutError:
+            log.warning("telling %s's runs of a tag change timed out; the sweep sends it", uid)
 
     @activity.defn(name=names.ISSUE_COUPON)
     async def issue_coupon(self, req: CouponRequest) -> CouponResult:
