@@ -28,7 +28,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
-from api.deps import ClientDep, IngestorDep, Principal, SettingsDep, basic_scheme, ingest_principal
+from api.deps import IngestorDep, OptionalClientDep, Principal, SettingsDep, basic_scheme, ingest_principal
 from api.problems import Problem
 from api.segment import Alias, Batch, Group, Identify, Page, Screen, SegmentOk, Track
 
@@ -74,7 +74,7 @@ def _one_message(model: type[BaseModel]):  # noqa: ANN202 - a route handler for 
     async def handle(
         body: model,  # type: ignore[valid-type]
         _: Writer,
-        client: ClientDep,
+        client: OptionalClientDep,  # never connected yet: stored, 202, the sweep delivers it
         ingestor: IngestorDep,
         response: Response,
     ) -> SegmentOk:
@@ -101,7 +101,7 @@ for path, short, model, summary in MESSAGES:
 async def batch(
     body: Batch,
     _: Writer,
-    client: ClientDep,
+    client: OptionalClientDep,
     ingestor: IngestorDep,
     settings: SettingsDep,
     response: Response,
