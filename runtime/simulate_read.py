@@ -10,13 +10,17 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from dsl.durations import format_duration
 from dsl.graph import build_graph
 from dsl.ir import EventEntry, IfStep, Journey, Step
 from dsl.render_text import describe_cond, describe_entry, describe_step
+from engine import goals, identity
 from engine.channels.outbox import Outbox
 from engine.queries import user_profile, user_runs
 from engine.store import Store
+from engine.store.models import Run
 from engine.timeline import TimelineItem, user_timeline
 from runtime.simulate_model import Case, CaseResult, Entry, Message, parse_moment
 from workflows.localtime import zone
@@ -35,6 +39,19 @@ def offset_text(seconds: int) -> str:
     minutes and more."""
     seconds = max(seconds, 0)
     return "+" + format_duration(seconds - seconds % 60)
+
+
+def _goal_met(store: Store, journey_id: str, user_id: str) -> bool:
+    """The goal as the journey's numbers judge it (``engine.goals``: the
+    goal event within its window after entry, from the stored events), so a
+    run that ended before the user bought still converts — as in the stats."""
+    attribution = goals.attribute(store, journey_id)
+    if not attribution.conversions:
+        return False
+    with store.read() as s:
+        uid = identity.canonical_user_id(s, user_id) or user_id
+        mine = set(s.scalars(select(Run.id).where(Run.journey_id == journey_id, Run.user_id == uid)))
+    return any(c.run_id in mine for c in attribution.conversions)
 
 
 def read_case(
@@ -63,7 +80,11 @@ def read_case(
     runs = user_runs(store, user_id)
     run = next((r for r in runs if r.journey_id == journey_id), None)
     ended, reason = _ending(run, waiting_at, isinstance(ir.entry, EventEntry))
-    converted = any(i.node_id == "goal" and i.status == "converted" for i in steps) or ended == "converted"
+    converted = (
+        any(i.node_id == "goal" and i.status == "converted" for i in steps)
+        or ended == "converted"
+        or (ir.goal is not None and _goal_met(store, journey_id, user_id))
+    )
     coupons: dict[str, list[str]] = defaultdict(list)
     for item in items:
         if item.kind == "coupon":
