@@ -40,7 +40,7 @@ async def test_skip_is_the_default_and_says_which_cap(sim_env) -> None:
     case = await _one(sim_env, _journey(""), Case(user=_busy_user(2, 1)))
     [message] = case.messages
     assert message.status == "suppressed"
-    assert "frequency cap: 2 messages per day reached (2 sent)" in (message.reason or "")
+    assert "frequency cap: 2 messages per day reached (2 sent by another-journey)" in (message.reason or "")
     assert case.ended == "completed"
 
 
