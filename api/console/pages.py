@@ -18,7 +18,6 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from pydantic import AwareDatetime
 
 from api.console import auth, view
 from api.deps import CONSOLE_HEADER, CacheDep, OptionalClientDep, Principal, StoreDep, resolve_api_key
@@ -227,49 +226,6 @@ async def editor(request: Request, store: StoreDep, journey: str | None = None) 
     return _page(request, "editor.html", principal, source=source, journey_id=journey_id, name=name)
 
 
-# ---------------------------------------------------------------- users
-
-
-@router.get("/users", response_class=HTMLResponse)
-async def users(request: Request, store: StoreDep, q: str = "") -> Response:
-    principal = auth.page_principal(request)
-    if principal is None:
-        return auth.login_redirect(request)
-    matches = await asyncio.to_thread(views.find_users, store, q) if q.strip() else []
-    if len(matches) == 1:
-        return RedirectResponse(f"/console/users/{matches[0].user_id}", status_code=303)
-    return _page(request, "users.html", principal, q=q, matches=matches, searched=bool(q.strip()))
-
-
-@router.get("/users/{user_id}", response_class=HTMLResponse)
-async def user(
-    request: Request,
-    user_id: str,
-    store: StoreDep,
-    cache: CacheDep,
-    until: Annotated[AwareDatetime | None, Query(description="older page of the timeline")] = None,
-) -> Response:
-    principal = auth.page_principal(request)
-    if principal is None:
-        return auth.login_redirect(request)
-    profile = await asyncio.to_thread(queries.user_profile, store, user_id)
-    if profile is None:
-        return _not_found(request, principal, f"No user {user_id!r}.")
-    runs = await asyncio.to_thread(queries.user_runs, store, profile.id)
-    timeline, older = await asyncio.to_thread(view.user_timeline, store, cache, profile.id, until=until)
-    return _page(
-        request,
-        "user.html",
-        principal,
-        profile=profile,
-        runs=runs,
-        timeline=timeline,
-        older=older.isoformat() if older else None,
-        until=until,
-        q="",
-    )
-
-
 @router.get("/keys", response_class=HTMLResponse)
 async def keys(request: Request, store: StoreDep) -> Response:
     """Admins make and revoke API keys here (``/v1/keys``)."""
@@ -282,15 +238,6 @@ async def keys(request: Request, store: StoreDep) -> Response:
         return refused
     made = await asyncio.to_thread(api_keys.listing, store)
     return _page(request, "keys.html", principal, keys=list(reversed(made)))
-
-
-@router.get("/find-users")
-async def find_users(request: Request, store: StoreDep, q: str = "") -> Response:
-    """JSON for the editor's preview: the users an identifier names."""
-    if auth.page_principal(request) is None:
-        return JSONResponse({"detail": "sign in again"}, status_code=401)
-    matches = await asyncio.to_thread(views.find_users, store, q)
-    return JSONResponse([{"user_id": m.user_id, "kind": m.kind, "value": m.value} for m in matches])
 
 
 def _not_found(request: Request, principal: Principal, message: str) -> HTMLResponse:

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 
 from api.console import router as console_router
 from api.console.channel_codes import router as channel_codes_console_router
+from api.console.user_pages import router as user_pages_console_router
 from api.routes import (
     audience,
     callbacks,
@@ -54,4 +55,5 @@ ROUTERS: list[APIRouter] = [
     links.router,
     console_router,
     channel_codes_console_router,
+    user_pages_console_router,
 ]
