@@ -142,6 +142,11 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_user_name_at", "user_id", "name", "occurred_at"),
+        # A user's events newest first (timeline, console user page) without
+        # sorting all of them; an event name's events in a date range
+        # (audience counts, stats) without scanning every user's (0014).
+        Index("ix_events_user_at", "user_id", "occurred_at"),
+        Index("ix_events_name_at", "name", "occurred_at"),
         Index(
             "ix_events_undispatched",
             "received_at",
@@ -394,6 +399,13 @@ class RunSignal(Base):
         Index(
             "ix_run_signals_unsent",
             "created_at",
+            sqlite_where=text("sent_at IS NULL"),
+            postgresql_where=text("sent_at IS NULL"),
+        ),
+        # A user's unsent signals (a tag change's or merge's own sweep) (0014).
+        Index(
+            "ix_run_signals_user_unsent",
+            "user_id",
             sqlite_where=text("sent_at IS NULL"),
             postgresql_where=text("sent_at IS NULL"),
         ),
