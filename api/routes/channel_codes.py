@@ -19,11 +19,11 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, computed_field
 
 from api.deps import Operator, SettingsDep, StoreDep, viewer
 from api.problems import Problem, not_found
-from api.schemas import JourneyIdStr, NameStr, ProblemOut, ShortText
+from api.schemas import JourneyIdStr, NameStr, Out, ProblemOut, ShortText
 from api.settings import ApiSettings
 from engine import channel_codes, queries
 from engine.channel_codes import UNSET, CodeError, CodeInfo, Numbers
@@ -72,7 +72,7 @@ class CodePatch(BaseModel):
     clear: list[Literal["welcome_journey", "group"]] = Field(default_factory=list, description="Fields to empty")
 
 
-class NumbersOut(BaseModel):
+class NumbersOut(Out):
     scans: int
     contacts: int = Field(description="People who became contacts through it (added the staff member, followed)")
     new_users: int = Field(description="People the store first met through it")
@@ -88,7 +88,7 @@ class DayOut(BaseModel):
     contacts: int
 
 
-class CodeOut(BaseModel):
+class CodeOut(Out):
     id: str
     vendor: str
     placement: str
@@ -100,44 +100,25 @@ class CodeOut(BaseModel):
     status: str
     vendor_ref: str | None
     qr_url: str | None
-    qr_png: str
     created_at: datetime
     updated_at: datetime
     archived_at: datetime | None
-    numbers: NumbersOut
+    numbers: NumbersOut = Field(default_factory=lambda: NumbersOut.model_validate(Numbers()))
     days: list[DayOut] | None = None
     timezone: str | None = None
     note: str | None = None
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def qr_png(self) -> str:
+        """The QR image's address (drawn locally from ``qr_url``)."""
+        return f"/v1/channel-codes/{self.id}/qr.png"
+
 
 def _out(code: CodeInfo, numbers: Numbers | None, **extra: object) -> CodeOut:
-    n = numbers or Numbers()
-    return CodeOut(
-        id=code.id,
-        vendor=code.vendor,
-        placement=code.placement,
-        name=code.name,
-        tags=code.tags,
-        welcome_journey=code.welcome_journey,
-        group=code.group,
-        staff=code.staff,
-        status=code.status,
-        vendor_ref=code.vendor_ref,
-        qr_url=code.qr_url,
-        qr_png=f"/v1/channel-codes/{code.id}/qr.png",
-        created_at=code.created_at,
-        updated_at=code.updated_at,
-        archived_at=code.archived_at,
-        numbers=NumbersOut(
-            scans=n.scans,
-            contacts=n.contacts,
-            new_users=n.new_users,
-            people=n.people,
-            conversions=n.conversions,
-            conversion_rate=n.conversion_rate,
-            revenue=n.revenue,
-        ),
-        **extra,  # type: ignore[arg-type]
+    # the code's and its numbers' fields are read by name (``from_attributes``)
+    return CodeOut.model_validate(code).model_copy(
+        update={"numbers": NumbersOut.model_validate(numbers or Numbers()), **extra}
     )
 
 
