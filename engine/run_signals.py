@@ -21,6 +21,11 @@ dispatcher after an ingest, the tags route, the tag-step activity), and else
 by the dispatcher's sweep (``engine.dispatch.Dispatcher.sweep``). Sending
 twice is harmless: ``merged`` is idempotent, and a tag event's id is the same
 on every delivery, so a run takes it once.
+
+Sent rows are only history: ``prune_sent`` deletes those sent more than
+``KEEP_SENT`` ago, a bounded number of short batches per call, from the
+dispatcher's sweep, so a store with a tag step in a 100k-user journey does not
+grow by 100k rows a day for ever.
 """
 
 from __future__ import annotations
@@ -29,10 +34,10 @@ import asyncio
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 from temporalio.client import Client
 
@@ -60,6 +65,20 @@ _MARK = (
     .where(_SIGNALS.c.id.in_(bindparam("ids", expanding=True)), _SIGNALS.c.sent_at.is_(None))
     .values(sent_at=bindparam("at"))
 )
+# Sent rows kept a week for the timeline and for debugging a send; older ones go.
+KEEP_SENT = timedelta(days=7)
+# One delete's rows: short enough that a batch holds its locks for a few ms
+# (on PostgreSQL a batch of 1000 by ``ix_run_signals_sent_at`` takes ~10 ms).
+PRUNE_BATCH = 1000
+PRUNE_BATCHES = 20  # per call: a backlog of sent rows drains over a few sweeps
+_OLD_SENT = (
+    select(_SIGNALS.c.id)
+    .where(_SIGNALS.c.sent_at < bindparam("cut"))
+    .order_by(_SIGNALS.c.sent_at)
+    .limit(bindparam("n"))
+    .scalar_subquery()
+)
+_PRUNE = delete(_SIGNALS).where(_SIGNALS.c.id.in_(_OLD_SENT))
 _OPEN_RUNS = select(_RUNS.c.run_key, _RUNS.c.journey_id).where(
     _RUNS.c.user_id == bindparam("uid"), _RUNS.c.admitted.is_(True), _RUNS.c.ended_at.is_(None)
 )
@@ -224,6 +243,28 @@ def mark_sent_in(session: Session, ids: Sequence[int], at: datetime) -> None:
     writes these marks with its events' in one transaction)."""
     if ids:
         session.execute(_MARK, {"ids": list(ids), "at": utc(at)})
+
+
+def prune_sent(
+    store: Store,
+    *,
+    now: datetime | None = None,
+    keep: timedelta = KEEP_SENT,
+    batch: int = PRUNE_BATCH,
+    batches: int = PRUNE_BATCHES,
+) -> int:
+    """Delete signals sent more than ``keep`` ago, at most ``batches`` batches
+    of ``batch`` rows, each in a transaction of its own (no long lock on a
+    table every ingest writes); unsent rows are never touched, however old.
+    Returns how many rows went; the next call goes on where this one stopped."""
+    cut = utc(now or utcnow()) - keep
+    removed = 0
+    for _ in range(max(0, batches)):
+        gone = store.transact(lambda s: s.execute(_PRUNE, {"cut": cut, "n": batch}).rowcount or 0)
+        removed += gone
+        if gone < batch:
+            break
+    return removed
 
 
 def tag_events(signal: PendingSignal) -> list[UserEvent]:

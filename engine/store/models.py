@@ -409,6 +409,8 @@ class RunSignal(Base):
             sqlite_where=text("sent_at IS NULL"),
             postgresql_where=text("sent_at IS NULL"),
         ),
+        # Sent rows by age, for ``run_signals.prune_sent`` (0014).
+        Index("ix_run_signals_sent_at", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -7,6 +7,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 from temporalio.exceptions import ApplicationError
 
 from engine import ledger, merges, run_signals, runs, stats
@@ -15,6 +16,7 @@ from engine.channels.base import ProviderResult
 from engine.events import ingest_event, link_identities
 from engine.settings import Settings
 from engine.store import Store
+from engine.store.models import RunSignal
 from engine.tags import change_tags
 from engine.templates import upsert_template
 from engine.timeline import user_timeline
@@ -102,3 +104,27 @@ def test_a_send_being_retried_shows_its_attempts_and_last_error_and_counts_as_re
     assert ledger.retrying(store, "j1") == {}
     counted = stats.node_counts(store, "j1")["n1"]
     assert (counted.retrying, counted.sent) == (0, 1)
+
+
+def test_sent_signals_older_than_the_bound_are_pruned_in_batches_and_unsent_ones_stay(store: Store) -> None:
+    uid = link_identities(store, [("phone", "13800000009")])
+    before = {s.id for s in run_signals.unsent(store, limit=1000)}
+    for n in range(5):
+        change_tags(store, uid, [f"t{n}"], source="api", add=True)
+    mine = sorted(s.id for s in run_signals.unsent(store, limit=1000) if s.id not in before)
+    assert len(mine) == 5
+    run_signals.mark_sent(store, mine[:3], now=NOW - timedelta(days=8))  # old and sent: go
+    run_signals.mark_sent(store, mine[3:4], now=NOW - timedelta(days=1))  # sent lately: stays
+    # mine[4] stays unsent, however old the bound makes it
+
+    def left() -> set[int]:
+        with store.read() as s:
+            return set(s.scalars(select(RunSignal.id).where(RunSignal.id.in_(mine))))
+
+    assert run_signals.prune_sent(store, now=NOW, batch=2, batches=1) == 2  # one batch of two: bounded
+    assert len(left()) == 3
+    assert run_signals.prune_sent(store, now=NOW, batch=2, batches=5) == 1  # the rest, then a short batch ends it
+    assert left() == set(mine[3:])
+    assert run_signals.prune_sent(store, now=NOW + timedelta(days=30), batch=10) == 1  # the late one, in time
+    assert left() == {mine[4]}
+    assert [s.id for s in run_signals.unsent(store, user_id=uid) if s.id in mine] == [mine[4]]

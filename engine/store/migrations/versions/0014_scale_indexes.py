@@ -1,6 +1,6 @@
 """indexes for a store at a million users: a user's events by time (timeline,
 console user page), an event name's events by time (audience counts, stats),
-a user's unsent run signals
+a user's unsent run signals, sent run signals by age (their cleanup)
 
 Revision ID: 0014
 Revises: 0013
@@ -40,9 +40,11 @@ def upgrade() -> None:
         postgresql_where=sa.text("sent_at IS NULL"),
         if_not_exists=True,
     )
+    op.create_index("ix_run_signals_sent_at", "run_signals", ["sent_at"], if_not_exists=True)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_run_signals_sent_at", table_name="run_signals")
     op.drop_index("ix_run_signals_user_unsent", table_name="run_signals")
     op.drop_index("ix_events_name_at", table_name="events")
     op.drop_index("ix_events_user_at", table_name="events")
