@@ -40,7 +40,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -90,10 +90,10 @@ class LinkError(TemplateLimitError):
 
 
 @dataclass(frozen=True)
-class LinkInfo:
-    """One rendered link, as stored and as a click reads it."""
+class MessageOrigin:
+    """The message a link is in: carried from the send request to the link
+    row and from the link row to each click row, under the same column names."""
 
-    id: str
     delivery_key: str
     run_key: str | None
     journey_id: str
@@ -102,26 +102,54 @@ class LinkInfo:
     variant: str | None
     template: str
     user_id: str
+
+    def columns(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    """One rendered link, as stored and as a click reads it."""
+
+    id: str
+    origin: MessageOrigin
     position: int
     url: str
     name: str | None
     tags: list[str]
 
+    def columns(self) -> dict[str, Any]:
+        """The ``tracked_links`` row's columns."""
+        return {
+            "id": self.id,
+            **self.origin.columns(),
+            "position": self.position,
+            "url": self.url,
+            "name": self.name,
+            "tags": list(self.tags),
+        }
+
     def properties(self) -> dict[str, Any]:
         """The ``message_clicked`` event's properties."""
+        o = self.origin
         props: dict[str, Any] = {
-            "journey": self.journey_id,
-            "version": self.version,
-            "step": self.node_id,
-            "template": self.template,
+            "journey": o.journey_id,
+            "version": o.version,
+            "step": o.node_id,
+            "template": o.template,
             "link": self.url,
-            "variant": self.variant,
+            "variant": o.variant,
             "tags": list(self.tags),
-            "delivery": self.delivery_key,
+            "delivery": o.delivery_key,
         }
         if self.name:
             props["link_name"] = self.name
         return props
+
+
+_ORIGIN_FIELDS = frozenset(f.name for f in fields(MessageOrigin))
+# what a click row keeps of its message (the clicker is the canonical user now)
+_CLICK_ORIGIN = ("delivery_key", "run_key", "journey_id", "version", "node_id", "variant")
 
 
 @dataclass
@@ -132,14 +160,7 @@ class LinkTracker:
     secret: bytes | None
     base_url: str | None
     max_links: int
-    delivery_key: str
-    run_key: str | None
-    journey_id: str
-    version: int
-    node_id: str
-    variant: str | None
-    template: str
-    user_id: str
+    origin: MessageOrigin
     links: list[LinkInfo] = field(default_factory=list)
 
     def link(self, url: str, tags: list[str], name: str | None) -> str:
@@ -150,24 +171,9 @@ class LinkTracker:
         if len(self.links) >= self.max_links:
             raise LinkError(f"more than {self.max_links} tracked links in one message")
         position = len(self.links)
-        material = "\0".join(["link", self.delivery_key, str(position), url]).encode("utf-8")
+        material = "\0".join(["link", self.origin.delivery_key, str(position), url]).encode("utf-8")
         raw = hmac.new(self.secret, material, hashlib.sha256).digest()[:_ID_BYTES]
-        info = LinkInfo(
-            id=raw.hex(),
-            delivery_key=self.delivery_key,
-            run_key=self.run_key,
-            journey_id=self.journey_id,
-            version=self.version,
-            node_id=self.node_id,
-            variant=self.variant,
-            template=self.template,
-            user_id=self.user_id,
-            position=position,
-            url=url,
-            name=name,
-            tags=tags,
-        )
-        self.links.append(info)
+        self.links.append(LinkInfo(id=raw.hex(), origin=self.origin, position=position, url=url, name=name, tags=tags))
         return f"{self.base_url.rstrip('/')}/r/{token(self.secret, raw)}"
 
 
@@ -179,14 +185,16 @@ def for_send(settings: Settings, req: SendRequest, user_id: str) -> LinkTracker:
         secret=secret,
         base_url=settings.link_base_url,
         max_links=settings.link_max_per_message,
-        delivery_key=req.idempotency_key,
-        run_key=req.run_key,
-        journey_id=req.journey_id,
-        version=req.version,
-        node_id=req.node_id,
-        variant=req.variant,
-        template=req.template,
-        user_id=user_id,
+        origin=MessageOrigin(
+            delivery_key=req.idempotency_key,
+            run_key=req.run_key,
+            journey_id=req.journey_id,
+            version=req.version,
+            node_id=req.node_id,
+            variant=req.variant,
+            template=req.template,
+            user_id=user_id,
+        ),
     )
 
 
@@ -328,23 +336,7 @@ def save(store: Store, tracker: LinkTracker | None) -> None:
         for link in links:
             if link.id in have:
                 continue
-            s.add(
-                TrackedLink(
-                    id=link.id,
-                    delivery_key=link.delivery_key,
-                    run_key=link.run_key,
-                    journey_id=link.journey_id,
-                    version=link.version,
-                    node_id=link.node_id,
-                    variant=link.variant,
-                    template=link.template,
-                    user_id=link.user_id,
-                    position=link.position,
-                    url=link.url,
-                    name=link.name,
-                    tags=list(link.tags),
-                )
-            )
+            s.add(TrackedLink(**link.columns()))
             have.add(link.id)
 
     store.transact(work)
@@ -355,16 +347,10 @@ def find(store: Store, link_id: str) -> LinkInfo | None:
         row = s.get(TrackedLink, link_id)
         if row is None:
             return None
+        origin = MessageOrigin(**{name: getattr(row, name) for name in _ORIGIN_FIELDS})
         return LinkInfo(
             id=row.id,
-            delivery_key=row.delivery_key,
-            run_key=row.run_key,
-            journey_id=row.journey_id,
-            version=row.version,
-            node_id=row.node_id,
-            variant=row.variant,
-            template=row.template,
-            user_id=row.user_id,
+            origin=origin,
             position=row.position,
             url=row.url,
             name=row.name,
@@ -427,7 +413,9 @@ def record_click(store: Store, link: LinkInfo, *, event_id: str, at: datetime | 
     stamp = utc(at) if at else utcnow()
 
     def work(s: Session) -> Click:
-        uid = identity.ensure_user(s, identity.canonical_user_id(s, link.user_id) or link.user_id, now=stamp)
+        uid = identity.ensure_user(
+            s, identity.canonical_user_id(s, link.origin.user_id) or link.origin.user_id, now=stamp
+        )
         new = s.get(LinkClick, event_id) is None
         added: list[str] = []
         if new:
@@ -435,12 +423,7 @@ def record_click(store: Store, link: LinkInfo, *, event_id: str, at: datetime | 
                 LinkClick(
                     event_id=event_id,
                     link_id=link.id,
-                    delivery_key=link.delivery_key,
-                    run_key=link.run_key,
-                    journey_id=link.journey_id,
-                    version=link.version,
-                    node_id=link.node_id,
-                    variant=link.variant,
+                    **{name: getattr(link.origin, name) for name in _CLICK_ORIGIN},
                     user_id=uid,
                     at=stamp,
                 )

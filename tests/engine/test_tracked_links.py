@@ -15,10 +15,11 @@ from engine.settings import Settings
 from engine.store import Store
 from engine.store.models import TagHistory
 from engine.templates import TemplateInfo, TemplateRenderError, render, validate
-from engine.tracked_links import LinkTracker
+from engine.tracked_links import LinkTracker, MessageOrigin
 
 SECRET = b"a-test-secret-of-32-characters!!"
 BASE = "https://j.example.com"
+ORIGIN = MessageOrigin("d", "r", "j", 1, "n", None, "t", "u")
 BROWSER = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) AppleWebKit/605.1.15 Mobile MicroMessenger/8.0.47"
 
 
@@ -27,7 +28,7 @@ def _template(body: str) -> TemplateInfo:
 
 
 def _tracker(delivery: str = "d-1", *, variant: str | None = "A", user: str = "u-1", run: str = "r-1") -> LinkTracker:
-    return LinkTracker(SECRET, BASE, 20, delivery, run, "j-skin", 2, "send-1", variant, "skin", user)
+    return LinkTracker(SECRET, BASE, 20, MessageOrigin(delivery, run, "j-skin", 2, "send-1", variant, "skin", user))
 
 
 def _token(url: str) -> str:
@@ -88,10 +89,10 @@ def test_bad_links_are_refused_when_saved_and_a_send_without_settings_fails_with
     assert "tags" in (validate('{{ track("https://a.example.com", tags=' + str(list(range(11))) + ") }}") or "")
     assert validate("{{ track(event.url, tags=[event.category]) }}") is None  # depends on the data
     assert validate("{% filter track_links %}https://a.example.com{% endfilter %}") is None
-    unconfigured = LinkTracker(None, None, 20, "d", "r", "j", 1, "n", None, "t", "u")
+    unconfigured = LinkTracker(None, None, 20, ORIGIN)
     with pytest.raises(TemplateRenderError, match="JOURNEYS_LINK_SECRET and JOURNEYS_LINK_BASE_URL"):
         render(_template('{{ track("https://a.example.com") }}'), None, {}, unconfigured)
-    few = LinkTracker(SECRET, BASE, 2, "d", "r", "j", 1, "n", None, "t", "u")
+    few = LinkTracker(SECRET, BASE, 2, ORIGIN)
     with pytest.raises(TemplateRenderError, match="more than 2 tracked links"):
         render(_template('{% for i in range(3) %}{{ track("https://a.example.com/" ~ i) }}{% endfor %}'), None, {}, few)
     with pytest.raises(TemplateRenderError, match="missing variable"):
@@ -125,7 +126,7 @@ def _sent_link(store: Store, tracker: LinkTracker, url: str, tags: list[str]) ->
 
 def test_a_click_counts_once_per_event_id_and_adds_the_links_tags(store: Store) -> None:
     link = _sent_link(store, _tracker(user="u-click"), "https://shop.example.com/serum", ["skincare"])
-    assert (link.url, link.tags, link.journey_id, link.node_id, link.variant) == (
+    assert (link.url, link.tags, link.origin.journey_id, link.origin.node_id, link.origin.variant) == (
         "https://shop.example.com/serum",
         ["skincare"],
         "j-skin",
@@ -177,10 +178,4 @@ def test_for_send_reads_the_settings_and_the_request() -> None:
     )
     tracker = tracked_links.for_send(settings, req, "u-canonical")
     assert (tracker.secret, tracker.base_url, tracker.max_links) == (b"s" * 16, BASE, 5)
-    assert (tracker.delivery_key, tracker.version, tracker.node_id, tracker.variant, tracker.user_id) == (
-        "k-1",
-        4,
-        "send-2",
-        "B",
-        "u-canonical",
-    )
+    assert tracker.origin == MessageOrigin("k-1", "r-1", "j", 4, "send-2", "B", "t", "u-canonical")
