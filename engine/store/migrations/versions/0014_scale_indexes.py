@@ -1,5 +1,6 @@
-"""indexes for a store at a million users: a user's events by time (timeline,
-console user page), an event name's events by time (audience counts, stats),
+"""indexes for a store at a million users: a user's events by time (derived
+stage and RFM) and by receipt (timeline, console user page), an event name's
+events by time (audience counts, stats),
 a user's unsent run signals, sent run signals by age (their cleanup)
 
 Revision ID: 0014
@@ -32,6 +33,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_index("ix_events_user_at", "events", ["user_id", "occurred_at"], if_not_exists=True)
     op.create_index("ix_events_name_at", "events", ["name", "occurred_at"], if_not_exists=True)
+    op.create_index("ix_events_user_received", "events", ["user_id", "received_at"], if_not_exists=True)
     op.create_index(
         "ix_run_signals_user_unsent",
         "run_signals",
@@ -46,5 +48,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_run_signals_sent_at", table_name="run_signals")
     op.drop_index("ix_run_signals_user_unsent", table_name="run_signals")
+    op.drop_index("ix_events_user_received", table_name="events")
     op.drop_index("ix_events_name_at", table_name="events")
     op.drop_index("ix_events_user_at", table_name="events")
