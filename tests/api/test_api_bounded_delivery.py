@@ -23,24 +23,8 @@ from sqlalchemy import select
 from engine import dispatch
 from engine.dispatch import Bounds
 from engine.store.models import Delivery, Event
-from tests.api.conftest import WRITE, Stack, auth, eventually, unique
-
-PING = """\
-journey "{name}"
-  entry event {event}
-  reentry always
-  send webhook "{template}"
-"""
-
-
-async def _setup(stack: Stack) -> tuple[str, str]:
-    jid, event, template = unique("bound"), unique("clicked").replace("-", "_"), unique("bound_tpl")
-    r = await stack.http.put(f"/v1/templates/{template}", json={"body": "hi {{ user.id }}"}, headers=auth())
-    assert r.status_code in (200, 201), r.text
-    source = PING.format(name=jid, event=event, template=template)
-    r = await stack.http.post("/v1/journeys", json={"source": source, "id": jid}, headers=auth())
-    assert r.status_code == 201, r.text
-    return jid, event
+from tests.api.conftest import WRITE, Stack, eventually, unique
+from tests.api.ping_journey import deploy_ping
 
 
 def _events(stack: Stack, ids: list[str]) -> dict[str, Event]:
@@ -89,7 +73,7 @@ async def test_track_answers_202_while_temporal_hangs_and_shutdown_leaves_it_to_
     stack: Stack, monkeypatch: pytest.MonkeyPatch, dispatcher: dispatch.Dispatcher
 ) -> None:
     dispatcher.bounds = replace(dispatcher.bounds, answer_within=0.2, deliver_within=600)
-    jid, event = await _setup(stack)
+    jid, event = await deploy_ping(stack, "bound")
     one = {"userId": unique("m"), "event": event, "messageId": unique("msg")}
     many = [{"type": "track", "userId": unique("m"), "event": event, "messageId": unique("msg")} for _ in range(5)]
     ids = [one["messageId"], *(m["messageId"] for m in many)]
@@ -131,7 +115,7 @@ async def test_a_delivery_past_its_deadline_gives_up_and_the_sweep_makes_it(
     stack: Stack, monkeypatch: pytest.MonkeyPatch, dispatcher: dispatch.Dispatcher
 ) -> None:
     dispatcher.bounds = replace(dispatcher.bounds, answer_within=0.05, deliver_within=0.2)
-    jid, event = await _setup(stack)
+    jid, event = await deploy_ping(stack, "bound")
     track = {"userId": unique("m"), "event": event, "messageId": unique("msg")}
     with monkeypatch.context() as m:
         m.setattr(dispatch, "start_run", Hanging())
@@ -146,7 +130,7 @@ async def test_a_delivery_past_its_deadline_gives_up_and_the_sweep_makes_it(
 async def test_the_sweep_drains_a_backlog_in_pages_with_bounded_concurrency(
     stack: Stack, monkeypatch: pytest.MonkeyPatch, dispatcher: dispatch.Dispatcher
 ) -> None:
-    jid, event = await _setup(stack)
+    jid, event = await deploy_ping(stack, "bound")
     users = [unique("m") for _ in range(9)]
     tracks = [{"userId": u, "event": event, "messageId": unique("msg")} for u in users]
     tracks.append({"userId": users[0], "event": event, "messageId": unique("msg")})  # a user's second, in order
@@ -197,7 +181,7 @@ async def test_a_dispatcher_without_a_client_stores_and_leaves_the_event_to_the_
 ) -> None:
     """What a caller holding no client yet gets (the API itself answers 503
     until it has reached Temporal once; callbacks are stored this way)."""
-    jid, event = await _setup(stack)
+    jid, event = await deploy_ping(stack, "bound")
     member, event_id = unique("m"), unique("msg")
     outcome = await dispatcher.ingest(
         None, event_id=event_id, name=event, identifiers=[("member_id", member)], properties={}, occurred_at=None

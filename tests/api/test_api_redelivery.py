@@ -20,23 +20,7 @@ from contracts.runs import workflow_id
 from engine import dispatch
 from engine.store.models import Delivery, Event, Run
 from tests.api.conftest import WRITE, Stack, auth, eventually, unique
-
-PING = """\
-journey "{name}"
-  entry event {event}
-  reentry always
-  send webhook "{template}"
-"""
-
-
-async def _setup(stack: Stack) -> tuple[str, str]:
-    jid, event, template = unique("ping"), unique("clicked").replace("-", "_"), unique("ping_tpl")
-    r = await stack.http.put(f"/v1/templates/{template}", json={"body": "hi {{ user.id }}"}, headers=auth())
-    assert r.status_code in (200, 201), r.text
-    source = PING.format(name=jid, event=event, template=template)
-    r = await stack.http.post("/v1/journeys", json={"source": source, "id": jid}, headers=auth())
-    assert r.status_code == 201, r.text
-    return jid, event
+from tests.api.ping_journey import deploy_ping
 
 
 def _event_row(stack: Stack, message_id: str) -> Event | None:
@@ -68,7 +52,7 @@ def _refuse_starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 async def test_a_refused_delivery_is_made_by_the_resend_and_only_once(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    jid, event = await _setup(stack)
+    jid, event = await deploy_ping(stack, "ping")
     track = {"userId": unique("m"), "event": event, "messageId": unique("msg")}
 
     with monkeypatch.context() as m:
@@ -111,7 +95,7 @@ async def test_a_refused_delivery_is_made_by_the_resend_and_only_once(
 async def test_the_sweep_delivers_what_was_left_and_never_enters_twice(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    jid, event = await _setup(stack)
+    jid, event = await deploy_ping(stack, "ping")
     member = unique("m")
     track = {"userId": member, "event": event, "messageId": unique("msg")}
     with monkeypatch.context() as m:
@@ -132,6 +116,10 @@ async def test_the_sweep_delivers_what_was_left_and_never_enters_twice(
     # (reentry always) must not be entered a second time for the same event.
     runs = await eventually(lambda: _async([r for r in _admitted_runs(stack, jid) if r.ended_at is not None]))
     assert len(runs) == 1
+    # The store records the end before Temporal closes the run: wait for the
+    # close, or the sweep's signal-with-start would reach the closing run.
+    first = stack.client.get_workflow_handle(workflow_id(jid, runs[0].user_id))
+    assert await asyncio.wait_for(first.result(), 60) != "refused"
     stack.store.transact(
         lambda s: s.execute(update(Event).where(Event.id == track["messageId"]).values(dispatched_at=None))
     )
