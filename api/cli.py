@@ -4,7 +4,7 @@ Each area adds its subcommands with ``register``: a function that receives
 the subparsers object and calls ``add_parser`` on it, setting
 ``func(args) -> int`` as the default. The language tools (``check``, ``fmt``,
 ``graph``) come from ``dsl.cli``; the worker and the simulator (``worker``, ``simulate``, ``test``) come
-from ``runtime``, and so do ``deploy`` and ``pull`` (clients of a running API); the service adds ``up``…
+from ``runtime``, and so do ``deploy`` and ``pull`` (clients of a running API); the service adds ``up`` and ``api`` (one API process)…
 """
 
 from __future__ import annotations
@@ -70,9 +70,11 @@ register(_repair_commands)
 
 
 def _service_commands(subparsers: argparse._SubParsersAction) -> None:
+    from api.api_process import add_subcommands as add_api
     from api.up import add_subcommands
 
     add_subcommands(subparsers)
+    add_api(subparsers)
 
 
 register(_service_commands)

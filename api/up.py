@@ -14,6 +14,12 @@ Children die with ``up`` even when it is killed (``api.child_guard``), and
 
 ``--workers 0`` runs the worker inside the API process instead: one process,
 but the two then share one interpreter lock (see ``bench/latency_bench.py``).
+
+``--api-processes N`` (N > 1) serves the API from N child processes sharing
+the port (``api.api_process``: ``SO_REUSEPORT``), supervised, guarded and
+given the settings on standard input like the workers; ``up`` itself then
+serves nothing, it starts, watches and stops. One API process tops out at
+about one core of ingest (``bench/process_bench.py``).
 """
 
 from __future__ import annotations
@@ -81,8 +87,39 @@ def check_ports(settings: ApiSettings, *, host: str, port: int, temporal_port: i
         raise PortsTaken("\n".join(taken))
 
 
+LISTEN_WAIT_SECONDS = (
+    300.0  # for the first API process to accept connections (imports take ~60 s on a loaded 2-core box)
+)
+
+
+async def _listening(host: str, port: int, within: float = LISTEN_WAIT_SECONDS) -> bool:
+    """Whether something accepts connections on the port within ``within``
+    seconds: "journeys is up" is printed once an API process answers."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
+
+
 async def serve(
-    settings: ApiSettings, *, host: str, port: int, demo: bool, temporal_port: int, ui_port: int, workers: int = 1
+    settings: ApiSettings,
+    *,
+    host: str,
+    port: int,
+    demo: bool,
+    temporal_port: int,
+    ui_port: int,
+    workers: int = 1,
+    api_processes: int = 1,
 ) -> None:
     check_ports(settings, host=host, port=port, temporal_port=temporal_port, ui_port=ui_port)
     from api.app import create_app
@@ -110,6 +147,7 @@ async def serve(
             if pid != guard.pid:
                 guard.watch(pid)
     children: WorkerProcesses | None = None
+    api_children: WorkerProcesses | None = None
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -120,13 +158,10 @@ async def serve(
     try:
         if demo:
             await _deploy_demo(store, client, settings)
-        app = create_app(settings, client=client, store=store)
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign] # we own SIGINT
+        child_settings = settings.model_copy(
+            update={"temporal_address": settings.temporal_address or client.service_client.config.target_host}
+        )
         if workers > 0:
-            child_settings = settings.model_copy(
-                update={"temporal_address": settings.temporal_address or client.service_client.config.target_host}
-            )
             children = WorkerProcesses(
                 workers, settings_json(child_settings), log_level=settings.log_level, on_spawn=guard.watch
             )
@@ -134,7 +169,25 @@ async def serve(
             worker = asyncio.create_task(stop.wait())
         else:
             worker = asyncio.create_task(run_worker(settings, client=client, stop=stop))
-        api = asyncio.create_task(server.serve())
+        server: uvicorn.Server | None = None
+        if api_processes > 1:
+            api_children = WorkerProcesses(
+                api_processes,
+                settings_json(child_settings, ApiSettings),
+                log_level=settings.log_level,
+                on_spawn=guard.watch,
+                command=("api", "--host", host, "--port", str(port)),
+                what="API process",
+            )
+            await api_children.start()
+            if not await _listening(host, port):
+                raise RuntimeError(f"no API process listens on {host}:{port} after {LISTEN_WAIT_SECONDS:.0f} s")
+            api = asyncio.create_task(stop.wait())
+        else:
+            app = create_app(settings, client=client, store=store)
+            server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+            server.install_signal_handlers = lambda: None  # type: ignore[method-assign] # we own SIGINT
+            api = asyncio.create_task(server.serve())
         base = f"http://{host}:{port}"
         lines = [
             "journeys is up",
@@ -142,6 +195,7 @@ async def serve(
             f"  console         {base}/console",
             f"  Temporal Web UI {temporal_ui or '(external server: ' + str(settings.temporal_address) + ')'}",
             f"  database        {settings.database_url}",
+            f"  API             {f'{api_processes} processes, pid {api_children.pids}' if api_children else 'this process'}",
             f"  workers         {f'{workers} process(es), pid {children.pids}' if children else 'in the API process'}",
             f"  channels        {'outbox ' + str(outbox) + ' (JOURNEYS_CHANNELS__MODE=live sends for real)' if outbox else 'live'}",
         ]
@@ -159,9 +213,12 @@ async def serve(
             if task.exception() is not None:
                 log.error("stopping: %s", task.exception())
         stop.set()
-        server.should_exit = True
+        if server is not None:
+            server.should_exit = True
         await asyncio.gather(api, worker, return_exceptions=True)
     finally:
+        if api_children is not None:  # first: no new events while the workers stop
+            await api_children.stop()
         if children is not None:
             await children.stop()
         if env is not None:
@@ -199,6 +256,14 @@ def _command(args: argparse.Namespace) -> int:
         settings.data_dir = Path(args.data_dir)
         if "DATABASE_URL" not in os.environ:
             settings.database_url = f"sqlite:///{Path(args.data_dir) / 'journeys.db'}"
+    if args.api_processes < 1 or (args.api_processes > 1 and args.workers < 1):
+        print(
+            "journeys up: not started.\n--api-processes must be 1 or more, and more than 1 needs --workers 1 or more "
+            "(the worker cannot run inside several API processes)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 2
     try:
         check_ports(settings, host=args.host, port=args.port, temporal_port=args.temporal_port, ui_port=args.ui_port)
     except PortsTaken as taken:
@@ -213,6 +278,7 @@ def _command(args: argparse.Namespace) -> int:
             temporal_port=args.temporal_port,
             ui_port=args.ui_port,
             workers=args.workers,
+            api_processes=args.api_processes,
         )
     )
     return 0
@@ -230,6 +296,12 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=int(os.environ.get("JOURNEYS_WORKERS", "1")),
         help="worker processes to start (0: run the worker inside the API process)",
+    )
+    parser.add_argument(
+        "--api-processes",
+        type=int,
+        default=int(os.environ.get("JOURNEYS_API_PROCESSES", "1")),
+        help="API processes sharing --port (1: the API runs in this process)",
     )
     parser.add_argument("--data-dir", default=None, help="where SQLite, the Temporal state and keys live (./data)")
     parser.set_defaults(func=_command)

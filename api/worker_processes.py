@@ -1,10 +1,11 @@
-"""Worker processes that ``journeys up`` starts, watches and stops.
+"""Worker (and API) processes that ``journeys up`` starts, watches and stops.
 
 Why processes: the API and the worker are both busy Python event loops, and in
 one process they take turns on one interpreter lock; in two they use two
-cores. Each child is ``journeys worker --settings-stdin``: it gets the parent's
-exact settings (outbox path, vendor secrets, caps) as one JSON line on its
-standard input, so nothing secret lands on disk or in ``ps``.
+cores. Each child is ``journeys worker --settings-stdin`` (or, with
+``--api-processes``, ``journeys api --settings-stdin``): it gets the parent's
+exact settings (outbox path, vendor secrets, keys, caps) as one JSON line on
+its standard input, so nothing secret lands on disk or in ``ps``.
 
 Each child gets SIGTERM from the kernel when ``up`` dies, even by ``kill -9``
 (``api.child_guard.die_with_parent_hook``), and leads its own process group,
@@ -12,7 +13,9 @@ which ``stop`` kills whole: no worker outlives ``up`` with stale settings.
 
 A worker that dies unexpectedly is started again (after 1 s, doubling up to
 30 s while it keeps dying): Temporal re-delivers whatever it held, and the
-ledger's idempotency keys keep sends and coupons exactly-once.
+ledger's idempotency keys keep sends and coupons exactly-once. An API process
+likewise: what it had stored but not delivered is the sweep's
+(``engine.dispatch``), and its siblings answer on the shared port meanwhile.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from api.child_guard import die_with_parent_hook
@@ -43,7 +46,7 @@ def _child_env() -> dict[str, str]:
 
 
 class WorkerProcesses:
-    """``count`` supervised ``journeys worker`` children."""
+    """``count`` supervised ``journeys <command>`` children (``worker`` by default)."""
 
     def __init__(
         self,
@@ -52,8 +55,12 @@ class WorkerProcesses:
         *,
         log_level: str = "INFO",
         on_spawn: Callable[[int], None] | None = None,
+        command: Sequence[str] = ("worker",),
+        what: str = "worker process",
     ) -> None:
         self.count = count
+        self._command = list(command)  # the subcommand and its own options
+        self.what = what  # in log lines: "worker process 0 started (pid …)"
         self._on_spawn = on_spawn  # told each new child's pid (``journeys up``'s guard)
         self._settings = settings_json
         self._log_level = log_level
@@ -75,7 +82,7 @@ class WorkerProcesses:
             sys.executable,
             "-m",
             "api.cli",
-            "worker",
+            *self._command,
             "--settings-stdin",
             "--log-level",
             self._log_level,
@@ -90,7 +97,7 @@ class WorkerProcesses:
         self._procs[slot] = proc
         if self._on_spawn is not None:
             self._on_spawn(proc.pid)
-        log.info("worker process %d started (pid %d)", slot, proc.pid)
+        log.info("%s %d started (pid %d)", self.what, slot, proc.pid)
 
     async def _watch(self, slot: int) -> None:
         backoff = 1.0
@@ -101,7 +108,7 @@ class WorkerProcesses:
             if self._stopping:
                 return
             log.error(
-                "worker process %d (pid %d) exited with %s; starting it again in %.0f s", slot, proc.pid, code, backoff
+                "%s %d (pid %d) exited with %s; starting it again in %.0f s", self.what, slot, proc.pid, code, backoff
             )
             await asyncio.sleep(backoff)
             if self._stopping:
@@ -122,7 +129,7 @@ class WorkerProcesses:
         except TimeoutError:
             for proc in live:
                 if proc.returncode is None:
-                    log.warning("worker process pid %d did not stop in time; killing it", proc.pid)
+                    log.warning("%s pid %d did not stop in time; killing it", self.what, proc.pid)
                     with contextlib.suppress(ProcessLookupError):
                         proc.kill()
             await asyncio.gather(*(p.wait() for p in live))

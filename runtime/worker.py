@@ -129,15 +129,16 @@ async def replay_failed_sends(activities: JourneyActivities, stop: asyncio.Event
             await asyncio.wait_for(stop.wait(), timeout=every)
 
 
-def settings_json(settings: Settings) -> str:
-    """The engine settings as JSON *with* secrets, for a child process's stdin
-    (never for a file or a log): ``Settings(**json.loads(...))`` rebuilds them."""
+def settings_json(settings: Settings, model: type[Settings] = Settings) -> str:
+    """The settings of ``model`` (the engine's by default; the API's for an API
+    process, keys included) as JSON *with* secrets, for a child process's
+    stdin (never for a file or a log): ``model(**json.loads(...))`` rebuilds them."""
 
     def reveal(value: Any) -> Any:
         secret = getattr(value, "get_secret_value", None)
         return secret() if callable(secret) else str(value)
 
-    return json.dumps(settings.model_dump(include=set(Settings.model_fields)), default=reveal)
+    return json.dumps(settings.model_dump(include=set(model.model_fields)), default=reveal)
 
 
 def _command(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -34,8 +35,10 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _start(data: Path, ports: dict[str, int], log: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS")}
+def _start(
+    data: Path, ports: dict[str, int], log: Path, extra: Sequence[str] = (), env_extra: dict[str, str] | None = None
+) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS")} | (env_extra or {})
     return subprocess.Popen(
         [
             sys.executable,
@@ -50,6 +53,7 @@ def _start(data: Path, ports: dict[str, int], log: Path) -> subprocess.Popen:
             str(ports["temporal"]),
             "--ui-port",
             str(ports["ui"]),
+            *extra,
         ],
         env=env,
         stdout=log.open("ab"),
@@ -59,7 +63,7 @@ def _start(data: Path, ports: dict[str, int], log: Path) -> subprocess.Popen:
 
 
 def _wait_up(proc: subprocess.Popen, log: Path, base: str) -> None:
-    for _ in range(600):
+    for _ in range(3000):  # a bound, not a measurement: a start takes a minute on a busy 2-core box
         if proc.poll() is not None:
             raise AssertionError(f"journeys up exited early:\n{log.read_text()[-4000:]}")
         try:
