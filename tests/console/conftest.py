@@ -19,7 +19,7 @@ import shutil
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,8 +61,11 @@ class LiveStack:
     """The whole service in a thread; ``url`` is where the browser goes."""
 
     tmp: Path
+    # more settings, given the server's own address (e.g. tracked links' base)
+    settings_for: Callable[[str], dict[str, Any]] | None = None
     url: str = ""
     settings: ApiSettings | None = None
+    activities: Any = None  # the worker's (its providers: the outbox a test reads)
     store: Store | None = None
     error: BaseException | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
@@ -99,15 +102,15 @@ class LiveStack:
         self._stop = asyncio.Event()
         env = await start_dev_server()
         try:
-            self.settings = make_settings(self.tmp)
-            self.store = Store(self.settings.database_url)
-            self.store.migrate()
-            activities = build_activities(self.settings, self.store)
-            app = create_app(self.settings, client=env.client, store=self.store)
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", 0))
             self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+            self.settings = make_settings(self.tmp, **(self.settings_for(self.url) if self.settings_for else {}))
+            self.store = Store(self.settings.database_url)
+            self.store.migrate()
+            self.activities = activities = build_activities(self.settings, self.store)
+            app = create_app(self.settings, client=env.client, store=self.store)
             server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
             async with build_worker(env.client, activities.all(), self.settings.task_queue):
                 # as the real worker does: failed sends an operator replays go out

@@ -7,76 +7,36 @@ journey page's variants table shows it beside the conversions."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import socket
 from collections.abc import Iterator
 from html import escape
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from api.app import create_app
 from engine.channels.outbox import OutboxProvider
-from engine.store import Store
 from engine.store.models import Delivery, Event, Tag
-from tests.console.conftest import ADMIN, WRITE, LiveStack, make_settings, shot, unique
+from tests.console.conftest import ADMIN, WRITE, LiveStack, shot, unique
 
 SECRET = "browser-click-test-secret-0123456789"
 
 
-class LinkLiveStack(LiveStack):
-    """The console's live stack with tracked links configured (their base is
-    the server's own address) and the worker's outbox kept for the test."""
-
-    outbox: OutboxProvider | None = None
-
-    async def _main(self) -> None:
-        from engine.temporal import start_dev_server
-        from runtime.worker import build_activities, build_worker
-
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        env = await start_dev_server()
-        try:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", 0))
-            self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-            self.settings = make_settings(self.tmp, link_secret=SECRET, link_base_url=self.url)
-            self.store = Store(self.settings.database_url)
-            self.store.migrate()
-            activities = build_activities(self.settings, self.store)
-            provider = activities.providers["webhook"]
-            assert isinstance(provider, OutboxProvider)
-            self.outbox = provider
-            app = create_app(self.settings, client=env.client, store=self.store)
-            server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-            async with build_worker(env.client, activities.all(), self.settings.task_queue):
-                serving = asyncio.create_task(server.serve(sockets=[sock]))
-                for _ in range(600):
-                    if server.started or serving.done():
-                        break
-                    await asyncio.sleep(0.05)
-                if not server.started:
-                    serving.result()
-                    raise RuntimeError("uvicorn did not start")
-                self._ready.set()
-                await self._stop.wait()
-                server.should_exit = True
-                await serving
-            self.store.dispose()
-        finally:
-            await env.shutdown()
+def _outbox(stack: LiveStack) -> OutboxProvider:
+    provider = stack.activities.providers["webhook"]
+    assert isinstance(provider, OutboxProvider)
+    return provider
 
 
 @pytest.fixture(scope="module")
-def linked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LinkLiveStack]:
-    stack = LinkLiveStack(tmp_path_factory.mktemp("links-live"))
+def linked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    """The console's live stack with tracked links configured: their base is
+    the server's own address."""
+    stack = LiveStack(
+        tmp_path_factory.mktemp("links-live"), settings_for=lambda url: {"link_secret": SECRET, "link_base_url": url}
+    )
     stack.start()
     try:
         yield stack
@@ -92,8 +52,8 @@ def _login(page: Any, stack: LiveStack, path: str) -> None:
     page.wait_for_url(re.compile(re.escape(path) + r"(\?.*)?$"))
 
 
-def test_a_tracked_link_clicked_in_the_browser_redirects_and_counts(linked: LinkLiveStack, page: Any) -> None:
-    assert linked.store is not None and linked.outbox is not None
+def test_a_tracked_link_clicked_in_the_browser_redirects_and_counts(linked: LiveStack, page: Any) -> None:
+    assert linked.store is not None
     jid, tpl, member = unique("clicks"), unique("tpl").replace("-", "_"), unique("m")
     landing = linked.url + "/console/login"  # any page of ours will do as the shop's
     source = f'journey "点击测试"\n  entry api\n  split:\n    100% A: send webhook "{tpl}"\n'
@@ -115,7 +75,7 @@ def test_a_tracked_link_clicked_in_the_browser_redirects_and_counts(linked: Link
                 break
             page.wait_for_timeout(100)
         assert key, "the message was not sent"
-    (message,) = [m for m in linked.outbox.outbox.messages("webhook") if m.idempotency_key == key]
+    (message,) = [m for m in _outbox(linked).outbox.messages("webhook") if m.idempotency_key == key]
     link = next(word for word in message.body.split() if "/r/" in word)
     assert link.startswith(linked.url + "/r/") and landing not in message.body
 
