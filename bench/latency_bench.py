@@ -102,6 +102,8 @@ def _label(pid: int) -> str:
         return "temporal dev server"
     if " worker" in text:
         return "worker process"
+    if "api.cli api " in text:  # `journeys up --api-processes N`
+        return "API process"
     if " up" in text:
         return "up (API)"
     return Path(cmd[0].decode(errors="replace")).name or "?"
