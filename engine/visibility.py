@@ -48,7 +48,24 @@ async def waiting_users(
     client: Client, journey_id: str, node_id: str, limit: int, version: int | None = None
 ) -> list[str]:
     """Users whose run waits at the node now (of one version if given)."""
-    users: list[str] = []
-    async for wf in client.list_workflows(running_query(journey_id, version, node_id), limit=limit):
-        users.append(wf.typed_search_attributes.get(sa.JOURNEY_USER) or wf.id)
+    users, _ = await waiting_page(client, journey_id, node_id, limit, version)
     return users
+
+
+async def waiting_page(
+    client: Client,
+    journey_id: str,
+    node_id: str,
+    limit: int,
+    version: int | None = None,
+    token: bytes | None = None,
+) -> tuple[list[str], bytes | None]:
+    """One page of the users waiting at the node, and the token of the next
+    page (None on the last): visibility's own paging, so 100k waiting runs
+    are listed ``limit`` at a time."""
+    pages = client.list_workflows(
+        running_query(journey_id, version, node_id), page_size=limit, next_page_token=token or None
+    )
+    await pages.fetch_next_page(page_size=limit)
+    users = [wf.typed_search_attributes.get(sa.JOURNEY_USER) or wf.id for wf in pages.current_page[:limit]]
+    return users, pages.next_page_token or None

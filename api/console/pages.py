@@ -10,7 +10,9 @@ call the ``/v1`` API for actions. Pages authenticate with the key cookie
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -18,12 +20,13 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from temporalio.client import Client
 
 from api.console import auth, view
 from api.deps import CONSOLE_HEADER, CacheDep, OptionalClientDep, Principal, StoreDep, resolve_api_key
 from dsl.ir import Journey
 from dsl.render import to_svg
-from engine import api_keys, catalog, lifecycle, queries, split_tests, views, visibility
+from engine import api_keys, catalog, lifecycle, queries, run_pages, split_tests, views, visibility
 from engine.catalog import JourneyInfo
 from engine.journey_cache import JourneyCache
 
@@ -174,37 +177,94 @@ async def node_panel(
     cache: CacheDep,
     client: OptionalClientDep,
     version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
+    limit: Annotated[int, Query(ge=1, le=view.PANEL_MAX)] = view.PANEL_LIMIT,
+    waiting_cursor: Annotated[str | None, Query(min_length=1, max_length=4000)] = None,
+    deliveries_cursor: Annotated[str | None, Query(min_length=1, max_length=1000)] = None,
 ) -> Response:
     """JSON for the panel beside the diagram: who waits at the node now, and
     its latest deliveries with their status and reason (of one version if
-    given, like the page's numbers)."""
+    given, like the page's numbers). Both lists come a page (``limit``, at
+    most ``view.PANEL_MAX``) at a time, the next page by ``waiting_next`` /
+    ``deliveries_next``: a node 100k runs wait at is never listed whole."""
     principal = auth.page_principal(request)
     if principal is None:
         return JSONResponse({"detail": "sign in again"}, status_code=401)
+    try:
+        waiting_at, deliveries_at = view.decode_cursor(waiting_cursor), view.decode_cursor(deliveries_cursor)
+        delivery_cursor = _delivery_cursor(deliveries_at)
+    except ValueError as exc:
+        return JSONResponse({"detail": f"bad cursor: {exc}"}, status_code=422)
     info = await asyncio.to_thread(queries.get_journey, store, journey_id)
     if info is None:
         return JSONResponse({"detail": f"no journey {journey_id!r}"}, status_code=404)
     drawn = await _drawn(cache, info, version)
     labels = view.node_labels(drawn) if drawn else {}
     panel = view.NodePanel(journey_id, node_id, labels.get(node_id, node_id), "store")
-    limit, step = view.PANEL_LIMIT, views.stats_node_id(node_id)
-    if client is not None:
-        try:
-            panel.waiting = await visibility.waiting_users(client, journey_id, step, limit, version)
-            panel.waiting_source = "temporal"
-        except Exception:  # noqa: BLE001 - the store still knows roughly who waits
-            log.warning("visibility listing failed for %s/%s", journey_id, node_id, exc_info=True)
+    step = views.stats_node_id(node_id)
+    if waiting_at is None or "store" not in waiting_at:
+        await _waiting_from_temporal(panel, client, step, limit, version, waiting_at)
     if panel.waiting_source == "store":
-        panel.waiting = await asyncio.to_thread(views.waiting_users_store, store, journey_id, node_id, limit, version)
-    panel.deliveries = await asyncio.to_thread(views.node_deliveries, store, journey_id, node_id, limit, version)
+        store_cursor = waiting_at.get("store") if waiting_at else None
+        found = await asyncio.to_thread(
+            run_pages.waiting_users,
+            store,
+            journey_id,
+            step,
+            limit=limit,
+            cursor=store_cursor if isinstance(store_cursor, int) else None,
+            version=version,
+        )
+        panel.waiting = found.users
+        panel.waiting_next = view.encode_cursor({"store": found.next_cursor} if found.next_cursor else None)
+    sends = await asyncio.to_thread(
+        run_pages.node_deliveries, store, journey_id, step, limit=limit, cursor=delivery_cursor, version=version
+    )
+    panel.deliveries = sends.deliveries
+    if sends.next_cursor is not None:
+        at, last_id = sends.next_cursor
+        panel.deliveries_next = view.encode_cursor({"at": at.isoformat(), "id": last_id})
     numbers = await asyncio.to_thread(views.node_stats, store, journey_id, node_id, version)
     panel.outcomes, panel.failed = dict(numbers.outcomes), numbers.failed
     panel.can_replay = panel.can_operate = principal.can("operator")
     minimum = request.app.state.settings.split_test_min_per_variant
     tests = await asyncio.to_thread(split_tests.overview, store, journey_id, version, minimum)
-    found = next((t for t in tests if t.node_id == node_id), None)
-    panel.split_test = found.as_json() if found is not None else None
+    found_test = next((t for t in tests if t.node_id == node_id), None)
+    panel.split_test = found_test.as_json() if found_test is not None else None
     return JSONResponse(panel.as_json(), headers={"Cache-Control": "no-store"})
+
+
+def _delivery_cursor(value: dict[str, Any] | None) -> tuple[datetime, str] | None:
+    """The deliveries page cursor ``(at, id)``; ValueError if it is not one."""
+    if value is None:
+        return None
+    at, last_id = value.get("at"), value.get("id")
+    if not isinstance(at, str) or not isinstance(last_id, str):
+        raise ValueError("not a deliveries cursor")
+    return datetime.fromisoformat(at), last_id
+
+
+async def _waiting_from_temporal(
+    panel: view.NodePanel,
+    client: Client | None,
+    step: str,
+    limit: int,
+    version: int | None,
+    cursor: dict[str, Any] | None,
+) -> None:
+    """Who waits at the step now, a page from Temporal visibility (its own
+    page token in the cursor); left to the store when Temporal cannot say."""
+    if client is None:
+        return
+    token_text = cursor.get("temporal") if cursor else None
+    try:
+        token = base64.urlsafe_b64decode(token_text) if isinstance(token_text, str) else None
+        users, following = await visibility.waiting_page(client, panel.journey_id, step, limit, version, token)
+    except Exception:  # noqa: BLE001 - the store still knows roughly who waits
+        log.warning("visibility listing failed for %s/%s", panel.journey_id, step, exc_info=True)
+        return
+    panel.waiting, panel.waiting_source = users, "temporal"
+    if following:
+        panel.waiting_next = view.encode_cursor({"temporal": base64.urlsafe_b64encode(following).decode()})
 
 
 # ---------------------------------------------------------------- editor

@@ -5,6 +5,9 @@ run was on)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +26,7 @@ log = logging.getLogger("journeys.console")
 # The badges every node shows, in this order (``dsl.render`` draws them).
 COUNT_KEYS = ("entered", "waiting", "sent", "suppressed")
 PANEL_LIMIT = 50
+PANEL_MAX = 200  # the most waiting users / deliveries one panel page lists (``?limit=``)
 TIMELINE_PAGE = 300
 
 
@@ -53,6 +57,8 @@ class NodePanel:
     can_replay: bool = False  # the signed-in key may replay them (operators: a replay sends messages)
     split_test: dict[str, Any] | None = None  # a split test's state (api.routes.splits), for its node
     can_operate: bool = False  # may pick a split test's winner
+    waiting_next: str | None = None  # ``?waiting_cursor=`` of the next page of who waits; None on the last
+    deliveries_next: str | None = None  # ``?deliveries_cursor=`` of the next page of deliveries
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -77,7 +83,29 @@ class NodePanel:
             "can_replay": self.can_replay,
             "split_test": self.split_test,
             "can_operate": self.can_operate,
+            "waiting_next": self.waiting_next,
+            "deliveries_next": self.deliveries_next,
         }
+
+
+def encode_cursor(value: dict[str, Any] | None) -> str | None:
+    """An opaque page cursor (URL-safe) for the panel's lists; None stays None."""
+    if value is None:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str | None) -> dict[str, Any] | None:
+    """The cursor ``encode_cursor`` made; ValueError for anything else."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError("not a cursor this page gave") from exc
+    if not isinstance(value, dict):
+        raise ValueError("not a cursor this page gave")
+    return value
 
 
 @dataclass(frozen=True)

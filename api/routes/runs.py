@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
 
 from api.deps import CacheDep, ClientDep, MetricsDep, Operator, SettingsDep, StoreDep, viewer
 from api.lookups import deployed_or_409, journey_or_404, user_or_404
 from api.problems import Problem
-from api.schemas import CancelOut, StartedRun, StartRunsIn, StartRunsOut, UserIdStr
+from api.schemas import CancelOut, RunOut, StartedRun, StartRunsIn, StartRunsOut, UserIdStr
 from contracts.runs import workflow_id
-from engine import lifecycle, queries
+from engine import lifecycle, queries, run_pages
 from engine.events import resolve_users
 from engine.starts import cancel_run, run_input, start_run
 
@@ -28,6 +30,47 @@ log = logging.getLogger("journeys.api")
 router = APIRouter(prefix="/v1/journeys", tags=["runs"], dependencies=[Depends(viewer)])
 
 _CONCURRENCY = 20
+DEFAULT_PAGE = 50
+
+
+class RunPageOut(BaseModel):
+    journey_id: str
+    runs: list[RunOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null on the last page")
+
+
+@router.get(
+    "/{journey_id}/runs",
+    response_model=RunPageOut,
+    summary="A page of the journey's runs, newest first (of one node, still open, of one version)",
+    description=(
+        f"At most {run_pages.MAX_PAGE} runs a page (`limit`, default {DEFAULT_PAGE}); `next_cursor` "
+        "fetches the next page. A journey with 100k runs waiting is never answered whole."
+    ),
+)
+async def list_runs(
+    journey_id: str,
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=run_pages.MAX_PAGE)] = DEFAULT_PAGE,
+    cursor: Annotated[str | None, Query(pattern=r"^[1-9][0-9]{0,17}$", description="`next_cursor` of a page")] = None,
+    node: Annotated[str | None, Query(min_length=1, max_length=128, description="Runs that reached this node")] = None,
+    open: Annotated[bool, Query(description="Only runs still going")] = False,  # noqa: A002 - the query's word
+    version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
+) -> RunPageOut:
+    await journey_or_404(store, journey_id)
+    page = await asyncio.to_thread(
+        run_pages.journey_runs,
+        store,
+        journey_id,
+        limit=limit,
+        cursor=int(cursor) if cursor else None,
+        node_id=node,
+        open_only=open,
+        version=version,
+    )
+    return RunPageOut(
+        journey_id=journey_id, runs=[RunOut.model_validate(r) for r in page.runs], next_cursor=page.next_cursor
+    )
 
 
 @router.post(
