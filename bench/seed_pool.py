@@ -7,8 +7,10 @@ for ~60 %, app user id for ~30 %, WeCom external userid for ~50 %), tags
 (views, opens, add-to-carts and ``order_paid`` with amounts) so lifecycle
 stage and RFM layer come out mixed at ``NOW``, plus ~5 % SMS opt-outs.
 
-Rows go in through Core ``insert`` with executemany in batches (psycopg 3
-pipelines those on PostgreSQL): about 20–40k rows/s on a loaded 2-core VM.
+On PostgreSQL rows go in with ``COPY ... FROM STDIN`` through psycopg (about
+5x the executemany path: 1M users, ~12M rows, in a few minutes on a loaded
+2-core VM); on SQLite through Core ``insert`` with executemany in batches
+(about 20–40k rows/s).
 Idempotent per seed: user ids are ``b<seed>-<index>``, and a pool already
 holding this seed's last user is left as it is.
 
@@ -18,10 +20,12 @@ holding this seed's last user is left as it is.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import insert, select  # noqa: E402
+from sqlalchemy import Table, insert, select  # noqa: E402
 
 from engine.store import Store  # noqa: E402
 from engine.store.models import Consent, Event, Identity, Tag, User  # noqa: E402
@@ -117,14 +121,55 @@ def seed_pool(store: Store, users: int, seed: int = 1) -> int:
             return 0
         if s.scalar(select(User.id).where(User.id == user_id(seed, 0))) is not None:
             raise SystemExit(f"a pool of seed {seed} with another size is there: use a fresh database or seed")
+    if store.dialect != "postgresql":
+        return sum(_insert_batch(store, batch) for batch in _batches(seed, users))
+    # The server's part of a COPY (index upkeep) is half the time: it runs while
+    # the next batch is generated (psycopg waits on the socket without the GIL).
     total = 0
-    for batch in _batches(seed, users):
-        with store.session() as s:
-            for key in ("users", "tags", "identities", "events", "consents"):
-                if batch[key]:
-                    s.execute(insert(TABLES[key]), batch[key])
-                    total += len(batch[key])
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: Future[int] | None = None
+        for batch in _batches(seed, users):
+            if pending is not None:
+                total += pending.result()
+            pending = pool.submit(_copy_batch, store, batch)
+        if pending is not None:
+            total += pending.result()
     return total
+
+
+def _insert_batch(store: Store, batch: dict[str, list[dict[str, Any]]]) -> int:
+    with store.session() as s:
+        for key in TABLES:
+            if batch[key]:
+                s.execute(insert(TABLES[key]), batch[key])
+    return sum(len(rows) for rows in batch.values())
+
+
+def _copy_value(value: Any) -> Any:
+    # COPY bypasses SQLAlchemy's JSON type: the column gets the JSON text.
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
+
+
+def _copy_batch(store: Store, batch: dict[str, list[dict[str, Any]]]) -> int:
+    """One transaction per batch, one ``COPY`` per table, columns as the rows
+    name them (the serial ids and unset columns take their server defaults,
+    as the executemany path leaves them)."""
+    raw = store.engine.raw_connection()
+    try:
+        with raw.driver_connection.cursor() as cur:
+            for key, model in TABLES.items():
+                rows = batch[key]
+                if not rows:
+                    continue
+                table: Table = model.__table__  # type: ignore[assignment]
+                columns = list(rows[0])
+                with cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row([_copy_value(row[c]) for c in columns])
+        raw.commit()
+    finally:
+        raw.close()
+    return sum(len(rows) for rows in batch.values())
 
 
 def main() -> None:

@@ -41,10 +41,10 @@ never share a phone — ingesting one phone for two ids merges them
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, case, false, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, not_, or_, select, true
 from sqlalchemy.orm import Session
 
 from contracts.activities import UserSnapshot
@@ -60,7 +60,7 @@ from dsl.ir import (
     StageCond,
     TagCond,
 )
-from engine.audience_sql import CompileContext, compile_leaf
+from engine.audience_sql import CompileContext, FactNeeds, Facts, compile_leaf, count_key
 from engine.settings import DerivedRules
 from engine.store import Store
 from engine.store.models import Tag, User
@@ -73,11 +73,13 @@ SnapshotFn = Callable[[str], UserSnapshot]
 @dataclass(frozen=True)
 class Bounds:
     """SQL over ``users`` rows: ``lower`` ⊆ matches ⊆ ``upper``; ``exact`` when
-    both are the same clause."""
+    both are the same clause. ``facts``: the event aggregates they read, to be
+    joined (:func:`live_users`), or ``None`` when they read none."""
 
     upper: ColumnElement[bool]
     lower: ColumnElement[bool]
     exact: bool
+    facts: Facts | None = None
 
 
 @dataclass(frozen=True)
@@ -102,31 +104,72 @@ def _leaves(cond: Cond) -> Iterator[Cond]:
         yield cond
 
 
-def sql_bounds(cond: Cond, context: CompileContext | None = None) -> Bounds:
+def fact_needs(cond: Cond, ctx: CompileContext) -> FactNeeds:
+    """The event aggregates the compiled leaves of ``cond`` read (stage, RFM
+    and windowed counts only with ``now``: without it they stay unsure)."""
+    stage = rfm = False
+    counts: list[tuple[str, int | None]] = []
+    for leaf in _leaves(cond):
+        if isinstance(leaf, TagCond) and leaf.tag.startswith(DERIVED_PREFIXES):
+            stage, rfm = stage or leaf.tag.startswith("stage:"), rfm or leaf.tag.startswith("rfm:")
+        elif isinstance(leaf, StageCond):
+            stage = True
+        elif isinstance(leaf, RfmCond):
+            rfm = True
+        elif isinstance(leaf, EventCountCond) and count_key(leaf) not in counts:
+            counts.append(count_key(leaf))
+    if ctx.now is None:  # these stay unsure: nothing to read
+        stage = rfm = False
+        counts = [c for c in counts if c[1] is None]
+    return FactNeeds(stage=stage, rfm=rfm, counts=tuple(counts))
+
+
+def sql_bounds(
+    cond: Cond,
+    context: CompileContext | None = None,
+    *,
+    after: str | None = None,
+    upto: str | None = None,
+) -> Bounds:
     """Compile ``cond`` to sound SQL bounds (see the module docstring); without
-    a context, for SQLite and without ``now``."""
+    a context, for SQLite and without ``now``. ``after``/``upto`` bound the
+    event facts to users ``after < id <= upto`` (the caller reads only those)."""
     ctx = context or CompileContext(dialect="sqlite")
+    needs = fact_needs(cond, ctx)
+    facts = Facts(needs, ctx, after=after, upto=upto) if needs else None
+    bounds = _bounds(cond, replace(ctx, facts=facts))
+    return replace(bounds, facts=facts)
+
+
+def _bounds(cond: Cond, ctx: CompileContext) -> Bounds:
     if isinstance(cond, AndCond):
-        parts = [sql_bounds(c, ctx) for c in cond.operands]
+        parts = [_bounds(c, ctx) for c in cond.operands]
         return Bounds(
             and_(true(), *[p.upper for p in parts]),
             and_(true(), *[p.lower for p in parts]),
             all(p.exact for p in parts),
         )
     if isinstance(cond, OrCond):
-        parts = [sql_bounds(c, ctx) for c in cond.operands]
+        parts = [_bounds(c, ctx) for c in cond.operands]
         return Bounds(
             or_(false(), *[p.upper for p in parts]),
             or_(false(), *[p.lower for p in parts]),
             all(p.exact for p in parts),
         )
     if isinstance(cond, NotCond):
-        inner = sql_bounds(cond.operand, ctx)
+        inner = _bounds(cond.operand, ctx)
         return Bounds(not_(inner.lower), not_(inner.upper), inner.exact)
     leaf = compile_leaf(cond, ctx)
     if leaf.unsure is None:
         return Bounds(leaf.expr, leaf.expr, True)
     return Bounds(or_(leaf.expr, leaf.unsure), and_(leaf.expr, not_(leaf.unsure)), False)
+
+
+def live_users(bounds: Bounds, *columns: ColumnElement) -> Select:
+    """``SELECT columns`` over live (not merged-away) users, with the bounds'
+    event facts joined; the caller adds ``bounds.upper`` or ``lower``."""
+    users = User.__table__ if bounds.facts is None else bounds.facts.join(User.__table__)
+    return select(*columns).select_from(users).where(User.merged_into.is_(None))
 
 
 def needs_full_snapshot(cond: Cond) -> bool:
@@ -148,6 +191,18 @@ def _page_tags(session: Session, user_ids: list[str]) -> dict[str, list[str]]:
     return out
 
 
+# Users per window of a fact-reading page: the first, and the most one query
+# reads (memory and the LIMIT's early stop bound the waste on dense audiences).
+FIRST_WINDOW = 1000
+MAX_WINDOW = 16_000
+# Users one page call looks at before it returns short (not done): keeps an
+# activity's time bounded when an audience is sparse.
+MAX_SCAN = 200_000
+
+
+Row = tuple[str, dict | None, int]  # id, attributes, 1 when surely matching
+
+
 def select_page(
     store: Store,
     cond: Cond,
@@ -165,36 +220,64 @@ def select_page(
     the snapshot judges with, so SQL and snapshot agree on stage and windows."""
     if limit <= 0:
         raise ValueError("limit must be positive")
-    bounds = sql_bounds(cond, CompileContext(dialect=store.dialect, now=now, rules=rules))
-    stmt = (
-        select(User.id, User.attributes, case((bounds.lower, 1), else_=0))
-        .where(User.merged_into.is_(None), bounds.upper)
-        .order_by(User.id)
-        .limit(limit)
-    )
+    ctx = CompileContext(dialect=store.dialect, now=now, rules=rules)
+    if not fact_needs(cond, ctx):
+        # Tags, attributes, reachability: one query, LIMIT on the candidates.
+        rows = _candidates(store, sql_bounds(cond, ctx), after, None, limit)
+        return _judged(store, cond, rows, after, done=len(rows) < limit, snapshot=snapshot)
+    # Event facts: window after window of users (growing while candidates are
+    # sparse), each one grouped aggregate over that window's events, until
+    # ``limit`` candidates, the end, or MAX_SCAN users scanned.
+    rows: list[Row] = []
+    cursor, scanned, window = after, 0, max(limit, FIRST_WINDOW)
+    while True:
+        upto = _window_end(store, cursor, window)
+        rows += _candidates(store, sql_bounds(cond, ctx, after=cursor, upto=upto), cursor, upto, limit - len(rows))
+        if len(rows) >= limit or upto is None:
+            return _judged(store, cond, rows, after, done=len(rows) < limit, snapshot=snapshot)
+        cursor, scanned, window = upto, scanned + window, min(window * 2, MAX_WINDOW)
+        if scanned >= MAX_SCAN:  # short, not done: the next page goes on after the last user looked at
+            page = _judged(store, cond, rows, after, done=False, snapshot=snapshot)
+            return AudiencePage(page.user_ids, upto, page.scanned, False)
+
+
+def _window_end(store: Store, after: str | None, window: int) -> str | None:
+    """The id of the ``window``-th user after ``after`` (merged ones too: it is
+    a range), or ``None`` when fewer remain: the window runs to the end."""
+    stmt = select(User.id).order_by(User.id).offset(window - 1).limit(1)
     if after is not None:
         stmt = stmt.where(User.id > after)
     with store.read() as session:
-        rows = session.execute(stmt).all()
+        return session.scalar(stmt)
+
+
+def _candidates(store: Store, bounds: Bounds, after: str | None, upto: str | None, limit: int) -> list[Row]:
+    """Up to ``limit`` rows (id, attributes, surely-matches) of ``upper`` with
+    ``after < id <= upto``, by id."""
+    stmt = live_users(bounds, User.id, User.attributes, case((bounds.lower, 1), else_=0)).where(bounds.upper)
+    if after is not None:
+        stmt = stmt.where(User.id > after)
+    if upto is not None:
+        stmt = stmt.where(User.id <= upto)
+    with store.read() as session:
+        return [(r[0], r[1], r[2]) for r in session.execute(stmt.order_by(User.id).limit(limit))]
+
+
+def _judged(
+    store: Store,
+    cond: Cond,
+    rows: list[Row],
+    after: str | None,
+    *,
+    done: bool,
+    snapshot: SnapshotFn | None,
+) -> AudiencePage:
+    """The page of these candidate rows: the sure ones, and the unsure ones
+    the evaluator matches (snapshots open their own sessions)."""
     cursor = rows[-1][0] if rows else after
-    done = len(rows) < limit
-    if bounds.exact:
-        return AudiencePage([r[0] for r in rows], cursor, len(rows), done)
-    unsure = [r for r in rows if not r[2]]
     matched = {r[0] for r in rows if r[2]}
-    # Snapshots open their own sessions: the page's read session is closed by now.
-    if unsure:
-        if needs_full_snapshot(cond):
-            if snapshot is None:
-                raise ValueError("this condition needs a snapshot function (stage, RFM, counts or reachability)")
-            matched.update(r[0] for r in unsure if evaluate(cond, snapshot(r[0]), None))
-        else:
-            with store.read() as session:
-                tags = _page_tags(session, [r[0] for r in unsure])
-            for user_id, attributes, _ in unsure:
-                light = UserSnapshot(user_id=user_id, tags=tags[user_id], attributes=dict(attributes or {}))
-                if evaluate(cond, light, None):
-                    matched.add(user_id)
+    unsure = [(r[0], r[1]) for r in rows if not r[2]]
+    matched |= _matching(store, cond, unsure, snapshot)
     return AudiencePage([r[0] for r in rows if r[0] in matched], cursor, len(rows), done)
 
 
@@ -268,13 +351,12 @@ def count_audience(
     if max_checks < 0 or page <= 0:
         raise ValueError("max_checks must be >= 0 and page positive")
     bounds = sql_bounds(cond, CompileContext(dialect=store.dialect, now=now, rules=rules))
-    live = User.merged_into.is_(None)
     with store.read() as session:
         if bounds.exact:
-            total = int(session.execute(select(func.count()).select_from(User).where(live, bounds.upper)).scalar_one())
+            total = int(session.execute(live_users(bounds, func.count()).where(bounds.upper)).scalar_one())
             return AudienceCount(total, total, True, 0)
         surely = func.coalesce(func.sum(case((bounds.lower, 1), else_=0)), 0)
-        upper, lower = session.execute(select(func.count(), surely).select_from(User).where(live, bounds.upper)).one()
+        upper, lower = session.execute(live_users(bounds, func.count(), surely).where(bounds.upper)).one()
     upper, lower = int(upper), int(lower)
     if upper == lower:
         return AudienceCount(upper, upper, True, 0)
@@ -282,7 +364,7 @@ def count_audience(
         return AudienceCount(lower, upper, False, 0)
     matched, checked, after = 0, 0, None
     while True:
-        stmt = select(User.id, User.attributes).where(live, bounds.upper, not_(bounds.lower))
+        stmt = live_users(bounds, User.id, User.attributes).where(bounds.upper, not_(bounds.lower))
         if after is not None:
             stmt = stmt.where(User.id > after)
         with store.read() as session:

@@ -41,7 +41,7 @@ from dsl.ir import (
 )
 from engine import identity
 from engine.activities import JourneyActivities
-from engine.audience import sql_bounds
+from engine.audience import Bounds, live_users, sql_bounds
 from engine.audience_sql import CompileContext
 from engine.settings import Settings
 from engine.store import Store
@@ -161,9 +161,9 @@ def _snapshots(store: Store) -> dict[str, UserSnapshot]:
     return {u: acts._snapshot(UserSnapshotRequest(user_id=u, now=NOW, event_counts=counts)) for u in ids}
 
 
-def _sql_only(store: Store, clause: Any) -> list[str]:
+def _sql_only(store: Store, bounds: Bounds, clause: Any) -> list[str]:
     with store.read() as s:
-        stmt = select(User.id).where(User.merged_into.is_(None), clause).order_by(User.id)
+        stmt = live_users(bounds, User.id).where(clause).order_by(User.id)
         return list(s.scalars(stmt))
 
 
@@ -204,8 +204,8 @@ def test_generated_conditions_select_what_the_evaluator_selects(
         cond = _cond(rng, 3)
         expected = [u for u, snap in snaps.items() if evaluate(cond, snap, None)]
         bounds = sql_bounds(cond, ctx)
-        upper = _sql_only(store, bounds.upper)
-        lower = _sql_only(store, bounds.lower)
+        upper = _sql_only(store, bounds, bounds.upper)
+        lower = _sql_only(store, bounds, bounds.lower)
         assert set(lower) <= set(expected) <= set(upper), cond
         if bounds.exact:
             exact += 1
@@ -230,8 +230,8 @@ def test_each_leaf_alone(pool: tuple[Store, dict[str, UserSnapshot]], cond: Cond
     store, snaps = pool
     expected = [u for u, snap in snaps.items() if evaluate(cond, snap, None)]
     bounds = sql_bounds(cond, CompileContext(dialect=store.dialect, now=NOW, rules=Settings().derived))
-    assert set(_sql_only(store, bounds.lower)) <= set(expected) <= set(_sql_only(store, bounds.upper))
+    assert set(_sql_only(store, bounds, bounds.lower)) <= set(expected) <= set(_sql_only(store, bounds, bounds.upper))
     if not isinstance(cond, RfmCond):  # string amounts leave some RFM rows to Python
         assert bounds.exact
-        assert _sql_only(store, bounds.upper) == expected
+        assert _sql_only(store, bounds, bounds.upper) == expected
     assert scan_all(store, cond, 64)[0] == expected
