@@ -111,8 +111,7 @@ class Store:
         """Serialise read-then-write work on ``key`` until the transaction ends.
         On SQLite the write session already holds the database lock."""
         if self.dialect == "postgresql":
-            digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
-            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": int.from_bytes(digest, "big", signed=True)})
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(key)})
 
     def transact(self, fn: Callable[[Session], T], *, retries: int = 5) -> T:
         """Run ``fn`` in a write transaction, retrying when it lost a race on a
@@ -132,10 +131,21 @@ class Store:
         from alembic import command
 
         with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # Several processes starting at once on one database (two APIs
+                # and two workers of the production profile) would otherwise
+                # all run the same DDL, and all but one crash on a duplicate
+                # type or table: the others wait here, then find it at head.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key("journeys:migrate")})
             command.upgrade(alembic_config(self.url, conn), revision)
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _lock_key(key: str) -> int:
+    """A PostgreSQL advisory lock's 64-bit key for a name."""
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big", signed=True)
 
 
 def alembic_config(url: str, connection: Any = None) -> Any:

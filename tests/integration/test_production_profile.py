@@ -36,11 +36,14 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import create_engine, func, make_url, select, text
+from temporalio.client import Client
 
 from bench.seed_pool import seed_pool, user_id
+from contracts.runs import workflow_id
 from engine.store import Store, normalize_url
 from engine.store.models import CouponGrant, Delivery, Event, Run, Tag, User
 from engine.temporal import start_dev_server
+from tests.integration.actions import billable_actions
 from tests.integration.proxy import RoundRobinProxy
 from tests.integration.receiver import Receiver
 from tests.integration.test_crash import worker_environment
@@ -144,6 +147,7 @@ class Profile:
     statuses: Counter[int] = field(default_factory=Counter)  # every answer the test got through the proxy
     started: float = field(default_factory=time.monotonic)
     phases: list[str] = field(default_factory=list)  # where the wall time went, for the summary line
+    broadcast_id: str = ""
 
     def mark(self, phase: str) -> None:
         self.phases.append(f"{phase} {time.monotonic() - self.started:.0f}s")
@@ -254,29 +258,29 @@ def _ended(store: Store, journey_id: str) -> int:
 
 async def test_two_workers_two_apis_survive_kill_dash_nine_mid_broadcast(pg_database: str, tmp_path: Path) -> None:
     started = time.monotonic()
-    store = Store(pg_database)
-    # Migrated once before the processes start, as a deploy step would.
-    store.migrate()
-    seed_pool(store, POOL, SEED)
-    selected = await asyncio.to_thread(_selected, store)
-    assert len(selected) > POOL // 20
-
     env = await start_dev_server()
+    store = Store(pg_database)
     profile: Profile | None = None
     try:
         with Receiver() as receiver:
             profile = _profile(pg_database, env.client.service_client.config.target_host, receiver.url, tmp_path)
             profile.started = started
-            profile.mark("seeded, dev server up")
+            # All four on an empty database at once, as after a first deploy:
+            # each migrates on start (``Store.migrate`` serialises them).
             for service in profile.services:
                 service.start()
             ports = [_api_port(a) for a in profile.apis]
             for port in ports:
                 await _eventually(lambda port=port: _ready(port), f"API on {port} ready", profile)
             profile.mark("APIs ready")
+            await asyncio.to_thread(seed_pool, store, POOL, SEED)
+            selected = await asyncio.to_thread(_selected, store)
+            assert len(selected) > POOL // 20
+            profile.mark("seeded")
             with RoundRobinProxy(ports) as proxy:
                 async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as http:
                     await _run_profile(http, profile, proxy, store, receiver, selected)
+            await _print_actions(env.client, min(selected), profile.broadcast_id)
     finally:
         if profile is not None:
             for service in profile.services:
@@ -309,7 +313,7 @@ async def _run_profile(
 
     r = await _call(http, profile, "POST", "/v1/journeys/pb/broadcasts", json={"page_size": PAGE_SIZE}, headers=op)
     assert r.status_code == 202, r.text
-    broadcast_id = r.json()["broadcast_id"]
+    broadcast_id = profile.broadcast_id = r.json()["broadcast_id"]
     profile.mark("deployed, run now")
     # Half the clicks while the broadcast runs, half from the moment of the
     # kill on (while one API is down and restarting: the proxy skips it).
@@ -377,6 +381,18 @@ async def _run_profile(
         f"refused {dict(proxy.refused)}; answers {dict(profile.statuses)}; at {', '.join(profile.phases)}; "
         f"load {os.getloadavg()}"
     )
+
+
+async def _print_actions(client: Client, user: str, broadcast_id: str) -> None:
+    """Temporal Cloud actions of one run of each journey and of the whole
+    broadcast, from their histories: the capacity plan's numbers."""
+    for label, wid in (
+        ("broadcast run", workflow_id("pb", user)),
+        ("event run", workflow_id("pe", user_id(SEED, 0))),
+        ("broadcast workflow", broadcast_id),
+    ):
+        actions = billable_actions(await client.get_workflow_handle(wid).fetch_history())
+        print(f"actions of one {label}: {sum(actions.values())} {dict(actions)}")
 
 
 def _sent(receiver: Receiver, prefix: str) -> int:
