@@ -32,7 +32,7 @@ async def bare_step(index: int) -> int:
     return index
 
 
-@workflow.defn(name="BareFloor")
+@workflow.defn(name="BareFloor", sandboxed=False)  # as JourneyWorkflow runs
 class BareFloor:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []

@@ -138,7 +138,17 @@ ROOT_FRAMES = {
     "_run_module_as_main", "_run_code", "<module>", "main", "_command", "run", "Runner.run",
     "Thread._bootstrap", "Thread._bootstrap_inner", "Thread.run", "_worker", "_WorkItem.run",
 }  # fmt: skip
-IDLE_LEAVES = ("select (", "poll (", "wait (threading", "_worker (concurrent", "epoll")
+# waiting, not working: the loop's selector, a pool thread's queue, psycopg's socket wait
+IDLE_LEAVES = ("select (", "poll (", "wait (threading", "_worker (concurrent", "epoll", "Connection.wait (psycopg")
+# where a busy sample is, by the first of these found in its stack (in order)
+GROUPS = (
+    ("our workflow code (workflows/)", "/workflows/"),
+    ("database client (SQLAlchemy, psycopg)", "sqlalchemy/", "psycopg/"),
+    ("our activity code (engine/)", "/engine/"),
+    ("Temporal SDK: workflow activations", "_handle_activation", "_workflow_instance.py"),
+    ("Temporal SDK: activity tasks", "worker/_activity.py"),
+    ("thread hand-offs (to_thread)", "ThreadPoolExecutor.submit"),
+)
 
 
 def top_frames(raw: Path, n: int = 20) -> str:
@@ -147,6 +157,7 @@ def top_frames(raw: Path, n: int = 20) -> str:
     each frame (inclusive, root frames left out), then the leaves (self)."""
     inclusive: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
+    groups: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -161,9 +172,14 @@ def top_frames(raw: Path, n: int = 20) -> str:
             if name.split(" (")[0] not in ROOT_FRAMES:
                 inclusive[name] += int(count)
         leaves[names[-1]] += int(count)
+        groups[
+            next((g[0] for g in GROUPS if any(m in stack for m in g[1:])), "event loop, SDK core bridge, other")
+        ] += int(count)
     if not total:
         return "    (no busy samples)"
-    lines = [f"    {total} busy samples; inclusive:"]
+    lines = [f"    {total} busy samples; by where they are:"]
+    lines += [f"    {100 * c / total:5.1f}%  {group}" for group, c in groups.most_common()]
+    lines.append("    inclusive, by frame:")
     lines += [f"    {100 * c / total:5.1f}%  {frame}" for frame, c in inclusive.most_common(n)]
     lines.append("    self (leaf frames):")
     lines += [f"    {100 * c / total:5.1f}%  {frame}" for frame, c in leaves.most_common(n // 2)]
