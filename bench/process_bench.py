@@ -81,6 +81,7 @@ class Figures:
     latencies: list[float]
     cpu_ms: dict[str, float]  # per event, by kind of process
     local_activities: int
+    transactions: float = 0.0  # PostgreSQL transactions per event (API and workers)
 
     @property
     def rate(self) -> float:
@@ -100,6 +101,17 @@ class Databases:
             c.execute(text(f'CREATE DATABASE "{name}"'))
         return self.admin.set(database=name).render_as_string(hide_password=False)
 
+    def transactions(self, name: str) -> int:
+        """Transactions committed or rolled back in database ``name`` so far
+        (the statistics collector's, flushed within a second or so)."""
+        with self.engine.connect() as c:
+            c.execute(text("SELECT pg_stat_clear_snapshot()"))
+            return int(
+                c.execute(
+                    text("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = :n"), {"n": name}
+                ).scalar_one()
+            )
+
     def drop(self, name: str) -> None:
         with self.engine.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -108,15 +120,18 @@ class Databases:
 # -- load ---------------------------------------------------------------------
 
 
-async def saturate(seconds: float, concurrency: int, fire) -> dict[str, float]:
+async def saturate(seconds: float, concurrency: int, fire, count: int | None = None) -> dict[str, float]:
     """``concurrency`` loops, each calling ``fire(key)`` again as soon as the
-    last returned, for ``seconds``; returns when each key was sent."""
+    last returned, for ``seconds`` (or until ``count`` were sent); returns
+    when each key was sent."""
     sent: dict[str, float] = {}
     deadline = time.perf_counter() + seconds
+    left = [count if count is not None else -1]
 
     async def loop(lane: int) -> None:
         n = 0
-        while time.perf_counter() < deadline:
+        while time.perf_counter() < deadline and left[0] != 0:
+            left[0] -= 1
             key = f"{lane}-{n}"
             n += 1
             sent[key] = time.time()
@@ -247,11 +262,15 @@ async def run_product(
             worker_pids = [int(p) for p in _pids(data / "up.log", "worker process")]
             raw = Path(tempfile.gettempdir()) / f"process_bench_worker_{os.getpid()}.raw"  # kept: py-spy's stacks
             spy = py_spy(worker_pids[0], seconds, raw) if profile and worker_pids else None
+            await asyncio.sleep(1.5)  # the warm-up's last marks and statistics
+            xacts = dbs.transactions(name)
             before = cpu_seconds(up.pid)
             started = time.time()
             sent = await saturate(seconds, concurrency, fire("m"))
             rows = await wait_for_deliveries(store, delivered("m"), len(sent), timeout=600)
             after = cpu_seconds(up.pid)
+            await asyncio.sleep(1.5)
+            xacts = dbs.transactions(name) - xacts
             last = max((_ts(created) for _, created in rows), default=started)
             latencies = sorted(1000 * (_ts(created) - sent[member.removeprefix("m-")]) for member, created in rows)
             with store.read() as s:
@@ -265,7 +284,10 @@ async def run_product(
                 print(top_frames(raw))
                 print(f"  (stacks in {raw}; `py-spy record --format flamegraph` draws the same as an SVG)")
         cpu_ms = {k: 1000 * (after[k] - before.get(k, 0.0)) / max(1, len(sent)) for k in after}
-        return Figures(label, len(rows), last - started, latencies, cpu_ms, markers)
+        # the bench's own polls of the deliveries are transactions too: roughly one per 0.25 s
+        polls = (time.time() - started) / 0.25
+        per_event = max(0.0, xacts - polls) / max(1, len(sent))
+        return Figures(label, len(rows), last - started, latencies, cpu_ms, markers, per_event)
     finally:
         up.send_signal(signal.SIGINT)
         try:
@@ -282,8 +304,9 @@ def _pids(log: Path, what: str) -> list[str]:
     return re.findall(rf"{what} \d+ started \(pid (\d+)\)", log.read_text())
 
 
-async def run_floor(local_activities: int, seconds: float, concurrency: int, warmup: float) -> Figures:
-    """The bare dev server and the bare Python worker, per workflow."""
+async def run_floor(local_activities: int, count: int, concurrency: int, warmup: int) -> Figures:
+    """The bare dev server and the bare Python worker, per workflow: ``count``
+    of them (as many as the product's events) after ``warmup`` unmeasured."""
     data = Path(tempfile.mkdtemp(prefix="journeys-floor-"))
     known = set(children_of(os.getpid()))
     port = free_port()
@@ -317,14 +340,14 @@ async def run_floor(local_activities: int, seconds: float, concurrency: int, war
                 count = (await client.count_workflows('ExecutionStatus="Completed"')).count
                 if count >= expected:
                     return time.time()
-                await asyncio.sleep(0.25)
+                await asyncio.sleep(1.0)  # a count is a visibility query: not too often
 
-        warmed = await saturate(warmup, concurrency, fire("warm"))
+        warmed = await saturate(600, concurrency, fire("warm"), warmup)
         await completed(len(warmed))
         cpu = lambda: {"bare dev server": sum(map(_cpu, server)), "bare Python worker": _cpu(worker.pid)}  # noqa: E731
         before = cpu()
         started = time.time()
-        sent = await saturate(seconds, concurrency, fire("m"))
+        sent = await saturate(600, concurrency, fire("m"), count)
         last = await completed(len(warmed) + len(sent))
         after = cpu()
         cpu_ms = {k: 1000 * (after[k] - before[k]) / max(1, len(sent)) for k in after}
@@ -336,11 +359,33 @@ async def run_floor(local_activities: int, seconds: float, concurrency: int, war
         shutil.rmtree(data, ignore_errors=True)
 
 
+def pre_ping_cost(url: str, n: int = 1000) -> str:
+    """What ``pool_pre_ping`` (``engine.store.db``: on for PostgreSQL) costs
+    a transaction: one ``SELECT 1`` transaction, with and without it, this
+    process's CPU and wall time each."""
+    lines = []
+    for ping in (True, False):
+        engine = create_engine(url, pool_pre_ping=ping)
+        with engine.begin() as c:
+            c.execute(text("SELECT 1"))
+        cpu0, wall0 = sum(os.times()[:2]), time.perf_counter()
+        for _ in range(n):
+            with engine.begin() as c:
+                c.execute(text("SELECT 1"))
+        cpu, wall = sum(os.times()[:2]) - cpu0, time.perf_counter() - wall0
+        engine.dispose()
+        lines.append(
+            f"    pool_pre_ping={ping!s:5}  {1e6 * cpu / n:6.0f} µs CPU, {1e6 * wall / n:6.0f} µs wall per transaction"
+        )
+    return "\n".join(lines)
+
+
 def report(results: list[Figures], floor: Figures | None) -> None:
     print(f"\n== results ({_load()})")
     for r in results:
         print(f"{r.label}: {r.rate:6.1f} events/s end to end ({r.events} events in {r.seconds:.1f} s)")
         print("    " + summary("event → delivery", r.latencies))
+        print(f"    PostgreSQL transactions      {r.transactions:6.1f} per event (API and workers)")
         for kind, ms in sorted(r.cpu_ms.items()):
             print(f"    {kind:28} {ms:6.1f} ms CPU per event")
     if floor is not None:
@@ -380,8 +425,15 @@ async def main(args: argparse.Namespace) -> None:
         results.append(figures)
         print(f"  {figures.label}: {figures.rate:.1f} events/s, p99 {p99(figures.latencies):.0f} ms ({_load()})")
     local = max((r.local_activities for r in results), default=0)
-    floor = await run_floor(local, args.seconds, args.concurrency, args.warmup) if local else None
+    count = max(200, max((r.events for r in results), default=0))
+    floor = await run_floor(local, count, args.concurrency, 50) if local else None
     report(results, floor)
+    print(f"one PostgreSQL transaction, from this process ({_load()}):")
+    scratch = f"bench_ping_{uuid.uuid4().hex[:6]}"
+    try:
+        print(pre_ping_cost(dbs.make(scratch)))
+    finally:
+        dbs.drop(scratch)
 
 
 if __name__ == "__main__":
