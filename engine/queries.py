@@ -23,6 +23,7 @@ from engine.settings import Settings
 from engine.store import Store
 from engine.store.models import Consent, CouponPool, Delivery, Run, Tag, User
 from engine.store.models import Journey as JourneyRow
+from engine.timeline import newest_page
 
 
 @dataclass(frozen=True)
@@ -138,13 +139,30 @@ def _run(r: Run) -> RunInfo:
 
 
 def user_runs(store: Store, user_id: str, *, limit: int = 200) -> list[RunInfo]:
-    """A user's runs, newest first (refused entries included, with the reason)."""
+    """A user's newest runs, newest first (refused entries included, with the reason)."""
+    return user_runs_page(store, user_id, limit=limit)[0]
+
+
+def user_runs_page(
+    store: Store, user_id: str, *, limit: int = 200, until: datetime | None = None
+) -> tuple[list[RunInfo], datetime | None]:
+    """The user's newest ``limit`` runs entered at or before ``until``, newest
+    first, and the ``until`` of the older page (None when there is none):
+    paged as the timeline is (``engine.timeline.newest_page``: runs entered at
+    one instant are never split), so a user with 10k runs is read a page at a
+    time."""
     with store.read() as s:
         uid = identity.canonical_user_id(s, user_id) or user_id
-        rows = s.scalars(
-            select(Run).where(Run.user_id == uid).order_by(Run.entered_at.desc(), Run.id.desc()).limit(limit)
-        )
-        return [_run(r) for r in rows]
+        q = select(Run).where(Run.user_id == uid)
+        if until is not None:
+            q = q.where(Run.entered_at <= until)
+        rows = list(s.scalars(q.order_by(Run.entered_at.desc(), Run.id.desc()).limit(limit + 1)))
+        page, older, crowded = newest_page(rows, limit, lambda r: r.entered_at)
+        if crowded is not None:  # more than a page entered at one instant: all of it
+            page = list(
+                s.scalars(select(Run).where(Run.user_id == uid, Run.entered_at == crowded).order_by(Run.id.desc()))
+            )
+        return [_run(r) for r in page], older
 
 
 def open_runs(store: Store, user_id: str, journey_id: str | None = None) -> list[RunInfo]:

@@ -22,6 +22,10 @@ from engine import queries, views
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
+# Runs shown on a user's page at once; older ones a page at a time by
+# ``runs_until`` (a user can have thousands: a journey entering on every view).
+RUNS_PAGE = 50
+
 
 @router.get("/users", response_class=HTMLResponse)
 async def users(request: Request, store: StoreDep, q: str = "") -> Response:
@@ -41,6 +45,7 @@ async def user(
     store: StoreDep,
     cache: CacheDep,
     until: Annotated[AwareDatetime | None, Query(description="older page of the timeline")] = None,
+    runs_until: Annotated[AwareDatetime | None, Query(description="older page of the runs")] = None,
 ) -> Response:
     principal = auth.page_principal(request)
     if principal is None:
@@ -48,7 +53,9 @@ async def user(
     profile = await asyncio.to_thread(queries.user_profile, store, user_id)
     if profile is None:
         return _not_found(request, principal, f"No user {user_id!r}.")
-    runs = await asyncio.to_thread(queries.user_runs, store, profile.id)
+    runs, older_runs = await asyncio.to_thread(
+        queries.user_runs_page, store, profile.id, limit=RUNS_PAGE, until=runs_until
+    )
     timeline, older = await asyncio.to_thread(view.user_timeline, store, cache, profile.id, until=until)
     return _page(
         request,
@@ -59,6 +66,8 @@ async def user(
         timeline=timeline,
         older=older.isoformat() if older else None,
         until=until,
+        older_runs=older_runs.isoformat() if older_runs else None,
+        runs_until=runs_until,
         q="",
     )
 

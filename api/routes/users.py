@@ -9,6 +9,7 @@ a user (ingest and run starts do).
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
@@ -57,10 +58,30 @@ async def profile(user_id: UserIdStr, store: StoreDep) -> UserOut:
     return UserOut.model_validate(found)
 
 
-@router.get("/{user_id}/runs", response_model=list[RunOut], summary="The user's runs, newest first")
-async def runs(user_id: UserIdStr, store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[RunOut]:
+Until = Annotated[AwareDatetime | None, Query(description="Only what happened at or before this time (the older page)")]
+
+
+def _link_older(request: Request, response: Response, older: datetime | None) -> None:
+    """Point at the older page (``Link: <…?until=…>; rel="next"``) when there is one."""
+    if older is not None:
+        next_url = request.url.include_query_params(until=older.isoformat())
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+
+
+@router.get("/{user_id}/runs", response_model=list[RunOut], summary="The user's runs, newest first, a page at a time")
+async def runs(
+    user_id: UserIdStr,
+    store: StoreDep,
+    request: Request,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    until: Until = None,
+) -> list[RunOut]:
+    """The newest ``limit`` runs entered at or before ``until``; a ``Link``
+    header points at the older page as on the timeline."""
     uid = await user_or_404(store, user_id)
-    rows = await asyncio.to_thread(queries.user_runs, store, uid, limit=limit)
+    rows, older = await asyncio.to_thread(queries.user_runs_page, store, uid, limit=limit, until=until)
+    _link_older(request, response, older)
     return [RunOut.model_validate(r) for r in rows]
 
 
@@ -76,19 +97,17 @@ async def timeline(
     response: Response,
     journey_id: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=2000)] = 200,
-    until: Annotated[
-        AwareDatetime | None, Query(description="Only what happened at or before this time (the older page)")
-    ] = None,
+    until: Until = None,
 ) -> list[TimelineItemOut]:
     """The newest ``limit`` entries at or before ``until``. When older ones
-    exist, a ``Link: <…?until=…>; rel="next"`` header points at them."""
+    exist, a ``Link: <…?until=…>; rel="next"`` header points at them. A page
+    costs the same for a user with 10k events as for one with 10 (each
+    source read ``limit + 1`` deep by its index; ``bench/store_bench.py``)."""
     uid = await user_or_404(store, user_id)
     items, older = await asyncio.to_thread(
         timelines.user_timeline_page, store, uid, journey_id=journey_id, limit=limit, until=until
     )
-    if older is not None:
-        next_url = request.url.include_query_params(until=older.isoformat())
-        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    _link_older(request, response, older)
     return [TimelineItemOut.model_validate(i) for i in items]
 
 
