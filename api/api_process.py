@@ -34,6 +34,7 @@ import uvicorn
 
 from api.settings import ApiSettings
 from engine import eventloop
+from runtime.worker import add_child_options
 
 log = logging.getLogger("journeys.api")
 
@@ -75,11 +76,6 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument(
-        "--settings-stdin",
-        action="store_true",
-        help="read the settings as one JSON line on standard input (how `journeys up` starts its API processes)",
-    )
-    # accepted like the worker's; the settings' own ``log_level`` sets the API's logging
-    parser.add_argument("--log-level", default="INFO", help=argparse.SUPPRESS)
+    # --log-level is accepted like the worker's; the settings' own ``log_level`` sets the API's logging
+    add_child_options(parser, "API processes")
     parser.set_defaults(func=_command)

@@ -206,6 +206,26 @@ def p99(values: list[float]) -> float:
     return values[min(len(values) - 1, int(0.99 * len(values)))]
 
 
+async def ready_and_deployed(http: httpx.AsyncClient, up: subprocess.Popen, data: Path) -> dict[str, str]:
+    """Wait for ``journeys up`` (its log in ``data/up.log``) to answer
+    ``/ready`` and say it is up, then deploy the ``ping`` journey and its
+    template; returns the keys it made."""
+    for _ in range(3000):  # a bound: a start takes a minute on a busy 2-core box
+        try:
+            if (await http.get("/ready")).status_code == 200 and "journeys is up" in (data / "up.log").read_text():
+                break
+        except httpx.TransportError:
+            pass
+        if up.poll() is not None:
+            raise SystemExit(f"journeys up exited:\n{(data / 'up.log').read_text()[-3000:]}")
+        await asyncio.sleep(0.1)
+    keys = json.loads((data / "keys.json").read_text())
+    admin = {"Authorization": f"Bearer {keys['admin']}"}
+    (await http.put("/v1/templates/ping", json={"body": "ping {{ user.id }}"}, headers=admin)).raise_for_status()
+    (await http.post("/v1/journeys", json={"id": "ping", "source": SOURCE}, headers=admin)).raise_for_status()
+    return keys
+
+
 async def main(rate: float, seconds: float, workers: int | None, only: str | None, warmup: float) -> None:
     data = Path(tempfile.mkdtemp(prefix="journeys-latency-"))
     port, temporal_port, ui_port = free_port(), free_port(), free_port()
@@ -220,21 +240,7 @@ async def main(rate: float, seconds: float, workers: int | None, only: str | Non
     results: dict[str, list[float]] = {}
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            for _ in range(600):
-                try:
-                    if (await http.get("/ready")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if up.poll() is not None:
-                    raise SystemExit(f"journeys up exited:\n{(data / 'up.log').read_text()[-3000:]}")
-                await asyncio.sleep(0.1)
-            keys = json.loads((data / "keys.json").read_text())
-            admin = {"Authorization": f"Bearer {keys['admin']}"}
-            (
-                await http.put("/v1/templates/ping", json={"body": "ping {{ user.id }}"}, headers=admin)
-            ).raise_for_status()
-            (await http.post("/v1/journeys", json={"id": "ping", "source": SOURCE}, headers=admin)).raise_for_status()
+            keys = await ready_and_deployed(http, up, data)
             # Warm up at the same rate (not measured): the first seconds of a
             # fresh process pay for imports, compiled-statement caches and
             # validators, and would otherwise dominate the p99.

@@ -160,12 +160,17 @@ def _command(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("worker", help="run the journey worker against TEMPORAL_ADDRESS")
+def add_child_options(parser: argparse.ArgumentParser, started: str) -> None:
+    """The options ``journeys up`` starts a child process with (``api.worker_processes``)."""
     parser.add_argument(
         "--settings-stdin",
         action="store_true",
-        help="read the settings as one JSON line on standard input (how `journeys up` starts its workers)",
+        help=f"read the settings as one JSON line on standard input (how `journeys up` starts its {started})",
     )
     parser.add_argument("--log-level", default="INFO", help=argparse.SUPPRESS)
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("worker", help="run the journey worker against TEMPORAL_ADDRESS")
+    add_child_options(parser, "workers")
     parser.set_defaults(func=_command)
