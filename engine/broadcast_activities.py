@@ -1,9 +1,13 @@
 """Activities of ``AudienceBroadcastWorkflow``: select a page of the audience,
 start a journey run for each user in it, commit progress.
 
-One activity per page does all three so a page's user ids never enter Temporal
+One activity call does all three, so a page's user ids never enter Temporal
 history (a million-user broadcast would otherwise carry them all) and a retry
-simply redoes the page. Redoing is safe:
+simply redoes the page. A call goes on to the next pages (up to
+``call_seconds``), selecting page k+1 while page k's starts finish, with one
+bound on the starts in flight (``start_concurrency``); pages are still
+committed one at a time, in order, each after all of its starts answered.
+Redoing a page is safe:
 
 - a run still open for (journey, user) is left as it is (``engine.starts``:
   the one starter, whose answer says whether this call started the run);
@@ -12,7 +16,8 @@ simply redoes the page. Redoing is safe:
 - a run this broadcast started that has closed since is found in the runs
   table by its trigger event (``engine.broadcasts.marker``) and not started
   again, whatever the journey's re-entry rule;
-- the progress row is committed with a compare-and-set on the page number.
+- the progress row is committed with a compare-and-set on the page number,
+  and a call stops at the first commit it did not make.
 
 The re-entry rule itself (once / after a cool-down / always) is the journey
 run's own ``begin_run``, from the store, exactly as for event entries.
@@ -24,10 +29,14 @@ the worker's own (``temporalio.activity.client()``).
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from dataclasses import dataclass
 from datetime import datetime
 
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from contracts import names
 from contracts.broadcast import (
@@ -47,6 +56,24 @@ from engine.store import Store
 from engine.store.models import Journey as JourneyRow
 
 MEMO_KEY = "broadcast_id"
+# Starts in flight per page activity: measured best for start_workflow from one
+# process on the dev server (bench/broadcast_bench.py sweeps it).
+START_CONCURRENCY = 64
+# A page activity stops selecting new pages after this long; well inside the
+# workflow's 10-minute start-to-close timeout for the pages still in flight.
+CALL_SECONDS = 30.0
+log = logging.getLogger("journeys.broadcast")
+
+
+@dataclass
+class _Page:
+    """A selected page whose starts are running (or done)."""
+
+    page: AudiencePage
+    starts: asyncio.Task[tuple[int, int]]
+    select_seconds: float
+    launched: float  # perf_counter() when its starts were set going
+    started: float = 0.0  # perf_counter() when its last start answered
 
 
 class BroadcastActivities:
@@ -60,7 +87,8 @@ class BroadcastActivities:
         *,
         client: Client | None = None,
         snapshots: JourneyActivities | None = None,
-        start_concurrency: int = 16,
+        start_concurrency: int = START_CONCURRENCY,
+        call_seconds: float = CALL_SECONDS,
     ) -> None:
         self.store = store
         self.settings = settings or Settings()
@@ -68,6 +96,7 @@ class BroadcastActivities:
         # Snapshots need no channel providers: only the store and derived rules.
         self._snapshots = snapshots or JourneyActivities(store, {}, self.settings)
         self._start_concurrency = start_concurrency
+        self._call_seconds = call_seconds
 
     def _temporal(self) -> Client:
         return self._client or activity.client()
@@ -98,36 +127,116 @@ class BroadcastActivities:
             raise KeyError(f"broadcast {req.broadcast_id} was never begun")
         if current.done or current.pages != req.pages:
             return current  # finished, or this page was committed by an attempt whose answer got lost
-        halt = await asyncio.to_thread(self._halt_reason, req.journey_id)
-        if halt:
-            return await asyncio.to_thread(
-                broadcasts.finish, self.store, req.broadcast_id, status="halted", reason=halt, now=req.now
-            )
         entry = req.ir.entry
         if not isinstance(entry, AudienceEntry):
-            return await asyncio.to_thread(
-                broadcasts.finish,
-                self.store,
-                req.broadcast_id,
-                status="halted",
-                reason="journey has no audience entry",
-                now=req.now,
-            )
-        page = await asyncio.to_thread(self._select, entry.where, current.cursor, current.page_size, req.now)
-        entered, skipped = await self._enter(req, page.user_ids)
-        return await asyncio.to_thread(
+            return await self._halt(req, "journey has no audience entry")
+        return await self._pages(req, entry.where, current)
+
+    async def _pages(self, req: BroadcastPageRequest, cond: Cond, current: BroadcastProgress) -> BroadcastProgress:
+        """Pages from ``current`` on, pipelined: page k+1 is selected and its
+        starts queue up while page k's last starts are in flight and page k
+        is committed, all pages sharing one bound on starts in flight
+        (``start_concurrency``: back-pressure on the Temporal frontend).
+        Pages are committed in order, each once every start of it has
+        answered, so a crash anywhere redoes from the last commit.
+
+        Stops after the audience's last page, at a halt (pages started are
+        committed first), after ``call_seconds`` (the workflow calls again:
+        its history grows by one activity per call, not per page), when the
+        broadcast's workflow run is gone (a terminated or timed-out run's
+        activity must not outlive it by more than the page in flight), or at
+        a commit this call did not make (another attempt of the activity got
+        there first: the stored row is returned and the workflow goes on from
+        it). One page per call left the starts idle for the select, the
+        commit, the drain of the page's last starts and the round trip to the
+        next call (``bench/broadcast_bench.py`` prints the split)."""
+        gate = asyncio.Semaphore(self._start_concurrency)
+        stop_selecting = time.monotonic() + self._call_seconds
+        progress = current
+        pending: _Page | None = None  # selected, its starts running, not committed yet
+        launched: list[asyncio.Task[tuple[int, int]]] = []
+        try:
+            while True:
+                ahead: _Page | None = None
+                halt: str | None = None
+                if pending is None or (
+                    not pending.page.done and time.monotonic() < stop_selecting and await self._still_current()
+                ):
+                    halt = await asyncio.to_thread(self._halt_reason, req.journey_id)
+                    if halt is None:
+                        cursor = pending.page.cursor if pending else progress.cursor
+                        ahead = await self._launch(req, cond, cursor, progress.page_size, gate)
+                        launched.append(ahead.starts)
+                if pending is not None:
+                    committed = await self._commit(req, pending, progress.pages)
+                    if committed.done or (committed.pages, committed.cursor) != (
+                        progress.pages + 1,
+                        pending.page.cursor,
+                    ):
+                        return committed  # finished, or another attempt committed this page
+                    progress = committed
+                if halt is not None:
+                    return await self._halt(req, halt)
+                if ahead is None:
+                    return progress
+                pending = ahead
+        finally:
+            for task in launched:
+                task.cancel()  # only ever not done on an early return or a cancelled call
+
+    async def _launch(
+        self, req: BroadcastPageRequest, cond: Cond, cursor: str | None, limit: int, gate: asyncio.Semaphore
+    ) -> _Page:
+        """Select the page after ``cursor`` and set its starts going."""
+        t0 = time.perf_counter()
+        page = await asyncio.to_thread(self._select, cond, cursor, limit, req.now)
+        selected = time.perf_counter()
+        work = _Page(page, asyncio.create_task(self._enter(req, page.user_ids, gate)), selected - t0, selected)
+        work.starts.add_done_callback(lambda _: setattr(work, "started", time.perf_counter()))
+        return work
+
+    async def _commit(self, req: BroadcastPageRequest, work: _Page, pages_before: int) -> BroadcastProgress:
+        entered, skipped = await work.starts
+        t0 = time.perf_counter()
+        progress = await asyncio.to_thread(
             broadcasts.commit_page,
             self.store,
             req.broadcast_id,
-            pages_before=req.pages,
-            cursor=page.cursor,
-            scanned=page.scanned,
-            matched=len(page.user_ids),
+            pages_before=pages_before,
+            cursor=work.page.cursor,
+            scanned=work.page.scanned,
+            matched=len(work.page.user_ids),
             entered=entered,
             skipped=skipped,
-            done=page.done,
+            done=work.page.done,
             now=req.now,
         )
+        activity.heartbeat()
+        log.info(
+            "broadcast %s page %d: %d users, select %.1f ms, start %.1f ms, commit %.1f ms",
+            req.broadcast_id,
+            pages_before + 1,
+            len(work.page.user_ids),
+            1000 * work.select_seconds,
+            1000 * (work.started - work.launched),
+            1000 * (time.perf_counter() - t0),
+        )
+        return progress
+
+    async def _halt(self, req: BroadcastPageRequest, reason: str) -> BroadcastProgress:
+        return await asyncio.to_thread(
+            broadcasts.finish, self.store, req.broadcast_id, status="halted", reason=reason, now=req.now
+        )
+
+    async def _still_current(self) -> bool:
+        """Whether the workflow run that called this activity is still running
+        (one describe per page; any doubt answers no: stopping is always safe)."""
+        info = activity.info()
+        try:
+            desc = await self._temporal().get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id).describe()
+        except RPCError:
+            return False
+        return desc.status == WorkflowExecutionStatus.RUNNING
 
     def _halt_reason(self, journey_id: str) -> str | None:
         """Pausing, stopping or archiving a deployed journey stops its broadcasts
@@ -151,13 +260,13 @@ class BroadcastActivities:
             rules=self._snapshots.settings.derived,
         )
 
-    async def _enter(self, req: BroadcastPageRequest, user_ids: list[str]) -> tuple[int, int]:
-        """Start the journey for each user; returns (entered, skipped)."""
+    async def _enter(self, req: BroadcastPageRequest, user_ids: list[str], gate: asyncio.Semaphore) -> tuple[int, int]:
+        """Start the journey for each user, at most ``gate`` starts in flight
+        (shared by the pages of a call); returns (entered, skipped)."""
         already = await asyncio.to_thread(broadcasts.entered_by, self.store, req.journey_id, req.broadcast_id, user_ids)
         todo = [u for u in user_ids if u not in already]
         client = self._temporal()
         task_queue = req.task_queue or activity.info().task_queue
-        gate = asyncio.Semaphore(self._start_concurrency)
         trigger = UserEvent(
             id=broadcasts.marker(req.broadcast_id),
             name=broadcasts.MARKER_EVENT,

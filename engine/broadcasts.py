@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from contracts.broadcast import BroadcastProgress
@@ -161,16 +161,30 @@ def list_for_journey(store: Store, journey_id: str, *, limit: int = 50) -> list[
 
 def entered_by(store: Store, journey_id: str, broadcast_id: str, user_ids: Iterable[str]) -> set[str]:
     """Users of ``user_ids`` with a run of the journey started by this broadcast
-    (admitted or refused by its re-entry rule: either way, it was entered)."""
+    (admitted or refused by its re-entry rule: either way, it was entered).
+
+    Reads the runs by their trigger event id (the ``uq_runs_journey_trigger``
+    index: journey, user, trigger), not every run of each user in the journey
+    — a user of a ``reentry always`` journey may have hundreds. Runs stored
+    before ``trigger_event_id`` was kept have it null and are judged by their
+    trigger event as before."""
     ids = list(user_ids)
     if not ids:
         return set()
     wanted = marker(broadcast_id)
     with store.read() as s:
         rows = s.execute(
-            select(Run.user_id, Run.trigger_event).where(Run.journey_id == journey_id, Run.user_id.in_(ids))
+            select(Run.user_id, Run.trigger_event_id, Run.trigger_event).where(
+                Run.journey_id == journey_id,
+                Run.user_id.in_(ids),
+                or_(Run.trigger_event_id == wanted, Run.trigger_event_id.is_(None)),
+            )
         )
-        return {user_id for user_id, trigger in rows if isinstance(trigger, dict) and trigger.get("id") == wanted}
+        return {
+            user_id
+            for user_id, trigger_id, trigger in rows
+            if trigger_id == wanted or (isinstance(trigger, dict) and trigger.get("id") == wanted)
+        }
 
 
 def entry_outcomes(store: Store, journey_id: str, broadcast_id: str) -> dict[str, int]:

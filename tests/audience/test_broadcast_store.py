@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from engine import broadcasts, runs
 from engine.store import Store
+from engine.store.models import Run
 from tests.audience.support import NOW
 
 
@@ -86,3 +87,25 @@ def test_entries_are_found_by_their_trigger_marker(store: Store) -> None:
     assert broadcasts.entered_by(store, "other", "b1", ["u1"]) == set()
     assert broadcasts.entry_outcomes(store, "j", "b1") == {"admitted": 2, "refused": 0}
     assert broadcasts.entry_outcomes(store, "j", "b2") == {"admitted": 0, "refused": 1}
+
+
+def test_entries_stored_without_a_trigger_id_are_found_by_their_trigger_event(store: Store) -> None:
+    """Runs written before ``trigger_event_id`` was kept carry only the JSON."""
+    with store.session() as s:
+        for key, user, trigger in (
+            ("old1", "u1", {"id": broadcasts.marker("b1"), "name": "audience"}),
+            ("old2", "u2", {"id": "e1", "name": "clicked"}),
+        ):
+            s.add(
+                Run(
+                    run_key=key,
+                    journey_id="j",
+                    version=1,
+                    user_id=user,
+                    admitted=True,
+                    entered_at=NOW,
+                    trigger_event=trigger,
+                    trigger_event_id=None,
+                )
+            )
+    assert broadcasts.entered_by(store, "j", "b1", ["u1", "u2"]) == {"u1"}
