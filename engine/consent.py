@@ -58,6 +58,34 @@ def opt_out(store: Store, user_id: str, channel: str, *, opted_out: bool = True,
     store.transact(work)
 
 
+# The source of an opt-out the vendor made (the user unfollowed the account):
+# a follow clears it again, while an opt-out of any other source stays.
+FOLLOW_SOURCE = "vendor:unfollowed"
+
+
+def follow_state(session: Session, user_id: str, channel: str, *, following: bool, at: datetime) -> str | None:
+    """What a follow (``following``) or an unfollow the vendor told us does
+    to the user's consent on ``channel``: an unfollow opts them out (an
+    Official Account cannot send template messages to a non-follower:
+    errcode 43004), a follow opts back in only an opt-out an unfollow made.
+    A report older than the consent's last change is not applied (WeChat
+    may deliver a retried ``subscribe`` after a later ``unsubscribe``).
+    Returns what changed (``opted_out``, ``opted_in``) or None."""
+    row = session.scalars(select(Consent).where(Consent.user_id == user_id, Consent.channel == channel)).first()
+    stamp = utc(at)
+    if row is not None and utc(row.updated_at) > stamp:
+        return None
+    if not following:
+        if row is not None and row.opted_out:
+            return None  # already out (by the user's own choice or an earlier unfollow)
+        set_opt_out(session, user_id, channel, True, source=FOLLOW_SOURCE, now=stamp)
+        return "opted_out"
+    if row is None or not row.opted_out or row.source != FOLLOW_SOURCE:
+        return None
+    set_opt_out(session, user_id, channel, False, source=FOLLOW_SOURCE, now=stamp)
+    return "opted_in"
+
+
 def addresses_from(ids: dict[str, list[str]]) -> dict[str, str | None]:
     """Channel -> address for every channel the user has an address on (the
     most recently linked identity of that kind), from their identities

@@ -19,7 +19,10 @@ class JourneyEvent:
     receipt id plus it, so it is the same however often the message comes.
     ``placement`` is the state / scene a channel code may own; ``contact``:
     the person became a contact by it (added a staff member, followed the
-    account), which channel codes count as a new contact."""
+    account), which channel codes count as a new contact. ``following``:
+    the vendor says the person follows (True) or stopped following (False)
+    its channel, which decides whether messages can reach them there
+    (``engine.consent.follow_state``); None: it does not say."""
 
     name: str
     identifiers: tuple[tuple[str, str], ...]
@@ -28,6 +31,7 @@ class JourneyEvent:
     suffix: str = ""
     placement: str | None = None
     contact: bool = False
+    following: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,10 @@ The account posts its users' events to the URL under 基本配置 → 服务器�
 ``SCAN``                  ``qr_scanned``        ``placement``, ``scene`` (``EventKey``,
                                                 no prefix: the user already follows),
                                                 ``ticket``
-``unsubscribe``           ``unsubscribe``       —
+``unsubscribe``           ``unsubscribe``       — (and the person is opted out of
+                                                ``official_account``: WeChat sends no
+                                                template message to a non-follower;
+                                                a later ``subscribe`` opts them back in)
 ``TEMPLATESENDJOBFINISH`` a delivery report     ``MsgID`` is the template send's
                                                 ``msgid`` (the ledger's
                                                 ``provider_message_id``), ``Status``
@@ -86,6 +89,7 @@ def map_message(message: Message) -> Mapped:
         occurred_at=occurred(message),
         placement=placement,
         contact=name == "subscribe",
+        following={"subscribe": True, "unsubscribe": False}.get(name),
     )
     return Mapped(kind, [event_out])
 

@@ -35,10 +35,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from temporalio.client import Client
 
 from contracts.runs import UserEvent
-from engine import channel_codes, identity, ledger, lifecycle, queries
+from engine import channel_codes, consent, identity, ledger, lifecycle, queries
 from engine.callbacks import official_account, receipts, wecom
 from engine.callbacks.mapping import DeliveryReport, JourneyEvent, Mapped
 from engine.callbacks.messages import Message
@@ -203,14 +204,37 @@ class CallbackProcessor:
             code = codes.get(event.placement or "")
             if code is not None:
                 event = replace(event, properties=event.properties | channel_codes.code_properties(code))
+            # A follow opts back in before the event is ingested, so a journey
+            # it starts can already send on the channel; an unfollow opts out
+            # after, on the person the event landed on (maybe new).
+            changed = await asyncio.to_thread(self._follow, receipt, None, event) if event.following else None
             owners[event_id] = await self._ingest(receipt, event_id, event)
             outcome["events"].append(event_id)
+            if event.following is False:
+                changed = await asyncio.to_thread(self._follow, receipt, owners[event_id], event)
+            if changed:
+                outcome.setdefault("consent", []).append({"user_id": owners[event_id], "changed": changed})
         welcomed = [await self._welcome(t, owners[t.event_id]) for t in through if t.code.welcome_journey]
         if welcomed:
             outcome["welcome"] = welcomed
         if mapped.report is not None:
             outcome["report"] = await self._settle(mapped.report)
         return outcome
+
+    def _follow(self, receipt: Receipt, user_id: str | None, event: JourneyEvent) -> str | None:
+        """The follow or unfollow onto the person's consent for the vendor's
+        channel; ``user_id`` None: whoever the event's identifiers name now
+        (nobody yet: nothing to opt back in)."""
+        assert event.following is not None
+        following, at = event.following, event.occurred_at or receipt.received_at
+
+        def work(s: Session) -> str | None:
+            uid = user_id or next(
+                (u for kind, value in event.identifiers if (u := identity.lookup(s, kind, value)) is not None), None
+            )
+            return consent.follow_state(s, uid, receipt.vendor, following=following, at=at) if uid else None
+
+        return self.store.transact(work)
 
     async def _welcome(self, item: channel_codes.Through, user_id: str) -> dict[str, Any]:
         """Start the code's welcome journey (an ``entry api`` journey) for

@@ -249,3 +249,67 @@ async def test_safe_mode_refuses_plaintext(dev_env: Any, tmp_path: Any) -> None:
     with store.read() as s:
         assert s.scalars(select(CallbackReceipt)).first() is None
     store.dispose()
+
+
+async def test_an_unfollow_opts_out_of_the_account_and_a_follow_back_opts_in_but_not_past_an_operator(
+    oa: OAStack,
+) -> None:
+    """WeChat sends no template message to a non-follower, so an
+    ``unsubscribe`` opts the person out of ``official_account`` (the
+    journey's send is suppressed, not failed at the vendor); following again
+    opts them back in before the follow's own journey sends; an opt-out an
+    operator made stays whatever the person does on WeChat."""
+    jid = unique("oa-refollow")
+    r = await oa.http.put(f"{oa.url}/v1/templates/card_thanks", json={"body": "谢谢关注"}, headers=auth())
+    assert r.status_code in (200, 201), r.text
+    source = (
+        f'journey "{jid}"\n  entry event subscribe where placement == "card-9"\n  reentry always\n\n'
+        '  send official_account "card_thanks"\n'
+    )
+    r = await oa.http.post(f"{oa.url}/v1/journeys", json={"source": source, "id": jid}, headers=auth())
+    assert r.status_code == 201, r.text
+    openid = unique("o-refollow")
+    oa.vendor.oa_subscribers.add(openid)
+    sent_at = iter(range(1700000000 + uuid.uuid4().int % 10**6, 1800000000))  # WeChat's CreateTime: in order
+
+    def statuses() -> list[str]:
+        with oa.store.read() as s:
+            rows = s.scalars(select(Delivery).where(Delivery.journey_id == jid).order_by(Delivery.at)).all()
+            return [d.status for d in rows]
+
+    async def settled(count: int) -> list[str] | None:
+        found = statuses()
+        return found if len(found) >= count and all(st in ("sent", "suppressed") for st in found) else None
+
+    def opted_out() -> tuple[bool, str | None] | None:
+        profile = queries.user_profile(oa.store, queries.lookup(oa.store, "openid", openid) or "")
+        row = next((c for c in profile.consents if c.channel == "official_account"), None) if profile else None
+        return (row.opted_out, row.source) if row else None
+
+    follow = _event(openid, "subscribe", EventKey="qrscene_card-9", CreateTime=next(sent_at))
+    assert (await oa.sender.post(follow)).status_code == 200
+    assert await eventually(lambda: settled(1), attempts=900) == ["sent"]
+
+    assert (
+        await oa.sender.post(_event(openid, "unsubscribe", EventKey="", CreateTime=next(sent_at)))
+    ).status_code == 200
+    assert await eventually(lambda: _found(opted_out() == (True, "vendor:unfollowed")))
+
+    # following again sends again
+    assert (
+        await oa.sender.post(_event(openid, "subscribe", EventKey="qrscene_card-9", CreateTime=next(sent_at)))
+    ).status_code == 200
+    assert await eventually(lambda: settled(2), attempts=900) == ["sent", "sent"]
+    assert opted_out() == (False, "vendor:unfollowed")
+
+    uid = queries.lookup(oa.store, "openid", openid)
+    r = await oa.http.post(f"{oa.url}/v1/users/{uid}/opt-out/official_account", json={}, headers=auth())
+    assert r.status_code == 200, r.text
+    assert (
+        await oa.sender.post(_event(openid, "subscribe", EventKey="qrscene_card-9", CreateTime=next(sent_at)))
+    ).status_code == 200
+    assert await eventually(lambda: settled(3), attempts=900) == ["sent", "sent", "suppressed"], (
+        statuses(),
+        opted_out(),
+    )
+    assert opted_out() is not None and opted_out()[0] is True
