@@ -190,8 +190,9 @@ async def node_panel(
     if principal is None:
         return JSONResponse({"detail": "sign in again"}, status_code=401)
     try:
-        waiting_at, deliveries_at = view.decode_cursor(waiting_cursor), view.decode_cursor(deliveries_cursor)
-        delivery_cursor = _delivery_cursor(deliveries_at)
+        waiting_at = run_pages.decode_cursor(waiting_cursor)
+        store_cursor = run_pages.run_cursor(waiting_at) if waiting_at and "temporal" not in waiting_at else None
+        delivery_cursor = _delivery_cursor(run_pages.decode_cursor(deliveries_cursor))
     except ValueError as exc:
         return JSONResponse({"detail": f"bad cursor: {exc}"}, status_code=422)
     info = await asyncio.to_thread(queries.get_journey, store, journey_id)
@@ -201,28 +202,20 @@ async def node_panel(
     labels = view.node_labels(drawn) if drawn else {}
     panel = view.NodePanel(journey_id, node_id, labels.get(node_id, node_id), "store")
     step = views.stats_node_id(node_id)
-    if waiting_at is None or "store" not in waiting_at:
+    if store_cursor is None:
         await _waiting_from_temporal(panel, client, step, limit, version, waiting_at)
     if panel.waiting_source == "store":
-        store_cursor = waiting_at.get("store") if waiting_at else None
         found = await asyncio.to_thread(
-            run_pages.waiting_users,
-            store,
-            journey_id,
-            step,
-            limit=limit,
-            cursor=store_cursor if isinstance(store_cursor, int) else None,
-            version=version,
+            run_pages.waiting_users, store, journey_id, step, limit=limit, cursor=store_cursor, version=version
         )
-        panel.waiting = found.users
-        panel.waiting_next = view.encode_cursor({"store": found.next_cursor} if found.next_cursor else None)
+        panel.waiting, panel.waiting_next = found.users, found.next_cursor
     sends = await asyncio.to_thread(
         run_pages.node_deliveries, store, journey_id, step, limit=limit, cursor=delivery_cursor, version=version
     )
     panel.deliveries = sends.deliveries
     if sends.next_cursor is not None:
         at, last_id = sends.next_cursor
-        panel.deliveries_next = view.encode_cursor({"at": at.isoformat(), "id": last_id})
+        panel.deliveries_next = run_pages.encode_cursor({"at": at.isoformat(), "id": last_id})
     numbers = await asyncio.to_thread(views.node_stats, store, journey_id, node_id, version)
     panel.outcomes, panel.failed = dict(numbers.outcomes), numbers.failed
     panel.can_replay = panel.can_operate = principal.can("operator")
@@ -240,7 +233,7 @@ def _delivery_cursor(value: dict[str, Any] | None) -> tuple[datetime, str] | Non
     at, last_id = value.get("at"), value.get("id")
     if not isinstance(at, str) or not isinstance(last_id, str):
         raise ValueError("not a deliveries cursor")
-    return datetime.fromisoformat(at), last_id
+    return datetime.fromisoformat(at), last_id  # ValueError when it is no time
 
 
 async def _waiting_from_temporal(
@@ -264,7 +257,7 @@ async def _waiting_from_temporal(
         return
     panel.waiting, panel.waiting_source = users, "temporal"
     if following:
-        panel.waiting_next = view.encode_cursor({"temporal": base64.urlsafe_b64encode(following).decode()})
+        panel.waiting_next = run_pages.encode_cursor({"temporal": base64.urlsafe_b64encode(following).decode()})
 
 
 # ---------------------------------------------------------------- editor

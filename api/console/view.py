@@ -5,9 +5,6 @@ run was on)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -86,26 +83,6 @@ class NodePanel:
             "waiting_next": self.waiting_next,
             "deliveries_next": self.deliveries_next,
         }
-
-
-def encode_cursor(value: dict[str, Any] | None) -> str | None:
-    """An opaque page cursor (URL-safe) for the panel's lists; None stays None."""
-    if value is None:
-        return None
-    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def decode_cursor(text: str | None) -> dict[str, Any] | None:
-    """The cursor ``encode_cursor`` made; ValueError for anything else."""
-    if text is None:
-        return None
-    try:
-        value = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError("not a cursor this page gave") from exc
-    if not isinstance(value, dict):
-        raise ValueError("not a cursor this page gave")
-    return value
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import CacheDep, ClientDep, MetricsDep, Operator, SettingsDep, StoreDep, viewer
 from api.lookups import deployed_or_409, journey_or_404, user_or_404
-from api.problems import Problem
+from api.problems import Problem, error_item
 from api.schemas import CancelOut, RunOut, StartedRun, StartRunsIn, StartRunsOut, UserIdStr
 from contracts.runs import workflow_id
 from engine import lifecycle, queries, run_pages
@@ -52,18 +52,24 @@ async def list_runs(
     journey_id: str,
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=run_pages.MAX_PAGE)] = DEFAULT_PAGE,
-    cursor: Annotated[str | None, Query(pattern=r"^[1-9][0-9]{0,17}$", description="`next_cursor` of a page")] = None,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=400, description="`next_cursor` of a page")] = None,
     node: Annotated[str | None, Query(min_length=1, max_length=128, description="Runs that reached this node")] = None,
     open: Annotated[bool, Query(description="Only runs still going")] = False,  # noqa: A002 - the query's word
     version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
 ) -> RunPageOut:
+    try:
+        after = run_pages.run_cursor(run_pages.decode_cursor(cursor))
+    except ValueError as exc:
+        raise Problem(
+            422, f"cursor: {exc}", errors=[error_item("cursor", "pass back a page's next_cursor", field="query.cursor")]
+        ) from None
     await journey_or_404(store, journey_id)
     page = await asyncio.to_thread(
         run_pages.journey_runs,
         store,
         journey_id,
         limit=limit,
-        cursor=int(cursor) if cursor else None,
+        cursor=after,
         node_id=node,
         open_only=open,
         version=version,

@@ -57,7 +57,7 @@ async def test_every_run_once_a_bounded_page_at_a_time(http: httpx.AsyncClient) 
     found = await pages(http, limit=run_pages.MAX_PAGE)
     assert [len(p) for p in found] == [500, 500, 200]
     users = [u for p in found for u in p]
-    assert users == [f"u{i:04d}" for i in reversed(range(N))]  # newest first, none twice, none lost
+    assert users == [f"u{i:04d}" for i in reversed(range(N))]  # by user, descending: none twice, none lost
     first = (await http.get("/v1/journeys/paged/runs", headers=auth())).json()
     assert len(first["runs"]) == 50 and first["next_cursor"]  # the default page is small
 
@@ -81,6 +81,7 @@ async def test_runs_that_reached_a_node_and_open_ones(http: httpx.AsyncClient) -
         {"cursor": "0"},
         {"cursor": "1" * 30},
         {"version": 0},
+        {"cursor": run_pages.encode_cursor({"u": 1, "r": "x"})},  # a cursor no page gave
     ],
 )
 async def test_bad_page_values_are_422(http: httpx.AsyncClient, query: dict[str, object]) -> None:

@@ -1,0 +1,92 @@
+"""Keeping a journey's counts when they are expensive to take.
+
+A journey with 100k runs waiting has ~400k step records; counting distinct
+runs per node and outcome read them all (10 s on SQLite on a loaded 2-core
+machine, ``bench/waiting_bench.py``) on every stats call and every poll of
+the journey page. Counts that cheap (under ``EXPENSIVE`` seconds: every
+small journey, every test) are taken fresh on every call, as before. Counts
+that took longer are served from the last count while a single background
+thread takes the next one, no sooner than ``SPACING`` × what the last one
+took after it: the counts lag by at most about that, and counting takes at
+most ~1/``SPACING`` of a core however many pages poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+log = logging.getLogger("journeys.stats")
+
+T = TypeVar("T")
+EXPENSIVE = 0.2  # seconds: counts faster than this are never kept
+SPACING = 10.0  # a kept count is retaken no sooner than this many times its own cost after it
+MIN_AGE = 5.0  # seconds: nor sooner than this
+MAX_KEYS = 1000  # journeys × versions × kinds of count kept at once (oldest dropped)
+
+
+@dataclass
+class _Kept:
+    value: Any
+    taken_at: float  # time.monotonic() when the count was finished
+    cost: float  # seconds it took
+
+
+class CountCache:
+    def __init__(self) -> None:
+        self._kept: dict[Hashable, _Kept] = {}
+        self._refreshing: set[Hashable] = set()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, count: Callable[[], T]) -> T:
+        """``count()``'s value: fresh when counting is cheap, else the last
+        one kept (refreshed in the background once it is old enough)."""
+        with self._lock:
+            kept = self._kept.get(key)
+        if kept is None or kept.cost < EXPENSIVE:
+            return self._take(key, count).value
+        if time.monotonic() - kept.taken_at >= max(MIN_AGE, SPACING * kept.cost):
+            self._refresh(key, count)
+        return kept.value
+
+    def _take(self, key: Hashable, count: Callable[[], T]) -> _Kept:
+        t0 = time.monotonic()
+        value = count()
+        now = time.monotonic()
+        kept = _Kept(value, now, now - t0)
+        with self._lock:
+            if kept.cost >= EXPENSIVE or key in self._kept:
+                self._kept[key] = kept
+                while len(self._kept) > MAX_KEYS:
+                    self._kept.pop(next(iter(self._kept)))
+        return kept
+
+    def _refresh(self, key: Hashable, count: Callable[[], T]) -> None:
+        with self._lock:
+            if key in self._refreshing:
+                return
+            self._refreshing.add(key)
+
+        def run() -> None:
+            try:
+                self._take(key, count)
+            except Exception:  # noqa: BLE001 - the last count stays; the next call tries again
+                log.warning("recounting %s failed", key, exc_info=True)
+            finally:
+                with self._lock:
+                    self._refreshing.discard(key)
+
+        threading.Thread(target=run, name="journeys-recount", daemon=True).start()
+
+    def age(self, key: Hashable) -> float | None:
+        """Seconds since the kept count was taken; None when none is kept."""
+        with self._lock:
+            kept = self._kept.get(key)
+        return None if kept is None else time.monotonic() - kept.taken_at
+
+
+COUNTS = CountCache()
