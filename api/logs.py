@@ -73,11 +73,19 @@ class MaskFilter(logging.Filter):
     """Rewrites the record in place: the formatted message and ``extra`` fields."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a bad format string must not lose the line
-            message = str(record.msg)
-        record.msg, record.args = mask_text(message), None
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple):
+            # Uvicorn's AccessFormatter unpacks the args (client, method,
+            # path with query, HTTP version, status): collapsed into the
+            # message, every request under ``uvicorn 'api.app:create_app'``
+            # printed a "Logging error" traceback instead of its line. Each
+            # is masked where it is; the query string is all in the path.
+            record.args = tuple(mask_text(a) if isinstance(a, str) else a for a in record.args)
+        else:
+            try:
+                message = record.getMessage()
+            except Exception:  # noqa: BLE001 - a bad format string must not lose the line
+                message = str(record.msg)
+            record.msg, record.args = mask_text(message), None
         for key, value in list(record.__dict__.items()):
             if key not in _STANDARD:
                 record.__dict__[key] = _mask_any(value)

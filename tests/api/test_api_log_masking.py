@@ -51,3 +51,23 @@ def test_the_access_line_of_a_console_search_is_masked(tmp_path: Path, caplog: p
     assert len(lines) == 4, lines
     assert not [line for line in lines if "alice" in line or "0000" in line], lines
     assert "a***@example.com" in lines[0] and "138 **** 1234" in lines[2]
+
+
+def test_uvicorns_own_access_line_is_formatted_and_masked() -> None:
+    """``uvicorn 'api.app:create_app' --factory`` (the production line) logs
+    each request through uvicorn's AccessFormatter, which needs the record's
+    args: masked in place, not collapsed (that printed a traceback a request)."""
+    from uvicorn.logging import AccessFormatter
+
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/console/users?q=138+0000+1234&phone=13800001234", "1.1", 200),
+        None,
+    )
+    assert MaskFilter().filter(record)
+    line = AccessFormatter("%(message)s", use_colors=False).format(record)
+    assert "GET /console/users?q=138+****+1234&phone=138***234 HTTP/1.1" in line and "0000" not in line, line
