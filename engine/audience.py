@@ -191,10 +191,11 @@ def _page_tags(session: Session, user_ids: list[str]) -> dict[str, list[str]]:
     return out
 
 
-# Users per window of a fact-reading page: the first, and the most one query
-# reads (memory and the LIMIT's early stop bound the waste on dense audiences).
+# Users per window of a fact-reading page: the first (and least), and the most
+# one query aggregates (its hash table; fewer windows also plan less: ~1 ms
+# each idle, 20 ms at load 20).
 FIRST_WINDOW = 1000
-MAX_WINDOW = 16_000
+MAX_WINDOW = 50_000
 # Users one page call looks at before it returns short (not done): keeps an
 # activity's time bounded when an audience is sparse.
 MAX_SCAN = 200_000
@@ -225,9 +226,10 @@ def select_page(
         # Tags, attributes, reachability: one query, LIMIT on the candidates.
         rows = _candidates(store, sql_bounds(cond, ctx), after, None, limit)
         return _judged(store, cond, rows, after, done=len(rows) < limit, snapshot=snapshot)
-    # Event facts: window after window of users (growing while candidates are
-    # sparse), each one grouped aggregate over that window's events, until
-    # ``limit`` candidates, the end, or MAX_SCAN users scanned.
+    # Event facts: window after window of users, each one grouped aggregate
+    # over that window's events, until ``limit`` candidates, the end, or
+    # MAX_SCAN users scanned. Windows are sized from the density seen so far:
+    # a window past the LIMIT is aggregated for nothing.
     rows: list[Row] = []
     cursor, scanned, window = after, 0, max(limit, FIRST_WINDOW)
     while True:
@@ -235,10 +237,19 @@ def select_page(
         rows += _candidates(store, sql_bounds(cond, ctx, after=cursor, upto=upto), cursor, upto, limit - len(rows))
         if len(rows) >= limit or upto is None:
             return _judged(store, cond, rows, after, done=len(rows) < limit, snapshot=snapshot)
-        cursor, scanned, window = upto, scanned + window, min(window * 2, MAX_WINDOW)
+        cursor, scanned = upto, scanned + window
+        window = _next_window(limit - len(rows), scanned, len(rows))
         if scanned >= MAX_SCAN:  # short, not done: the next page goes on after the last user looked at
             page = _judged(store, cond, rows, after, done=False, snapshot=snapshot)
             return AudiencePage(page.user_ids, upto, page.scanned, False)
+
+
+def _next_window(needed: int, scanned: int, found: int) -> int:
+    """Users to scan for ``needed`` more candidates at the density seen so far
+    (a quarter more, so one window usually suffices); 4x when none yet."""
+    if found == 0:
+        return min(MAX_WINDOW, 4 * scanned)
+    return max(FIRST_WINDOW, min(MAX_WINDOW, (needed * scanned * 5) // (found * 4)))
 
 
 def _window_end(store: Store, after: str | None, window: int) -> str | None:
