@@ -1,0 +1,43 @@
+"""``engine.count_cache``: cheap counts are always fresh; an expensive one is
+served as kept and retaken once in the background when old enough."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from engine import count_cache
+from engine.count_cache import CountCache
+
+
+def test_cheap_counts_are_taken_every_time() -> None:
+    cache, calls = CountCache(), []
+    for i in range(3):
+        assert cache.get("k", lambda i=i: calls.append(i) or i) == i
+    assert calls == [0, 1, 2] and cache.age("k") is None
+
+
+def test_an_expensive_count_is_kept_then_retaken_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(count_cache, "EXPENSIVE", 0.0)  # every count is "expensive"
+    monkeypatch.setattr(count_cache, "MIN_AGE", 0.05)
+    monkeypatch.setattr(count_cache, "SPACING", 0.0)
+    cache, calls, gate = CountCache(), [], threading.Event()
+
+    def count() -> int:
+        calls.append(len(calls))
+        if len(calls) > 1:
+            gate.wait(5)  # the background recount is slow
+        return len(calls)
+
+    assert cache.get("k", count) == 1
+    assert cache.get("k", count) == 1 and calls == [0]  # young: served as kept
+    time.sleep(0.06)
+    assert cache.get("k", count) == 1 and cache.get("k", count) == 1  # old: kept value, one recount started
+    gate.set()
+    for _ in range(100):
+        if cache.get("k", count) == 2:
+            break
+        time.sleep(0.01)
+    assert calls[:2] == [0, 1] and cache.get("k", count) in (2, 3)
