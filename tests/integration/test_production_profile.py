@@ -49,7 +49,7 @@ from tests.integration.receiver import Receiver
 from tests.integration.test_crash import worker_environment
 
 PG_URL = os.environ.get("JOURNEYS_TEST_PG_URL")
-POOL = int(os.environ.get("PROFILE_TEST_POOL", "10000"))  # ~10 % vip: ~1k users broadcast to
+POOL = int(os.environ.get("PROFILE_TEST_POOL", "5000"))  # ~10 % vip: ~500 users broadcast to
 EVENTS = int(os.environ.get("PROFILE_TEST_EVENTS", "200"))
 POSTERS = 4  # events in flight at once, so a killed API is likely to be mid-request
 SEED = 1
@@ -122,8 +122,19 @@ class Service:
         )
         self.starts += 1
 
+    cpu_before: float = 0.0  # CPU seconds of the processes already gone
+
+    def cpu(self) -> float:
+        """CPU seconds this service used so far, restarts included (Linux)."""
+        now = 0.0
+        if self.proc is not None and self.proc.poll() is None:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            now = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        return self.cpu_before + now
+
     def kill9(self) -> None:
         assert self.proc is not None
+        self.cpu_before = self.cpu()
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
 
@@ -250,10 +261,16 @@ def _selected(store: Store) -> set[str]:
         return set(s.scalars(q))
 
 
-def _ended(store: Store, journey_id: str) -> int:
+def _progress(store: Store) -> tuple[int, int, int]:
+    """Ended runs of the broadcast and the event journey, delivered clicks."""
     with store.read() as s:
-        q = select(func.count()).select_from(Run).where(Run.journey_id == journey_id, Run.ended_at.is_not(None))
-        return int(s.scalar(q) or 0)
+
+        def ended(journey_id: str) -> int:
+            q = select(func.count()).select_from(Run).where(Run.journey_id == journey_id, Run.ended_at.is_not(None))
+            return int(s.scalar(q) or 0)
+
+        q = select(func.count()).select_from(Event).where(Event.name == "promo_click", Event.dispatched_at.is_not(None))
+        return ended("pb"), ended("pe"), int(s.scalar(q) or 0)
 
 
 async def test_two_workers_two_apis_survive_kill_dash_nine_mid_broadcast(pg_database: str, tmp_path: Path) -> None:
@@ -339,11 +356,13 @@ async def _run_profile(
     await _eventually(lambda: _at_least(receiver, "p", total), "every send at the vendor", profile)
 
     async def settled() -> bool:
-        ended = await asyncio.to_thread(_ended, store, "pb"), await asyncio.to_thread(_ended, store, "pe")
-        return ended == (len(selected), EVENTS)
+        """Every run ended and every event marked delivered (a killed API's
+        events are marked by the other's sweep); too many fails below."""
+        counts = await asyncio.to_thread(_progress, store)
+        return counts[0] >= len(selected) and counts[1] >= EVENTS and counts[2] >= EVENTS
 
     profile.mark("all sent")
-    await _eventually(settled, "every run ended", profile)
+    await _eventually(settled, "every run ended, every event delivered", profile)
     profile.mark("all ended")
 
     async def broadcast_done() -> bool:
@@ -360,6 +379,7 @@ async def _run_profile(
     assert all(proxy.connections[port] > 0 for port in proxy.backends), proxy.connections
     assert proxy.refused[_api_port(victims[1])] > 0, "no request found the killed API down: the proxy never failed over"
     assert profile.statuses[500] == 0, (profile.statuses, profile.logs())
+    assert not [a.name for a in profile.apis if "Logging error" in a.log.read_text(errors="replace")], profile.logs()
 
     # The broadcast's own account, exact.
     n = len(selected)
@@ -374,11 +394,13 @@ async def _run_profile(
 
     await asyncio.to_thread(_check_store, store, receiver, selected, sorted(accepted))
     redelivered = sum(c - 1 for c in receiver.keys().values())
+    cpu = ", ".join(f"{s.name.split(':')[0]} {s.cpu():.0f}" for s in profile.services)
     print(
         f"\nproduction profile: {n} users broadcast to ({POOL} in the pool), {EVENTS} events, "
         f"kill -9 of {victims[0].name} and {victims[1].name} at {at_kill}/{broadcast_sends} broadcast sends; "
         f"{redelivered} same-key redeliveries; proxy connections {dict(proxy.connections)}, "
         f"refused {dict(proxy.refused)}; answers {dict(profile.statuses)}; at {', '.join(profile.phases)}; "
+        f"CPU s {cpu}; "
         f"load {os.getloadavg()}"
     )
 
