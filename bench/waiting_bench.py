@@ -396,6 +396,9 @@ async def main(args: argparse.Namespace) -> None:
                 rss.phase = "after waking"
                 await asyncio.sleep(5)
             await rss.stop()
+    except BaseException:
+        print(f"journeys up's log, the end:\n{log_path.read_text()[-4000:]}")
+        raise
     finally:
         up.send_signal(signal.SIGINT)
         try:

@@ -9,6 +9,11 @@ that took longer are served from the last count while a single background
 thread takes the next one, no sooner than ``SPACING`` × what the last one
 took after it: the counts lag by at most about that, and counting takes at
 most ~1/``SPACING`` of a core however many pages poll.
+
+"Took" is the counting thread's CPU time when the database runs in it
+(SQLite: a loaded machine's waits do not make a small count look
+expensive, so small journeys stay exact), wall time when a server counts
+(PostgreSQL).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any, TypeVar
 log = logging.getLogger("journeys.stats")
 
 T = TypeVar("T")
-EXPENSIVE = 0.2  # seconds: counts faster than this are never kept
+EXPENSIVE = 0.3  # seconds: counts faster than this are never kept
 SPACING = 10.0  # a kept count is retaken no sooner than this many times its own cost after it
 MIN_AGE = 5.0  # seconds: nor sooner than this
 MAX_KEYS = 1000  # journeys × versions × kinds of count kept at once (oldest dropped)
@@ -42,22 +47,24 @@ class CountCache:
         self._refreshing: set[Hashable] = set()
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, count: Callable[[], T]) -> T:
+    def get(self, key: Hashable, count: Callable[[], T], *, in_process: bool = False) -> T:
         """``count()``'s value: fresh when counting is cheap, else the last
-        one kept (refreshed in the background once it is old enough)."""
+        one kept (refreshed in the background once it is old enough).
+        ``in_process``: the database counts in this thread (SQLite), so its
+        CPU time is the cost."""
         with self._lock:
             kept = self._kept.get(key)
         if kept is None or kept.cost < EXPENSIVE:
-            return self._take(key, count).value
+            return self._take(key, count, in_process).value
         if time.monotonic() - kept.taken_at >= max(MIN_AGE, SPACING * kept.cost):
-            self._refresh(key, count)
+            self._refresh(key, count, in_process)
         return kept.value
 
-    def _take(self, key: Hashable, count: Callable[[], T]) -> _Kept:
-        t0 = time.monotonic()
+    def _take(self, key: Hashable, count: Callable[[], T], in_process: bool) -> _Kept:
+        t0, cpu0 = time.monotonic(), time.thread_time()
         value = count()
         now = time.monotonic()
-        kept = _Kept(value, now, now - t0)
+        kept = _Kept(value, now, time.thread_time() - cpu0 if in_process else now - t0)
         with self._lock:
             if kept.cost >= EXPENSIVE or key in self._kept:
                 self._kept[key] = kept
@@ -65,7 +72,7 @@ class CountCache:
                     self._kept.pop(next(iter(self._kept)))
         return kept
 
-    def _refresh(self, key: Hashable, count: Callable[[], T]) -> None:
+    def _refresh(self, key: Hashable, count: Callable[[], T], in_process: bool) -> None:
         with self._lock:
             if key in self._refreshing:
                 return
@@ -73,7 +80,7 @@ class CountCache:
 
         def run() -> None:
             try:
-                self._take(key, count)
+                self._take(key, count, in_process)
             except Exception:  # noqa: BLE001 - the last count stays; the next call tries again
                 log.warning("recounting %s failed", key, exc_info=True)
             finally:

@@ -16,7 +16,9 @@ messages (per node) or runs (per variant) with at least one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy import and_, distinct, func, select
 
@@ -39,6 +41,7 @@ __all__ = [
 ]
 
 PASS_OUTCOMES = ("passed",)
+T = TypeVar("T")
 
 
 @dataclass
@@ -75,15 +78,17 @@ class JourneySummary:
     outcomes: dict[str, int]
 
 
-def _key(kind: str, store: Store, journey_id: str, version: int | None) -> tuple[str, int, str, str, int | None]:
-    return (kind, id(store), store.url, journey_id, version)
+def _kept(kind: str, store: Store, journey_id: str, version: int | None, count: Callable[[], T]) -> T:
+    """``count()``, kept while it is expensive (``engine.count_cache``)."""
+    key = (kind, id(store), store.url, journey_id, version)
+    return COUNTS.get(key, count, in_process=store.dialect == "sqlite")
 
 
 def node_counts(store: Store, journey_id: str, version: int | None = None) -> dict[str, NodeStats]:
     """Distinct runs per node and outcome, and deliveries per node by status.
     Reads every step record of the journey (10 s for 100k runs waiting on a
     loaded machine), so a count that slow is kept (``engine.count_cache``)."""
-    return COUNTS.get(_key("nodes", store, journey_id, version), lambda: _node_counts(store, journey_id, version))
+    return _kept("nodes", store, journey_id, version, lambda: _node_counts(store, journey_id, version))
 
 
 def _node_counts(store: Store, journey_id: str, version: int | None) -> dict[str, NodeStats]:
@@ -146,9 +151,7 @@ def goal_variant_counts(
 ) -> list[VariantStats]:
     """Admitted runs per split variant beside ``converted`` (runs per variant
     that reached the goal, ``engine.goals.Attribution.per_variant``)."""
-    rows = COUNTS.get(
-        _key("admitted", store, journey_id, version), lambda: _admitted_per_variant(store, journey_id, version)
-    )
+    rows = _kept("admitted", store, journey_id, version, lambda: _admitted_per_variant(store, journey_id, version))
     return sorted(
         (VariantStats(v, int(n), min(int(n), converted.get(v, 0))) for v, n in rows),
         key=lambda v: (v.variant is None, v.variant or ""),
@@ -183,7 +186,7 @@ def events_after_entry(store: Store, journey_id: str, event: str, version: int |
 def journey_summary(store: Store, journey_id: str, version: int | None = None) -> JourneySummary:
     """Runs entered, open, refused, converted and by outcome (kept when slow,
     ``engine.count_cache``: 0.6 s for 100k runs on a loaded machine)."""
-    return COUNTS.get(_key("summary", store, journey_id, version), lambda: _journey_summary(store, journey_id, version))
+    return _kept("summary", store, journey_id, version, lambda: _journey_summary(store, journey_id, version))
 
 
 def _journey_summary(store: Store, journey_id: str, version: int | None) -> JourneySummary:

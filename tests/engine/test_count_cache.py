@@ -41,3 +41,19 @@ def test_an_expensive_count_is_kept_then_retaken_once(monkeypatch: pytest.Monkey
             break
         time.sleep(0.01)
     assert calls[:2] == [0, 1] and cache.get("k", count) in (2, 3)
+
+
+def test_in_process_counts_cost_their_cpu_not_their_waits() -> None:
+    """A small SQLite count slowed by a loaded machine (waiting, not working)
+    stays exact; the same wait from a server (wall time) is kept."""
+    local, served, calls = CountCache(), CountCache(), []
+
+    def count() -> int:
+        calls.append(1)
+        time.sleep(count_cache.EXPENSIVE + 0.05)
+        return len(calls)
+
+    assert local.get("k", count, in_process=True) == 1
+    assert local.get("k", count, in_process=True) == 2  # taken again: it cost no CPU
+    assert served.get("k", count) == 3
+    assert served.get("k", count) == 3  # kept: it took long on the wall clock
