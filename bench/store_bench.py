@@ -64,6 +64,7 @@ KEY = "k-store-bench"
 HEAVY = "heavy-user"
 CHUNK = 1_000_000  # rows per server-side insert transaction
 SEQUENTIAL = 100  # ingests one after another before the paced stream
+SIGNALS = 200_000  # run signals in the full store
 
 
 def load() -> str:
@@ -243,6 +244,26 @@ def seed_heavy(store: Store, events: int) -> None:
         )
 
 
+def seed_signals(store: Store, users: int, n: int) -> None:
+    """``n`` run signals over the last 30 days, all sent but the newest 1 %:
+    what a tag step in a big journey leaves behind, for the plans of the
+    per-user unsent read and of ``run_signals.prune_sent``."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            text(
+                """
+                INSERT INTO run_signals (user_id, kind, source, payload, created_at, sent_at)
+                SELECT 'b1-' || lpad((g % :users)::text, 8, '0'), 'tags', 'api', '{"added": ["vip"], "removed": []}',
+                       t, CASE WHEN g > :n * 0.99 THEN NULL ELSE t + interval '1 second' END
+                FROM generate_series(1, :n) AS g,
+                     LATERAL (SELECT CAST(:now AS timestamptz) - (:n - g) * (2592000.0 / :n) * interval '1 second')
+                     AS at(t)
+                """
+            ),
+            {"users": users, "n": n, "now": NOW},
+        )
+
+
 async def ingest_stream(store: Store, label: str, users: int, rate: float, seconds: float) -> list[float]:
     """The track stream against ``store``; latencies of ``Dispatcher.ingest``."""
     dispatcher = Dispatcher(store, Settings(database_url=store.url), JourneyCache(store))
@@ -348,10 +369,10 @@ def explain(store: Store) -> None:
             "SELECT count(*) FROM events WHERE name = 'order_paid' AND occurred_at > :t - interval '1 day'"
         ),
         "a user's unsent run signals (ix_run_signals_user_unsent)": (
-            "SELECT * FROM run_signals WHERE user_id IN (:u) AND sent_at IS NULL ORDER BY id LIMIT 100"
+            "SELECT * FROM run_signals WHERE user_id IN ('b1-00000007') AND sent_at IS NULL ORDER BY id LIMIT 100"
         ),
         "prune sent run signals (ix_run_signals_sent_at)": (
-            "SELECT id FROM run_signals WHERE sent_at < :t ORDER BY sent_at LIMIT 1000"
+            "SELECT id FROM run_signals WHERE sent_at < :t - interval '7 days' ORDER BY sent_at LIMIT 1000"
         ),
     }
     with store.engine.connect() as conn:
@@ -383,8 +404,9 @@ async def main(args: argparse.Namespace) -> None:
     began = time.perf_counter()
     added = await asyncio.to_thread(seed_events, full, args.users, args.events)
     await asyncio.to_thread(seed_heavy, full, args.heavy)
-    with full.engine.connect() as conn:
-        conn.execute(text("ANALYZE"))
+    await asyncio.to_thread(seed_signals, full, args.users, SIGNALS)
+    with full.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))  # autocommit: rolled back with its transaction, it keeps no statistics
         size = conn.execute(text("SELECT pg_size_pretty(pg_database_size(current_database()))")).scalar_one()
         counts = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in ("users", "events")}
     took = time.perf_counter() - began

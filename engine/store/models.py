@@ -159,7 +159,9 @@ class Event(Base):
     )
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    # no index of its own: the three above lead with it (0014 dropped it; with
+    # it, PostgreSQL read all of a 10k-event user's rows for a timeline page)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
     name: Mapped[str] = mapped_column(String(128))
     properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
     occurred_at: Mapped[datetime]

@@ -34,6 +34,10 @@ def upgrade() -> None:
     op.create_index("ix_events_user_at", "events", ["user_id", "occurred_at"], if_not_exists=True)
     op.create_index("ix_events_name_at", "events", ["name", "occurred_at"], if_not_exists=True)
     op.create_index("ix_events_user_received", "events", ["user_id", "received_at"], if_not_exists=True)
+    # user_id leads the three indexes above: its own index is one more to
+    # keep up on every insert, and the planner took it for the timeline,
+    # reading every row of the user (83 ms for 10k) instead of a page's
+    op.drop_index("ix_events_user_id", table_name="events", if_exists=True)
     op.create_index(
         "ix_run_signals_user_unsent",
         "run_signals",
@@ -46,6 +50,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.create_index("ix_events_user_id", "events", ["user_id"])
     op.drop_index("ix_run_signals_sent_at", table_name="run_signals")
     op.drop_index("ix_run_signals_user_unsent", table_name="run_signals")
     op.drop_index("ix_events_user_received", table_name="events")
