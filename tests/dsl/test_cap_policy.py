@@ -93,7 +93,7 @@ EXAMPLE_HASHES = {
     "07_scene_tag_followup.journey": "1672f5f76208c367",
     "08_restraint.journey": "6bef814d312d9ddb",
     "09_bought_a_need_b.journey": "74747833cdec9fad",
-    "10_package_card.journey": "b5029784b87cd590",
+    "10_package_card.journey": "06145b6efc6f503f",
     "11_sms_recall.journey": "b1d22ff2a81564fb",
     "12_layering.journey": "a0cd51c633e607cc",
     "13_channel_qr.journey": "cf12714fcc34f632",  # "src_" + event.placement on purpose
