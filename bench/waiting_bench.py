@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import signal
@@ -52,7 +51,7 @@ from sqlalchemy import distinct, func, insert, inspect, select  # noqa: E402
 from temporalio.service import RPCError  # noqa: E402
 
 from api.deps import COOKIE_NAME  # noqa: E402
-from bench.latency_bench import _label, _tree, _ts, free_port, paced, summary  # noqa: E402
+from bench.latency_bench import _label, _tree, _ts, free_port, paced, ready_and_deployed, summary  # noqa: E402
 from contracts.runs import UserEvent  # noqa: E402
 from dsl import compile_source  # noqa: E402
 from engine import catalog  # noqa: E402
@@ -315,17 +314,14 @@ async def wake(http: httpx.AsyncClient, write_key: str, store: Store, n: int, ra
 # -- the run ---------------------------------------------------------------------
 
 
-async def ready(http: httpx.AsyncClient, up: subprocess.Popen[bytes], log_path: Path) -> None:
-    for _ in range(900):
-        try:
-            if (await http.get("/ready")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if up.poll() is not None:
-            raise SystemExit(f"journeys up exited:\n{log_path.read_text()[-3000:]}")
-        await asyncio.sleep(0.1)
-    raise SystemExit("journeys up did not get ready")
+def stop(up: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C, as an operator stops ``journeys up``; killed after a minute."""
+    up.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 60
+    while up.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if up.poll() is None:
+        up.kill()
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -345,8 +341,7 @@ async def main(args: argparse.Namespace) -> None:
     print(f"waiting bench: {args.runs} runs, store {url.split('@')[-1]}, reads over HTTP (uvicorn) {load()}")
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
-            await ready(http, up, log_path)
-            keys = json.loads((data / "keys.json").read_text())
+            keys = await ready_and_deployed(http, up, data)  # (it deploys latency_bench's ping journey too)
             admin = {"Authorization": f"Bearer {keys['admin']}"}
             http.cookies.set(COOKIE_NAME, keys["admin"])
             for name in ("bench_hello", "bench_woken"):
@@ -408,11 +403,7 @@ async def main(args: argparse.Namespace) -> None:
         print(f"journeys up's log, the end:\n{log_path.read_text()[-4000:]}")
         raise
     finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            up.kill()
+        stop(up)
         store.dispose()
         log.close()
         shutil.rmtree(data, ignore_errors=True)
