@@ -8,7 +8,9 @@ behind a round-robin proxy (``tests.integration.proxy``, nginx's
 proxy: templates, a coupon pool, two journeys deployed, a broadcast run now
 over a seeded pool (``bench.seed_pool``: ~10 % of it is tagged ``vip``) and,
 while it runs, events posted the way a Segment library posts them (retried
-with the same message id until a 2xx).
+with the same message id until a 2xx). The four processes start together on
+an empty database, each migrating it on start (``Store.migrate`` takes an
+advisory lock: without it three of four crashed on duplicate DDL).
 
 Mid-broadcast one worker and one API process get ``kill -9``; both are
 started again a moment later, as systemd or Kubernetes would. Then nothing
