@@ -59,9 +59,13 @@ MEMO_KEY = "broadcast_id"
 # Starts in flight per page activity: measured best for start_workflow from one
 # process on the dev server (bench/broadcast_bench.py sweeps it).
 START_CONCURRENCY = 64
-# A page activity stops selecting new pages after this long; well inside the
-# workflow's 10-minute start-to-close timeout for the pages still in flight.
-CALL_SECONDS = 30.0
+# A page activity stops selecting new pages after this long, leaving the rest
+# of the workflow's 10-minute start-to-close timeout to the (at most two) pages
+# still in flight. Long on purpose: the broadcast workflow shares its task
+# queue with the runs it starts, so each return to it waits behind their
+# first workflow tasks (on 2 overloaded cores a 4k-user bench saw the
+# broadcast's next workflow task wait over 7 minutes behind that backlog).
+CALL_SECONDS = 120.0
 log = logging.getLogger("journeys.broadcast")
 
 
