@@ -153,6 +153,7 @@ def main() -> None:
     parser.add_argument("--before", default="853032b", help="git rev of the compiler to compare against")
     parser.add_argument("--budget", type=float, default=120.0, help="seconds per condition for 'before'")
     parser.add_argument("--sample", type=int, default=0, help="per-user baseline on K candidates (0: skip)")
+    parser.add_argument("--only", type=int, nargs="*", help="indexes into CONDITIONS (default: all)")
     args = parser.parse_args()
     if not args.url:
         raise SystemExit("needs --url or JOURNEYS_TEST_PG_URL (scripts/with-postgres)")
@@ -170,7 +171,7 @@ def main() -> None:
     settings = Settings()
     before = before_select_page(args.before)
     print(f"{'condition':56} {'matched':>8} {'after s':>8} {'1st pg':>7} {'before s':>9} {'1st pg':>7} {'x':>5}  load")
-    for source in CONDITIONS:
+    for source in [CONDITIONS[i] for i in args.only] if args.only else CONDITIONS:
         cond = where(source)
         matched, after_s, after_first, _, _ = scan(store, cond, settings, audience.select_page)
         old_matched, before_s, before_first, cursor, finished = scan(store, cond, settings, before, args.budget)

@@ -18,6 +18,10 @@ Cost is kept down in two layers:
    float, an amount stored as a string, ...) are ``TRUE`` in ``upper`` and
    ``FALSE`` in ``lower`` — flipped under ``not`` — so the bounds stay sound
    for any nesting. When nothing is unsure, ``upper`` *is* the answer.
+   Stage, RFM and counts read per-user event facts from one grouped
+   subquery bounded to a window of user ids (``audience_sql.Facts``), so a
+   page costs one range scan of the window's events, not an aggregate per
+   fact per user row.
 2. Candidates between the bounds are checked in Python: with the tags and
    attributes of the page (two queries per page) when the condition needs no
    more, else with the full per-user snapshot of ``engine.activities`` (derived
