@@ -1,20 +1,21 @@
 """indexes for a store at a million users: a user's events by time (derived
 stage and RFM) and by receipt (timeline, console user page), an event name's
-events by time (audience counts, stats),
-a user's unsent run signals, sent run signals by age (their cleanup)
+events by time (audience counts, stats), a user's unsent run signals, sent
+run signals by age (their cleanup); the events' own user_id index dropped
 
 Revision ID: 0014
 Revises: 0013
 Create Date: 2026-12-02
 
-On PostgreSQL a plain ``CREATE INDEX`` holds a SHARE lock on ``events`` (writes
-wait) for as long as the build takes: measured about a minute per index on 10M
-events on two cores (``bench/store_bench.py``). ``CREATE INDEX CONCURRENTLY``
-cannot run inside the transaction ``Store.migrate`` wraps every upgrade in, so
-this migration does not use it; instead every index here is created ``IF NOT
-EXISTS``: on a large live store, build them first by hand with
-``CREATE INDEX CONCURRENTLY`` under the same names and definitions (README,
-Production) and the upgrade finds them and only records the revision.
+On PostgreSQL a plain ``CREATE INDEX`` holds a SHARE lock on ``events``
+(writes wait) for as long as the build takes: measured 12-18 s per index on
+1M events and 106-173 s on 10M, on two cores shared at load 22-31
+(``bench/store_bench.py``). ``CREATE INDEX CONCURRENTLY`` cannot run inside
+the transaction ``Store.migrate`` wraps every upgrade in, so this migration
+does not use it; instead every index here is created ``IF NOT EXISTS``: on a
+large live store, build them first by hand with ``CREATE INDEX CONCURRENTLY``
+under the same names and definitions (README, Production) and the upgrade
+finds them and only records the revision.
 """
 
 from __future__ import annotations
