@@ -70,13 +70,18 @@ async def _call(
     return await activity_env.run(acts.page, req)
 
 
+def _audience(db: Store, prefix: str) -> tuple[list[str], str, Journey, str]:
+    """The expected users, a `reentry always` journey (only the broadcast's
+    own bookkeeping stops a second entry) and a broadcast id."""
+    expected = population(db, 250)
+    journey_id, ir = audience_journey(WHERE, reentry="always")
+    return expected, journey_id, ir, f"{prefix}-{journey_id}"
+
+
 async def test_one_call_commits_every_page_and_a_partial_start_enters_nobody_twice(
     dev_env: WorkflowEnvironment, db: Store
 ) -> None:
-    expected = population(db, 250)
-    # `reentry always`: only the broadcast's own bookkeeping stops a second entry.
-    journey_id, ir = audience_journey(WHERE, reentry="always")
-    bid = f"pipe-{journey_id}"
+    expected, journey_id, ir, bid = _audience(db, "pipe")
     async with engine(dev_env.client, db) as eng, _caller(dev_env) as caller:
         # A crashed attempt started the first 30 users and committed nothing:
         # their runs have ended by the time the page is redone.
@@ -106,9 +111,7 @@ async def test_one_call_commits_every_page_and_a_partial_start_enters_nobody_twi
 async def test_a_call_whose_workflow_run_is_gone_stops_after_the_page_in_flight(
     dev_env: WorkflowEnvironment, db: Store
 ) -> None:
-    expected = population(db, 250)
-    journey_id, ir = audience_journey(WHERE, reentry="always")
-    bid = f"gone-{journey_id}"
+    expected, journey_id, ir, bid = _audience(db, "gone")
     async with engine(dev_env.client, db) as eng, _caller(dev_env) as caller:
         broadcasts.begin(db, bid, journey_id=journey_id, version=1, trigger="api", page_size=PAGE, now=NOW)
         await caller.terminate("the broadcast's run was terminated")
