@@ -326,10 +326,13 @@ async def run_floor(local_activities: int, count: int, concurrency: int, warmup:
 
             return one
 
-        async def completed(expected: int) -> float:
+        async def completed(expected: int, within: float = 300.0) -> float:
+            deadline = time.time() + within  # a bound: a swamped dev server may drop a task for a while
             while True:
                 count = (await client.count_workflows('ExecutionStatus="Completed"')).count
-                if count >= expected:
+                if count >= expected or time.time() > deadline:
+                    if count < expected:
+                        print(f"  warning: only {count} of {expected} bare workflows completed in time", flush=True)
                     return time.time()
                 await asyncio.sleep(1.0)  # a count is a visibility query: not too often
 
@@ -421,7 +424,7 @@ async def main(args: argparse.Namespace) -> None:
                     raise
                 print(f"  the dev server did not start in time; again ({_load()})", flush=True)
         results.append(figures)
-        print(f"  {figures.label}: {figures.rate:.1f} events/s, p99 {p99(figures.latencies):.0f} ms ({_load()})")
+        report([figures], None)  # as it goes: a later phase that fails loses nothing
     local = max((r.local_activities for r in results), default=0)
     count = max(200, max((r.events for r in results), default=0))
     floor = await run_floor(local, count, args.concurrency, 50) if local else None
