@@ -40,6 +40,7 @@ import time
 from collections import Counter
 from datetime import UTC
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -226,6 +227,18 @@ async def ready_and_deployed(http: httpx.AsyncClient, up: subprocess.Popen, data
     return keys
 
 
+def stop_up(up: subprocess.Popen, store: Store, log: IO[str], data: Path, within: float = 90) -> None:
+    """Ctrl-C ``journeys up`` (killed if it is not gone ``within`` seconds) and remove its data directory."""
+    up.send_signal(signal.SIGINT)
+    try:
+        up.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        up.kill()
+    store.dispose()
+    log.close()
+    shutil.rmtree(data, ignore_errors=True)
+
+
 async def main(rate: float, seconds: float, workers: int | None, only: str | None, warmup: float) -> None:
     data = Path(tempfile.mkdtemp(prefix="journeys-latency-"))
     port, temporal_port, ui_port = free_port(), free_port(), free_port()
@@ -331,14 +344,7 @@ async def main(rate: float, seconds: float, workers: int | None, only: str | Non
                 (_ts(created) - sent[user.removeprefix("direct-")]) * 1000 for user, created in rows
             )
     finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            up.kill()
-        store.dispose()
-        log.close()
-        shutil.rmtree(data, ignore_errors=True)
+        stop_up(up, store, log, data)
     for label, values in results.items():
         print(summary(label, values))
     api = results.get("API ingest → delivery")

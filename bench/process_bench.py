@@ -60,6 +60,7 @@ from bench.latency_bench import (  # noqa: E402
     free_port,
     p99,
     ready_and_deployed,
+    stop_up,
     summary,
     wait_for_deliveries,
 )
@@ -280,14 +281,7 @@ async def run_product(
         per_event = max(0.0, xacts - polls) / max(1, len(sent))
         return Figures(label, len(rows), last - started, latencies, cpu_ms, markers, per_event)
     finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            up.kill()
-        store.dispose()
-        log.close()
-        shutil.rmtree(data, ignore_errors=True)
+        stop_up(up, store, log, data)
         dbs.drop(name)
 
 
