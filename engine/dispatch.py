@@ -475,6 +475,14 @@ class Dispatcher:
             log.warning("sweep: run signals not sent within %.0f s; next round", self.bounds.deliver_within)
         if signals:
             log.info("sweep: %d run signals sent", signals)
+        try:
+            # signals sent over a week ago are history nobody reads: bounded batches a round
+            pruned = await asyncio.to_thread(run_signals.prune_sent, self.store)
+        except Exception:  # noqa: BLE001 - a cleanup; the next round tries again
+            log.exception("sweep: could not prune sent run signals; next round")
+            pruned = 0
+        if pruned:
+            log.info("sweep: %d sent run signals pruned", pruned)
         return done
 
     async def _temporal_answers(self, client: Client) -> bool:

@@ -14,11 +14,13 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.runs import workflow_id
 from engine import dispatch
-from engine.store.models import Delivery, Event, Run
+from engine.store.models import Delivery, Event, Run, RunSignal
+from engine.store.types import utcnow
 from tests.api.conftest import WRITE, Stack, auth, eventually, unique
 from tests.api.ping_journey import deploy_ping
 
@@ -131,3 +133,32 @@ async def test_the_sweep_delivers_what_was_left_and_never_enters_twice(
 
 async def _async(value):  # noqa: ANN001, ANN202
     return value
+
+
+async def test_the_sweep_prunes_run_signals_sent_over_a_week_ago_and_keeps_the_rest(stack: Stack) -> None:
+    now = utcnow()
+    user = unique("m")
+    ages = {"old-sent": (timedelta(days=8), True), "new-sent": (timedelta(days=1), True)}
+    ages["old-unsent"] = (timedelta(days=30), False)
+
+    def seed(s: Session) -> dict[str, int]:
+        rows = {
+            name: RunSignal(
+                user_id=user,
+                kind="tags",
+                payload={},
+                created_at=now - age,
+                sent_at=(now - age) if sent else None,
+                workflow_id=f"wf-{name}-{user}",  # no such run: an unsent one is given up on, not deleted
+            )
+            for name, (age, sent) in ages.items()
+        }
+        s.add_all(rows.values())
+        s.flush()
+        return {name: row.id for name, row in rows.items()}
+
+    ids = stack.store.transact(seed)
+    await stack.app.state.dispatcher.sweep(stack.client, older_than=timedelta(hours=1))
+    with stack.store.read() as s:
+        left = set(s.scalars(select(RunSignal.id).where(RunSignal.id.in_(list(ids.values())))))
+    assert ids["old-sent"] not in left and ids["new-sent"] in left and ids["old-unsent"] in left
