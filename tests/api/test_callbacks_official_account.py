@@ -118,6 +118,21 @@ async def _found(value: Any) -> Any:
     return value
 
 
+async def _card_journey(oa: OAStack, prefix: str, card: str) -> str:
+    """Deploy a journey that thanks each follow through the QR scene ``card``
+    with a template message; returns its id."""
+    jid = unique(prefix)
+    r = await oa.http.put(f"{oa.url}/v1/templates/card_thanks", json={"body": "谢谢关注"}, headers=auth())
+    assert r.status_code in (200, 201), r.text
+    source = (
+        f'journey "{jid}"\n  entry event subscribe where placement == "{card}"\n  reentry always\n\n'
+        '  send official_account "card_thanks"\n'
+    )
+    r = await oa.http.post(f"{oa.url}/v1/journeys", json={"source": source, "id": jid}, headers=auth())
+    assert r.status_code == 201, r.text
+    return jid
+
+
 async def test_server_verification_echoes_when_signed(oa: OAStack) -> None:
     q = oa.sender.query() | {"echostr": "8152357451213"}
     r = await oa.http.get(f"{oa.url}/v1/callbacks/official-account", params=q)
@@ -127,16 +142,7 @@ async def test_server_verification_echoes_when_signed(oa: OAStack) -> None:
 
 
 async def test_subscribe_by_a_qr_scene_starts_the_journey_whose_send_is_then_reported(oa: OAStack) -> None:
-    jid = unique("oa-card")
-    r = await oa.http.put(f"{oa.url}/v1/templates/card_thanks", json={"body": "谢谢关注"}, headers=auth())
-    assert r.status_code in (200, 201), r.text
-    source = (
-        f'journey "{jid}"\n  entry event subscribe where placement == "card-7"\n  reentry always\n\n'
-        '  send official_account "card_thanks"\n'
-    )
-    r = await oa.http.post(f"{oa.url}/v1/journeys", json={"source": source, "id": jid}, headers=auth())
-    assert r.status_code == 201, r.text
-    openid = unique("o-card")
+    jid, openid = await _card_journey(oa, "oa-card", "card-7"), unique("o-card")
     oa.vendor.oa_subscribers.add(openid)
     follow = _event(openid, "subscribe", EventKey="qrscene_card-7", Ticket="gQH47joAAAAAAAAAASxodHRw")
     r = await oa.sender.post(follow)  # safe mode
@@ -259,16 +265,7 @@ async def test_an_unfollow_opts_out_of_the_account_and_a_follow_back_opts_in_but
     journey's send is suppressed, not failed at the vendor); following again
     opts them back in before the follow's own journey sends; an opt-out an
     operator made stays whatever the person does on WeChat."""
-    jid = unique("oa-refollow")
-    r = await oa.http.put(f"{oa.url}/v1/templates/card_thanks", json={"body": "谢谢关注"}, headers=auth())
-    assert r.status_code in (200, 201), r.text
-    source = (
-        f'journey "{jid}"\n  entry event subscribe where placement == "card-9"\n  reentry always\n\n'
-        '  send official_account "card_thanks"\n'
-    )
-    r = await oa.http.post(f"{oa.url}/v1/journeys", json={"source": source, "id": jid}, headers=auth())
-    assert r.status_code == 201, r.text
-    openid = unique("o-refollow")
+    jid, openid = await _card_journey(oa, "oa-refollow", "card-9"), unique("o-refollow")
     oa.vendor.oa_subscribers.add(openid)
     sent_at = iter(range(1700000000 + uuid.uuid4().int % 10**6, 1800000000))  # WeChat's CreateTime: in order
 
