@@ -237,6 +237,8 @@ class Delivery(Base):
         Index("ix_deliveries_journey_node", "journey_id", "version", "node_id"),
         Index("ix_deliveries_user_at", "user_id", "at"),
         Index("ix_deliveries_journey_node_address", "journey_id", "node_id", "address_hash"),
+        # a node's latest deliveries, a page at a time (0015)
+        Index("ix_deliveries_journey_node_at", "journey_id", "node_id", "at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -375,6 +377,8 @@ class StepRecord(Base):
             postgresql_where=text("seq > 0"),
         ),
         Index("ix_step_records_journey_node", "journey_id", "version", "node_id"),
+        # per-node counts (distinct runs per node and outcome) from the index alone (0015)
+        Index("ix_step_records_node_outcome_run", "journey_id", "node_id", "outcome", "run_key", "version"),
         Index("ix_step_records_user_at", "user_id", "at"),
     )
 
