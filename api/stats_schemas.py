@@ -143,4 +143,9 @@ class StatsOut(BaseModel):
     readouts: list[ReadoutOut] | None = None
     per_entry: PerEntryOut | None = None
     split_tests: list[SplitTestOut] = Field(default_factory=list, description="The version's split tests")
+    counts_age_seconds: float | None = Field(
+        None,
+        description="How old the oldest of the counts is, when the journey is big enough that they are retaken"
+        " in the background rather than on every call; null: counted for this answer",
+    )
     warnings: list[str] = Field(default_factory=list)

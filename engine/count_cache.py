@@ -95,10 +95,11 @@ class CountCache:
         threading.Thread(target=run, name="journeys-recount", daemon=True).start()
 
     def age(self, key: Hashable) -> float | None:
-        """Seconds since the kept count was taken; None when none is kept."""
+        """Seconds since the count served for ``key`` was taken; None when
+        counts for it are taken fresh on every call."""
         with self._lock:
             kept = self._kept.get(key)
-        return None if kept is None else time.monotonic() - kept.taken_at
+        return None if kept is None or not kept.expensive else time.monotonic() - kept.taken_at
 
 
 COUNTS = CountCache()

@@ -78,10 +78,25 @@ class JourneySummary:
     outcomes: dict[str, int]
 
 
+_KEPT_KINDS = ("nodes", "admitted", "summary")
+
+
+def _key(kind: str, store: Store, journey_id: str, version: int | None) -> tuple[object, ...]:
+    return (kind, id(store), store.url, journey_id, version)
+
+
 def _kept(kind: str, store: Store, journey_id: str, version: int | None, count: Callable[[], T]) -> T:
     """``count()``, kept while it is expensive (``engine.count_cache``)."""
-    key = (kind, id(store), store.url, journey_id, version)
-    return COUNTS.get(key, count, in_process=store.dialect == "sqlite")
+    assert kind in _KEPT_KINDS
+    return COUNTS.get(_key(kind, store, journey_id, version), count, in_process=store.dialect == "sqlite")
+
+
+def counts_age(store: Store, journey_id: str, version: int | None = None) -> float | None:
+    """How many seconds old the oldest kept count of the journey is (a big
+    journey's counts are retaken in the background); None: all are fresh."""
+    ages = [COUNTS.age(_key(kind, store, journey_id, version)) for kind in _KEPT_KINDS]
+    known = [a for a in ages if a is not None]
+    return round(max(known), 1) if known else None
 
 
 def node_counts(store: Store, journey_id: str, version: int | None = None) -> dict[str, NodeStats]:

@@ -167,6 +167,7 @@ async def journey_stats(
             _variant_clicks(VariantOut.model_validate(r), variant_clicks)
             for r in experiments.variant_rows(variants, experiments.holdout_variants(ir))
         ],
+        counts_age_seconds=stats.counts_age(store, journey_id, version),
         warnings=warnings,
         split_tests=await asyncio.to_thread(
             split_test_rows, store, journey_id, version, settings.split_test_min_per_variant

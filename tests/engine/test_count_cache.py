@@ -33,6 +33,8 @@ def test_an_expensive_count_is_kept_then_retaken_once(monkeypatch: pytest.Monkey
 
     assert cache.get("k", count) == 1
     assert cache.get("k", count) == 1 and calls == [0]  # young: served as kept
+    age = cache.age("k")
+    assert age is not None and age >= 0  # the answer can say how old it is
     time.sleep(0.06)
     assert cache.get("k", count) == 1 and cache.get("k", count) == 1  # old: kept value, one recount started
     gate.set()
@@ -57,3 +59,20 @@ def test_in_process_counts_cost_their_cpu_not_their_waits() -> None:
     assert local.get("k", count, in_process=True) == 2  # taken again: it cost no CPU
     assert served.get("k", count) == 3
     assert served.get("k", count) == 3  # kept: it took long on the wall clock
+
+
+def test_stats_say_how_old_kept_counts_are(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    """``stats.counts_age``: None while a journey is counted for each answer,
+    the kept counts' age once they are expensive enough to be kept."""
+    from engine import stats
+    from engine.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'age.db'}")
+    store.migrate()
+    stats.node_counts(store, "j-age")
+    assert stats.counts_age(store, "j-age") is None
+    monkeypatch.setattr(count_cache, "EXPENSIVE_CPU", 0.0)  # every count is "expensive"
+    stats.node_counts(store, "j-age")
+    age = stats.counts_age(store, "j-age")
+    assert age is not None and age >= 0
+    store.dispose()
