@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.console import view
 from api.deps import CONSOLE_HEADER, COOKIE_NAME
 from api.settings import ApiSettings
 from engine import catalog, identity
@@ -407,13 +408,13 @@ def test_timeline_pages(app_store: tuple[TestClient, Store, ApiSettings]) -> Non
             outcome="passed",
             at=start + timedelta(minutes=i),
         )
-        for i in range(305)
+        for i in range(105)
     ]
     runs.record_steps(store, steps)
     login(http)
     first = http.get(f"/console/users/{uid}")
-    assert first.text.count('<li class="tl ') == 300
-    assert "2026-01-01 05:04:00" in first.text and "2026-01-01 00:04:00" not in first.text  # newest 300
+    assert first.text.count('<li class="tl ') == view.TIMELINE_PAGE == 100
+    assert "2026-01-01 01:44:00" in first.text and "2026-01-01 00:04:00" not in first.text  # newest 100
     older = re.search(r'id="timeline-older" href="([^"]+)"', first.text)
     assert older is not None
     second = http.get(older.group(1).replace("&amp;", "&"))
@@ -423,14 +424,14 @@ def test_timeline_pages(app_store: tuple[TestClient, Store, ApiSettings]) -> Non
 
     api = {"Authorization": f"Bearer {ADMIN}"}
     seen: list[str] = []
-    url: str | None = f"/v1/users/{uid}/timeline?limit=120"
+    url: str | None = f"/v1/users/{uid}/timeline?limit=40"
     while url:
         r = http.get(url, headers=api)
         assert r.status_code == 200, r.text
         seen = [i["node_id"] for i in r.json()] + seen
         link = r.headers.get("link")
         url = re.match(r"<([^>]+)>; rel=\"next\"", link).group(1) if link else None
-    assert seen == [f"n{i}" for i in range(305)]
+    assert seen == [f"n{i}" for i in range(105)]
 
 
 def test_static_files_and_no_traversal(http: TestClient) -> None:
