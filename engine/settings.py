@@ -68,6 +68,15 @@ class Settings(BaseSettings):
     )
     temporal_namespace: str = "default"
     task_queue: str = "journeys"
+    # Runs a worker keeps in memory between their workflow tasks. A run that
+    # is not cached is replayed from its history when it wakes, which costs
+    # several times a cached wake's CPU (``bench/waiting_bench.py``); each
+    # cached run holds its IR and state (tens of kB).
+    worker_workflow_cache: int = Field(default=1000, ge=0, le=1_000_000)
+    # Workflow tasks one worker process works on at once. An overloaded worker
+    # that takes more than it can finish within the task timeout (10 s) has
+    # them time out and redone; the SDK's default is 100.
+    worker_workflow_tasks: int = Field(default=100, ge=2, le=10_000)
 
     # Global frequency caps, per user across all journeys; None = no cap.
     cap_per_day: int | None = 2

@@ -45,6 +45,8 @@ def build_worker(
     *,
     max_concurrent_activities: int = 50,
     workflows: Sequence[type] = (),
+    workflow_cache: int = 1000,
+    workflow_tasks: int = 100,
 ) -> Worker:
     """A worker running the journey interpreter, any extra ``workflows`` (e.g.
     ``AudienceBroadcastWorkflow``) and the given activities."""
@@ -55,6 +57,8 @@ def build_worker(
         activities=list(activities),
         activity_executor=ThreadPoolExecutor(max_workers=max_concurrent_activities),
         max_concurrent_activities=max_concurrent_activities,
+        max_cached_workflows=workflow_cache,
+        max_concurrent_workflow_tasks=workflow_tasks,
     )
 
 
@@ -79,6 +83,8 @@ async def run_worker(settings: Settings, client: Client | None = None, stop: asy
         [*activities.all(), *broadcast.all()],
         settings.task_queue,
         workflows=[AudienceBroadcastWorkflow],
+        workflow_cache=settings.worker_workflow_cache,
+        workflow_tasks=settings.worker_workflow_tasks,
     )
     stop = stop or asyncio.Event()
     poller = asyncio.create_task(poll_pending_sends(activities, stop, PENDING_POLL_SECONDS))
