@@ -165,6 +165,7 @@ async def journey(
         versions=list(reversed(versions)),
         selected_version=version,
         per_entry=per_entry,
+        panel_limit=view.PANEL_LIMIT,  # the node panel's page of who waits / of deliveries
     )
 
 

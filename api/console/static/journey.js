@@ -13,7 +13,6 @@
   const pollMs = Number(root.dataset.pollMs || 3000);
   // "" = every version together; else the numbers of that one version only
   const version = root.dataset.version || "";
-  const onVersion = version ? "?version=" + encodeURIComponent(version) : "";
   // an event counted per entered user, next to each variant (?per_entry=)
   const perEntry = root.dataset.perEntry || "";
   const statsQuery = [version ? "version=" + encodeURIComponent(version) : null,
@@ -58,6 +57,25 @@
     Console.fill(body, ...rows);
   }
 
+  /* A big journey's counts are kept and recounted in the background
+     (engine/count_cache.py): say how old they are, so lagging numbers are not
+     taken for live ones. null: counted for this answer, nothing to say. */
+  function ago(seconds) {
+    if (seconds < 90) return Math.round(seconds) + " s ago";
+    if (seconds < 90 * 60) return Math.round(seconds / 60) + " min ago";
+    return Math.round(seconds / 3600) + " h ago";
+  }
+
+  function showCountsAge(seconds) {
+    const note = document.getElementById("counts-age");
+    if (!note) return;
+    const kept = seconds !== null && seconds !== undefined;
+    note.hidden = !kept;
+    note.textContent = kept
+      ? "Counts as of " + ago(seconds) + ": this journey is big, so its numbers are recounted in the background."
+      : "";
+  }
+
   async function poll() {
     const result = await api("GET", "/v1/journeys/" + encodeURIComponent(id) + "/stats" + (statsQuery ? "?" + statsQuery : ""));
     const state = document.getElementById("live-state");
@@ -72,6 +90,7 @@
         dd.textContent = key === "conversion_rate" ? percent(summary[key]) : number(summary[key]);
       }
       renderVariants(s.variants, s.per_entry);
+      showCountsAge(s.counts_age_seconds);
       if (state) {
         state.textContent = "Live · updated " + new Date().toLocaleTimeString() +
           (s.warnings.length ? " · " + s.warnings.join("; ") : "");
@@ -85,13 +104,97 @@
 
   /* ---- the node panel */
   const panel = document.getElementById("node-panel");
+  // a page of who waits / of deliveries; the server says what it is (view.PANEL_LIMIT)
+  const panelLimit = () => Number(root.dataset.panelLimit) || 0;
+
+  function panelPath(nodeId, cursorName, cursor) {
+    const query = [version ? "version=" + encodeURIComponent(version) : null,
+      panelLimit() ? "limit=" + panelLimit() : null,
+      cursor ? cursorName + "=" + encodeURIComponent(cursor) : null].filter(Boolean).join("&");
+    return "/console/journeys/" + encodeURIComponent(id) + "/nodes/" + encodeURIComponent(nodeId) + (query ? "?" + query : "");
+  }
+
+  /* One of the panel's lists, a page at a time (a node 100k runs wait at is
+     never listed whole): its heading says how many are listed ("shown" while
+     more remain); "More …" asks the next page by its cursor and appends it,
+     and is removed on the last page. */
+  function pagedList(o) {
+    const { key, nodeId } = o;
+    let next = o.next;
+    let shown = 0;
+    const head = el("h3", { class: "small-head", "data-list-head": key });
+    const empty = el("p", { class: "muted small" }, o.empty);
+    const out = el("p", { class: "small error", "aria-live": "polite", hidden: true });
+    const more = el("button", { type: "button", class: "more", "data-more": key }, o.more);
+    const section = el("div", { class: "paged", "data-list": key }, head, o.holder, empty, more, out);
+
+    function add(items, cursor) {
+      const rows = items.map(o.row);
+      o.body.append(...rows);
+      shown += rows.length;
+      next = cursor || null;
+      head.textContent = o.title + " (" + number(shown) + (next ? " shown" : "") + ")";
+      o.holder.hidden = shown === 0;
+      empty.hidden = shown > 0 || Boolean(next);
+      if (!next) more.remove();  // the last page: nothing more to ask for
+      return rows;
+    }
+
+    let loading = false;
+    more.addEventListener("click", async () => {
+      if (loading) return;  // not disabled while it loads: a disabled button would drop the keyboard's focus
+      loading = true;
+      more.setAttribute("aria-busy", "true");
+      const result = await api("GET", panelPath(nodeId, key + "_cursor", next));
+      loading = false;
+      more.removeAttribute("aria-busy");
+      if (!result.ok) {
+        out.hidden = false;
+        Console.fill(out, Console.problem(result));
+        return;
+      }
+      out.hidden = true;
+      const rows = add(result.data[key], result.data[key + "_next"]);
+      // on the last page the button goes: keyboard users carry on at the first new row
+      if (!more.isConnected && rows.length) {
+        const link = rows[0].querySelector("a");
+        if (link) link.focus();
+      }
+    });
+    add(o.first, next);
+    return section;
+  }
+
+  function waitingList(p, nodeId) {
+    const body = el("ul", { class: "waiting" });
+    return pagedList({
+      key: "waiting", nodeId, title: "Waiting here now", more: "More waiting users", empty: "Nobody.",
+      first: p.waiting, next: p.waiting_next, holder: body, body,
+      row: (u) => el("li", {}, el("a", { href: "/console/users/" + encodeURIComponent(u) }, u)),
+    });
+  }
+
+  function deliveriesList(p, nodeId) {
+    const body = el("tbody");
+    const table = el("table", { class: "grid deliveries" },
+      el("thead", {}, el("tr", {}, ["When", "User", "Channel", "Status"].map((h) => el("th", { scope: "col" }, h)))),
+      body);
+    return pagedList({
+      key: "deliveries", nodeId, title: "Deliveries", more: "More deliveries", empty: "No messages from this step.",
+      first: p.deliveries, next: p.deliveries_next, holder: table, body,
+      row: (d) => el("tr", { class: "st-" + d.status },
+        el("td", {}, new Date(d.at).toLocaleString()),
+        el("td", {}, el("a", { href: "/console/users/" + encodeURIComponent(d.user_id) }, d.user_id)),
+        el("td", {}, (d.channel || "–") + " " + (d.template || "")),
+        el("td", {}, d.status + (d.reason ? " (" + d.reason + ")" : ""))),
+    });
+  }
 
   async function openNode(nodeId, g) {
     for (const other of document.querySelectorAll("#diagram .node.selected")) other.classList.remove("selected");
     g.classList.add("selected");
     Console.fill(panel, el("h2", {}, "Step"), el("p", { class: "muted" }, "Loading…"));
-    const path = "/console/journeys/" + encodeURIComponent(id) + "/nodes/" + encodeURIComponent(nodeId) + onVersion;
-    const result = await api("GET", path);
+    const result = await api("GET", panelPath(nodeId));
     if (!result.ok) {
       Console.fill(panel, el("h2", {}, "Step"), el("p", { class: "error" }, Console.problem(result)));
       return;
@@ -102,22 +205,8 @@
       el("h2", { "data-node-id": p.node_id }, p.label),
       el("p", { class: "muted small" }, "node " + p.node_id),
       outcomes.length ? el("p", { class: "small" }, outcomes.map(([k, n]) => k + ": " + number(n)).join(" · ")) : null,
-      el("h3", { class: "small-head" }, "Waiting here now (" + p.waiting.length + ")"),
-      p.waiting.length
-        ? el("ul", { class: "waiting" }, p.waiting.map((u) =>
-            el("li", {}, el("a", { href: "/console/users/" + encodeURIComponent(u) }, u))))
-        : el("p", { class: "muted small" }, "Nobody."),
-      el("h3", { class: "small-head" }, "Deliveries (" + p.deliveries.length + ")"),
-      p.deliveries.length
-        ? el("table", { class: "grid deliveries" },
-            el("thead", {}, el("tr", {}, ["When", "User", "Channel", "Status"].map((h) => el("th", { scope: "col" }, h)))),
-            el("tbody", {}, p.deliveries.map((d) =>
-              el("tr", { class: "st-" + d.status },
-                el("td", {}, new Date(d.at).toLocaleString()),
-                el("td", {}, el("a", { href: "/console/users/" + encodeURIComponent(d.user_id) }, d.user_id)),
-                el("td", {}, (d.channel || "–") + " " + (d.template || "")),
-                el("td", {}, d.status + (d.reason ? " (" + d.reason + ")" : ""))))))
-        : el("p", { class: "muted small" }, "No messages from this step."),
+      waitingList(p, nodeId),
+      deliveriesList(p, nodeId),
       p.split_test ? splitTestPanel(p, nodeId, g) : null,
       p.failed && p.can_replay ? replayControl(p, nodeId, g) : null,
     );
