@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import Table, insert, select  # noqa: E402
 
+from engine import derived  # noqa: E402
 from engine.store import Store  # noqa: E402
 from engine.store.models import Consent, Event, Identity, Tag, User  # noqa: E402
 
@@ -122,7 +123,9 @@ def seed_pool(store: Store, users: int, seed: int = 1) -> int:
         if s.scalar(select(User.id).where(User.id == user_id(seed, 0))) is not None:
             raise SystemExit(f"a pool of seed {seed} with another size is there: use a fresh database or seed")
     if store.dialect != "postgresql":
-        return sum(_insert_batch(store, batch) for batch in _batches(seed, users))
+        total = sum(_insert_batch(store, batch) for batch in _batches(seed, users))
+        store.transact(derived.store_event_spans)
+        return total
     # The server's part of a COPY (index upkeep) is half the time: it runs while
     # the next batch is generated (psycopg waits on the socket without the GIL).
     total = 0
@@ -134,6 +137,8 @@ def seed_pool(store: Store, users: int, seed: int = 1) -> int:
             pending = pool.submit(_copy_batch, store, batch)
         if pending is not None:
             total += pending.result()
+    # Ingest keeps each user's first/last event on the user; a bulk load sets them once.
+    store.transact(derived.store_event_spans)
     return total
 
 

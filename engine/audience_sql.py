@@ -16,7 +16,8 @@ What compiles exactly, and what stays unsure:
 - plain tags: ``EXISTS`` on ``tags``; ``stage:x`` / ``rfm:x`` tags are the
   derived values at ``now`` (the snapshot drops stored ones), as below;
 - lifecycle stage: the rules of ``engine.derived.compute`` over the user's
-  first/last event and last payment;
+  first/last event (kept on ``users``: ``first_event_at``/``last_event_at``)
+  and last payment;
 - RFM layer: the same, with the window's payment count and amount sum; a
   payment whose amount is a non-empty *string* makes the user unsure (Python's
   ``float()`` accepts spellings SQL casts do not);
@@ -286,8 +287,9 @@ def compile_count(cond: EventCountCond, ctx: CompileContext) -> Leaf:
 
 @dataclass(frozen=True)
 class FactNeeds:
-    """Which event aggregates a condition reads: stage (first/last event, last
-    payment), RFM (last payment, the window's payments) and counts."""
+    """Which event aggregates a condition reads: stage (the last payment; the
+    first and last event are on ``users``), RFM (the last payment, the
+    window's payments) and counts."""
 
     stage: bool = False
     rfm: bool = False
@@ -305,7 +307,9 @@ class Facts:
     ``after``/``upto`` bound it to a range of user ids (the page being read),
     so PostgreSQL reads that range of ``ix_events_user_at`` once instead of a
     whole-table aggregate or a probe per user per fact. Only the event names
-    the condition reads are scanned unless it needs stage (any event counts)."""
+    the condition reads are scanned: payments for stage and RFM, the counted
+    names for counts. A user's first and last event (any name) are not
+    aggregated here: they are kept on ``users`` at ingest (``engine.derived``)."""
 
     def __init__(
         self,
@@ -321,9 +325,6 @@ class Facts:
         at = Event.occurred_at
         cols: dict[str, ColumnElement[Any]] = {}
         self.amount_known = True
-        if needs.stage:
-            cols["first_event"] = func.min(at)
-            cols["last_event"] = func.max(at)
         if needs.stage or needs.rfm:
             cols["last_payment"] = func.max(case((payment, at), else_=None))
         if needs.rfm and ctx.now is not None:
@@ -351,10 +352,9 @@ class Facts:
             where_rows.append(Event.user_id > after)
         if upto is not None:
             where_rows.append(Event.user_id <= upto)
-        if not needs.stage:
-            names = set(rules.payment_events) if needs.rfm else set()
-            names.update(event for event, _ in needs.counts)
-            where_rows.append(Event.name.in_(sorted(names)))
+        names = set(rules.payment_events) if needs.stage or needs.rfm else set()
+        names.update(event for event, _ in needs.counts)
+        where_rows.append(Event.name.in_(sorted(names)))
         stmt = select(Event.user_id.label("user_id"), *[c.label(k) for k, c in cols.items()])
         self.table = stmt.where(*where_rows).group_by(Event.user_id).subquery("facts")
 
@@ -388,8 +388,8 @@ class Derived:
     def stage(self) -> ColumnElement[str]:
         r = self.rules
         last_payment = self.facts.col("last_payment")
-        last_event = self.facts.col("last_event")
-        first_event = self.facts.col("first_event")
+        last_event = User.last_event_at
+        first_event = User.first_event_at
         created = User.created_at
         new_cut, churn_cut = self._cut(r.new_days), self._cut(r.churned_days)
         return case(

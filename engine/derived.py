@@ -41,9 +41,18 @@ DERIVED_SOURCE = "derived"
 
 _USERS = User.__table__
 _EVENTS = Event.__table__
-_USER_ROW = select(_USERS.c.created_at, _USERS.c.stage, _USERS.c.rfm).where(_USERS.c.id == bindparam("uid"))
-_SET_STAGE = (
-    update(_USERS).where(_USERS.c.id == bindparam("uid")).values(stage=bindparam("new_stage"), rfm=bindparam("new_rfm"))
+_USER_ROW = select(
+    _USERS.c.created_at, _USERS.c.stage, _USERS.c.rfm, _USERS.c.first_event_at, _USERS.c.last_event_at
+).where(_USERS.c.id == bindparam("uid"))
+_SET_DERIVED = (
+    update(_USERS)
+    .where(_USERS.c.id == bindparam("uid"))
+    .values(
+        stage=bindparam("new_stage"),
+        rfm=bindparam("new_rfm"),
+        first_event_at=bindparam("new_first"),
+        last_event_at=bindparam("new_last"),
+    )
 )
 
 
@@ -114,22 +123,46 @@ def user_facts(session: Session, user_id: str, now: datetime, rules: DerivedRule
     return _facts(session, user_id, row.created_at, now, rules) if row is not None else None
 
 
-def _facts(session: Session, user_id: str, created_at: datetime, now: datetime, rules: DerivedRules) -> UserFacts:
-    now = utc(now)
-    spans, payments_since = _fact_queries(tuple(rules.payment_events))
+@dataclass(frozen=True)
+class _Spans:
+    first_event: datetime | None
+    last_event: datetime | None
+    last_payment: datetime | None
+
+
+def _spans(session: Session, user_id: str, rules: DerivedRules) -> _Spans:
+    spans, _ = _fact_queries(tuple(rules.payment_events))
     first_event, last_event, last_payment = session.execute(spans, {"uid": user_id}).one()
+    return _Spans(
+        first_event=utc(first_event) if first_event else None,
+        last_event=utc(last_event) if last_event else None,
+        last_payment=utc(last_payment) if last_payment else None,
+    )
+
+
+def _facts(
+    session: Session,
+    user_id: str,
+    created_at: datetime,
+    now: datetime,
+    rules: DerivedRules,
+    spans: _Spans | None = None,
+) -> UserFacts:
+    now = utc(now)
+    _, payments_since = _fact_queries(tuple(rules.payment_events))
+    spans = spans or _spans(session, user_id, rules)
+    first_event, last_event, last_payment = spans.first_event, spans.last_event, spans.last_payment
     window_start = now - timedelta(days=rules.rfm_window_days)
     payments: list = []
     if last_payment is not None and utc(last_payment) > window_start:  # else none can be in the window
         payments = session.execute(payments_since, {"uid": user_id, "since": window_start}).all()
     monetary = sum(_amount(props, rules.amount_property) for (props,) in payments)
-    first_event = utc(first_event) if first_event else None
     created_at = utc(created_at)
     first_seen = min(created_at, first_event) if first_event else created_at
     return UserFacts(
         first_seen=first_seen,
-        last_event_at=utc(last_event) if last_event else None,
-        last_payment_at=utc(last_payment) if last_payment else None,
+        last_event_at=last_event,
+        last_payment_at=last_payment,
         payments_in_window=len(payments),
         monetary_in_window=monetary,
     )
@@ -141,13 +174,29 @@ def derive(session: Session, user_id: str, now: datetime, rules: DerivedRules) -
 
 
 def refresh_user(session: Session, user_id: str, *, now: datetime, rules: DerivedRules) -> Derived | None:
-    """Recompute and store the user's stage and RFM layer (column + tags)."""
+    """Recompute and store the user's stage and RFM layer (column + tags) and
+    the first/last event times they came from (``users.first_event_at`` /
+    ``last_event_at``, which audiences read)."""
     user = session.execute(_USER_ROW, {"uid": user_id}).first()
     if user is None:
         return None
-    result = compute(_facts(session, user_id, user.created_at, now, rules), now, rules)
-    if user.stage != result.stage or user.rfm != result.rfm:
-        session.execute(_SET_STAGE, {"uid": user_id, "new_stage": result.stage, "new_rfm": result.rfm})
+    spans = _spans(session, user_id, rules)
+    result = compute(_facts(session, user_id, user.created_at, now, rules, spans), now, rules)
+    stored = (
+        utc(user.first_event_at) if user.first_event_at else None,
+        utc(user.last_event_at) if user.last_event_at else None,
+    )
+    if (user.stage, user.rfm, *stored) != (result.stage, result.rfm, spans.first_event, spans.last_event):
+        session.execute(
+            _SET_DERIVED,
+            {
+                "uid": user_id,
+                "new_stage": result.stage,
+                "new_rfm": result.rfm,
+                "new_first": spans.first_event,
+                "new_last": spans.last_event,
+            },
+        )
     replace_prefixes(
         session,
         user_id,
@@ -165,3 +214,36 @@ def _amount(props: object, key: str) -> float:
         return float(props.get(key) or 0)
     except (TypeError, ValueError):
         return 0.0
+
+
+def store_event_spans(session: Session, user_ids: list[str] | None = None) -> None:
+    """Set ``users.first_event_at`` / ``last_event_at`` from the events, for
+    ``user_ids`` (all users when ``None``): for rows written around
+    :func:`refresh_user` (a bulk load, a repair). ``updated_at`` is kept."""
+    ev = _EVENTS
+    keep = {"updated_at": _USERS.c.updated_at}
+    if user_ids is None and session.get_bind().dialect.name == "postgresql":
+        # One grouped pass and a hash join: at a million users far cheaper
+        # than two index probes per user.
+        spans = (
+            select(ev.c.user_id, func.min(ev.c.occurred_at).label("first"), func.max(ev.c.occurred_at).label("last"))
+            .group_by(ev.c.user_id)
+            .subquery()
+        )
+        session.execute(
+            update(_USERS)
+            .where(_USERS.c.id == spans.c.user_id)
+            .values(first_event_at=spans.c.first, last_event_at=spans.c.last, **keep)
+        )
+        return
+    mine = ev.c.user_id == _USERS.c.id
+    values = {
+        "first_event_at": select(func.min(ev.c.occurred_at)).where(mine).scalar_subquery(),
+        "last_event_at": select(func.max(ev.c.occurred_at)).where(mine).scalar_subquery(),
+        **keep,
+    }
+    if user_ids is None:
+        session.execute(update(_USERS).values(**values))
+        return
+    for i in range(0, len(user_ids), 500):
+        session.execute(update(_USERS).where(_USERS.c.id.in_(user_ids[i : i + 500])).values(**values))

@@ -14,7 +14,7 @@ one transaction (see ``engine.events.ingest_event``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -272,6 +272,9 @@ def merge_users(session: Session, a: str, b: str, *, now: datetime | None = None
     attrs.update(survivor.attributes or {})
     survivor.attributes = attrs
     survivor.timezone = survivor.timezone or loser.timezone
+    # The survivor now holds both users' events: the spans of the union.
+    survivor.first_event_at = _end(min, survivor.first_event_at, loser.first_event_at)
+    survivor.last_event_at = _end(max, survivor.last_event_at, loser.last_event_at)
     survivor.updated_at = stamp
     loser.merged_into = survivor.id
     loser.merged_at = stamp
@@ -280,6 +283,11 @@ def merge_users(session: Session, a: str, b: str, *, now: datetime | None = None
     session.add(UserMerge(loser_id=loser.id, survivor_id=survivor.id, at=stamp, detail=moved))
     session.flush()
     return survivor.id
+
+
+def _end(pick: Callable[..., datetime], *times: datetime | None) -> datetime | None:
+    present = [utc(at) for at in times if at is not None]
+    return pick(present) if present else None
 
 
 def _release_shared_triggers(session: Session, survivor: str, loser: str) -> None:

@@ -79,6 +79,13 @@ class User(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     stage: Mapped[str | None] = mapped_column(String(16))
     rfm: Mapped[str | None] = mapped_column(String(16))
+    # The earliest and latest ``occurred_at`` of the user's events (None:
+    # none yet), kept at every ingest and merge (``engine.derived``). They
+    # hold for any ``now`` and any derived rules, so an audience judges the
+    # lifecycle stage of a million users from these two columns instead of
+    # aggregating every event (``engine.audience_sql``; 0016).
+    first_event_at: Mapped[datetime | None]
+    last_event_at: Mapped[datetime | None]
     # Set when this user was merged into another; lookups follow the chain.
     merged_into: Mapped[str | None] = mapped_column(String(64), index=True)
     merged_at: Mapped[datetime | None]
@@ -336,6 +343,8 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_journey_user", "journey_id", "user_id"),
         Index("ix_runs_user_open", "user_id", "ended_at"),
+        # A user's runs newest first, a page at a time (0016).
+        Index("ix_runs_user_entered", "user_id", "entered_at"),
         UniqueConstraint("journey_id", "user_id", "trigger_event_id", name="uq_runs_journey_trigger"),
     )
 

@@ -39,7 +39,7 @@ from dsl.ir import (
     StageCond,
     TagCond,
 )
-from engine import audience, identity
+from engine import audience, derived, identity
 from engine.activities import JourneyActivities
 from engine.audience import Bounds, live_users, sql_bounds
 from engine.audience_sql import CompileContext
@@ -114,6 +114,7 @@ def _build_pool(store: Store, rng: random.Random) -> None:
         s.execute(insert(User), users)
         s.execute(insert(Tag), tags)
         s.execute(insert(Event), [{**e, "received_at": NOW} for e in events])
+        derived.store_event_spans(s)  # what ingest keeps on users, for rows inserted around it
         s.execute(insert(Identity), [{**x, "created_at": NOW} for x in identities])
         s.execute(insert(Consent), [{**c, "source": "test", "updated_at": NOW} for c in consents])
         identity.merge_users(s, "p0001", "p0002", now=NOW)  # one goes; its rows move to the survivor

@@ -74,6 +74,9 @@ def test_two_journeys_racing_in_threads_for_the_last_slot(store: Store) -> None:
     priority gets the slot every time, and only one send is counted."""
     winners: list[str] = []
     guard = threading.Lock()
+    # The waiting send asks again 30 s later (workflow time): after both
+    # same-instant first asks, however a loaded machine schedules the threads.
+    later_on = threading.Barrier(2)
 
     def send(user: str, journey: str, priority: int, rival: int) -> None:
         req = CapRequest(
@@ -81,6 +84,7 @@ def test_two_journeys_racing_in_threads_for_the_last_slot(store: Store) -> None:
             rival_priority=rival, arbitration_seconds=30,
         )  # fmt: skip
         first = store.transact(lambda s: check_and_count(s, store, ONE_A_DAY, req))
+        later_on.wait(timeout=60)
         if first is not None and first.wait:
             later = CapRequest(**{**req.__dict__, "now": first.retry_at})
             first = store.transact(lambda s: check_and_count(s, store, ONE_A_DAY, later))
