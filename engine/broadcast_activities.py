@@ -54,6 +54,7 @@ from engine.settings import Settings
 from engine.starts import memo_of, start_run
 from engine.store import Store
 from engine.store.models import Journey as JourneyRow
+from engine.temporal import runs_task_queue
 
 MEMO_KEY = "broadcast_id"
 # Starts in flight per page activity: measured best for start_workflow from one
@@ -61,10 +62,12 @@ MEMO_KEY = "broadcast_id"
 START_CONCURRENCY = 64
 # A page activity stops selecting new pages after this long, leaving the rest
 # of the workflow's 10-minute start-to-close timeout to the (at most two) pages
-# still in flight. Long on purpose: the broadcast workflow shares its task
-# queue with the runs it starts, so each return to it waits behind their
-# first workflow tasks (on 2 overloaded cores a 4k-user bench saw the
-# broadcast's next workflow task wait over 7 minutes behind that backlog).
+# still in flight. Long on purpose: each return to the workflow is a round
+# trip and an activity in its history. (It was also a workaround while the
+# broadcast shared its task queue with the runs it starts: on 2 overloaded
+# cores a 4k-user bench saw its next workflow task wait over 7 minutes behind
+# their first workflow tasks. Broadcasts now have their own queue,
+# ``engine.temporal.broadcast_task_queue``.)
 CALL_SECONDS = 120.0
 log = logging.getLogger("journeys.broadcast")
 
@@ -270,7 +273,10 @@ class BroadcastActivities:
         already = await asyncio.to_thread(broadcasts.entered_by, self.store, req.journey_id, req.broadcast_id, user_ids)
         todo = [u for u in user_ids if u not in already]
         client = self._temporal()
-        task_queue = req.task_queue or activity.info().task_queue
+        # Broadcasts started by engine.schedules name the runs' queue; one
+        # without it (started by hand, or before broadcasts had their own
+        # queue) sends them to the queue it runs on, minus the broadcast suffix.
+        task_queue = req.task_queue or runs_task_queue(activity.info().task_queue)
         trigger = UserEvent(
             id=broadcasts.marker(req.broadcast_id),
             name=broadcasts.MARKER_EVENT,

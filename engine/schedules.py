@@ -56,7 +56,7 @@ from dsl.ir import Schedule as IrSchedule
 from engine import catalog
 from engine.catalog import VersionInfo
 from engine.store import Store
-from engine.temporal import TASK_QUEUE
+from engine.temporal import TASK_QUEUE, broadcast_task_queue
 
 log = logging.getLogger("journeys.schedules")
 CATCHUP = timedelta(hours=6)
@@ -123,7 +123,8 @@ async def start_broadcast(
     client: Client, task_queue: str, version: VersionInfo, ir: Journey, *, trigger: str, page_size: int
 ) -> str:
     """Broadcast the deployed version now (``trigger`` says who asked);
-    answers the broadcast's workflow id."""
+    answers the broadcast's workflow id. ``task_queue`` is the journey runs'
+    queue; the broadcast itself runs on ``broadcast_task_queue(task_queue)``."""
     wid = broadcast_workflow_id(version.journey_id, uuid.uuid4().hex[:12])
     inp = BroadcastInput(
         journey_id=version.journey_id,
@@ -132,8 +133,9 @@ async def start_broadcast(
         ir=ir,
         trigger=trigger,
         page_size=page_size,
+        task_queue=task_queue,
     )
-    await client.start_workflow(BROADCAST_WORKFLOW, inp, id=wid, task_queue=task_queue)
+    await client.start_workflow(BROADCAST_WORKFLOW, inp, id=wid, task_queue=broadcast_task_queue(task_queue))
     return wid
 
 
@@ -147,18 +149,26 @@ def build_schedule(
     task_queue: str = TASK_QUEUE,
     page_size: int = DEFAULT_PAGE_SIZE,
 ) -> Schedule:
+    """The journey's schedule: its fires start the broadcast on the broadcast
+    queue of ``task_queue``, and the runs it starts go to ``task_queue``."""
     entry = ir.entry
     if not isinstance(entry, AudienceEntry):
         raise ValueError(f"journey {journey_id} has no audience entry")
     inp = BroadcastInput(
-        journey_id=journey_id, version=version, hash=hash, ir=ir, trigger="schedule", page_size=page_size
+        journey_id=journey_id,
+        version=version,
+        hash=hash,
+        ir=ir,
+        trigger="schedule",
+        page_size=page_size,
+        task_queue=task_queue,
     )
     return Schedule(
         action=ScheduleActionStartWorkflow(
             BROADCAST_WORKFLOW,
             inp,
             id=f"broadcast:{journey_id}",
-            task_queue=task_queue,
+            task_queue=broadcast_task_queue(task_queue),
         ),
         spec=ScheduleSpec(calendars=[calendar_for(entry.schedule)], time_zone_name=ir.timezone),
         policy=SchedulePolicy(catchup_window=CATCHUP),

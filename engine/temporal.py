@@ -22,6 +22,25 @@ from contracts.search_attributes import ALL
 
 TASK_QUEUE = "journeys"
 DATA_CONVERTER = pydantic_data_converter
+BROADCAST_QUEUE_SUFFIX = "-broadcasts"
+
+
+def broadcast_task_queue(task_queue: str) -> str:
+    """The task queue of the audience broadcasts whose journey runs go to
+    ``task_queue`` (``journeys`` -> ``journeys-broadcasts``).
+
+    A broadcast's workflow (and so its activities) runs apart from the runs it
+    starts: on a shared queue its workflow tasks waited behind the first
+    workflow tasks of every run it had just started (7 minutes at 4k users
+    on two cores), stalling the fan-out. Every ``journeys worker`` polls both
+    (``runtime.worker.build_workers``)."""
+    return f"{task_queue}{BROADCAST_QUEUE_SUFFIX}"
+
+
+def runs_task_queue(queue: str) -> str:
+    """Where the journey runs of a broadcast running on ``queue`` go: the
+    inverse of :func:`broadcast_task_queue`; any other queue is its own."""
+    return queue.removesuffix(BROADCAST_QUEUE_SUFFIX)
 
 
 def _binary(name: str) -> str:

@@ -7,6 +7,11 @@ Connects to ``TEMPORAL_ADDRESS``; without one it needs a server started by
 ``journeys up`` (which starts worker processes itself and hands them its exact
 settings on standard input, ``--settings-stdin``). Several worker processes can
 share one task queue: Temporal spreads runs across them.
+
+Each process runs two Temporal workers (:func:`build_workers`): the main one
+on the task queue (journey runs) and a small one on its broadcast queue
+(``engine.temporal.broadcast_task_queue``), so a broadcast's own workflow
+tasks never wait behind those of the thousands of runs it starts.
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ import signal
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
 from engine import eventloop, ledger, replays
 from engine.activities import JourneyActivities
@@ -31,7 +39,7 @@ from engine.broadcast_activities import BroadcastActivities
 from engine.channels import build_providers
 from engine.settings import Settings
 from engine.store import Store
-from engine.temporal import TASK_QUEUE, connect
+from engine.temporal import TASK_QUEUE, broadcast_task_queue, connect
 from workflows.broadcast import AudienceBroadcastWorkflow
 from workflows.journey import JourneyWorkflow
 
@@ -62,6 +70,86 @@ def build_worker(
     )
 
 
+# The broadcast worker's size, per process: a broadcast is one workflow whose
+# page activity runs for minutes with up to START_CONCURRENCY starts in flight
+# (engine.broadcast_activities), so a few of each is plenty.
+BROADCAST_WORKFLOW_TASKS = 4
+BROADCAST_WORKFLOW_CACHE = 100
+BROADCAST_ACTIVITIES = 4
+BROADCAST_POLLS = 2
+
+
+def build_broadcast_worker(client: Client, activities: Sequence, task_queue: str = TASK_QUEUE) -> Worker:
+    """The small worker on ``task_queue``'s broadcast queue: only
+    ``AudienceBroadcastWorkflow`` and the ``BroadcastActivities``. The
+    workflow schedules its activities without a task queue, so they run on
+    the workflow's queue, i.e. here; the runs they start go to ``task_queue``."""
+    return Worker(
+        client,
+        task_queue=broadcast_task_queue(task_queue),
+        workflows=[AudienceBroadcastWorkflow],
+        activities=list(activities),  # all async: no executor
+        max_concurrent_activities=BROADCAST_ACTIVITIES,
+        max_cached_workflows=BROADCAST_WORKFLOW_CACHE,
+        max_concurrent_workflow_tasks=BROADCAST_WORKFLOW_TASKS,
+        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(maximum=BROADCAST_POLLS),
+        activity_task_poller_behavior=PollerBehaviorSimpleMaximum(maximum=BROADCAST_POLLS),
+    )
+
+
+@dataclass
+class Workers:
+    """The two workers of a worker process, run together: ``async with``
+    starts both and shuts both down."""
+
+    main: Worker
+    broadcasts: Worker
+    _stack: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
+
+    async def __aenter__(self) -> Workers:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(self.main)
+            await stack.enter_async_context(self.broadcasts)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        return await self._stack.__aexit__(exc_type, exc, tb)
+
+
+def build_workers(
+    client: Client,
+    journey_activities: Sequence,
+    broadcast_activities: Sequence,
+    task_queue: str = TASK_QUEUE,
+    *,
+    max_concurrent_activities: int = 50,
+    workflow_cache: int = 1000,
+    workflow_tasks: int = 100,
+) -> Workers:
+    """What every worker process runs (``run_worker``, and the tests that
+    run broadcasts): the journey interpreter and activities on ``task_queue``,
+    and the broadcasts on their own queue (:func:`build_broadcast_worker`).
+
+    The main worker keeps ``AudienceBroadcastWorkflow`` and the broadcast
+    activities registered too: broadcasts started on the main queue before
+    it had its own (and fires of schedules not synced since, which still name
+    the main queue) run there to the end, their activities with them; the
+    store holds their progress either way."""
+    main = build_worker(
+        client,
+        [*journey_activities, *broadcast_activities],
+        task_queue,
+        max_concurrent_activities=max_concurrent_activities,
+        workflows=[AudienceBroadcastWorkflow],
+        workflow_cache=workflow_cache,
+        workflow_tasks=workflow_tasks,
+    )
+    return Workers(main, build_broadcast_worker(client, broadcast_activities, task_queue))
+
+
 def build_activities(settings: Settings, store: Store | None = None) -> JourneyActivities:
     """The engine activities wired to the configured store and channels."""
     store = store or Store(settings.database_url)
@@ -78,11 +166,11 @@ async def run_worker(settings: Settings, client: Client | None = None, stop: asy
         client = await connect(settings.temporal_address, settings.temporal_namespace)
     activities = build_activities(settings)
     broadcast = BroadcastActivities(activities.store, settings, snapshots=activities)
-    worker = build_worker(
+    worker = build_workers(
         client,
-        [*activities.all(), *broadcast.all()],
+        activities.all(),
+        broadcast.all(),
         settings.task_queue,
-        workflows=[AudienceBroadcastWorkflow],
         workflow_cache=settings.worker_workflow_cache,
         workflow_tasks=settings.worker_workflow_tasks,
     )
@@ -91,7 +179,11 @@ async def run_worker(settings: Settings, client: Client | None = None, stop: asy
     replayer = asyncio.create_task(replay_failed_sends(activities, stop, REPLAY_POLL_SECONDS))
     try:
         async with worker:
-            log.info("worker polling task queue %s", settings.task_queue)
+            log.info(
+                "worker polling task queues %s and %s",
+                settings.task_queue,
+                broadcast_task_queue(settings.task_queue),
+            )
             await stop.wait()
     finally:
         stop.set()

@@ -24,9 +24,8 @@ from engine.store import Store
 from engine.store.models import Run
 from engine.store.types import utcnow
 from engine.templates import upsert_template
-from runtime.worker import build_activities, build_worker
+from runtime.worker import build_activities, build_workers
 from tests.api.conftest import WRITE, auth, make_settings
-from workflows.broadcast import AudienceBroadcastWorkflow
 
 RECALL = Path(__file__).resolve().parents[2] / "journeys" / "11_sms_recall.journey"
 USERS = 120  # a 5% / 5% / 10% / 80% split: enough for A and B to have someone
@@ -43,12 +42,7 @@ async def recall(dev_env: Any, tmp_path_factory: Any) -> AsyncIterator[tuple[htt
     journey_acts = build_activities(settings, store)
     broadcast_acts = BroadcastActivities(store, settings, snapshots=journey_acts)
     app = create_app(settings, client=dev_env.client, store=store)
-    worker = build_worker(
-        dev_env.client,
-        [*journey_acts.all(), *broadcast_acts.all()],
-        settings.task_queue,
-        workflows=[AudienceBroadcastWorkflow],
-    )
+    worker = build_workers(dev_env.client, journey_acts.all(), broadcast_acts.all(), settings.task_queue)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with worker, httpx.AsyncClient(transport=transport, base_url="http://api") as http:
         yield http, store

@@ -1,5 +1,6 @@
-"""A real engine around a dev server: tmp SQLite store, outbox channels, the
-journey and broadcast activities on one worker."""
+"""A real engine around a dev server: tmp SQLite store, outbox channels, and
+the workers of a worker process (``runtime.worker.build_workers``): journey
+runs on ``task_queue``, broadcasts on its broadcast queue."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from dsl.ir import AudienceEntry, Journey
 from dsl.parser import parse
@@ -24,9 +26,9 @@ from engine.settings import Settings
 from engine.store import Store
 from engine.store.models import Run
 from engine.templates import upsert_template
-from runtime.worker import build_worker
+from engine.temporal import broadcast_task_queue
+from runtime.worker import Workers, build_broadcast_worker, build_workers
 from tests.audience.support import make_user
-from workflows.broadcast import AudienceBroadcastWorkflow
 
 
 @dataclass
@@ -36,6 +38,10 @@ class Engine:
     journey_acts: JourneyActivities
     broadcast_acts: BroadcastActivities
     task_queue: str
+
+    @property
+    def broadcast_queue(self) -> str:
+        return broadcast_task_queue(self.task_queue)
 
     def admitted_runs(self, journey_id: str) -> Counter[str]:
         """How many admitted runs each user has in the journey."""
@@ -73,7 +79,9 @@ class Engine:
 
 
 @asynccontextmanager
-async def engine(client: Client, store: Store) -> AsyncIterator[Engine]:
+async def engine(client: Client, store: Store, *, journey_worker: bool = True) -> AsyncIterator[Engine]:
+    """The engine with both workers; ``journey_worker=False`` runs only the
+    broadcast worker (nobody polls the runs' queue)."""
     outbox = Outbox()
     settings = Settings(database_url=store.url, cap_per_day=None, cap_per_week=None)
     providers = build_providers(ChannelsConfig(mode="outbox"), outbox=outbox)
@@ -81,12 +89,10 @@ async def engine(client: Client, store: Store) -> AsyncIterator[Engine]:
     broadcast_acts = BroadcastActivities(store, settings, snapshots=journey_acts)
     upsert_template(store, "hi", "hello {{ user.id }}")
     task_queue = f"tq-audience-{uuid.uuid4().hex[:8]}"
-    worker = build_worker(
-        client,
-        [*journey_acts.all(), *broadcast_acts.all()],
-        task_queue,
-        workflows=[AudienceBroadcastWorkflow],
-    )
+    if journey_worker:
+        worker: Workers | Worker = build_workers(client, journey_acts.all(), broadcast_acts.all(), task_queue)
+    else:
+        worker = build_broadcast_worker(client, broadcast_acts.all(), task_queue)
     async with worker:
         yield Engine(store, outbox, journey_acts, broadcast_acts, task_queue)
 

@@ -14,13 +14,14 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from api.settings import ApiSettings
+from contracts.runs import workflow_id
 from engine.broadcast_activities import BroadcastActivities
 from engine.channels.config import ChannelsConfig
 from engine.store import Store
 from engine.templates import upsert_template
-from runtime.worker import build_activities, build_worker
+from engine.temporal import BROADCAST_QUEUE_SUFFIX, broadcast_task_queue
+from runtime.worker import build_activities, build_workers
 from tests.audience.harness import population
-from workflows.broadcast import AudienceBroadcastWorkflow
 
 OPERATOR, VIEWER = "k-op", "k-view"
 SOURCE = """journey "{name}"
@@ -51,12 +52,7 @@ async def http(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[tu
     journey_acts = build_activities(settings, store)
     broadcast_acts = BroadcastActivities(store, settings, snapshots=journey_acts)
     app = create_app(settings, client=dev_env.client, store=store)
-    worker = build_worker(
-        dev_env.client,
-        [*journey_acts.all(), *broadcast_acts.all()],
-        settings.task_queue,
-        workflows=[AudienceBroadcastWorkflow],
-    )
+    worker = build_workers(dev_env.client, journey_acts.all(), broadcast_acts.all(), settings.task_queue)
     async with worker, httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
         yield client, store
     store.dispose()
@@ -67,7 +63,7 @@ async def _deploy(client: httpx.AsyncClient, source: str, jid: str) -> None:
     assert r.status_code in (200, 201), r.text
 
 
-async def test_run_now_and_watch_progress(http: tuple[httpx.AsyncClient, Store]) -> None:
+async def test_run_now_and_watch_progress(http: tuple[httpx.AsyncClient, Store], dev_env: WorkflowEnvironment) -> None:
     client, store = http
     expected = population(store, 60)
     jid = f"api-bc-{uuid.uuid4().hex[:6]}"
@@ -94,6 +90,11 @@ async def test_run_now_and_watch_progress(http: tuple[httpx.AsyncClient, Store])
         0,
     )
     assert body["page_size"] == 7 and body["trigger"] == "api"
+    # on the broadcast queue; the runs it started on the main queue
+    queue = (await dev_env.client.get_workflow_handle(broadcast_id).describe()).task_queue
+    assert queue.startswith("api-bc-") and queue.endswith(BROADCAST_QUEUE_SUFFIX)
+    run = await dev_env.client.get_workflow_handle(workflow_id(jid, expected[0])).describe()
+    assert broadcast_task_queue(run.task_queue) == queue
 
     listed = (await client.get(f"/v1/journeys/{jid}/broadcasts", headers=auth(VIEWER))).json()
     assert [b["broadcast_id"] for b in listed] == [broadcast_id]
@@ -125,7 +126,9 @@ async def test_journey_routes_keep_the_schedule_in_line(
     jid = f"sched-{uuid.uuid4().hex[:6]}"
     await _deploy(client, SOURCE.format(name=jid), jid)
     handle = dev_env.client.get_schedule_handle(schedule_id(jid))
-    assert (await handle.describe()).schedule.state.paused is False
+    desc = await handle.describe()
+    assert desc.schedule.state.paused is False
+    assert desc.schedule.action.task_queue.endswith(BROADCAST_QUEUE_SUFFIX)  # type: ignore[union-attr]
     assert (await client.post(f"/v1/journeys/{jid}/pause", headers=auth())).status_code == 200
     assert (await handle.describe()).schedule.state.paused is True
     assert (await client.post(f"/v1/journeys/{jid}/resume", headers=auth())).status_code == 200

@@ -81,7 +81,7 @@ async def test_schedule_follows_the_journey(dev_env: WorkflowEnvironment) -> Non
     assert isinstance(action, ScheduleActionStartWorkflow)
     assert (action.workflow, action.task_queue, action.id) == (
         "AudienceBroadcastWorkflow",
-        "tq-x",
+        "tq-x-broadcasts",
         "broadcast:weekly-sched",
     )
     assert not desc.schedule.state.paused
