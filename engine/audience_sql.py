@@ -102,6 +102,10 @@ class CompileContext:
     now: datetime | None = None
     rules: DerivedRules | None = None
     facts: Facts | None = None
+    # The window of user ids (``after < id <= upto``) the caller reads, when
+    # it reads one: tag lookups are bounded to it too (see :func:`has_tag`).
+    after: str | None = None
+    upto: str | None = None
 
 
 class _Json:
@@ -251,18 +255,41 @@ def compile_compare(cond: CompareCond, ctx: CompileContext) -> Leaf:
 # ---------------------------------------------------------------- tags, reach, counts
 
 
-def has_tag(tag: str) -> Bool:
-    return exists().where(Tag.user_id == User.id, Tag.tag == tag)
+def has_tag(tag: str, ctx: CompileContext | None = None) -> Bool:
+    """``EXISTS`` a tag row. PostgreSQL runs it as a *hashed* subplan: every
+    row with the tag is read and hashed once per query (a ``vip`` of 100k
+    users: 0.2-0.7 s, per page). Bounded to the caller's window of users, the
+    hash holds only that window's rows (``ix_tags_tag_user``)."""
+    return exists().where(Tag.user_id == User.id, Tag.tag == tag, *_in_window(Tag.user_id, ctx))
 
 
-def compile_reachable(cond: ReachableCond) -> Leaf:
+def _in_window(user_id: Any, ctx: CompileContext | None) -> list[Bool]:
+    if ctx is None:
+        return []
+    return [
+        *([user_id > ctx.after] if ctx.after is not None else []),
+        *([user_id <= ctx.upto] if ctx.upto is not None else []),
+    ]
+
+
+def compile_reachable(cond: ReachableCond, ctx: CompileContext | None = None) -> Leaf:
     """``engine.consent.Reach``: an address of the channel's kind (none needed
-    for webhook) and no opt-out of the channel."""
+    for webhook) and no opt-out of the channel. Bounded to the caller's
+    window as :func:`has_tag` is (under an ``or`` PostgreSQL hashes them)."""
     if cond.channel not in ADDRESS_KIND:
         return Leaf(false())
     kind = ADDRESS_KIND[cond.channel]
-    address = true() if kind is None else exists().where(Identity.user_id == User.id, Identity.kind == kind)
-    opted_out = exists().where(Consent.user_id == User.id, Consent.channel == cond.channel, Consent.opted_out.is_(True))
+    address = (
+        true()
+        if kind is None
+        else exists().where(Identity.user_id == User.id, Identity.kind == kind, *_in_window(Identity.user_id, ctx))
+    )
+    opted_out = exists().where(
+        Consent.user_id == User.id,
+        Consent.channel == cond.channel,
+        Consent.opted_out.is_(True),
+        *_in_window(Consent.user_id, ctx),
+    )
     return Leaf(and_(address, not_(opted_out)))
 
 
@@ -442,7 +469,7 @@ def compile_tag(cond: TagCond, ctx: CompileContext) -> Leaf:
         return compile_stage([cond.tag[len(STAGE_PREFIX) :]], ctx)
     if cond.tag.startswith(RFM_PREFIX):
         return compile_rfm([cond.tag[len(RFM_PREFIX) :]], ctx)
-    return Leaf(has_tag(cond.tag))
+    return Leaf(has_tag(cond.tag, ctx))
 
 
 def compile_leaf(cond: Any, ctx: CompileContext) -> Leaf:
@@ -458,5 +485,5 @@ def compile_leaf(cond: Any, ctx: CompileContext) -> Leaf:
     if isinstance(cond, EventCountCond):
         return compile_count(cond, ctx)
     if isinstance(cond, ReachableCond):
-        return compile_reachable(cond)
+        return compile_reachable(cond, ctx)
     return ALL_UNSURE

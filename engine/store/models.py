@@ -118,11 +118,16 @@ class Tag(Base):
     """Current tags. Removal deletes the row; ``TagHistory`` keeps every change."""
 
     __tablename__ = "tags"
-    __table_args__ = (UniqueConstraint("user_id", "tag", name="uq_tags_user_tag"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "tag", name="uq_tags_user_tag"),
+        # A tag's users, read from the index alone (an audience's ``tag vip``
+        # for a window of users; 0016).
+        Index("ix_tags_tag_user", "tag", "user_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
-    tag: Mapped[str] = mapped_column(String(128), index=True)
+    tag: Mapped[str] = mapped_column(String(128))
     source: Mapped[str] = mapped_column(String(128))
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -156,6 +161,10 @@ class Event(Base):
         # instead of sorting all 10k (0014).
         Index("ix_events_user_at", "user_id", "occurred_at"),
         Index("ix_events_name_at", "name", "occurred_at"),
+        # An event name's events for a window of users (an audience's payments
+        # and counts), read from the index alone: the (user, name) index reads
+        # every event of the window's users to find them (0016).
+        Index("ix_events_name_user_at", "name", "user_id", "occurred_at"),
         Index("ix_events_user_received", "user_id", "received_at"),
         Index(
             "ix_events_undispatched",

@@ -1,15 +1,16 @@
-"""each user's first and last event time kept on ``users`` (lifecycle stage
-for an audience without aggregating every event), and a user's runs by entry
-time
+"""for audiences over a million users: each user's first and last event time
+kept on ``users`` (lifecycle stage without aggregating every event), an event
+name's events by user (payments and counts for a window of users) and a
+tag's users from the index alone; and a user's runs by entry time
 
 Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-02
 
-The backfill is one grouped pass over ``events``: measured on PostgreSQL with
-1M users / ~10M events in ``bench/audience_bench.py``'s pool (README,
-Production). The index is ``IF NOT EXISTS`` as in 0014, so a large live store
-can build it ``CONCURRENTLY`` first.
+On PostgreSQL with ``bench/audience_bench.py``'s pool (1M users, 12.4M rows,
+two cores) the backfill, one grouped pass over ``events``, took 23 s, and
+the two audience indexes 23 s together. The indexes are ``IF NOT EXISTS``
+as in 0014, so a large live store can build them ``CONCURRENTLY`` first.
 """
 
 from __future__ import annotations
@@ -47,9 +48,15 @@ def upgrade() -> None:
     bind = op.get_bind()
     op.execute(_BACKFILL_POSTGRESQL if bind.dialect.name == "postgresql" else _BACKFILL_SQLITE)
     op.create_index("ix_runs_user_entered", "runs", ["user_id", "entered_at"], if_not_exists=True)
+    op.create_index("ix_events_name_user_at", "events", ["name", "user_id", "occurred_at"], if_not_exists=True)
+    op.create_index("ix_tags_tag_user", "tags", ["tag", "user_id"], if_not_exists=True)
+    op.drop_index("ix_tags_tag", table_name="tags", if_exists=True)  # a prefix of the one above
 
 
 def downgrade() -> None:
+    op.create_index("ix_tags_tag", "tags", ["tag"], if_not_exists=True)
+    op.drop_index("ix_tags_tag_user", table_name="tags")
+    op.drop_index("ix_events_name_user_at", table_name="events")
     op.drop_index("ix_runs_user_entered", table_name="runs")
     with op.batch_alter_table("users") as batch:
         batch.drop_column("last_event_at")
