@@ -39,7 +39,8 @@ class BroadcastInput(BaseModel):
     # a short history.
     pages_per_run: int = 50
     # Where entered users' ``JourneyWorkflow`` runs go; None = the task queue
-    # the broadcast activity runs on (the worker that has the interpreter).
+    # the broadcast activity runs on without its ``-broadcasts`` suffix
+    # (``engine.temporal.runs_task_queue``): the queue the interpreter polls.
     task_queue: str | None = None
     progress: BroadcastProgress | None = None
 
