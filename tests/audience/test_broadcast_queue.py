@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from temporalio.client import ScheduleActionStartWorkflow, WorkflowExecutionStatus
+from temporalio.client import Client, ScheduleActionStartWorkflow, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from contracts.broadcast import BroadcastInput, BroadcastProgress
@@ -87,6 +87,17 @@ async def test_a_broadcast_fans_out_while_no_journey_worker_polls(dev_env: Workf
         assert eng.outbox_users(journey_id) == dict.fromkeys(expected, 1)
 
 
+async def _start_without_runs_queue(client: Client, journey_id: str, ir: Journey, queue: str) -> WorkflowHandle:
+    """A broadcast whose input names no queue for its runs (started by hand,
+    or before broadcasts had their own queue), on ``queue``."""
+    return await client.start_workflow(
+        AudienceBroadcastWorkflow.run,
+        BroadcastInput(journey_id=journey_id, version=1, hash=ir.content_hash(), ir=ir, page_size=7),
+        id=f"no-runs-queue-{uuid.uuid4().hex[:8]}",
+        task_queue=queue,
+    )
+
+
 async def test_a_broadcast_on_the_main_queue_still_finishes(dev_env: WorkflowEnvironment, db: Store) -> None:
     """Started before broadcasts had their own queue (no ``task_queue`` in
     its input, on the main queue): the main worker still has the broadcast
@@ -94,12 +105,7 @@ async def test_a_broadcast_on_the_main_queue_still_finishes(dev_env: WorkflowEnv
     expected = population(db, 20)
     journey_id, ir = audience_journey(WHERE)
     async with engine(dev_env.client, db) as eng:
-        handle = await dev_env.client.start_workflow(
-            AudienceBroadcastWorkflow.run,
-            BroadcastInput(journey_id=journey_id, version=1, hash=ir.content_hash(), ir=ir, page_size=7),
-            id=f"old-queue-{uuid.uuid4().hex[:8]}",
-            task_queue=eng.task_queue,
-        )
+        handle = await _start_without_runs_queue(dev_env.client, journey_id, ir, eng.task_queue)
         done = await asyncio.wait_for(handle.result(), 60)
         assert (done.status, done.entered) == ("completed", len(expected))
         assert await eng.wait_runs_ended(journey_id, len(expected)) == len(expected)
@@ -113,12 +119,7 @@ async def test_a_hand_started_broadcast_sends_its_runs_to_the_main_queue(
     expected = population(db, 20)
     journey_id, ir = audience_journey(WHERE)
     async with engine(dev_env.client, db) as eng:
-        handle = await dev_env.client.start_workflow(
-            AudienceBroadcastWorkflow.run,
-            BroadcastInput(journey_id=journey_id, version=1, hash=ir.content_hash(), ir=ir, page_size=7),
-            id=f"by-hand-{uuid.uuid4().hex[:8]}",
-            task_queue=eng.broadcast_queue,
-        )
+        handle = await _start_without_runs_queue(dev_env.client, journey_id, ir, eng.broadcast_queue)
         assert (await asyncio.wait_for(handle.result(), 60)).entered == len(expected)
         assert await eng.wait_runs_ended(journey_id, len(expected)) == len(expected)
         run = await dev_env.client.get_workflow_handle(workflow_id(journey_id, expected[0])).describe()
