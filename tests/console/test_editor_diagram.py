@@ -250,3 +250,32 @@ def test_the_diagram_by_keyboard_alone(live: LiveStack, page: Any) -> None:
     )
     shot(page, "editor-diagram-06-keyboard")
     assert page.console_errors == []  # type: ignore[attr-defined]
+
+
+def test_an_older_texts_check_answer_is_dropped_once_typing_starts(live: LiveStack, page: Any) -> None:
+    """The check of the starter text answers after the operator put a journey in:
+    its old diagram must not be drawn as if it were this text's (it was, and a
+    later redraw then took keyboard focus off the step being edited)."""
+    held: list[Any] = []
+
+    def hold_first(route: Any) -> None:
+        if not held:
+            held.append(route)  # answered below, after the text changed
+        else:
+            route.continue_()
+
+    page.route("**/v1/journeys/check", hold_first)
+    page.goto(live.url + "/console/editor")
+    page.get_by_label("API key").fill(ADMIN)
+    page.get_by_label("API key").press("Enter")
+    page.wait_for_url(re.compile(r"/console/editor$"))
+    expect(page.locator("#check-state")).to_have_text("Checking…")
+    assert len(held) == 1
+    source = JOURNEY.format(tag=unique("t"), event=unique("joined").replace("-", "_"))
+    page.locator("#source").fill(source)
+    with page.expect_response("**/v1/journeys/check"):
+        held[0].continue_()
+    # the stale answer arrived while the text's own check waits for the typing pause
+    assert page.locator("#check-state").text_content() != "No errors"
+    _settled(page, source)
+    expect(_node(page, "wait-1d")).to_have_count(1)

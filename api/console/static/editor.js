@@ -129,7 +129,12 @@
   function showChecked(ok, items, svg) {
     showProblems(items);
     if (svg) {
+      // A redraw replaces every node; the one keyboard focus was on gets it back.
+      const active = document.activeElement;
+      const focused = active && diagram.contains(active) && active.dataset ? active.dataset.nodeId : null;
       diagram.innerHTML = svg; // drawn by the server's renderer; every text in it is escaped
+      const again = focused && diagram.querySelector(`g.node[data-node-id="${CSS.escape(focused)}"]`);
+      if (again) { again.setAttribute("tabindex", "0"); again.focus({ preventScroll: true }); }
       diagram.classList.remove("stale");
     } else {
       diagram.classList.add("stale");
@@ -157,6 +162,7 @@
 
   function schedule() {
     clearTimeout(timer);
+    ++seq; // a check already under way is of older text: its answer is dropped
     setDeployable(false);
     setState("Typing…");
     timer = setTimeout(check, delay);
