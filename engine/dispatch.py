@@ -172,6 +172,7 @@ class Dispatcher:
         self._signals_sent: list[int] = []  # run signals sent, their mark not written yet
         self._signals_marking: frozenset[int] = frozenset()  # ... being written now
         self._marker: asyncio.Task[None] | None = None
+        self._marks_lock = asyncio.Lock()  # flush_marks one write at a time (see there)
 
     async def ingest(
         self,
@@ -420,16 +421,20 @@ class Dispatcher:
 
     async def flush_marks(self) -> None:
         """Write the pending dispatched marks (events and run signals, one
-        write transaction) now; also at shutdown."""
-        done, self._dispatched = self._dispatched, {}
-        sent, self._signals_sent = self._signals_sent, []
-        if not done and not sent:
-            return
-        self._signals_marking = self._signals_marking | frozenset(sent)
-        try:
-            await asyncio.to_thread(self._write_marks, done, sent)
-        finally:
-            self._signals_marking = self._signals_marking - frozenset(sent)
+        write transaction) now; also at shutdown. One write at a time: a
+        caller returns only after the marks taken by a write already under
+        way (the batched marker's) are committed too, so "flushed" means
+        every mark made before the call is in the store."""
+        async with self._marks_lock:
+            done, self._dispatched = self._dispatched, {}
+            sent, self._signals_sent = self._signals_sent, []
+            if not done and not sent:
+                return
+            self._signals_marking = self._signals_marking | frozenset(sent)
+            try:
+                await asyncio.to_thread(self._write_marks, done, sent)
+            finally:
+                self._signals_marking = self._signals_marking - frozenset(sent)
 
     def _write_marks(self, done: dict[str, dict[str, Any]], sent: list[int]) -> None:
         at = utcnow()
