@@ -5,7 +5,7 @@ runs per node and outcome read them all (10 s on SQLite on a loaded 2-core
 machine, ``bench/waiting_bench.py``) on every stats call and every poll of
 the journey page. Counts that cheap (under ``EXPENSIVE`` seconds: every
 small journey, every test) are taken fresh on every call, as before. Counts
-that took longer are served from the last count while a single background
+that took longer twice in a row are served from the last count while a single background
 thread takes the next one, no sooner than ``SPACING`` × what the last one
 took after it: the counts lag by at most about that, and counting takes at
 most ~1/``SPACING`` of a core however many pages poll.
@@ -42,7 +42,8 @@ class _Kept:
     value: Any
     taken_at: float  # time.monotonic() when the count was finished
     cost: float  # seconds it took
-    expensive: bool  # over its threshold: kept and served while a recount runs
+    over: bool  # it took longer than its threshold
+    expensive: bool  # so did the count before it: kept and served while a recount runs
 
 
 class CountCache:
@@ -69,12 +70,17 @@ class CountCache:
         value = count()
         now = time.monotonic()
         cost = time.thread_time() - cpu0 if in_process else now - t0
-        kept = _Kept(value, now, cost, cost >= (EXPENSIVE_CPU if in_process else EXPENSIVE))
+        over = cost >= (EXPENSIVE_CPU if in_process else EXPENSIVE)
         with self._lock:
-            if kept.expensive or key in self._kept:
-                self._kept[key] = kept
-                while len(self._kept) > MAX_KEYS:
-                    self._kept.pop(next(iter(self._kept)))
+            before = self._kept.get(key)
+            # Kept only when two counts in a row were over: a process's first
+            # count of a kind also pays for compiling its statements and a cold
+            # cache (a small journey's first one went over 50 ms of CPU on a
+            # loaded machine), and a kept count lags behind what just happened.
+            kept = _Kept(value, now, cost, over, over and before is not None and before.over)
+            self._kept[key] = kept
+            while len(self._kept) > MAX_KEYS:
+                self._kept.pop(next(iter(self._kept)))
         return kept
 
     def _refresh(self, key: Hashable, count: Callable[[], T], in_process: bool) -> None:
