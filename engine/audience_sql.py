@@ -108,6 +108,9 @@ class CompileContext:
     upto: str | None = None
 
 
+_PG = postgresql.dialect()  # to ask a column which type it has there
+
+
 class _Json:
     """Typed reads of one key of a JSON column, per dialect. ``None`` from
     :meth:`of` when the key cannot be spelt (a SQLite path with a quote)."""
@@ -120,7 +123,7 @@ class _Json:
             # ``users.attributes`` is jsonb there (0017): a key is read from the
             # stored tree, where every ``->`` on ``json`` parses the text again
             # (25 of a 1M-user window query's 43 ms). Events stay ``json``.
-            binary = isinstance(column.type.dialect_impl(postgresql.dialect()), postgresql.JSONB)
+            binary = isinstance(column.type.dialect_impl(_PG), postgresql.JSONB)
             self._node = column.op("->", return_type=postgresql.JSONB if binary else JSON)(literal(key))
             self._kind = (func.jsonb_typeof if binary else func.json_typeof)(self._node)
         else:

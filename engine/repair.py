@@ -38,6 +38,8 @@ from engine.store.models import Event, Run, User, UserMerge
 
 REPLACEMENT = "\ufffd"
 _LONE = re.compile("[\ud800-\udfff]")
+# What PostgreSQL's jsonb refuses in a string: a lone surrogate and NUL (0017).
+JSONB_REFUSED = re.compile("[\ud800-\udfff\x00]")
 
 # (model, JSON column) pairs that data from requests reaches.
 JSON_COLUMNS: list[tuple[type[Any], str]] = [
@@ -61,21 +63,21 @@ class RepairReport:
         return sum(self.rows.values())
 
 
-def clean(value: Any) -> tuple[Any, bool]:
-    """``value`` with lone surrogates replaced in every string and key, and
-    whether anything changed."""
+def clean(value: Any, refused: re.Pattern[str] = _LONE) -> tuple[Any, bool]:
+    """``value`` with the characters ``refused`` matches (lone surrogates)
+    replaced in every string and key, and whether anything changed."""
     if isinstance(value, str):
-        fixed = _LONE.sub(REPLACEMENT, value)
+        fixed = refused.sub(REPLACEMENT, value)
         return fixed, fixed != value
     if isinstance(value, list):
-        items = [clean(v) for v in value]
+        items = [clean(v, refused) for v in value]
         return [v for v, _ in items], any(c for _, c in items)
     if isinstance(value, dict):
         out: dict[Any, Any] = {}
         changed = False
         for key, child in value.items():
-            new_key, key_changed = clean(key) if isinstance(key, str) else (key, False)
-            new_child, child_changed = clean(child)
+            new_key, key_changed = clean(key, refused) if isinstance(key, str) else (key, False)
+            new_child, child_changed = clean(child, refused)
             if new_key in out:  # "a\ud83d" and "a\ufffd" both present: keep the valid one's value
                 changed = True
                 continue

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -36,32 +35,16 @@ _SUSPECT = " OR ".join(
 )
 
 
-def _valid(value: Any) -> Any:
-    from engine.repair import REPLACEMENT, clean
-
-    fixed, _ = clean(value)
-
-    def no_nul(v: Any) -> Any:
-        if isinstance(v, str):
-            return v.replace("\x00", REPLACEMENT)
-        if isinstance(v, list):
-            return [no_nul(x) for x in v]
-        if isinstance(v, dict):
-            return {no_nul(k): no_nul(x) for k, x in v.items()}
-        return v
-
-    return no_nul(fixed)
-
-
 def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
+    from engine.repair import JSONB_REFUSED, clean
+
     rows = bind.execute(sa.text(f"SELECT id, attributes::text FROM users WHERE {_SUSPECT}")).all()
     for user_id, stored in rows:
-        value = json.loads(stored)
-        fixed = _valid(value)
-        if fixed == value:  # the text only looked like an escape ("\\ud83d" spelt out)
+        fixed, changed = clean(json.loads(stored), JSONB_REFUSED)
+        if not changed:  # the text only looked like an escape ("\\ud83d" spelt out)
             continue
         bind.execute(
             sa.text("UPDATE users SET attributes = CAST(:value AS json) WHERE id = :id"),
