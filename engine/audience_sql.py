@@ -53,6 +53,7 @@ from sqlalchemy import (
     ColumnElement,
     Float,
     String,
+    Text,
     and_,
     case,
     cast,
@@ -82,6 +83,9 @@ _EXACT_INT = 2**53
 _DIGITS_MAX = 15
 
 Bool = ColumnElement[bool]
+# A bound of a window of user ids: a value, or a parameter bound at execution
+# (``engine.audience`` builds a window's statement once for all its windows).
+IdBound = str | ColumnElement[str]
 
 
 @dataclass(frozen=True)
@@ -104,8 +108,8 @@ class CompileContext:
     facts: Facts | None = None
     # The window of user ids (``after < id <= upto``) the caller reads, when
     # it reads one: tag lookups are bounded to it too (see :func:`has_tag`).
-    after: str | None = None
-    upto: str | None = None
+    after: IdBound | None = None
+    upto: IdBound | None = None
 
 
 _PG = postgresql.dialect()  # to ask a column which type it has there
@@ -350,8 +354,8 @@ class Facts:
         needs: FactNeeds,
         ctx: CompileContext,
         *,
-        after: str | None = None,
-        upto: str | None = None,
+        after: IdBound | None = None,
+        upto: IdBound | None = None,
     ) -> None:
         rules = ctx.rules or DerivedRules()
         self.rules = rules
@@ -364,14 +368,13 @@ class Facts:
         if needs.rfm and ctx.now is not None:
             in_window = and_(payment, at > utc(ctx.now) - timedelta(days=rules.rfm_window_days))
             cols["pay_n"] = func.count(case((in_window, 1), else_=None))
-            j = _Json.of(ctx.dialect, Event.properties, rules.amount_property)
-            if j is None:
+            read = _amount(ctx.dialect, rules.amount_property)
+            if read is None:
                 self.amount_known = False
             else:
-                amount = case((j.is_number(), j.number()), (j.is_true(), 1.0), else_=0.0)
+                amount, text_amount = read
                 cols["pay_sum"] = func.sum(case((in_window, amount), else_=0.0))
-                text_amount = and_(in_window, j.is_text(), j.text() != "")
-                cols["pay_text"] = func.max(case((text_amount, 1), else_=0))
+                cols["pay_text"] = func.max(case((and_(in_window, text_amount), 1), else_=0))
         self._counts: dict[tuple[str, int | None], str] = {}
         for i, (event, within) in enumerate(needs.counts):
             where = [Event.name == event]
@@ -400,6 +403,31 @@ class Facts:
 
     def count(self, key: tuple[str, int | None]) -> ColumnElement[int]:
         return func.coalesce(self.table.c[self._counts[key]], 0)
+
+
+def _amount(dialect: str, key: str) -> tuple[ColumnElement[float], Bool] | None:
+    """A payment's amount as ``engine.derived._amount`` adds it — a number as
+    it is, ``true`` as 1, anything else 0 — and whether it is a non-empty
+    string (Python's ``float()`` may parse it: unsure). ``None`` when the key
+    cannot be spelt.
+
+    On PostgreSQL from the JSON text of the value alone (``properties ->
+    key``: a number starts with ``-`` or a digit, a string with a quote):
+    ``json_typeof`` beside ``->>`` parsed ``events.properties`` four times per
+    payment, 53 against 29 ms for a window's 12k payments."""
+    if dialect == "postgresql":
+        raw = cast(Event.properties.op("->", return_type=JSON)(literal(key)), Text)
+        first = func.substr(raw, 1, 1)
+        amount = case(
+            (first.in_(["-", *"0123456789"]), cast(raw, postgresql.DOUBLE_PRECISION)),
+            (raw == "true", 1.0),
+            else_=0.0,
+        )
+        return amount, and_(first == '"', raw != '""')
+    j = _Json.of(dialect, Event.properties, key)
+    if j is None:
+        return None
+    return case((j.is_number(), j.number()), (j.is_true(), 1.0), else_=0.0), and_(j.is_text(), j.text() != "")
 
 
 # ---------------------------------------------------------------- stage and RFM
