@@ -218,6 +218,11 @@ def _page_tags(session: Session, user_ids: list[str]) -> dict[str, list[str]]:
 # each idle, 20 ms at load 20).
 FIRST_WINDOW = 1000
 MAX_WINDOW = 50_000
+# The first window of a page, in users per candidate wanted: an audience of a
+# tenth of the pool fills a page in one window, not two (each window plans
+# and runs its own statement: 2-5 ms before any row). Overshooting costs
+# little: the candidates plan streams by user id and stops at the LIMIT.
+FIRST_LOOK = 16
 # Users one page call looks at before it returns short (not done): keeps an
 # activity's time bounded when an audience is sparse.
 MAX_SCAN = 200_000
@@ -258,7 +263,7 @@ def select_page(
         # transaction for them all: a session per query was two more round
         # trips each (a pool ping and BEGIN), a sixth of a 1M-user selection.
         rows: list[Row] = []
-        cursor, scanned, window = after, 0, max(limit, FIRST_WINDOW)
+        cursor, scanned, window = after, 0, min(MAX_WINDOW, max(FIRST_LOOK * limit, FIRST_WINDOW))
         while True:
             upto = _window_end(session, cursor, window)
             rows += _candidates(session, cond, ctx, cursor, upto, limit - len(rows), windowed=True)

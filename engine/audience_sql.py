@@ -496,7 +496,9 @@ def compile_rfm(layers: list[str], ctx: CompileContext) -> Leaf:
     if ctx.now is None:
         return ALL_UNSURE
     layer, unsure = Derived(ctx).rfm()
-    return Leaf(and_(layer.is_not(None), layer.in_(layers)), unsure)
+    # NULL (never paid) is in no layer; COALESCE rather than ``IS NOT NULL AND``,
+    # which spelt the layer's CASE twice (evaluated twice per row).
+    return Leaf(func.coalesce(layer.in_(layers), false()), unsure)
 
 
 def compile_tag(cond: TagCond, ctx: CompileContext) -> Leaf:
