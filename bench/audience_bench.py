@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, text, true  # noqa: E402
 
 from bench.seed_pool import NOW, seed_pool  # noqa: E402
+from contracts.broadcast import DEFAULT_PAGE_SIZE  # noqa: E402
 from contracts.conditions import evaluate  # noqa: E402
 from dsl.ir import AndCond, AudienceEntry, Cond, NotCond, OrCond, TagCond  # noqa: E402
 from dsl.parser import parse  # noqa: E402
@@ -57,7 +58,7 @@ CONDITIONS = [
     "rfm is low and reachable sms",
     "tag vip or user.points >= 4800",
 ]
-PAGE = 1000
+PAGE = DEFAULT_PAGE_SIZE  # users per page, as a broadcast selects them
 
 PageFn = Callable[..., Any]
 
