@@ -44,6 +44,7 @@ never share a phone — ingesting one phone for two ids merges them
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -307,7 +308,10 @@ _LIMIT = bindparam("window_limit", type_=Integer)
 # Candidates statements by condition, time, rules and which window ends they
 # bind: a broadcast's hundreds of windows share four. Building one anew per
 # window was a sixth of a 1M-user selection (a few ms of SQLAlchemy each).
+# Pages of concurrent broadcasts select in threads: the lock keeps the
+# eviction from racing another thread's insert.
 _STATEMENTS: dict[tuple, Select] = {}
+_STATEMENTS_LOCK = threading.Lock()
 _MAX_STATEMENTS = 64
 
 
@@ -336,9 +340,10 @@ def _candidates_statement(cond: Cond, ctx: CompileContext, *, below: bool, above
         after, upto = _AFTER if below else None, _UPTO if above else None
         bounds = sql_bounds(cond, ctx, after=after, upto=upto) if windowed else sql_bounds(cond, ctx)
         stmt = _build_candidates(bounds, after, upto)
-        if len(_STATEMENTS) >= _MAX_STATEMENTS:
-            _STATEMENTS.pop(next(iter(_STATEMENTS)))
-        _STATEMENTS[key] = stmt
+        with _STATEMENTS_LOCK:
+            while len(_STATEMENTS) >= _MAX_STATEMENTS:
+                _STATEMENTS.pop(next(iter(_STATEMENTS)))  # the oldest
+            _STATEMENTS[key] = stmt
     return stmt
 
 

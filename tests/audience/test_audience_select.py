@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -12,6 +13,7 @@ from dsl.ir import AndCond, AudienceEntry, CompareCond, Cond, NotCond, OrCond, S
 from dsl.parser import parse
 from engine.audience import needs_full_snapshot, select_page, sql_bounds
 from engine.events import link_identities
+from engine.settings import DerivedRules
 from engine.store import Store
 from tests.audience.support import NOW, brute_force, event, make_user, scan_all
 
@@ -153,3 +155,23 @@ def test_random_conditions_match_the_evaluator(store: Store) -> None:
         cond = _random_cond(rng, 3)
         expected = brute_force(store, cond, cache=cache)
         assert scan_all(store, cond, rng.choice([1, 3, 7, 50]))[0] == expected, cond
+
+
+def test_a_kept_statement_is_never_reused_for_another_time_or_rules(store: Store) -> None:
+    """A page's statement is built once and kept for the windows after it
+    (``engine.audience._STATEMENTS``): one kept for another ``now`` or other
+    derived rules would select yesterday's stages."""
+    make_user(store, "u1", created_days_ago=300)
+    event(store, "u1", "viewed_product", 3)  # active at NOW, silent 10 days later
+    make_user(store, "u2", created_days_ago=300)
+    event(store, "u2", "viewed_product", 20)  # silent at NOW
+    cond = where("stage is active")
+    rules = DerivedRules()
+
+    def selected(now: datetime, rules: DerivedRules = rules) -> list[str]:
+        return select_page(store, cond, after=None, limit=10, now=now, rules=rules).user_ids
+
+    assert selected(NOW) == ["u1"]
+    assert selected(NOW + timedelta(days=10)) == []
+    assert selected(NOW, DerivedRules(active_days=30)) == ["u1", "u2"]
+    assert selected(NOW) == ["u1"]
