@@ -279,3 +279,35 @@ def test_an_older_texts_check_answer_is_dropped_once_typing_starts(live: LiveSta
     assert page.locator("#check-state").text_content() != "No errors"
     _settled(page, source)
     expect(_node(page, "wait-1d")).to_have_count(1)
+
+
+def test_a_step_chosen_before_the_outline_came_stays_chosen_after_saving(live: LiveStack, page: Any) -> None:
+    """On a slow server the keys can outrun the first outline: the step was
+    chosen while its line was unknown, and saving its form then put the
+    selection (and keyboard focus) on the journey's first step."""
+    _open(page, live)
+    held: list[Any] = []
+
+    def hold_first(route: Any) -> None:
+        if not held:
+            held.append(route)  # answered below, after the keys
+        else:
+            route.continue_()
+
+    page.route("**/v1/journeys/outline", hold_first)
+    page.locator("#header-edit").focus()
+    page.keyboard.press("Tab")
+    with page.expect_request("**/v1/journeys/outline"):  # held: the keys outrun it
+        page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate("() => document.activeElement.dataset.nodeId") == "wait-1d"
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Wait for")).to_have_count(0)  # no form before the outline
+    held[0].continue_()
+    expect(page.get_by_label("Wait for")).to_be_focused()
+    page.keyboard.press("Control+a")
+    page.keyboard.type("3d")
+    page.keyboard.press("Enter")
+    _saved(page, "  wait 3d   # 一天\n")
+    expect(_node(page, "wait-3d")).to_be_focused()
+    expect(_node(page, "wait-3d")).to_have_class(re.compile("selected"))

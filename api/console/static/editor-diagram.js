@@ -243,7 +243,12 @@
     if (opts.open === false) return;
     const mine = ++selecting;
     await ensureOutline();
-    if (mine === selecting) render(opts.into); // a later selection draws its own form
+    if (mine !== selecting) return; // a later selection draws its own form
+    // Selected before the first outline came (a slow server): its line was
+    // unknown, and a save then put the selection on the first step.
+    const known = stepOf(selected);
+    if (known) selectedLine = known.line;
+    render(opts.into);
   }
   let selecting = 0;
 
