@@ -250,11 +250,10 @@ def select_page(
     if limit <= 0:
         raise ValueError("limit must be positive")
     ctx = CompileContext(dialect=store.dialect, now=now, rules=rules)
-    windowed = bool(fact_needs(cond, ctx)) or _reads_rows_per_user(cond)
     with store.read() as session:
-        if not windowed:
+        if not fact_needs(cond, ctx) and not _reads_rows_per_user(cond):
             # Attributes only: one query, LIMIT on the candidates.
-            rows = _candidates(session, cond, ctx, after, None, limit, windowed=False)
+            rows = _candidates(session, cond, ctx, after, None, limit)
             return _judged(store, cond, rows, after, done=len(rows) < limit, snapshot=snapshot)
         # Event facts, tags, reachability: window after window of users, each
         # with one grouped aggregate over that window's events and the tag and
@@ -267,7 +266,7 @@ def select_page(
         cursor, scanned, window = after, 0, min(MAX_WINDOW, max(FIRST_LOOK * limit, FIRST_WINDOW))
         while True:
             upto = _window_end(session, cursor, window)
-            rows += _candidates(session, cond, ctx, cursor, upto, limit - len(rows), windowed=True)
+            rows += _candidates(session, cond, ctx, cursor, upto, limit - len(rows))
             if len(rows) >= limit or upto is None:
                 break
             cursor, scanned = upto, scanned + window
@@ -322,23 +321,23 @@ def _candidates(
     after: str | None,
     upto: str | None,
     limit: int,
-    *,
-    windowed: bool,
 ) -> list[Row]:
     """Up to ``limit`` rows (id, attributes, surely-matches) of ``upper`` with
     ``after < id <= upto``, by id."""
-    stmt = _candidates_statement(cond, ctx, below=after is not None, above=upto is not None, windowed=windowed)
+    stmt = _candidates_statement(cond, ctx, below=after is not None, above=upto is not None)
     params = {"window_after": after, "window_upto": upto, "window_limit": limit}
     return [(r[0], r[1], r[2]) for r in session.execute(stmt, params)]
 
 
-def _candidates_statement(cond: Cond, ctx: CompileContext, *, below: bool, above: bool, windowed: bool) -> Select:
+def _candidates_statement(cond: Cond, ctx: CompileContext, *, below: bool, above: bool) -> Select:
     rules = ctx.rules.model_dump_json() if ctx.rules is not None else None
-    key = (cond.model_dump_json(), ctx.dialect, ctx.now, rules, below, above, windowed)
+    key = (cond.model_dump_json(), ctx.dialect, ctx.now, rules, below, above)
     stmt = _STATEMENTS.get(key)
     if stmt is None:
         after, upto = _AFTER if below else None, _UPTO if above else None
-        bounds = sql_bounds(cond, ctx, after=after, upto=upto) if windowed else sql_bounds(cond, ctx)
+        # A condition of attributes alone has no facts or lookups to bound: the
+        # window then only limits the rows.
+        bounds = sql_bounds(cond, ctx, after=after, upto=upto)
         stmt = _build_candidates(bounds, after, upto)
         with _STATEMENTS_LOCK:
             while len(_STATEMENTS) >= _MAX_STATEMENTS:
