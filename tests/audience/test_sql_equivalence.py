@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import and_, insert, select
 from sqlalchemy.orm import Session
 
 from contracts.activities import EventCountQuery, UserSnapshot, UserSnapshotRequest
@@ -208,6 +208,8 @@ def test_generated_conditions_select_what_the_evaluator_selects(
         upper = _sql_only(store, bounds, bounds.upper)
         lower = _sql_only(store, bounds, bounds.lower)
         assert set(lower) <= set(expected) <= set(upper), cond
+        # ``sure`` is ``lower`` on the rows ``upper`` admits (what a page reads)
+        assert _sql_only(store, bounds, and_(bounds.upper, bounds.sure)) == lower, cond
         if bounds.exact:
             exact += 1
             assert upper == expected, cond
