@@ -26,7 +26,41 @@ It prints, each figure with the load average:
   ``bench/latency_bench.py`` measures it (request sent → delivery row).
 
     .venv/bin/python bench/waiting_bench.py [--runs 100000] [--baseline 1000] [--wake 10000] [--rate 40]
-        [--database-url postgresql+psycopg://...] [--concurrency 200] [--calls 30]
+        [--database-url postgresql+psycopg://...] [--concurrency 50] [--calls 30] [--fill N]
+
+``--broadcast`` measures a 100k-user broadcast (``bench/broadcast_bench.py``)
+and the 100k runs it leaves waiting in one run (each takes over an hour on
+two cores). The journey then enters by audience instead of by event, with
+the same body::
+
+    entry audience where tag bench_pool once at 2099-01-01 10:00 (never fires by itself)
+    → send webhook "bench_hello" → wait for event bench_woken up to 7d → …
+
+and the N seeded users carry the tag ``bench_pool`` (their ``member_id``
+identities stay, so the wake events find them). After the reads at 0 runs:
+
+- **raw**: ``engine.starts.start_run`` of a second deployed copy,
+  ``bench-waiting-raw``, for ``--raw-users`` other users (untagged, after a
+  200-run warm-up) at ``--concurrency``, with the start, input, options and
+  memo a broadcast uses, timed to the last run *begun* (its row in ``runs``,
+  ``broadcast_bench.wait_begun``). Those runs wait too, in that other
+  journey: no per-journey figure below counts them, but the worker and
+  the Temporal server hold them (the RSS and the load include them);
+- **broadcast**: ``engine.schedules.start_broadcast`` (the API's "run now")
+  of ``bench-waiting``, timed from the call to the last of the N runs begun
+  (the store polled every 0.25 s), as users entered/s beside the raw rate
+  and their ratio (target ≥ 0.9 × raw), with the worker's per-page split
+  from its log (``journeys up``'s log, ``up.log`` in the data directory);
+- the ``--baseline`` reads are taken while the broadcast runs, once the
+  store first counts ``--baseline`` runs waiting: labelled so, since they
+  compete with the broadcast for the two cores (and it with them: the
+  seconds they overlapped are printed beside the broadcast's rate). There
+  is no visibility count there (the count moves while it is taken).
+
+Then, once all N wait, the same as without it: visibility, reads at N,
+``--fill``, the wake. For the 100k run::
+
+    .venv/bin/python bench/waiting_bench.py --broadcast [--runs 100000] [--raw-users 2000] [--page-size 500]
 """
 
 from __future__ import annotations
@@ -41,6 +75,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,24 +86,24 @@ from sqlalchemy import distinct, func, insert, inspect, select  # noqa: E402
 from temporalio.service import RPCError  # noqa: E402
 
 from api.deps import COOKIE_NAME  # noqa: E402
+from bench.broadcast_bench import bounded, page_split, runs_begun, wait_begun  # noqa: E402
 from bench.latency_bench import _label, _tree, _ts, free_port, paced, ready_and_deployed, summary  # noqa: E402
+from contracts.broadcast import DEFAULT_PAGE_SIZE, BroadcastProgress  # noqa: E402
 from contracts.runs import UserEvent  # noqa: E402
 from dsl import compile_source  # noqa: E402
-from engine import catalog  # noqa: E402
+from engine import broadcasts, catalog  # noqa: E402
 from engine.node_numbers import waiting_nodes  # noqa: E402
+from engine.schedules import start_broadcast  # noqa: E402
 from engine.starts import run_input, start_run  # noqa: E402
 from engine.store import Store  # noqa: E402
-from engine.store.models import Delivery, Identity, Run, StepRecord, User  # noqa: E402
+from engine.store.models import Delivery, Identity, Run, StepRecord, Tag, User  # noqa: E402
 from engine.temporal import connect  # noqa: E402
 from engine.visibility import waiting_counts  # noqa: E402
 
 NODE = "wait-event-bench_woken"  # the wait-for-event step's id (sends "wait" too, in quiet hours)
 
 JOURNEY = "bench-waiting"
-SOURCE = f"""
-journey "{JOURNEY}"
-  entry event bench_joined
-  reentry always
+BODY = """  reentry always
   send webhook "bench_hello"
   wait for event bench_woken up to 7d:
     on event:
@@ -76,7 +111,26 @@ journey "{JOURNEY}"
     on timeout:
       exit
 """
+SOURCE = f"""
+journey "{JOURNEY}"
+  entry event bench_joined
+{BODY}"""
+# --broadcast: the same body entered by audience. The schedule is required
+# and never fires during the bench; the broadcast is started as "run now" is.
+TAG = "bench_pool"
+AUDIENCE = f"entry audience where tag {TAG} once at 2099-01-01 10:00"
+RAW_JOURNEY = "bench-waiting-raw"  # the raw baseline's copy
+
+
+def audience_source(journey: str) -> str:
+    return f"""
+journey "{journey}"
+  {AUDIENCE}
+{BODY}"""
+
+
 BATCH = 5000
+RAW_WARMUP = 200  # raw starts before the measured ones (worker start-up, caches), as broadcast_bench
 
 
 def load() -> str:
@@ -156,8 +210,9 @@ def member_of(i: int) -> str:
     return f"wm-{i:07d}"
 
 
-def seed_users(store: Store, first: int, last: int) -> None:
-    """Users ``first..last-1`` with a member id each, by Core executemany."""
+def seed_users(store: Store, first: int, last: int, tag: str | None = None) -> None:
+    """Users ``first..last-1`` with a member id each (and the tag ``tag``,
+    if given, as ``broadcast_bench.tag_everyone`` tags), by Core executemany."""
     with store.session() as s:
         for lo in range(first, last, BATCH):
             hi = min(last, lo + BATCH)
@@ -166,6 +221,24 @@ def seed_users(store: Store, first: int, last: int) -> None:
                 insert(Identity),
                 [{"kind": "member_id", "value": member_of(i), "user_id": user_of(i)} for i in range(lo, hi)],
             )
+            if tag is not None:
+                now = datetime.now(UTC)
+                s.execute(
+                    insert(Tag),
+                    [{"user_id": user_of(i), "tag": tag, "source": "bench", "added_at": now} for i in range(lo, hi)],
+                )
+
+
+def raw_user_of(i: int) -> str:
+    return f"wr-{i:07d}"
+
+
+def seed_raw_users(store: Store, n: int) -> None:
+    """The raw baseline's users: untagged (no broadcast selects them), no
+    identity (no event wakes them)."""
+    with store.session() as s:
+        for lo in range(0, n, BATCH):
+            s.execute(insert(User), [{"id": raw_user_of(i), "attributes": {}} for i in range(lo, min(n, lo + BATCH))])
 
 
 async def start_runs(client, store: Store, first: int, last: int, concurrency: int) -> float:  # noqa: ANN001
@@ -217,11 +290,11 @@ def fill(store: Store, template: int, first: int, last: int) -> None:
                     s.execute(insert(model), batch)
 
 
-def store_waiting(store: Store, node: str) -> int:
+def store_waiting(store: Store, node: str, journey: str = JOURNEY) -> int:
     """Runs the store has seen waiting at the node (distinct runs)."""
     with store.read() as s:
         q = select(func.count(distinct(StepRecord.run_key))).where(
-            StepRecord.journey_id == JOURNEY, StepRecord.node_id == node, StepRecord.outcome == "waiting"
+            StepRecord.journey_id == journey, StepRecord.node_id == node, StepRecord.outcome == "waiting"
         )
         return int(s.scalar(q) or 0)
 
@@ -283,6 +356,117 @@ async def visibility_report(client, store: Store, node: str, expected: int) -> s
     )
 
 
+# -- --broadcast: the raw baseline and the broadcast ------------------------------
+
+
+async def raw_baseline(client, store: Store, users: list[str], concurrency: int) -> tuple[float, float]:  # noqa: ANN001
+    """``start_run`` of the raw copy for ``users`` as a broadcast page starts
+    them (marker trigger, no signal to a running run, the broadcast memo);
+    returns (users begun/s to the last run begun, start calls answered/s)."""
+    version = catalog.get_version(store, RAW_JOURNEY)
+    assert version is not None
+    ir = compile_source(version.source)
+    tag = f"raw-{os.urandom(3).hex()}"
+    trigger = UserEvent(
+        id=broadcasts.marker(tag),
+        name=broadcasts.MARKER_EVENT,
+        properties={"broadcast_id": tag},
+        occurred_at=datetime.now(UTC),
+    )
+    before = await asyncio.to_thread(runs_begun, store, RAW_JOURNEY)
+
+    async def one(uid: str) -> None:
+        inp = run_input(version, ir, uid, trigger)
+        await start_run(client, "journeys", inp, signal_running=False, memo={"broadcast_id": tag})
+
+    t0 = time.perf_counter()
+    await bounded(users, concurrency, one)
+    t1 = time.perf_counter()
+    t2 = await wait_begun(store, RAW_JOURNEY, before + len(users), timeout=max(600.0, len(users) / 2))
+    return len(users) / (t2 - t0), len(users) / (t1 - t0)
+
+
+class Broadcast:
+    """``start_broadcast`` of the journey, as the API's "run now" calls it,
+    polled to the last run begun; the ``--baseline`` reads are taken once
+    the store first counts ``baseline`` runs waiting, while it runs."""
+
+    def __init__(self, client, store: Store, log_path: Path, runs: int, page_size: int) -> None:  # noqa: ANN001
+        self.client, self.store, self.log_path = client, store, log_path
+        self.runs, self.page_size = runs, page_size
+        self.lines: list[str] = []
+
+    async def run(self, baseline: int, take_reads: Callable[[], Awaitable[dict[str, list[float]]]]) -> str | None:
+        """Returns the baseline reads' report (None if not taken)."""
+        version = catalog.get_version(self.store, JOURNEY)
+        assert version is not None
+        ir = compile_source(version.source)
+        since = self.log_path.stat().st_size
+        reads_task: asyncio.Task[str] | None = None
+        overlap = [0.0, 0.0]  # the reads' start and end, perf_counter
+
+        async def baseline_reads() -> str:
+            at = await asyncio.to_thread(store_waiting, self.store, NODE)
+            overlap[0] = time.perf_counter()
+            found = await take_reads()
+            overlap[1] = time.perf_counter()
+            after = await asyncio.to_thread(store_waiting, self.store, NODE)
+            return read_report(baseline, found) + f" (during the broadcast: {at} → {after} runs waiting)"
+
+        t0 = time.perf_counter()
+        wid = await start_broadcast(self.client, "journeys", version, ir, trigger="api", page_size=self.page_size)
+        deadline = t0 + max(3600.0, self.runs / 2)
+        last_print, seen = t0, 0
+        while True:
+            seen = await asyncio.to_thread(runs_begun, self.store, JOURNEY)
+            now = time.perf_counter()
+            if seen >= self.runs:
+                break
+            if now > deadline:
+                print(f"  warning: only {seen} of {self.runs} runs begun {now - t0:.0f} s after run now", flush=True)
+                break
+            if reads_task is None and 0 < baseline < self.runs:
+                if await asyncio.to_thread(store_waiting, self.store, NODE) >= baseline:
+                    print(f"  {baseline} runs waiting: baseline reads, while the broadcast goes on …", flush=True)
+                    reads_task = asyncio.create_task(baseline_reads())
+            if now - last_print >= 60:
+                print(f"  broadcast: {seen} runs begun after {now - t0:.0f} s {load()}", flush=True)
+                last_print = now
+            await asyncio.sleep(0.25)
+        t1 = time.perf_counter()
+        begun_load = load()
+        try:
+            progress = await asyncio.wait_for(
+                self.client.get_workflow_handle(wid, result_type=BroadcastProgress).result(), timeout=600
+            )
+            pages = f"{progress.pages} pages, entered {progress.entered}, skipped {progress.skipped}"
+        except TimeoutError:
+            pages = "the broadcast workflow had not finished 600 s after its last run begun"
+        report = None
+        if reads_task is not None:
+            report = await reads_task
+        rate = seen / (t1 - t0)
+        if reads_task is None:
+            during = "no reads during it"
+        else:
+            during = f"the baseline reads overlapped it for {overlap[1] - overlap[0]:.1f} s"
+        self.lines.append(
+            f"    broadcast: {seen} users, page size {self.page_size}: run now → last run begun {t1 - t0:.1f} s"
+            f" = {rate:.1f} users entered/s; {pages}; {during} {begun_load}"
+        )
+        self.lines.append(page_split(self.log_path, since))
+        self.rate = rate
+        return report
+
+    def ratio(self, raw: float, concurrency: int) -> str:
+        ratio = self.rate / raw
+        verdict = "meets" if ratio >= 0.9 else "misses"
+        return (
+            f"    broadcast {self.rate:.1f}/s vs raw {raw:.1f}/s (concurrency {concurrency}): {ratio:.2f} × raw"
+            f" — {verdict} the target ≥ 0.9 × raw {load()}"
+        )
+
+
 # -- waking ----------------------------------------------------------------------
 
 
@@ -338,7 +522,9 @@ async def main(args: argparse.Namespace) -> None:
     up = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     store = Store(url)
     rss = RssSampler(up.pid)
-    print(f"waiting bench: {args.runs} runs, store {url.split('@')[-1]}, reads over HTTP (uvicorn) {load()}")
+    mode = " entered by a broadcast" if args.broadcast else ""
+    print(f"waiting bench: {args.runs} runs{mode}, store {url.split('@')[-1]}, reads over HTTP (uvicorn) {load()}")
+    fanout: list[str] = []  # --broadcast: its figures, repeated at the end
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
             keys = await ready_and_deployed(http, up, data)  # (it deploys latency_bench's ping journey too)
@@ -347,32 +533,80 @@ async def main(args: argparse.Namespace) -> None:
             for name in ("bench_hello", "bench_woken"):
                 r = await http.put(f"/v1/templates/{name}", json={"body": name + " {{ user.id }}"}, headers=admin)
                 r.raise_for_status()
-            (await http.post("/v1/journeys", json={"id": JOURNEY, "source": SOURCE}, headers=admin)).raise_for_status()
+            deployed = [(JOURNEY, audience_source(JOURNEY) if args.broadcast else SOURCE)]
+            if args.broadcast:
+                deployed.append((RAW_JOURNEY, audience_source(RAW_JOURNEY)))
+            for journey_id, source in deployed:
+                r = await http.post("/v1/journeys", json={"id": journey_id, "source": source}, headers=admin)
+                r.raise_for_status()
             node = NODE
-            assert node in waiting_nodes(compile_source(SOURCE))
+            assert node in waiting_nodes(compile_source(deployed[0][1]))
             client = await connect(f"127.0.0.1:{temporal_port}")
             rss.start()
 
             t0 = time.perf_counter()
-            await asyncio.to_thread(seed_users, store, 0, args.runs)
-            print(f"seeded {args.runs} users in {time.perf_counter() - t0:.1f} s {load()}", flush=True)
+            await asyncio.to_thread(seed_users, store, 0, args.runs, TAG if args.broadcast else None)
+            tagged = f", tagged {TAG}" if args.broadcast else ""
+            print(f"seeded {args.runs} users{tagged} in {time.perf_counter() - t0:.1f} s {load()}", flush=True)
 
             print("reads at 0 runs (baseline) …", flush=True)
             figures = [read_report(0, await reads(http, admin, node, args.calls))]
             print(figures[-1], flush=True)
-            done = 0
-            for size in dict.fromkeys([min(args.baseline, args.runs), args.runs]):
-                rss.phase = f"starting {done}..{size}"
-                rate = await start_runs(client, store, done, size, args.concurrency)
-                print(f"started runs {done}..{size}: {rate:.0f} starts/s {load()}", flush=True)
+
+            async def settle(size: int, after: str) -> None:
+                """Until ``size`` runs wait (the worker catching up), then the
+                visibility count and the reads."""
                 rss.phase = f"worker catching up to {size}"
                 took = await until_waiting(store, node, size, timeout=max(120.0, size / 20))
-                print(f"  all {size} waiting {took:.0f} s after the last start {load()}", flush=True)
+                print(f"  all {size} waiting {took:.0f} s after {after} {load()}", flush=True)
                 rss.phase = f"{size} waiting"
                 await asyncio.sleep(5)
                 print(await visibility_report(client, store, node, size), flush=True)
                 figures.append(read_report(size, await reads(http, admin, node, args.calls)))
                 print(figures[-1], flush=True)
+
+            done = 0
+            if args.broadcast:
+                raw_users = [raw_user_of(i) for i in range(RAW_WARMUP + args.raw_users)]
+                await asyncio.to_thread(seed_raw_users, store, len(raw_users))
+                rss.phase = "raw baseline (other journey)"
+                print(
+                    f"raw baseline: start_run of {RAW_JOURNEY} for {args.raw_users} users at concurrency"
+                    f" {args.concurrency} (after {RAW_WARMUP} unmeasured) …",
+                    flush=True,
+                )
+                await raw_baseline(client, store, raw_users[:RAW_WARMUP], 16)
+                raw_rate, call_rate = await raw_baseline(client, store, raw_users[RAW_WARMUP:], args.concurrency)
+                fanout.append(
+                    f"    raw start_run: {args.raw_users} users, {raw_rate:.1f} users begun/s"
+                    f" (start calls {call_rate:.0f}/s), concurrency {args.concurrency} {load()}"
+                )
+                print(fanout[-1], flush=True)
+                fanout.append(
+                    f"    (the {len(raw_users)} raw runs wait too, in {RAW_JOURNEY}: not in any figure of"
+                    f" {JOURNEY} below; the worker's RSS and the load include them)"
+                )
+                print(fanout[-1], flush=True)
+
+                rss.phase = f"broadcast 0..{args.runs}"
+                print(f"broadcast (run now) of {JOURNEY} to {args.runs} users …", flush=True)
+                fan = Broadcast(client, store, log_path, args.runs, args.page_size)
+                report = await fan.run(args.baseline, lambda: reads(http, admin, node, args.calls))
+                fanout += fan.lines
+                fanout.append(fan.ratio(raw_rate, args.concurrency))
+                print("\n".join(fanout[-3:]), flush=True)
+                if report is not None:
+                    figures.append(report)
+                    print(figures[-1], flush=True)
+                else:
+                    figures.append(f"    (no baseline reads: --baseline {args.baseline} is not between 0 and --runs)")
+                await settle(args.runs, "the last run begun")
+                done = args.runs
+            for size in [] if args.broadcast else dict.fromkeys([min(args.baseline, args.runs), args.runs]):
+                rss.phase = f"starting {done}..{size}"
+                rate = await start_runs(client, store, done, size, args.concurrency)
+                print(f"started runs {done}..{size}: {rate:.0f} starts/s {load()}", flush=True)
+                await settle(size, "the last start")
                 done = size
 
             if args.fill > done:
@@ -407,6 +641,9 @@ async def main(args: argparse.Namespace) -> None:
         store.dispose()
         log.close()
         shutil.rmtree(data, ignore_errors=True)
+    if fanout:
+        print("broadcast (run now → last run begun) against raw start_run:")
+        print("\n".join(fanout))
     print("worker RSS by phase:")
     print(rss.report())
     print("reads (p50/p99 over HTTP through uvicorn):")
@@ -427,4 +664,9 @@ if __name__ == "__main__":
         "--fill", type=int, default=0, help="then copy run 0's store rows up to this many runs and read again"
     )
     parser.add_argument("--database-url", default=None, help="PostgreSQL URL (default: SQLite in the data dir)")
+    parser.add_argument(
+        "--broadcast", action="store_true", help="enter the N runs by an audience broadcast (run now), not start_run"
+    )
+    parser.add_argument("--raw-users", type=int, default=2000, help="--broadcast: raw start_run baseline users")
+    parser.add_argument("--page-size", type=int, default=DEFAULT_PAGE_SIZE, help="--broadcast: its page size")
     asyncio.run(main(parser.parse_args()))
