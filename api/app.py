@@ -42,6 +42,7 @@ from api.settings import ApiSettings, as_api_settings
 from engine import catalog
 from engine.dispatch import Bounds, Dispatcher
 from engine.journey_cache import JourneyCache
+from engine.schedules import requeue_old_schedules
 from engine.settings import Settings
 from engine.stopping import StopJobs
 from engine.store import Store
@@ -129,15 +130,19 @@ def create_app(
             recheck = asyncio.create_task(asyncio.to_thread(catalog.recheck_current, state.store))
             recheck.add_done_callback(_log_failure)
         state.own_client = False
+        state.requeue = None
         if state.client is None and api_settings.temporal_address:
             await _connect(state)
+        elif state.client is not None:
+            _requeue_schedules(state)
         sweeper = asyncio.create_task(_sweep_forever(state)) if api_settings.redispatch_seconds > 0 else None
         try:
             yield
         finally:
-            if sweeper is not None:
-                sweeper.cancel()
-                await asyncio.gather(sweeper, return_exceptions=True)
+            for task in (sweeper, state.requeue):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
             if state.store is not None:
                 # bounded: what is still under way is left to the next sweep
                 await state.dispatcher.drain(api_settings.shutdown_grace_seconds)
@@ -205,7 +210,24 @@ async def _connect(state: Any) -> bool:
         return False
     state.own_client = True
     log.info("connected to Temporal at %s", settings.temporal_address)
+    _requeue_schedules(state)
     return True
+
+
+def _requeue_schedules(state: Any) -> None:
+    """Once per process, when Temporal is first reached: audience schedules
+    made before broadcasts had their own queue move to it
+    (``engine.schedules.requeue_old_schedules``)."""
+    if state.store is None or getattr(state, "requeue", None) is not None:
+        return
+    task = asyncio.create_task(requeue_old_schedules(state.client, state.store, task_queue=state.settings.task_queue))
+    task.add_done_callback(_log_requeue_failure)
+    state.requeue = task
+
+
+def _log_requeue_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("moving old audience schedules to the broadcast queue failed", exc_info=task.exception())
 
 
 async def _sweep_forever(state: Any) -> None:

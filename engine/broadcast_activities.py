@@ -50,6 +50,7 @@ from dsl.ir import AudienceEntry, Cond
 from engine import broadcasts, lifecycle
 from engine.activities import JourneyActivities
 from engine.audience import AudiencePage, full_snapshot_fn, needs_full_snapshot, select_page
+from engine.broadcast_backlog import RUNS_AHEAD, STALL_SECONDS, Backlog
 from engine.settings import Settings
 from engine.starts import memo_of, start_run
 from engine.store import Store
@@ -81,6 +82,7 @@ class _Page:
     select_seconds: float
     launched: float  # perf_counter() when its starts were set going
     started: float = 0.0  # perf_counter() when its last start answered
+    backlog: Backlog | None = None  # the call's runs not yet begun (shared by its pages)
 
 
 class BroadcastActivities:
@@ -96,6 +98,8 @@ class BroadcastActivities:
         snapshots: JourneyActivities | None = None,
         start_concurrency: int = START_CONCURRENCY,
         call_seconds: float = CALL_SECONDS,
+        runs_ahead: int = RUNS_AHEAD,
+        stall_seconds: float = STALL_SECONDS,
     ) -> None:
         self.store = store
         self.settings = settings or Settings()
@@ -104,6 +108,8 @@ class BroadcastActivities:
         self._snapshots = snapshots or JourneyActivities(store, {}, self.settings)
         self._start_concurrency = start_concurrency
         self._call_seconds = call_seconds
+        self._runs_ahead = runs_ahead
+        self._stall_seconds = stall_seconds
 
     def _temporal(self) -> Client:
         return self._client or activity.client()
@@ -156,8 +162,19 @@ class BroadcastActivities:
         there first: the stored row is returned and the workflow goes on from
         it). One page per call left the starts idle for the select, the
         commit, the drain of the page's last starts and the round trip to the
-        next call (``bench/broadcast_bench.py`` prints the split)."""
+        next call (``bench/broadcast_bench.py`` prints the split).
+
+        Starts also wait while ``runs_ahead`` of the runs this call started
+        have not begun (``engine.broadcast_backlog``): the runs' queue stays
+        short, so event-triggered runs on it are not held up by the whole
+        audience's first tasks."""
         gate = asyncio.Semaphore(self._start_concurrency)
+        backlog = Backlog(
+            lambda ids: broadcasts.entered_by(self.store, req.journey_id, req.broadcast_id, ids),
+            limit=self._runs_ahead,
+            stall_seconds=self._stall_seconds,
+            heartbeat=activity.heartbeat,
+        )
         stop_selecting = time.monotonic() + self._call_seconds
         progress = current
         pending: _Page | None = None  # selected, its starts running, not committed yet
@@ -172,7 +189,7 @@ class BroadcastActivities:
                     halt = await asyncio.to_thread(self._halt_reason, req.journey_id)
                     if halt is None:
                         cursor = pending.page.cursor if pending else progress.cursor
-                        ahead = await self._launch(req, cond, cursor, progress.page_size, gate)
+                        ahead = await self._launch(req, cond, cursor, progress.page_size, gate, backlog)
                         launched.append(ahead.starts)
                 if pending is not None:
                     committed = await self._commit(req, pending, progress.pages)
@@ -192,13 +209,20 @@ class BroadcastActivities:
                 task.cancel()  # only ever not done on an early return or a cancelled call
 
     async def _launch(
-        self, req: BroadcastPageRequest, cond: Cond, cursor: str | None, limit: int, gate: asyncio.Semaphore
+        self,
+        req: BroadcastPageRequest,
+        cond: Cond,
+        cursor: str | None,
+        limit: int,
+        gate: asyncio.Semaphore,
+        backlog: Backlog,
     ) -> _Page:
         """Select the page after ``cursor`` and set its starts going."""
         t0 = time.perf_counter()
         page = await asyncio.to_thread(self._select, cond, cursor, limit, req.now)
         selected = time.perf_counter()
-        work = _Page(page, asyncio.create_task(self._enter(req, page.user_ids, gate)), selected - t0, selected)
+        starts = asyncio.create_task(self._enter(req, page.user_ids, gate, backlog))
+        work = _Page(page, starts, selected - t0, selected, backlog=backlog)
         work.starts.add_done_callback(lambda _: setattr(work, "started", time.perf_counter()))
         return work
 
@@ -220,13 +244,14 @@ class BroadcastActivities:
         )
         activity.heartbeat()
         log.info(
-            "broadcast %s page %d: %d users, select %.1f ms, start %.1f ms, commit %.1f ms",
+            "broadcast %s page %d: %d users, select %.1f ms, start %.1f ms, commit %.1f ms, not begun %d",
             req.broadcast_id,
             pages_before + 1,
             len(work.page.user_ids),
             1000 * work.select_seconds,
             1000 * (work.started - work.launched),
             1000 * (time.perf_counter() - t0),
+            work.backlog.waiting if work.backlog is not None else 0,
         )
         return progress
 
@@ -267,9 +292,12 @@ class BroadcastActivities:
             rules=self._snapshots.settings.derived,
         )
 
-    async def _enter(self, req: BroadcastPageRequest, user_ids: list[str], gate: asyncio.Semaphore) -> tuple[int, int]:
+    async def _enter(
+        self, req: BroadcastPageRequest, user_ids: list[str], gate: asyncio.Semaphore, backlog: Backlog
+    ) -> tuple[int, int]:
         """Start the journey for each user, at most ``gate`` starts in flight
-        (shared by the pages of a call); returns (entered, skipped)."""
+        and each once ``backlog`` has room (both shared by the pages of a
+        call); returns (entered, skipped)."""
         already = await asyncio.to_thread(broadcasts.entered_by, self.store, req.journey_id, req.broadcast_id, user_ids)
         todo = [u for u in user_ids if u not in already]
         client = self._temporal()
@@ -286,6 +314,8 @@ class BroadcastActivities:
 
         async def start(user_id: str) -> bool:
             async with gate:
+                # inside the gate: at most start_concurrency pass it before their runs are counted
+                await backlog.room()
                 inp = JourneyInput(
                     journey_id=req.journey_id,
                     version=req.version,
@@ -299,6 +329,7 @@ class BroadcastActivities:
                         client, task_queue, inp, signal_running=False, memo={MEMO_KEY: req.broadcast_id}
                     )
                     if started.started:
+                        backlog.started(user_id)
                         return True
                     # a run was going already: ours (an earlier attempt of this page) or another entry's
                     return await memo_of(client, started.workflow_id, MEMO_KEY) == req.broadcast_id

@@ -251,6 +251,41 @@ async def sync_current(
         raise ScheduleUnavailable(f"the audience schedule could not be updated ({type(exc).__name__})") from exc
 
 
+async def requeue_old_schedules(client: Client, store: Store, *, task_queue: str = TASK_QUEUE) -> list[str]:
+    """Schedules made before broadcasts had their own queue start them on the
+    runs' queue, where a broadcast's own steps wait behind the runs it starts
+    (7 minutes at 4k users). The service calls this once it reaches Temporal,
+    so they move at its start instead of at each journey's next deploy: one
+    ``describe`` per active or paused audience journey, an update only for a
+    schedule whose broadcast goes elsewhere. A missing schedule is left to
+    the next deploy or lifecycle move (creating one here could fire a
+    broadcast nobody asked for today). Answers the journeys moved."""
+    wanted = broadcast_task_queue(task_queue)
+    moved: list[str] = []
+    for info in await asyncio.to_thread(catalog.list_journeys, store):
+        if info.status not in ("active", "paused"):
+            continue
+        version = await asyncio.to_thread(catalog.get_version, store, info.id)
+        ir = Journey.model_validate(version.ir) if version is not None else None
+        if version is None or ir is None or not isinstance(ir.entry, AudienceEntry):
+            continue
+        try:
+            desc = await client.get_schedule_handle(schedule_id(info.id)).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                continue
+            raise
+        action = desc.schedule.action
+        if isinstance(action, ScheduleActionStartWorkflow) and action.task_queue == wanted:
+            continue
+        await sync_audience_schedule(
+            client, info.id, version.version, version.hash, ir, status=info.status, task_queue=task_queue
+        )
+        log.info("moved the schedule of journey %s to %s", info.id, wanted)
+        moved.append(info.id)
+    return moved
+
+
 @dataclass(frozen=True)
 class ScheduleView:
     schedule_id: str

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from temporalio.client import Client
@@ -79,14 +80,17 @@ class Engine:
 
 
 @asynccontextmanager
-async def engine(client: Client, store: Store, *, journey_worker: bool = True) -> AsyncIterator[Engine]:
+async def engine(
+    client: Client, store: Store, *, journey_worker: bool = True, **broadcast_options: Any
+) -> AsyncIterator[Engine]:
     """The engine with both workers; ``journey_worker=False`` runs only the
-    broadcast worker (nobody polls the runs' queue)."""
+    broadcast worker (nobody polls the runs' queue). ``broadcast_options`` go
+    to ``BroadcastActivities`` (``runs_ahead=``, ``start_concurrency=``, ...)."""
     outbox = Outbox()
     settings = Settings(database_url=store.url, cap_per_day=None, cap_per_week=None)
     providers = build_providers(ChannelsConfig(mode="outbox"), outbox=outbox)
     journey_acts = JourneyActivities(store, providers, settings)
-    broadcast_acts = BroadcastActivities(store, settings, snapshots=journey_acts)
+    broadcast_acts = BroadcastActivities(store, settings, snapshots=journey_acts, **broadcast_options)
     upsert_template(store, "hi", "hello {{ user.id }}")
     task_queue = f"tq-audience-{uuid.uuid4().hex[:8]}"
     if journey_worker:

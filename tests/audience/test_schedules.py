@@ -4,6 +4,7 @@ schedule running a real broadcast."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -11,11 +12,20 @@ from temporalio.client import ScheduleActionStartWorkflow, ScheduleRange
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from api.app import create_app
+from api.settings import ApiSettings
 from contracts.broadcast import BroadcastProgress
 from dsl.ir import Schedule
 from dsl.parser import parse
-from engine import broadcasts
-from engine.schedules import calendar_for, past_one_off, schedule_id, sync_audience_schedule
+from engine import broadcasts, catalog
+from engine.schedules import (
+    build_schedule,
+    calendar_for,
+    past_one_off,
+    requeue_old_schedules,
+    schedule_id,
+    sync_audience_schedule,
+)
 from engine.store import Store
 from tests.audience.harness import audience_journey, engine, population
 
@@ -138,3 +148,52 @@ async def test_a_fired_schedule_broadcasts(dev_env: WorkflowEnvironment, db: Sto
         assert broadcasts.get(store, fired) == result
         assert eng.outbox_users(journey_id) == dict.fromkeys(expected, 1)
         await handle.delete()
+
+
+async def test_a_schedule_made_before_the_broadcast_queue_moves_when_the_service_starts(
+    dev_env: WorkflowEnvironment, db: Store
+) -> None:
+    """An audience schedule that starts its broadcast on the runs' queue (as
+    schedules did before broadcasts had their own) is moved to the broadcast
+    queue once the API reaches Temporal, keeping its pause; a stopped
+    journey's, and one already on the broadcast queue, are left alone."""
+    client, store = dev_env.client, db
+    queue = f"tq-old-{uuid.uuid4().hex[:6]}"
+    ids: dict[str, str] = {}
+    for status in ("active", "paused", "stopped", "current"):
+        journey_id, journey = audience_journey("tag vip")
+        ids[status] = journey_id
+        catalog.publish(
+            store,
+            journey_id,
+            name=journey_id,
+            source="",
+            ir=journey.model_dump(mode="json"),
+            hash=journey.content_hash(),
+        )
+        if status in ("paused", "stopped"):
+            catalog.set_status(store, journey_id, status)
+        old = build_schedule(
+            journey_id, 1, journey.content_hash(), journey, paused=status == "paused", task_queue=queue
+        )
+        assert isinstance(old.action, ScheduleActionStartWorkflow)
+        if status != "current":
+            old.action.task_queue = queue  # where the broadcast itself ran before
+        await client.create_schedule(schedule_id(journey_id), old)
+
+    async def queue_of(journey_id: str) -> tuple[str, bool]:
+        desc = await client.get_schedule_handle(schedule_id(journey_id)).describe()
+        assert isinstance(desc.schedule.action, ScheduleActionStartWorkflow)
+        return desc.schedule.action.task_queue, desc.schedule.state.paused
+
+    app = create_app(ApiSettings(database_url="sqlite://", task_queue=queue), client=client, store=store)
+    async with app.router.lifespan_context(app):
+        assert app.state.requeue is not None
+        assert sorted(await app.state.requeue) == sorted([ids["active"], ids["paused"]])
+    assert await queue_of(ids["active"]) == (f"{queue}-broadcasts", False)
+    assert await queue_of(ids["paused"]) == (f"{queue}-broadcasts", True)
+    assert await queue_of(ids["stopped"]) == (queue, False)
+    assert await queue_of(ids["current"]) == (f"{queue}-broadcasts", False)
+    assert await requeue_old_schedules(client, store, task_queue=queue) == []  # once moved, nothing to do
+    for journey_id in ids.values():
+        await client.get_schedule_handle(schedule_id(journey_id)).delete()
