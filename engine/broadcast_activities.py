@@ -73,6 +73,21 @@ CALL_SECONDS = 120.0
 log = logging.getLogger("journeys.broadcast")
 
 
+# The page activity heartbeats this often whatever it awaits. Its own reads
+# run in threads (``asyncio.to_thread``): in a worker process whose journey
+# activities keep the default executor busy, a read waiting for a thread while
+# every start waited for ``Backlog.room`` went over the 60 s heartbeat timeout
+# and the call was cancelled and redone (100k bench). The event loop beating
+# says the worker is alive; a stuck read is bounded by the 10-minute timeout.
+BEAT_SECONDS = 10.0
+
+
+async def _beat() -> None:
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(BEAT_SECONDS)
+
+
 @dataclass
 class _Page:
     """A selected page whose starts are running (or done)."""
@@ -143,7 +158,11 @@ class BroadcastActivities:
         entry = req.ir.entry
         if not isinstance(entry, AudienceEntry):
             return await self._halt(req, "journey has no audience entry")
-        return await self._pages(req, entry.where, current)
+        beating = asyncio.create_task(_beat())
+        try:
+            return await self._pages(req, entry.where, current)
+        finally:
+            beating.cancel()
 
     async def _pages(self, req: BroadcastPageRequest, cond: Cond, current: BroadcastProgress) -> BroadcastProgress:
         """Pages from ``current`` on, pipelined: page k+1 is selected and its
