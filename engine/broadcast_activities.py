@@ -96,8 +96,8 @@ class _Page:
     starts: asyncio.Task[tuple[int, int]]
     select_seconds: float
     launched: float  # perf_counter() when its starts were set going
+    backlog: Backlog  # the call's runs not yet begun (shared by its pages)
     started: float = 0.0  # perf_counter() when its last start answered
-    backlog: Backlog | None = None  # the call's runs not yet begun (shared by its pages)
 
 
 class BroadcastActivities:
@@ -241,7 +241,7 @@ class BroadcastActivities:
         page = await asyncio.to_thread(self._select, cond, cursor, limit, req.now)
         selected = time.perf_counter()
         starts = asyncio.create_task(self._enter(req, page.user_ids, gate, backlog))
-        work = _Page(page, starts, selected - t0, selected, backlog=backlog)
+        work = _Page(page, starts, selected - t0, selected, backlog)
         work.starts.add_done_callback(lambda _: setattr(work, "started", time.perf_counter()))
         return work
 
@@ -270,7 +270,7 @@ class BroadcastActivities:
             1000 * work.select_seconds,
             1000 * (work.started - work.launched),
             1000 * (time.perf_counter() - t0),
-            work.backlog.waiting if work.backlog is not None else 0,
+            work.backlog.waiting,
         )
         return progress
 
