@@ -11,6 +11,7 @@ from temporalio.client import Client
 
 from dsl.ir import Journey, iter_steps
 from dsl.render import END_ID, ENTRY_ID
+from engine.count_cache import COUNTS
 from engine.stats import NodeStats
 from engine.visibility import waiting_counts
 
@@ -45,11 +46,28 @@ async def live_waiting(
     answer without Temporal."""
     if client is None:
         return None, "Temporal is not connected: waiting counts unavailable"
+    nodes = waiting_nodes(ir)
     try:
-        return await waiting_counts(client, journey_id, waiting_nodes(ir), version), None
+        counted = await COUNTS.aget(
+            _waiting_key(client, journey_id, version, nodes),
+            lambda: waiting_counts(client, journey_id, nodes, version),
+        )
+        return counted, None
     except Exception as exc:  # noqa: BLE001 - stats still answer from the store
         log.warning("visibility count failed for %s: %s", journey_id, exc)
         return None, "Temporal visibility query failed: waiting counts unavailable"
+
+
+def _waiting_key(client: Client, journey_id: str, version: int | None, nodes: list[str]) -> tuple[object, ...]:
+    return ("waiting", id(client), journey_id, version, tuple(nodes))
+
+
+def waiting_age(client: Client | None, journey_id: str, ir: Journey, version: int | None) -> float | None:
+    """Seconds since the waiting counts ``live_waiting`` serves were taken;
+    None while they are counted for each answer (or there is no Temporal)."""
+    if client is None:
+        return None
+    return COUNTS.age(_waiting_key(client, journey_id, version, waiting_nodes(ir)))
 
 
 def node_rows(ir: Journey, counts: dict[str, NodeStats], waiting: dict[str, int] | None) -> list[NodeRow]:

@@ -45,7 +45,7 @@ from api.stats_schemas import (
 )
 from dsl.durations import parse_duration
 from engine import broadcasts, experiments, goals, queries, stats
-from engine.node_numbers import live_waiting, node_rows
+from engine.node_numbers import live_waiting, node_rows, waiting_age
 from engine.store import Store
 from engine.store.types import utc, utcnow
 
@@ -167,7 +167,9 @@ async def journey_stats(
             _variant_clicks(VariantOut.model_validate(r), variant_clicks)
             for r in experiments.variant_rows(variants, experiments.holdout_variants(ir))
         ],
-        counts_age_seconds=stats.counts_age(store, journey_id, version),
+        counts_age_seconds=_oldest(
+            stats.counts_age(store, journey_id, version), waiting_age(client, journey_id, ir, version) if ir else None
+        ),
         warnings=warnings,
         split_tests=await asyncio.to_thread(
             split_test_rows, store, journey_id, version, settings.split_test_min_per_variant
@@ -194,6 +196,11 @@ async def journey_stats(
     if start_t is not None or broadcast is not None:
         out.readouts = await _readouts(store, journey_id, version, start_t, broadcast, readouts_, attribution, now)
     return out
+
+
+def _oldest(*ages: float | None) -> float | None:
+    known = [a for a in ages if a is not None]
+    return round(max(known), 1) if known else None
 
 
 def _node_clicks(row: NodeStatsOut, found: dict[str, stats.ClickCounts]) -> NodeStatsOut:

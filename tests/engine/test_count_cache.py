@@ -96,3 +96,92 @@ def test_stats_say_how_old_kept_counts_are(monkeypatch: pytest.MonkeyPatch, tmp_
     age = stats.counts_age(store, "j-age")
     assert age is not None and age >= 0
     store.dispose()
+
+
+def test_an_expensive_awaited_count_is_kept_and_retaken_in_a_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``aget``: the same policy for a count another server takes (Temporal
+    visibility), its recount a task of the running loop."""
+    import asyncio
+
+    monkeypatch.setattr(count_cache, "EXPENSIVE_REMOTE", 0.0)
+    monkeypatch.setattr(count_cache, "MIN_AGE", 0.05)
+    monkeypatch.setattr(count_cache, "SPACING", 0.0)
+    cache, calls = CountCache(), []
+
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def count() -> int:
+            calls.append(len(calls))
+            if len(calls) > 2:
+                await gate.wait()
+            return len(calls)
+
+        assert await cache.aget("k", count) == 1 and cache.age("k") is None
+        assert await cache.aget("k", count) == 2  # twice over: kept
+        assert await cache.aget("k", count) == 2 and calls == [0, 1]
+        await asyncio.sleep(0.06)
+        assert await cache.aget("k", count) == 2 and await cache.aget("k", count) == 2
+        await asyncio.sleep(0)
+        assert calls == [0, 1, 2]  # one recount, in the background
+        gate.set()
+        for _ in range(100):
+            if await cache.aget("k", count) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert await cache.aget("k", count) in (3, 4)
+
+    asyncio.run(main())
+
+
+def test_quick_awaited_counts_are_taken_every_time() -> None:
+    import asyncio
+
+    cache, calls = CountCache(), []
+
+    async def count() -> int:
+        calls.append(1)
+        return len(calls)
+
+    async def main() -> list[int]:
+        return [await cache.aget("k", count) for _ in range(3)]
+
+    assert asyncio.run(main()) == [1, 2, 3] and cache.age("k") is None
+
+
+def test_waiting_counts_are_kept_once_visibility_is_slow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``live_waiting`` (stats, the diagram's badges) counts each waiting node
+    in visibility; at 100k runs that took 2.5 s a node, so a slow count is
+    kept like the store's, and ``waiting_age`` says how old it is."""
+    import asyncio
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from dsl import load
+    from engine import node_numbers
+
+    ir = load(Path(__file__).parents[2] / "journeys" / "01_new_user_first_order.journey")
+    nodes = node_numbers.waiting_nodes(ir)
+    assert nodes
+    asked: list[str] = []
+    answer = {"count": 0}
+
+    async def count_workflows(query: str) -> SimpleNamespace:
+        asked.append(query)
+        return SimpleNamespace(count=answer["count"])
+
+    client = SimpleNamespace(count_workflows=count_workflows)
+    monkeypatch.setattr(node_numbers, "COUNTS", CountCache())
+
+    def waiting(count: int) -> dict[str, int] | None:
+        answer["count"] = count
+        return asyncio.run(node_numbers.live_waiting(client, "j-kept", ir, None))[0]  # type: ignore[arg-type]
+
+    monkeypatch.setattr(count_cache, "EXPENSIVE_REMOTE", float("inf"))
+    assert [waiting(n) for n in (1, 2, 3)] == [dict.fromkeys(nodes, n) for n in (1, 2, 3)]
+    assert node_numbers.waiting_age(client, "j-kept", ir, None) is None  # type: ignore[arg-type]
+    monkeypatch.setattr(count_cache, "EXPENSIVE_REMOTE", 0.0)
+    assert [waiting(n) for n in (4, 5, 6)] == [dict.fromkeys(nodes, n) for n in (4, 5, 5)]  # slow twice: kept
+    assert len(asked) == 5 * len(nodes) and any(f'JourneyStep = "{nodes[0]}"' in q for q in asked)
+    age = node_numbers.waiting_age(client, "j-kept", ir, None)  # type: ignore[arg-type]
+    assert age is not None and age >= 0
