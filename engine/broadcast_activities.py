@@ -192,7 +192,6 @@ class BroadcastActivities:
             lambda ids: broadcasts.entered_by(self.store, req.journey_id, req.broadcast_id, ids),
             limit=self._runs_ahead,
             stall_seconds=self._stall_seconds,
-            heartbeat=activity.heartbeat,
         )
         stop_selecting = time.monotonic() + self._call_seconds
         progress = current
@@ -261,7 +260,6 @@ class BroadcastActivities:
             done=work.page.done,
             now=req.now,
         )
-        activity.heartbeat()
         log.info(
             "broadcast %s page %d: %d users, select %.1f ms, start %.1f ms, commit %.1f ms, not begun %d",
             req.broadcast_id,
@@ -343,17 +341,14 @@ class BroadcastActivities:
                     ir=req.ir,
                     trigger_event=trigger,
                 )
-                try:
-                    started = await start_run(
-                        client, task_queue, inp, signal_running=False, memo={MEMO_KEY: req.broadcast_id}
-                    )
-                    if started.started:
-                        backlog.started(user_id)
-                        return True
-                    # a run was going already: ours (an earlier attempt of this page) or another entry's
-                    return await memo_of(client, started.workflow_id, MEMO_KEY) == req.broadcast_id
-                finally:
-                    activity.heartbeat()
+                started = await start_run(
+                    client, task_queue, inp, signal_running=False, memo={MEMO_KEY: req.broadcast_id}
+                )
+                if started.started:
+                    backlog.started(user_id)
+                    return True
+                # a run was going already: ours (an earlier attempt of this page) or another entry's
+                return await memo_of(client, started.workflow_id, MEMO_KEY) == req.broadcast_id
 
         results = await asyncio.gather(*(start(u) for u in todo))
         entered = len(already) + sum(1 for r in results if r)

@@ -43,8 +43,8 @@ class Backlog:
 
     ``await room()`` before a start, ``started(user_id)`` after one that made
     a new run. One caller at a time polls ``begun`` (a thread: it reads the
-    store) while the others wait for its answer; ``heartbeat`` is called on
-    every poll, so an activity waiting here is not timed out as lost."""
+    store) while the others wait for its answer. The page activity
+    heartbeats in the background meanwhile (``broadcast_activities._beat``)."""
 
     def __init__(
         self,
@@ -53,7 +53,6 @@ class Backlog:
         limit: int = RUNS_AHEAD,
         stall_seconds: float = STALL_SECONDS,
         poll_seconds: float = POLL_SECONDS,
-        heartbeat: Callable[[], None] = lambda: None,
     ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
@@ -61,7 +60,6 @@ class Backlog:
         self.limit = limit
         self._stall = stall_seconds
         self._poll = poll_seconds
-        self._heartbeat = heartbeat
         self._waiting: set[str] = set()
         self._lock = asyncio.Lock()
         self._moved = time.monotonic()  # when a waiting run last began (or the first was started)
@@ -84,7 +82,6 @@ class Backlog:
             async with self._lock:
                 if len(self._waiting) < self.limit:
                     return
-                self._heartbeat()
                 begun = set(await asyncio.to_thread(self._begun, sorted(self._waiting)))
                 if begun & self._waiting:
                     self._waiting -= begun
