@@ -16,9 +16,11 @@ expensive, so small journeys stay exact), wall time when a server counts
 (PostgreSQL).
 
 Who waits at each node comes from Temporal visibility, one count per
-waiting node (``engine.visibility.waiting_counts``); at 100k runs waiting
-each took 2.5 s on the dev server, and it was most of a stats call's 3.1 s
-p99. ``aget`` keeps those the same way, by wall time.
+waiting node (``engine.visibility.waiting_counts``), each reading every
+running run of the journey: at 100k running, one count took 0.6 s on the
+dev server and the three of a send-wait-send journey 1.8 s together
+(``bench/visibility_bench.py``), most of a stats call's 3.1 s p99 at 100k
+real runs. ``aget`` keeps those the same way, by wall time.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ EXPENSIVE = 0.3  # seconds on the wall clock (a server counts): counts faster th
 # CPU seconds when the count runs in this thread (SQLite): 100k runs' admitted-per-variant
 # count takes 80 ms of CPU (300 ms on the wall, loaded); a small journey's, about 1 ms.
 EXPENSIVE_CPU = 0.05
-# A count from another server over the network (Temporal visibility): 100k runs waiting at
-# one node took 2.5 s on the dev server (SQLite visibility). Higher than
+# A count from another server over the network (Temporal visibility): a journey's waiting
+# counts took 0.19 s at 10k running runs and 0.87 s at 50k on the dev server. Higher than
 # EXPENSIVE because the wall clock is all there is to go by, and a loaded machine's waits
 # must not keep a small journey's waiting numbers.
 EXPENSIVE_REMOTE = 0.5

@@ -151,7 +151,7 @@ def test_quick_awaited_counts_are_taken_every_time() -> None:
 
 def test_waiting_counts_are_kept_once_visibility_is_slow(monkeypatch: pytest.MonkeyPatch) -> None:
     """``live_waiting`` (stats, the diagram's badges) counts each waiting node
-    in visibility; at 100k runs that took 2.5 s a node, so a slow count is
+    in visibility; at 100k runs that took 1.8 s a call, so a slow count is
     kept like the store's, and ``waiting_age`` says how old it is."""
     import asyncio
     from pathlib import Path
