@@ -9,6 +9,14 @@ It honours idempotency keys like a good vendor: a key already recorded (also
 in an earlier process, read back from the file) is acknowledged again without
 a second record, so the outbox shows the exactly-once behaviour of the engine
 rather than hiding duplicates.
+
+With a file, the file is the record: the messages are not also kept in
+memory (the embedded default's worker held every message it ever "sent":
+~180 MB over a 100k-user broadcast, ``bench/waiting_bench.py``), and only
+the newest ``KEPT_KEYS`` idempotency keys are remembered, as a vendor's
+de-duplication window is bounded too. A key comes back when a send is
+retried (an activity redone after a crash, minutes later), not after a
+hundred thousand other messages.
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections import OrderedDict
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,26 +33,39 @@ from typing import Any
 from engine.channels._common import sent
 from engine.channels.base import OutboundMessage, ProviderResult
 
+KEPT_KEYS = 100_000  # idempotency keys remembered, the newest (~21 MB of 62-character keys)
+
 
 class Outbox:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
-        self.records: list[dict[str, Any]] = []
-        self._keys: set[str] = set()
+        self.records: list[dict[str, Any]] = []  # kept in memory only without a file
+        self._keys: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
-        if path is not None and path.exists():
-            with path.open(encoding="utf-8") as f:
-                for line in f:
-                    line = line.strip()
-                    if line:
-                        self._keys.add(json.loads(line)["idempotency_key"])
+        for record in self._file_records():  # one line at a time: the file can hold millions
+            self._remember(record["idempotency_key"])
+
+    def _file_records(self) -> Iterator[dict[str, Any]]:
+        if self.path is None or not self.path.exists():
+            return
+        with self.path.open(encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    yield json.loads(line)
+
+    def _remember(self, key: str) -> None:
+        self._keys[key] = None
+        self._keys.move_to_end(key)
+        while len(self._keys) > KEPT_KEYS:
+            self._keys.popitem(last=False)
 
     def messages(self, channel: str | None = None) -> list[OutboundMessage]:
-        """Messages recorded by this process, optionally for one channel."""
+        """Messages recorded, optionally for one channel: by this outbox in
+        memory, or everything in its file (earlier processes' too)."""
+        with self._lock:
+            records = list(self.records) if self.path is None else self._file_records()
         return [
-            OutboundMessage.model_validate(r["message"])
-            for r in self.records
-            if channel is None or r["channel"] == channel
+            OutboundMessage.model_validate(r["message"]) for r in records if channel is None or r["channel"] == channel
         ]
 
     def record(self, message: OutboundMessage) -> bool:
@@ -60,8 +83,9 @@ class Outbox:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 with self.path.open("a", encoding="utf-8") as f:
                     f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            self._keys.add(message.idempotency_key)
-            self.records.append(record)
+            else:
+                self.records.append(record)
+            self._remember(message.idempotency_key)
             return True
 
 

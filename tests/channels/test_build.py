@@ -25,6 +25,7 @@ from engine.channels import (
     aclose_providers,
     build_providers,
 )
+from engine.channels import outbox as outbox_module
 from engine.channels.base import ADDRESS_KIND
 
 from .conftest import Inbox
@@ -153,3 +154,36 @@ def test_config_secrets_stay_hidden_and_parse_from_plain_data(base_url: str) -> 
     assert again.wecom.base_url == "https://qyapi.weixin.qq.com"
     assert again.official_account.base_url == "https://api.weixin.qq.com"
     assert again.sms.base_url == "https://dysmsapi.aliyuncs.com"
+
+
+async def test_a_file_outbox_keeps_its_messages_in_the_file_only(tmp_path: Path, make_message) -> None:
+    """The embedded default's worker "sends" into a file outbox for its whole
+    life: it must not also hold every message in memory (~180 MB at 100k)."""
+    path = tmp_path / "outbox.jsonl"
+    outbox = Outbox(path)
+    messages = [make_message("sms", f"1380013800{i}") for i in range(3)]
+    for m in messages:
+        assert outbox.record(m)
+    assert outbox.records == []
+    assert outbox.messages("sms") == messages  # read back from the file
+    assert Outbox(path).messages() == messages  # and by another process
+
+
+async def test_a_file_outbox_remembers_the_newest_keys(
+    tmp_path: Path, make_message, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bounded de-duplication window, as a vendor's: a retried key within
+    it is acknowledged without a second record; one that fell out of it is
+    recorded again. A restart reads the window back from the file."""
+    monkeypatch.setattr(outbox_module, "KEPT_KEYS", 2)
+    path = tmp_path / "outbox.jsonl"
+    outbox = Outbox(path)
+    first, second, third = (make_message("sms", f"1390013900{i}") for i in range(3))
+    for m in (first, second, third):
+        assert outbox.record(m)
+    assert not outbox.record(third) and not outbox.record(second)
+    assert outbox.record(first)  # forgotten: the window holds the two newest keys
+    restarted = Outbox(path)  # the file's last two keys: third, first
+    assert not restarted.record(first) and not restarted.record(third)
+    assert restarted.record(second)
+    assert len(path.read_text(encoding="utf-8").splitlines()) == 5
