@@ -158,7 +158,7 @@ def test_config_secrets_stay_hidden_and_parse_from_plain_data(base_url: str) -> 
 
 async def test_a_file_outbox_keeps_its_messages_in_the_file_only(tmp_path: Path, make_message) -> None:
     """The embedded default's worker "sends" into a file outbox for its whole
-    life: it must not also hold every message in memory (~180 MB at 100k)."""
+    life: it must not also hold every message in memory (2.3 kB each)."""
     path = tmp_path / "outbox.jsonl"
     outbox = Outbox(path)
     messages = [make_message("sms", f"1380013800{i}") for i in range(3)]
