@@ -137,7 +137,7 @@ async def journey_stats(
     waiting = None
     ir = found.ir if found else None
     if ir is not None:
-        waiting, warning = await live_waiting(client, journey_id, ir, version)
+        waiting, warning = await live_waiting(client, journey_id, ir, version, counts)
         if warning:
             warnings.append(warning)
     attribution = await asyncio.to_thread(goals.attribute, store, journey_id, version)
@@ -168,7 +168,7 @@ async def journey_stats(
             for r in experiments.variant_rows(variants, experiments.holdout_variants(ir))
         ],
         counts_age_seconds=_oldest(
-            stats.counts_age(store, journey_id, version), waiting_age(client, journey_id, ir, version) if ir else None
+            stats.counts_age(store, journey_id, version), waiting_age(client, journey_id, ir, version, counts) if ir else None
         ),
         warnings=warnings,
         split_tests=await asyncio.to_thread(

@@ -185,3 +185,43 @@ def test_waiting_counts_are_kept_once_visibility_is_slow(monkeypatch: pytest.Mon
     assert len(asked) == 5 * len(nodes) and any(f'JourneyStep = "{nodes[0]}"' in q for q in asked)
     age = node_numbers.waiting_age(client, "j-kept", ir, None)  # type: ignore[arg-type]
     assert age is not None and age >= 0
+
+
+def test_only_nodes_where_a_run_ever_waited_are_counted_in_visibility(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run records "waiting" at a node in the workflow task that upserts
+    it there, so a node the store never saw a run wait at has nobody waiting:
+    stats ask visibility about the others only (one count each, each reading
+    every running run of the journey)."""
+    import asyncio
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from dsl import load
+    from engine import node_numbers
+    from engine.stats import NodeStats
+
+    ir = load(Path(__file__).parents[2] / "journeys" / "01_new_user_first_order.journey")
+    nodes = node_numbers.waiting_nodes(ir)
+    assert len(nodes) >= 2
+    asked: list[str] = []
+
+    async def count_workflows(query: str) -> SimpleNamespace:
+        asked.append(query)
+        return SimpleNamespace(count=7)
+
+    client = SimpleNamespace(count_workflows=count_workflows)
+    monkeypatch.setattr(node_numbers, "COUNTS", CountCache())
+    stored = {
+        nodes[0]: NodeStats(node_id=nodes[0], entered=9, waiting=9),
+        nodes[1]: NodeStats(node_id=nodes[1], entered=3, waiting=0),  # reached, never waited at
+    }
+
+    def waiting(known: dict[str, NodeStats] | None) -> dict[str, int] | None:
+        asked.clear()
+        return asyncio.run(node_numbers.live_waiting(client, "j-asked", ir, None, known))[0]  # type: ignore[arg-type]
+
+    assert waiting(stored) == {nodes[0]: 7} and len(asked) == 1 and f'JourneyStep = "{nodes[0]}"' in asked[0]
+    rows = node_numbers.node_rows(ir, stored, waiting(stored))
+    assert {r.node_id: r.waiting for r in rows if r.node_id in nodes} == {n: 7 if n == nodes[0] else 0 for n in nodes}
+    assert waiting({}) == {} and asked == []  # nobody ever waited anywhere: no count at all
+    assert waiting(None) == dict.fromkeys(nodes, 7) and len(asked) == len(nodes)  # no store counts: every node
