@@ -168,7 +168,8 @@ async def journey_stats(
             for r in experiments.variant_rows(variants, experiments.holdout_variants(ir))
         ],
         counts_age_seconds=_oldest(
-            stats.counts_age(store, journey_id, version), waiting_age(client, journey_id, ir, version, counts) if ir else None
+            stats.counts_age(store, journey_id, version),
+            waiting_age(client, journey_id, ir, version, counts) if ir else None,
         ),
         warnings=warnings,
         split_tests=await asyncio.to_thread(
