@@ -12,11 +12,14 @@ polls: visibility holds N running runs waiting at the node without a
 worker spending an hour beginning them (``bench/waiting_bench.py`` does
 that, ~21 runs/s here). At each of ``--at`` sizes it prints:
 
-- **bare**: ``waiting_counts``, p50/p99 over ``--calls`` calls;
-- **kept**: ``live_waiting`` through the count cache, p50/p99 over the same
-  number of calls, after the first calls that measure the count (printed
-  beside: a count is kept once two in a row were slow), and the age the
-  answer says its numbers have.
+- one visibility count (the wait node), p50/p99 over ``--calls`` calls;
+- every node a run of the journey can wait at, counted on each call: what
+  the stats call did before (three counts for this journey);
+- ``live_waiting`` as the stats call asks it now: given the store's counts
+  (runs waited at the wait node only), it counts that node alone, through
+  the count cache: the first two calls (a count is kept once two in a row
+  were slow), then p50/p99 over ``--calls``, and the age the answer says
+  its numbers have.
 
     .venv/bin/python bench/visibility_bench.py [--runs 100000] [--at 1000,10000,100000] [--calls 30]
 """
@@ -37,10 +40,12 @@ sys.path.insert(0, str(ROOT))
 from temporalio.common import SearchAttributePair, TypedSearchAttributes  # noqa: E402
 
 from bench.waiting_bench import NODE, SOURCE, load, percentiles  # noqa: E402
+from contracts import names  # noqa: E402
 from contracts import search_attributes as sa  # noqa: E402
 from dsl import compile_source  # noqa: E402
 from engine import count_cache  # noqa: E402
-from engine.node_numbers import live_waiting, waiting_age  # noqa: E402
+from engine.node_numbers import live_waiting, waiting_age, waiting_nodes  # noqa: E402
+from engine.stats import NodeStats  # noqa: E402
 from engine.temporal import start_dev_server  # noqa: E402
 from engine.visibility import waiting_counts  # noqa: E402
 
@@ -64,7 +69,7 @@ async def start_waiting(client, first: int, last: int, concurrency: int) -> None
         )
         async with gate:
             await client.start_workflow(
-                "JourneyRun", id=f"journey:{JOURNEY}:{user}", task_queue=QUEUE, search_attributes=attributes
+                names.JOURNEY_WORKFLOW, id=f"journey:{JOURNEY}:{user}", task_queue=QUEUE, search_attributes=attributes
             )
 
     await asyncio.gather(*(one(i) for i in range(first, last)))
@@ -98,24 +103,32 @@ async def measure(client, ir, size: int, calls: int) -> None:  # noqa: ANN001
     import engine.node_numbers as node_numbers
 
     node_numbers.COUNTS = count_cache.COUNTS
-    nodes = [NODE]
-    bare = await timed(calls, lambda: waiting_counts(client, JOURNEY, nodes))
+    every = waiting_nodes(ir)
     print(f"  {size} runs waiting at {NODE!r} {load()}", flush=True)
-    print(line("bare visibility count", bare), flush=True)
-    first = await timed(2, lambda: live_waiting(client, JOURNEY, ir, None))
-    kept = await timed(calls, lambda: live_waiting(client, JOURNEY, ir, None))
-    counted, _ = await live_waiting(client, JOURNEY, ir, None)
-    age = waiting_age(client, JOURNEY, ir, None)
+    print(line("one count (the wait node)", await timed(calls, lambda: waiting_counts(client, JOURNEY, [NODE]))))
+    print(
+        line(
+            f"every node a run can wait at ({len(every)}), counted each call as stats did",
+            await timed(calls, lambda: waiting_counts(client, JOURNEY, every)),
+        ),
+        flush=True,
+    )
+    # The store saw runs wait at the wait node only (its counts fresh: a journey this size counts them each call).
+    stored = {NODE: NodeStats(node_id=NODE, entered=size, waiting=size)}
+    first = await timed(2, lambda: live_waiting(client, JOURNEY, ir, None, stored))
+    kept = await timed(calls, lambda: live_waiting(client, JOURNEY, ir, None, stored))
+    counted, _ = await live_waiting(client, JOURNEY, ir, None, stored)
+    age = waiting_age(client, JOURNEY, ir, None, stored)
     shown = "counted for each answer" if age is None else f"kept, {age:.1f} s old"
     print(
-        f"    first two calls {first[0]:.0f} / {first[1]:.0f} ms;"
+        f"    live_waiting with the store's counts: first two calls {first[0]:.0f} / {first[1]:.0f} ms;"
         f" then{line('', kept)[5:]}; answer {counted.get(NODE) if counted else None} ({shown})",
         flush=True,
     )
 
 
 async def main(args: argparse.Namespace) -> None:
-    sizes = sorted({int(s) for s in args.at.split(",")} | {args.runs})
+    sizes = sorted({int(s) for s in args.at.split(",") if 0 < int(s) < args.runs} | {args.runs})
     ir = compile_source(SOURCE)
     with tempfile.TemporaryDirectory(prefix="visibility-bench-") as tmp:
         env = await start_dev_server(os.path.join(tmp, "temporal.db"))

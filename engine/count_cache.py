@@ -106,8 +106,9 @@ class CountCache:
         async def run() -> None:
             try:
                 await self._atake(key, count)
-            except Exception:  # noqa: BLE001 - the last count stays; the next call tries again
+            except Exception:  # noqa: BLE001 - the next call counts afresh, and its caller sees the failure
                 log.warning("recounting %s failed", key, exc_info=True)
+                self._forget(key)
             finally:
                 with self._lock:
                     self._refreshing.discard(key)
@@ -146,13 +147,20 @@ class CountCache:
         def run() -> None:
             try:
                 self._take(key, count, in_process)
-            except Exception:  # noqa: BLE001 - the last count stays; the next call tries again
+            except Exception:  # noqa: BLE001 - the next call counts afresh, and its caller sees the failure
                 log.warning("recounting %s failed", key, exc_info=True)
+                self._forget(key)
             finally:
                 with self._lock:
                     self._refreshing.discard(key)
 
         threading.Thread(target=run, name="journeys-recount", daemon=True).start()
+
+    def _forget(self, key: Hashable) -> None:
+        """Drop a kept count whose recount failed: serving it on would hide the
+        failure (a Temporal gone away) behind numbers that only grow old."""
+        with self._lock:
+            self._kept.pop(key, None)
 
     def age(self, key: Hashable) -> float | None:
         """Seconds since the count served for ``key`` was taken; None when

@@ -49,12 +49,15 @@ async def live_waiting(
     """Waiting counts per node, or (None, why not): the store's numbers still
     answer without Temporal.
 
-    With the store's counts (``stored``), only nodes where some run ever
-    waited are asked: a run records "waiting" at a node in the workflow task
-    that upserts it there (``workflows.waits``), before visibility can show
-    it, so a node with no such record has nobody waiting. Each count reads
-    every running run of the journey (63 ms at 10k): a send-wait-send
-    journey's stats asked three where one can be non-zero."""
+    With the store's counts (``stored``: pass them only when counted for
+    this answer, ``stats.node_counts_are_fresh``; a kept count can be
+    minutes behind the first runs to wait somewhere), only nodes where some
+    run ever waited are asked: a run records "waiting" at a node in the
+    workflow task that upserts it there (``workflows.waits``), before
+    visibility shows it (unless that record's write outlasts the workflow
+    task's timeout: a moment's undercount). Each count reads every running
+    run of the journey (63 ms at 10k): a send-wait-send journey's stats
+    asked three where one can be non-zero."""
     if client is None:
         return None, "Temporal is not connected: waiting counts unavailable"
     nodes = _asked(ir, stored)

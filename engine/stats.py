@@ -99,6 +99,12 @@ def counts_age(store: Store, journey_id: str, version: int | None = None) -> flo
     return round(max(known), 1) if known else None
 
 
+def node_counts_are_fresh(store: Store, journey_id: str, version: int | None = None) -> bool:
+    """Whether the last ``node_counts`` answer was counted for it (not a kept
+    count, which can be minutes behind a big journey)."""
+    return COUNTS.age(_key("nodes", store, journey_id, version)) is None
+
+
 def node_counts(store: Store, journey_id: str, version: int | None = None) -> dict[str, NodeStats]:
     """Distinct runs per node and outcome, and deliveries per node by status.
     Reads every step record of the journey (10 s for 100k runs waiting on a

@@ -36,8 +36,9 @@ with workflow.unsafe.imports_passed_through():
 
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 _SHORT = timedelta(seconds=30)
-# A page starts up to page_size workflows; the activity heartbeats per start,
-# so a worker that dies mid-page is noticed within the heartbeat timeout.
+# A page starts up to page_size workflows; the activity heartbeats every 10 s
+# whatever it awaits, so a worker that dies mid-page is noticed within the
+# heartbeat timeout.
 _PAGE_TIMEOUT = timedelta(minutes=10)
 _PAGE_HEARTBEAT = timedelta(seconds=60)
 

@@ -134,10 +134,11 @@ async def journey_stats(
             raise Problem(404, f"journey {journey_id!r} has no version {version}", kind="version-not-found")
     warnings: list[str] = []
     counts = await asyncio.to_thread(stats.node_counts, store, journey_id, version)
-    waiting = None
+    waiting, stored = None, None
     ir = found.ir if found else None
     if ir is not None:
-        waiting, warning = await live_waiting(client, journey_id, ir, version, counts)
+        stored = counts if stats.node_counts_are_fresh(store, journey_id, version) else None
+        waiting, warning = await live_waiting(client, journey_id, ir, version, stored)
         if warning:
             warnings.append(warning)
     attribution = await asyncio.to_thread(goals.attribute, store, journey_id, version)
@@ -169,7 +170,7 @@ async def journey_stats(
         ],
         counts_age_seconds=_oldest(
             stats.counts_age(store, journey_id, version),
-            waiting_age(client, journey_id, ir, version, counts) if ir else None,
+            waiting_age(client, journey_id, ir, version, stored) if ir else None,
         ),
         warnings=warnings,
         split_tests=await asyncio.to_thread(

@@ -13,11 +13,10 @@ rather than hiding duplicates.
 With a file, the file is the record: the messages are not also kept in
 memory (the embedded default's worker held every message it ever "sent",
 2.3 kB each decoded: over a 100k-user broadcast its RSS grew 280 → 462 MB,
-``bench/waiting_bench.py``), and only
-the newest ``KEPT_KEYS`` idempotency keys are remembered, as a vendor's
-de-duplication window is bounded too. A key comes back when a send is
-retried (an activity redone after a crash, minutes later), not after a
-fifty thousand other messages.
+``bench/waiting_bench.py``), and only the newest ``KEPT_KEYS`` idempotency
+keys are remembered, as a vendor's de-duplication window is bounded too. A
+key comes back when a send is retried (an activity redone after a crash,
+within minutes), not after fifty thousand other messages.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from typing import Any
 from engine.channels._common import sent
 from engine.channels.base import OutboundMessage, ProviderResult
 
-KEPT_KEYS = 50_000  # idempotency keys remembered, the newest: ~12 MB of 110-character keys, 40 min at 20 sends/s
+KEPT_KEYS = 50_000  # idempotency keys remembered, the newest: ~12 MB of 110-character keys; 40 min of sends at 20/s
 
 
 class Outbox:
@@ -64,7 +63,7 @@ class Outbox:
         """Messages recorded, optionally for one channel: by this outbox in
         memory, or everything in its file (earlier processes' too)."""
         with self._lock:
-            records = list(self.records) if self.path is None else self._file_records()
+            records = list(self.records) if self.path is None else list(self._file_records())
         return [
             OutboundMessage.model_validate(r["message"]) for r in records if channel is None or r["channel"] == channel
         ]

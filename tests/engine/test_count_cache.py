@@ -88,13 +88,14 @@ def test_stats_say_how_old_kept_counts_are(monkeypatch: pytest.MonkeyPatch, tmp_
     store.migrate()
     monkeypatch.setattr(count_cache, "EXPENSIVE_CPU", float("inf"))  # cheap, however cold this process is
     stats.node_counts(store, "j-age")
-    assert stats.counts_age(store, "j-age") is None
+    assert stats.counts_age(store, "j-age") is None and stats.node_counts_are_fresh(store, "j-age")
     monkeypatch.setattr(count_cache, "EXPENSIVE_CPU", 0.0)  # every count is "expensive"
     stats.node_counts(store, "j-age")
     assert stats.counts_age(store, "j-age") is None  # expensive once: still counted for each answer
     stats.node_counts(store, "j-age")
     age = stats.counts_age(store, "j-age")
     assert age is not None and age >= 0
+    assert not stats.node_counts_are_fresh(store, "j-age")  # kept: live_waiting is not given them
     store.dispose()
 
 
@@ -225,3 +226,35 @@ def test_only_nodes_where_a_run_ever_waited_are_counted_in_visibility(monkeypatc
     assert {r.node_id: r.waiting for r in rows if r.node_id in nodes} == {n: 7 if n == nodes[0] else 0 for n in nodes}
     assert waiting({}) == {} and asked == []  # nobody ever waited anywhere: no count at all
     assert waiting(None) == dict.fromkeys(nodes, 7) and len(asked) == len(nodes)  # no store counts: every node
+
+
+def test_a_failed_recount_forgets_the_kept_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kept count whose recount fails is dropped: the next caller counts
+    afresh and sees the failure (Temporal gone: the stats say so) instead of
+    numbers that only grow old."""
+    import asyncio
+
+    monkeypatch.setattr(count_cache, "EXPENSIVE_REMOTE", 0.0)
+    monkeypatch.setattr(count_cache, "MIN_AGE", 0.0)
+    monkeypatch.setattr(count_cache, "SPACING", 0.0)
+    cache, calls = CountCache(), []
+
+    async def count() -> int:
+        calls.append(1)
+        if len(calls) > 2:
+            raise ConnectionError("visibility is gone")
+        return len(calls)
+
+    async def main() -> None:
+        assert await cache.aget("k", count) == 1
+        assert await cache.aget("k", count) == 2  # kept
+        assert await cache.aget("k", count) == 2  # served; the recount starts and fails
+        for _ in range(100):
+            if cache.age("k") is None:
+                break
+            await asyncio.sleep(0.01)
+        assert cache.age("k") is None and len(calls) == 3
+        with pytest.raises(ConnectionError):
+            await cache.aget("k", count)
+
+    asyncio.run(main())
