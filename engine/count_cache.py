@@ -98,20 +98,16 @@ class CountCache:
         return self._keep(key, value, now, now - t0, EXPENSIVE_REMOTE)
 
     def _arefresh(self, key: Hashable, count: Callable[[], Awaitable[T]]) -> None:
-        with self._lock:
-            if key in self._refreshing:
-                return
-            self._refreshing.add(key)
+        if not self._claim(key):
+            return
 
         async def run() -> None:
             try:
                 await self._atake(key, count)
-            except Exception:  # noqa: BLE001 - the next call counts afresh, and its caller sees the failure
-                log.warning("recounting %s failed", key, exc_info=True)
-                self._forget(key)
+            except Exception:  # noqa: BLE001 - see _failed
+                self._failed(key)
             finally:
-                with self._lock:
-                    self._refreshing.discard(key)
+                self._release(key)
 
         task = asyncio.get_running_loop().create_task(run(), name="journeys-recount")
         self._tasks.add(task)
@@ -139,26 +135,36 @@ class CountCache:
         return kept
 
     def _refresh(self, key: Hashable, count: Callable[[], T], in_process: bool) -> None:
-        with self._lock:
-            if key in self._refreshing:
-                return
-            self._refreshing.add(key)
+        if not self._claim(key):
+            return
 
         def run() -> None:
             try:
                 self._take(key, count, in_process)
-            except Exception:  # noqa: BLE001 - the next call counts afresh, and its caller sees the failure
-                log.warning("recounting %s failed", key, exc_info=True)
-                self._forget(key)
+            except Exception:  # noqa: BLE001 - see _failed
+                self._failed(key)
             finally:
-                with self._lock:
-                    self._refreshing.discard(key)
+                self._release(key)
 
         threading.Thread(target=run, name="journeys-recount", daemon=True).start()
 
-    def _forget(self, key: Hashable) -> None:
+    def _claim(self, key: Hashable) -> bool:
+        """Whether this caller takes the one recount of ``key`` under way."""
+        with self._lock:
+            if key in self._refreshing:
+                return False
+            self._refreshing.add(key)
+            return True
+
+    def _release(self, key: Hashable) -> None:
+        with self._lock:
+            self._refreshing.discard(key)
+
+    def _failed(self, key: Hashable) -> None:
         """Drop a kept count whose recount failed: serving it on would hide the
-        failure (a Temporal gone away) behind numbers that only grow old."""
+        failure (a Temporal gone away) behind numbers that only grow old; the
+        next call counts afresh and its caller sees the failure."""
+        log.warning("recounting %s failed", key, exc_info=True)
         with self._lock:
             self._kept.pop(key, None)
 
