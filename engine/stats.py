@@ -94,7 +94,11 @@ def _kept(kind: str, store: Store, journey_id: str, version: int | None, count: 
 def counts_age(store: Store, journey_id: str, version: int | None = None) -> float | None:
     """How many seconds old the oldest kept count of the journey is (a big
     journey's counts are retaken in the background); None: all are fresh."""
-    ages = [COUNTS.age(_key(kind, store, journey_id, version)) for kind in _KEPT_KINDS]
+    return oldest(*(COUNTS.age(_key(kind, store, journey_id, version)) for kind in _KEPT_KINDS))
+
+
+def oldest(*ages: float | None) -> float | None:
+    """The oldest of the ages of kept counts (to 0.1 s); None: all fresh."""
     known = [a for a in ages if a is not None]
     return round(max(known), 1) if known else None
 

@@ -168,7 +168,7 @@ async def journey_stats(
             _variant_clicks(VariantOut.model_validate(r), variant_clicks)
             for r in experiments.variant_rows(variants, experiments.holdout_variants(ir))
         ],
-        counts_age_seconds=_oldest(
+        counts_age_seconds=stats.oldest(
             stats.counts_age(store, journey_id, version),
             waiting_age(client, journey_id, ir, version, stored) if ir else None,
         ),
@@ -198,11 +198,6 @@ async def journey_stats(
     if start_t is not None or broadcast is not None:
         out.readouts = await _readouts(store, journey_id, version, start_t, broadcast, readouts_, attribution, now)
     return out
-
-
-def _oldest(*ages: float | None) -> float | None:
-    known = [a for a in ages if a is not None]
-    return round(max(known), 1) if known else None
 
 
 def _node_clicks(row: NodeStatsOut, found: dict[str, stats.ClickCounts]) -> NodeStatsOut:
