@@ -62,8 +62,10 @@ register(_remote_commands)
 
 def _repair_commands(subparsers: argparse._SubParsersAction) -> None:
     from engine.repair import add_subcommands
+    from engine.repair_spans import add_subcommands as add_spans
 
     add_subcommands(subparsers)
+    add_spans(subparsers)
 
 
 register(_repair_commands)

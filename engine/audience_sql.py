@@ -16,8 +16,10 @@ What compiles exactly, and what stays unsure:
 - plain tags: ``EXISTS`` on ``tags``; ``stage:x`` / ``rfm:x`` tags are the
   derived values at ``now`` (the snapshot drops stored ones), as below;
 - lifecycle stage: the rules of ``engine.derived.compute`` over the user's
-  first/last event (kept on ``users``: ``first_event_at``/``last_event_at``)
-  and last payment;
+  first/last event and last payment, all kept on ``users``
+  (``first_event_at``/``last_event_at``/``last_payment_at``); a last payment
+  taken with other payment names than the rules' (``users.payment_events``)
+  is aggregated from the events instead;
 - RFM layer: the same, with the window's payment count and amount sum; a
   payment whose amount is a non-empty *string* makes the user unsure (Python's
   ``float()`` accepts spellings SQL casts do not);
@@ -70,6 +72,7 @@ from sqlalchemy.dialects import postgresql
 
 from dsl.ir import CompareCond, EventCountCond, ReachableCond, RfmCond, StageCond, TagCond
 from engine.channels.base import ADDRESS_KIND
+from engine.derived import payment_mark
 from engine.settings import DerivedRules
 from engine.store.models import Consent, Event, Identity, Tag, User
 from engine.store.types import utc
@@ -370,9 +373,20 @@ class Facts:
             where_rows.append(Event.user_id > after)
         if upto is not None:
             where_rows.append(Event.user_id <= upto)
-        names = set(rules.payment_events) if needs.stage or needs.rfm else set()
-        names.update(event for event, _ in needs.counts)
-        where_rows.append(Event.name.in_(sorted(names)))
+        counted = {event for event, _ in needs.counts}
+        payments = set(rules.payment_events) if needs.stage or needs.rfm else set()
+        if needs.stage and not needs.rfm and payment_mark(rules.payment_events) is not None:
+            # The stage reads the kept last payment (``users.last_payment_at``)
+            # where it was taken with these payment names: the payments of
+            # the other users alone are aggregated (none, once all are kept).
+            not_kept = _not_kept(rules, after, upto)
+            alone = sorted(payments - counted)
+            names = [Event.name.in_(sorted(counted))] if counted else []
+            if alone:
+                names.append(and_(Event.name.in_(alone), not_kept))
+            where_rows.append(or_(*names) if names else false())
+        else:
+            where_rows.append(Event.name.in_(sorted(payments | counted)))
         sums = needs.rfm and ctx.now is not None
         rows, raw = _event_rows(ctx.dialect, where_rows, rules.amount_property if sums else None)
         payment = rows.c.name.in_(rules.payment_events)
@@ -414,6 +428,17 @@ class Facts:
 
     def count(self, key: tuple[str, int | None]) -> ColumnElement[int]:
         return func.coalesce(self.table.c[self._counts[key]], 0)
+
+
+def _not_kept(rules: DerivedRules, after: IdBound | None, upto: IdBound | None) -> Bool:
+    """The events' users (in the window) whose kept last payment was not
+    taken with ``rules``' payment names. Over an alias of ``users``: the
+    outer query's ``users`` must not correlate into it."""
+    kept = User.__table__.alias("kept")
+    mark = payment_mark(rules.payment_events)
+    stale = or_(kept.c.payment_events.is_(None), kept.c.payment_events != mark)
+    window = [*([kept.c.id > after] if after is not None else []), *([kept.c.id <= upto] if upto is not None else [])]
+    return Event.user_id.in_(select(kept.c.id).where(stale, *window))
 
 
 def _event_rows(dialect: str, where_rows: list[Bool], amount_key: str | None) -> tuple[Any, ColumnElement[str] | None]:
@@ -476,9 +501,17 @@ class Derived:
     def _cut(self, days: int) -> datetime:
         return self.now - timedelta(days=days)
 
+    def kept_last_payment(self) -> ColumnElement[datetime]:
+        """``users.last_payment_at`` where it was taken with these payment
+        names, else the joined facts' (:class:`Facts` aggregates the others)."""
+        mark = payment_mark(self.rules.payment_events)
+        if mark is None:
+            return self.facts.col("last_payment")
+        return case((User.payment_events == mark, User.last_payment_at), else_=self.facts.col("last_payment"))
+
     def stage(self) -> ColumnElement[str]:
         r = self.rules
-        last_payment = self.facts.col("last_payment")
+        last_payment = self.kept_last_payment()
         last_event = User.last_event_at
         first_event = User.first_event_at
         created = User.created_at

@@ -275,6 +275,10 @@ def merge_users(session: Session, a: str, b: str, *, now: datetime | None = None
     # The survivor now holds both users' events: the spans of the union.
     survivor.first_event_at = _end(min, survivor.first_event_at, loser.first_event_at)
     survivor.last_event_at = _end(max, survivor.last_event_at, loser.last_event_at)
+    if survivor.payment_events == loser.payment_events:  # taken with the same payment names
+        survivor.last_payment_at = _end(max, survivor.last_payment_at, loser.last_payment_at)
+    else:  # not comparable: not kept until retaken (the survivor's next event)
+        survivor.last_payment_at, survivor.payment_events = None, None
     survivor.updated_at = stamp
     loser.merged_into = survivor.id
     loser.merged_at = stamp

@@ -42,6 +42,9 @@ JOURNEY_STATUSES: tuple[str, ...] = STATUSES  # the lifecycle (engine.lifecycle)
 # been (or is being) called, the outcome is not recorded yet.
 DELIVERY_STATUSES: tuple[str, ...] = ("reserved", "sent", "pending", "suppressed", "failed", "deferred")
 FINAL_DELIVERY_STATUSES: frozenset[str] = frozenset({"sent", "pending", "suppressed", "failed"})
+# ``users.payment_events``: the payment event names a kept last payment was
+# taken with; a longer list is not kept (every audience then aggregates).
+MAX_PAYMENT_MARK = 512
 
 
 def new_user_id() -> str:
@@ -89,6 +92,13 @@ class User(Base):
     # aggregating every event (``engine.audience_sql``; 0016).
     first_event_at: Mapped[datetime | None]
     last_event_at: Mapped[datetime | None]
+    # The latest ``occurred_at`` of the user's payments, and which event names
+    # counted as payments when it was taken (``engine.derived.payment_mark``:
+    # the names are settings, so the value holds only for the names it was
+    # taken with; None: never taken). Kept at every ingest and merge, so an
+    # audience judges the stage from ``users`` alone (0018).
+    last_payment_at: Mapped[datetime | None]
+    payment_events: Mapped[str | None] = mapped_column(String(MAX_PAYMENT_MARK))
     # Set when this user was merged into another; lookups follow the chain.
     merged_into: Mapped[str | None] = mapped_column(String(64), index=True)
     merged_at: Mapped[datetime | None]

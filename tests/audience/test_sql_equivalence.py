@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import and_, insert, select
+from sqlalchemy import and_, insert, select, update
 from sqlalchemy.orm import Session
 
 from contracts.activities import EventCountQuery, UserSnapshot, UserSnapshotRequest
@@ -115,6 +115,12 @@ def _build_pool(store: Store, rng: random.Random) -> None:
         s.execute(insert(Tag), tags)
         s.execute(insert(Event), [{**e, "received_at": NOW} for e in events])
         derived.store_event_spans(s)  # what ingest keeps on users, for rows inserted around it
+        # Some kept last payments were taken with other payment names, or
+        # never (a store whose names changed): the stage must aggregate those
+        # users' payments and never read the kept value, however wrong.
+        ids = [u["id"] for u in users]
+        s.execute(update(User).where(User.id.in_(ids[::7])).values(payment_events=None, last_payment_at=None))
+        s.execute(update(User).where(User.id.in_(ids[3::11])).values(payment_events='["x"]', last_payment_at=NOW))
         s.execute(insert(Identity), [{**x, "created_at": NOW} for x in identities])
         s.execute(insert(Consent), [{**c, "source": "test", "updated_at": NOW} for c in consents])
         identity.merge_users(s, "p0001", "p0002", now=NOW)  # one goes; its rows move to the survivor
