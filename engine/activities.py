@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -57,19 +57,15 @@ from engine import (
     tracked_links,
 )
 from engine.channels.base import ChannelProvider, OutboundMessage
-from engine.consent import UNKNOWN_USER, reach, reachable_channels
+from engine.consent import UNKNOWN_USER, reachable_channels
 from engine.derived import derive
+from engine.recipient import Profile, Recipient, canonical_profile, recipient
 from engine.settings import Settings
 from engine.store import Store
 from engine.store.models import Event, User
 from engine.store.types import utc
 from engine.tags import add_tags, remove_tags, tags_of
 from engine.templates import TemplateRenderError, build_context, get_template, render, transactional_names
-
-_USERS = User.__table__
-_PROFILE = select(_USERS.c.attributes, _USERS.c.timezone, _USERS.c.stage, _USERS.c.rfm).where(
-    _USERS.c.id == bindparam("uid")
-)
 
 
 @dataclass(frozen=True)
@@ -391,8 +387,9 @@ class JourneyActivities:
             existing = ledger.find(s, req.idempotency_key)
             if existing is not None and existing.final:
                 return existing
-            uid = identity.canonical_user_id(s, req.user_id) or req.user_id
-            if merges.ended_by_merge(s, req.run_key):
+            uid, profile = canonical_profile(s, req.user_id)
+            merged = merges.run_merges(s, req.run_key)
+            if merged.ended:
                 # ended by a merge, the signal not handled yet: the kept run sends
                 return (
                     existing,
@@ -400,9 +397,17 @@ class JourneyActivities:
                     _Decision("suppressed", "run ended: merged", req.channels[0] if req.channels else None),
                 )
             forced = existing.channel if existing is not None else None  # a reserved send keeps its channel
-            plan = self._plan_in(s, req, uid, forced)
-            if isinstance(plan, _Plan) and merges.already_sent_by_merged(
-                s, run_key=req.run_key, journey_id=req.journey_id, node_id=req.node_id, address_hash=plan.address_hash
+            plan = self._plan_in(s, req, uid, profile, forced)
+            if (
+                isinstance(plan, _Plan)
+                and merged.kept
+                and merges.already_sent_by_merged(
+                    s,
+                    run_key=req.run_key,
+                    journey_id=req.journey_id,
+                    node_id=req.node_id,
+                    address_hash=plan.address_hash,
+                )
             ):
                 return (
                     existing,
@@ -411,11 +416,9 @@ class JourneyActivities:
                 )
             return existing, uid, plan
 
-    def _plan(self, req: SendRequest, uid: str, forced_channel: str | None) -> _Plan | _Decision:
-        with self.store.read() as s:
-            return self._plan_in(s, req, uid, forced_channel)
-
-    def _plan_in(self, s: Session, req: SendRequest, uid: str, forced_channel: str | None) -> _Plan | _Decision:
+    def _plan_in(
+        self, s: Session, req: SendRequest, uid: str, user: Profile | None, forced_channel: str | None
+    ) -> _Plan | _Decision:
         """Everything decided from the store before the provider: holdout,
         template, channel, consent, rendering. Caps come later, atomically,
         in the ledger's reservation."""
@@ -425,9 +428,8 @@ class JourneyActivities:
         template = get_template(s, req.template)
         if template is None:
             return _Decision("failed", f"unknown template {req.template!r}", first)
-        user = s.execute(_PROFILE, {"uid": uid}).first()
-        ids = identity.identities_of(s, uid) if user else {}
-        user_reach = reach(s, uid, ids) if user else UNKNOWN_USER
+        person = recipient(s, uid) if user else Recipient()
+        user_reach = person.reach
         if forced_channel is not None:
             # a reserved (or replayed) send keeps its channel, but consent is
             # read again: an opt-out since the first attempt stops it
@@ -449,12 +451,12 @@ class JourneyActivities:
                 return _Decision("suppressed", blocked, channel)
         context = build_context(
             user_id=uid,
-            attributes=dict(user.attributes or {}) if user else {},
+            attributes=dict(user.attributes) if user else {},
             timezone=user.timezone if user else None,
             stage=user.stage if user else None,
             rfm=user.rfm if user else None,
-            identifiers=ids,
-            tags=tags_of(s, uid) if user else [],
+            identifiers=person.identities,
+            tags=person.tags,
             event=req.event,
             coupon=req.coupon,
             channel=channel,
@@ -472,7 +474,7 @@ class JourneyActivities:
             body=rendered.body,
             transactional=template.transactional,
             template_version=template.version,
-            timezone=(user.timezone or (user.attributes or {}).get("timezone")) if user else None,
+            timezone=(user.timezone or user.attributes.get("timezone")) if user else None,
         )
 
     # ------------------------------------------------------------ split tests

@@ -57,6 +57,7 @@ _END_REASON = select(_RUNS.c.end_reason).where(_RUNS.c.run_key == bindparam("run
 _KEPT_FROM = select(_STEPS.c.detail).where(
     _STEPS.c.run_key == bindparam("run_key"), _STEPS.c.kind == "merge", _STEPS.c.outcome == "kept"
 )
+_RUN_MERGES = select(_END_REASON.scalar_subquery(), _KEPT_FROM.with_only_columns(_STEPS.c.id).exists().label("kept"))
 _DELIVERIES = Delivery.__table__
 _SENT_BY = (
     select(_DELIVERIES.c.id)
@@ -136,17 +137,32 @@ def _record(
     )
 
 
+@dataclass(frozen=True)
+class RunMerges:
+    """What merges did to one run, as its sends ask: was it ended in favour
+    of another, and were others ended in its favour."""
+
+    ended: bool
+    kept: bool
+
+
+def run_merges(session: Session, run_key: str) -> RunMerges:
+    """Both guards' first question in one statement (a send asks every time)."""
+    reason, kept = session.execute(_RUN_MERGES, {"run_key": run_key}).one()
+    return RunMerges(ended=bool(reason and reason.startswith(MERGED)), kept=bool(kept))
+
+
 def ended_by_merge(session: Session, run_key: str) -> bool:
     """This run was ended because its person has another run of the journey."""
-    reason = session.execute(_END_REASON, {"run_key": run_key}).scalar()
-    return bool(reason and reason.startswith(MERGED))
+    return run_merges(session, run_key).ended
 
 
 def already_sent_by_merged(session: Session, *, run_key: str, journey_id: str, node_id: str, address_hash: str) -> bool:
     """A run a merge ended in favour of this one already sent this step of
     the journey to this address: sending it again would reach the same
     person twice. (Which runs: this run's ``merge``/``kept`` records, not a
-    comparison of times, which the store and the runs keep on two clocks.)"""
+    comparison of times, which the store and the runs keep on two clocks.)
+    Only asked when :func:`run_merges` says others were ended for it."""
     ended = [(detail or {}).get("other_run_key") for detail in session.scalars(_KEPT_FROM, {"run_key": run_key})]
     ended = [key for key in ended if key]
     if not ended:
