@@ -50,7 +50,7 @@ async def live_waiting(
     answer without Temporal.
 
     With the store's counts (``stored``: pass them only when counted for
-    this answer, ``stats.node_counts_are_fresh``; a kept count can be
+    this answer, ``stats.if_fresh``; a kept count can be
     minutes behind the first runs to wait somewhere), only nodes where some
     run ever waited are asked: a run records "waiting" at a node in the
     workflow task that upserts it there (``workflows.waits``), before

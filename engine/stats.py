@@ -109,6 +109,15 @@ def node_counts_are_fresh(store: Store, journey_id: str, version: int | None = N
     return COUNTS.age(_key("nodes", store, journey_id, version)) is None
 
 
+def if_fresh(
+    counts: dict[str, NodeStats], store: Store, journey_id: str, version: int | None = None
+) -> dict[str, NodeStats] | None:
+    """``counts`` (the last ``node_counts`` answer) when they were counted for
+    it, else None: what ``engine.node_numbers.live_waiting`` may narrow its
+    visibility counts by."""
+    return counts if node_counts_are_fresh(store, journey_id, version) else None
+
+
 def node_counts(store: Store, journey_id: str, version: int | None = None) -> dict[str, NodeStats]:
     """Distinct runs per node and outcome, and deliveries per node by status.
     Reads every step record of the journey (10 s for 100k runs waiting on a

@@ -304,7 +304,7 @@ async def graph_svg(
     numbers = None
     if counts:
         node_counts = await asyncio.to_thread(stats.node_counts, store, journey_id, version)
-        stored = node_counts if stats.node_counts_are_fresh(store, journey_id, version) else None
+        stored = stats.if_fresh(node_counts, store, journey_id, version)
         waiting, _ = await live_waiting(client, journey_id, ir, version, stored)
         numbers = diagram_counts(node_rows(ir, node_counts, waiting))
     svg = await asyncio.to_thread(to_svg, ir, numbers)

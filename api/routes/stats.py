@@ -137,7 +137,7 @@ async def journey_stats(
     waiting, stored = None, None
     ir = found.ir if found else None
     if ir is not None:
-        stored = counts if stats.node_counts_are_fresh(store, journey_id, version) else None
+        stored = stats.if_fresh(counts, store, journey_id, version)
         waiting, warning = await live_waiting(client, journey_id, ir, version, stored)
         if warning:
             warnings.append(warning)

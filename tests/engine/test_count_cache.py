@@ -87,8 +87,9 @@ def test_stats_say_how_old_kept_counts_are(monkeypatch: pytest.MonkeyPatch, tmp_
     store = Store(f"sqlite:///{tmp_path / 'age.db'}")
     store.migrate()
     monkeypatch.setattr(count_cache, "EXPENSIVE_CPU", float("inf"))  # cheap, however cold this process is
-    stats.node_counts(store, "j-age")
+    fresh = stats.node_counts(store, "j-age")
     assert stats.counts_age(store, "j-age") is None and stats.node_counts_are_fresh(store, "j-age")
+    assert stats.if_fresh(fresh, store, "j-age") is fresh
     monkeypatch.setattr(count_cache, "EXPENSIVE_CPU", 0.0)  # every count is "expensive"
     stats.node_counts(store, "j-age")
     assert stats.counts_age(store, "j-age") is None  # expensive once: still counted for each answer
@@ -96,6 +97,7 @@ def test_stats_say_how_old_kept_counts_are(monkeypatch: pytest.MonkeyPatch, tmp_
     age = stats.counts_age(store, "j-age")
     assert age is not None and age >= 0
     assert not stats.node_counts_are_fresh(store, "j-age")  # kept: live_waiting is not given them
+    assert stats.if_fresh(fresh, store, "j-age") is None
     store.dispose()
 
 
