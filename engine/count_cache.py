@@ -71,11 +71,10 @@ class CountCache:
         one kept (refreshed in the background once it is old enough).
         ``in_process``: the database counts in this thread (SQLite), so its
         CPU time is the cost."""
-        with self._lock:
-            kept = self._kept.get(key)
-        if kept is None or not kept.expensive:
+        kept = self._served(key)
+        if kept is None:
             return self._take(key, count, in_process).value
-        if time.monotonic() - kept.taken_at >= max(MIN_AGE, SPACING * kept.cost):
+        if _due(kept):
             self._refresh(key, count, in_process)
         return kept.value
 
@@ -83,13 +82,18 @@ class CountCache:
         """``get`` for a count another server takes (awaited; its cost is the
         wall time, against ``EXPENSIVE_REMOTE``), recounted in a background
         task of the running loop."""
-        with self._lock:
-            kept = self._kept.get(key)
-        if kept is None or not kept.expensive:
+        kept = self._served(key)
+        if kept is None:
             return (await self._atake(key, count)).value
-        if time.monotonic() - kept.taken_at >= max(MIN_AGE, SPACING * kept.cost):
+        if _due(kept):
             self._arefresh(key, count)
         return kept.value
+
+    def _served(self, key: Hashable) -> _Kept | None:
+        """The kept count served for ``key``; None: count afresh."""
+        with self._lock:
+            kept = self._kept.get(key)
+        return kept if kept is not None and kept.expensive else None
 
     async def _atake(self, key: Hashable, count: Callable[[], Awaitable[T]]) -> _Kept:
         t0 = time.monotonic()
@@ -171,9 +175,13 @@ class CountCache:
     def age(self, key: Hashable) -> float | None:
         """Seconds since the count served for ``key`` was taken; None when
         counts for it are taken fresh on every call."""
-        with self._lock:
-            kept = self._kept.get(key)
-        return None if kept is None or not kept.expensive else time.monotonic() - kept.taken_at
+        kept = self._served(key)
+        return None if kept is None else time.monotonic() - kept.taken_at
+
+
+def _due(kept: _Kept) -> bool:
+    """Whether a kept count is old enough to be retaken."""
+    return time.monotonic() - kept.taken_at >= max(MIN_AGE, SPACING * kept.cost)
 
 
 COUNTS = CountCache()
