@@ -135,21 +135,24 @@ def _leaves(cond: Cond) -> Iterator[Cond]:
 def fact_needs(cond: Cond, ctx: CompileContext) -> FactNeeds:
     """The event aggregates the compiled leaves of ``cond`` read (stage, RFM
     and windowed counts only with ``now``: without it they stay unsure)."""
-    stage = rfm = False
+    stage = False
+    layers: set[str] = set()
     counts: list[tuple[str, int | None]] = []
     for leaf in _leaves(cond):
-        if isinstance(leaf, TagCond) and leaf.tag.startswith(DERIVED_PREFIXES):
-            stage, rfm = stage or leaf.tag.startswith("stage:"), rfm or leaf.tag.startswith("rfm:")
+        if isinstance(leaf, TagCond) and leaf.tag.startswith("stage:"):
+            stage = True
+        elif isinstance(leaf, TagCond) and leaf.tag.startswith("rfm:"):
+            layers.add(leaf.tag[len("rfm:") :])
         elif isinstance(leaf, StageCond):
             stage = True
         elif isinstance(leaf, RfmCond):
-            rfm = True
+            layers.update(leaf.layers)
         elif isinstance(leaf, EventCountCond) and count_key(leaf) not in counts:
             counts.append(count_key(leaf))
     if ctx.now is None:  # these stay unsure: nothing to read
-        stage = rfm = False
+        stage, layers = False, set()
         counts = [c for c in counts if c[1] is None]
-    return FactNeeds(stage=stage, rfm=rfm, counts=tuple(counts))
+    return FactNeeds(stage=stage, rfm=bool(layers), counts=tuple(counts), rfm_layers=frozenset(layers))
 
 
 def sql_bounds(

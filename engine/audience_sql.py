@@ -341,6 +341,7 @@ class FactNeeds:
     stage: bool = False
     rfm: bool = False
     counts: tuple[tuple[str, int | None], ...] = ()
+    rfm_layers: frozenset[str] = frozenset()  # the layers the RFM leaves ask for
 
     def __bool__(self) -> bool:
         return self.stage or self.rfm or bool(self.counts)
@@ -375,15 +376,14 @@ class Facts:
             where_rows.append(Event.user_id <= upto)
         counted = {event for event, _ in needs.counts}
         payments = set(rules.payment_events) if needs.stage or needs.rfm else set()
-        if needs.stage and not needs.rfm and payment_mark(rules.payment_events) is not None:
-            # The stage reads the kept last payment (``users.last_payment_at``)
-            # where it was taken with these payment names: the payments of
-            # the other users alone are aggregated (none, once all are kept).
-            not_kept = _not_kept(rules, after, upto)
+        whose = _whose_payments(needs, ctx, after, upto)
+        if whose is not None:
+            # Only these users' payments are aggregated (counts of a payment
+            # name still read them all).
             alone = sorted(payments - counted)
             names = [Event.name.in_(sorted(counted))] if counted else []
             if alone:
-                names.append(and_(Event.name.in_(alone), not_kept))
+                names.append(and_(Event.name.in_(alone), whose))
             where_rows.append(or_(*names) if names else false())
         else:
             where_rows.append(Event.name.in_(sorted(payments | counted)))
@@ -430,15 +430,37 @@ class Facts:
         return func.coalesce(self.table.c[self._counts[key]], 0)
 
 
-def _not_kept(rules: DerivedRules, after: IdBound | None, upto: IdBound | None) -> Bool:
-    """The events' users (in the window) whose kept last payment was not
-    taken with ``rules``' payment names. Over an alias of ``users``: the
-    outer query's ``users`` must not correlate into it."""
-    kept = User.__table__.alias("kept")
+def _whose_payments(needs: FactNeeds, ctx: CompileContext, after: IdBound | None, upto: IdBound | None) -> Bool | None:
+    """The events' users (in the window) whose payments the facts must
+    aggregate, or None: everyone's. A user's last payment is kept on
+    ``users`` where it was taken with the rules' payment names
+    (:meth:`Derived.kept_last_payment`), so:
+
+    - the stage needs no user's payments but those not kept;
+    - RFM adds the window's payment count and sum, which are 0 for a kept
+      user whose last payment is before the window; and when every RFM leaf
+      asks for ``high`` alone, also for a kept user without R (last payment
+      older than the recency days): they are not high whatever they add up to.
+
+    Over an alias of ``users``: the outer query's ``users`` must not
+    correlate into it."""
+    rules = ctx.rules or DerivedRules()
     mark = payment_mark(rules.payment_events)
-    stale = or_(kept.c.payment_events.is_(None), kept.c.payment_events != mark)
+    if mark is None or not (needs.stage or needs.rfm):
+        return None
+    kept = User.__table__.alias("kept")
+    needed: Bool = or_(kept.c.payment_events.is_(None), kept.c.payment_events != mark)
+    if needs.rfm:
+        if ctx.now is None:
+            return None
+        now = utc(ctx.now)
+        if needs.rfm_layers == {"high"}:  # R is ``last payment >= now - recency`` (Derived.rfm)
+            counted = kept.c.last_payment_at >= now - timedelta(days=rules.rfm_recency_days)
+        else:  # the window is ``occurred_at > now - window`` (Facts)
+            counted = kept.c.last_payment_at > now - timedelta(days=rules.rfm_window_days)
+        needed = or_(needed, counted)
     window = [*([kept.c.id > after] if after is not None else []), *([kept.c.id <= upto] if upto is not None else [])]
-    return Event.user_id.in_(select(kept.c.id).where(stale, *window))
+    return Event.user_id.in_(select(kept.c.id).where(needed, *window))
 
 
 def _event_rows(dialect: str, where_rows: list[Bool], amount_key: str | None) -> tuple[Any, ColumnElement[str] | None]:
@@ -530,7 +552,7 @@ class Derived:
     def rfm(self) -> tuple[ColumnElement[str], Bool | None]:
         """(layer or NULL for never paid, rows whose amounts SQL cannot add)."""
         r = self.rules
-        last_payment = self.facts.col("last_payment")
+        last_payment = self.kept_last_payment()
         if not self.facts.amount_known:
             return case((last_payment.is_(None), None), else_="low"), last_payment.is_not(None)
         count = func.coalesce(self.facts.col("pay_n"), 0)

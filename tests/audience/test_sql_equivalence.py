@@ -56,7 +56,7 @@ TAGS = ["vip", "news", "a", "stage:active", "rfm:high"]
 EVENTS = ["viewed", "order_paid", "opened"]
 WINDOWS = [None, 7 * 86400, 30 * 86400]
 # days ago, straddling new/active (7), paying/churned/recency (30), the RFM window (365)
-EVENT_DAYS = [0.2, 3, 6.9, 7.1, 12, 29.9, 30.1, 45, 200, 364, 366, 500, -1]
+EVENT_DAYS = [0.2, 3, 6.9, 7.1, 12, 29.9, 30, 30.1, 45, 200, 364, 365, 366, 500, -1]
 CREATED_DAYS = [1, 6.9, 7.1, 20, 29.9, 31, 60, 400]
 AMOUNTS: list[Any] = [50, 600, 1200, 99.5, "300", "abc", "", True, False, None, [1], {"v": 900}, "1_000", 0, -20, 1e3]
 ATTRIBUTE_VALUES: list[Any] = [

@@ -15,7 +15,7 @@ from alembic import command
 from sqlalchemy import insert, select, update
 
 from api.cli import main
-from dsl.ir import StageCond
+from dsl.ir import Cond, RfmCond, StageCond, TagCond
 from engine import derived, events, identity
 from engine.audience import live_users, sql_bounds
 from engine.audience_sql import CompileContext
@@ -185,3 +185,42 @@ def test_journeys_repair_spans_retakes_them_with_the_configured_names(
     assert _kept(store, uid) == (NOW - timedelta(days=3), '["mp_paid","order_paid"]')
     assert main(["repair-spans", "--dry-run"]) == 0
     assert "0 user(s) had no last payment kept" in capsys.readouterr().out
+
+
+def _selected(store: Store, cond: Cond) -> list[str]:
+    bounds = sql_bounds(cond, CompileContext(dialect=store.dialect, now=NOW, rules=DEFAULT))
+    with store.read() as s:
+        return list(s.scalars(live_users(bounds, User.id).where(bounds.upper).order_by(User.id)))
+
+
+def _paid(store: Store, member: str, *days_ago: float, amount: float = 600) -> str:
+    uid = ""
+    for k, days in enumerate(days_ago):
+        uid = events.ingest_event(
+            store,
+            event_id=f"{member}-{k}",
+            name="order_paid",
+            identifiers={"member_id": member},
+            properties={"amount": amount},
+            occurred_at=NOW - timedelta(days=days),
+            now=NOW - timedelta(days=days),
+        ).user_id
+    return uid
+
+
+def test_rfm_counts_the_payments_of_users_on_the_recency_and_window_edges(store: Store) -> None:
+    """An RFM leaf aggregates only the payments of users whose kept last
+    payment can matter: for ``high`` alone, those with R (last payment at
+    most 30 days old, the edge included); else those with a payment in the
+    365-day window (the edge excluded). Users on either side of each edge."""
+    rules = DEFAULT
+    assert (rules.rfm_recency_days, rules.rfm_window_days, rules.rfm_frequency) == (30, 365, 2)
+    on_edge = _paid(store, "edge", 100, 30)  # R (exactly 30 days), F (2), M (1200): high
+    past_edge = _paid(store, "past", 100, 30.01)  # no R: mid
+    in_window = _paid(store, "win", 364.99, amount=1500)  # M alone: mid
+    out_of_window = _paid(store, "out", 365, amount=1500)  # nothing in the window: low
+    assert _selected(store, RfmCond(layers=["high"])) == [on_edge]
+    assert _selected(store, TagCond(tag="rfm:high")) == [on_edge]
+    assert _selected(store, RfmCond(layers=["mid"])) == sorted([past_edge, in_window])
+    assert _selected(store, RfmCond(layers=["low"])) == [out_of_window]
+    assert _selected(store, RfmCond(layers=["high", "low"])) == sorted([on_edge, out_of_window])
