@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -149,10 +150,20 @@ def _command(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_repair_command(
+    subparsers: argparse._SubParsersAction, name: str, help: str, dry_run: str, func: Callable[..., int]
+) -> None:
+    """A ``journeys repair-…`` command: ``--dry-run`` says what it would do."""
+    parser = subparsers.add_parser(name, help=help)
+    parser.add_argument("--dry-run", action="store_true", help=dry_run)
+    parser.set_defaults(func=func)
+
+
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    add_repair_command(
+        subparsers,
         "repair-unicode",
-        help="replace lone surrogates stored before ingest refused them (users, events, runs) with U+FFFD",
+        "replace lone surrogates stored before ingest refused them (users, events, runs) with U+FFFD",
+        "count the rows, change nothing",
+        _command,
     )
-    parser.add_argument("--dry-run", action="store_true", help="count the rows, change nothing")
-    parser.set_defaults(func=_command)

@@ -17,6 +17,7 @@ import argparse
 from sqlalchemy import func, or_, select
 
 from engine import derived
+from engine.repair import add_repair_command
 from engine.settings import DerivedRules
 from engine.store import Store
 from engine.store.models import User
@@ -54,9 +55,10 @@ def _command(args: argparse.Namespace) -> int:
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    add_repair_command(
+        subparsers,
         "repair-spans",
-        help="retake every user's first/last event and last payment from the events (after the payment names change)",
+        "retake every user's first/last event and last payment from the events (after the payment names change)",
+        "count the users not kept, change nothing",
+        _command,
     )
-    parser.add_argument("--dry-run", action="store_true", help="count the users not kept, change nothing")
-    parser.set_defaults(func=_command)
