@@ -209,10 +209,10 @@ def _paid(store: Store, member: str, *days_ago: float, amount: float = 600) -> s
 
 
 def test_rfm_counts_the_payments_of_users_on_the_recency_and_window_edges(store: Store) -> None:
-    """An RFM leaf aggregates only the payments of users whose kept last
-    payment can matter: for ``high`` alone, those with R (last payment at
-    most 30 days old, the edge included); else those with a payment in the
-    365-day window (the edge excluded). Users on either side of each edge."""
+    """For ``high`` alone an RFM leaf aggregates only the payments of users
+    with R by their kept last payment (at most 30 days old, the edge
+    included); other layers read every payer's. Users on either side of the
+    recency and the 365-day window edges."""
     rules = DEFAULT
     assert (rules.rfm_recency_days, rules.rfm_window_days, rules.rfm_frequency) == (30, 365, 2)
     on_edge = _paid(store, "edge", 100, 30)  # R (exactly 30 days), F (2), M (1200): high
