@@ -21,6 +21,12 @@ running run of the journey: at 100k running, one count took 0.6 s on the
 dev server and the three of a send-wait-send journey 1.8 s together
 (``bench/visibility_bench.py``), most of a stats call's 3.1 s p99 at 100k
 real runs. ``aget`` keeps those the same way, by wall time.
+
+A count given a ``shelf`` (``engine.shelf``) is also kept in the store while
+it is expensive: a process that has not taken it yet (the second API process
+behind a proxy, one just restarted) serves it from there instead of paying
+the full count on its first calls, and a recount first looks whether
+another process has just done it.
 """
 
 from __future__ import annotations
@@ -31,7 +37,10 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from engine.shelf import Shelf
 
 log = logging.getLogger("journeys.stats")
 
@@ -63,30 +72,40 @@ class CountCache:
     def __init__(self) -> None:
         self._kept: dict[Hashable, _Kept] = {}
         self._refreshing: set[Hashable] = set()
+        self._missed: dict[Hashable, float] = {}  # key -> when the shelf last had nothing for it
         self._lock = threading.Lock()
         self._tasks: set[asyncio.Task[None]] = set()  # background recounts of ``aget`` (kept from the GC)
 
-    def get(self, key: Hashable, count: Callable[[], T], *, in_process: bool = False) -> T:
+    def get(
+        self, key: Hashable, count: Callable[[], T], *, in_process: bool = False, shelf: Shelf[T] | None = None
+    ) -> T:
         """``count()``'s value: fresh when counting is cheap, else the last
         one kept (refreshed in the background once it is old enough).
         ``in_process``: the database counts in this thread (SQLite), so its
-        CPU time is the cost."""
+        CPU time is the cost. ``shelf``: where every process keeps it."""
         kept = self._served(key)
+        if kept is None and self._may_look(key, shelf):
+            kept = self._unshelve(key, shelf)
         if kept is None:
-            return self._take(key, count, in_process).value
+            return self._shelve(self._take(key, count, in_process), shelf).value
         if _due(kept):
-            self._refresh(key, count, in_process)
+            self._refresh(key, count, in_process, shelf)
         return kept.value
 
-    async def aget(self, key: Hashable, count: Callable[[], Awaitable[T]]) -> T:
+    async def aget(self, key: Hashable, count: Callable[[], Awaitable[T]], *, shelf: Shelf[T] | None = None) -> T:
         """``get`` for a count another server takes (awaited; its cost is the
         wall time, against ``EXPENSIVE_REMOTE``), recounted in a background
-        task of the running loop."""
+        task of the running loop; the shelf is read and written in threads."""
         kept = self._served(key)
+        if kept is None and self._may_look(key, shelf):
+            kept = await asyncio.to_thread(self._unshelve, key, shelf)
         if kept is None:
-            return (await self._atake(key, count)).value
+            taken = await self._atake(key, count)
+            if shelf is None:
+                return taken.kept.value
+            return (await asyncio.to_thread(self._shelve, taken, shelf)).value
         if _due(kept):
-            self._arefresh(key, count)
+            self._arefresh(key, count, shelf)
         return kept.value
 
     def _served(self, key: Hashable) -> _Kept | None:
@@ -95,21 +114,65 @@ class CountCache:
             kept = self._kept.get(key)
         return kept if kept is not None and kept.expensive else None
 
-    async def _atake(self, key: Hashable, count: Callable[[], Awaitable[T]]) -> _Kept:
+    def _may_look(self, key: Hashable, shelf: Shelf[Any] | None) -> bool:
+        """Whether to read the shelf for ``key``: not when it had nothing for
+        it a moment ago (a small journey's every call would read it)."""
+        if shelf is None:
+            return False
+        with self._lock:
+            missed = self._missed.get(key)
+        return missed is None or time.monotonic() - missed >= MIN_AGE
+
+    def _unshelve(self, key: Hashable, shelf: Shelf[T] | None) -> _Kept | None:
+        """The count on the shelf, now kept here too; None: nothing there."""
+        found = shelf.load() if shelf is not None else None
+        with self._lock:
+            if found is None:
+                self._missed[key] = time.monotonic()
+                while len(self._missed) > MAX_KEYS:
+                    self._missed.pop(next(iter(self._missed)))
+                return None
+            self._missed.pop(key, None)
+            kept = _Kept(found.value, time.monotonic() - found.age, found.cost, over=True, expensive=True)
+            self._kept[key] = kept
+        return kept
+
+    def _fresher_on_shelf(self, key: Hashable, shelf: Shelf[Any] | None) -> bool:
+        """Whether another process has recounted since this one's kept count
+        (now taken from the shelf): then no recount is due yet."""
+        if shelf is None:
+            return False
+        with self._lock:
+            mine = self._kept.get(key)
+        found = shelf.load()
+        if found is None or mine is None or time.monotonic() - found.age <= mine.taken_at:
+            return False
+        kept = _Kept(found.value, time.monotonic() - found.age, found.cost, over=True, expensive=True)
+        with self._lock:
+            self._kept[key] = kept
+        return not _due(kept)
+
+    async def _atake(self, key: Hashable, count: Callable[[], Awaitable[T]]) -> _Taken:
         t0 = time.monotonic()
         value = await count()
         now = time.monotonic()
         return self._keep(key, value, now, now - t0, EXPENSIVE_REMOTE)
 
-    def _arefresh(self, key: Hashable, count: Callable[[], Awaitable[T]]) -> None:
+    def _arefresh(self, key: Hashable, count: Callable[[], Awaitable[T]], shelf: Shelf[T] | None) -> None:
         if not self._claim(key):
             return
 
         async def run() -> None:
             try:
-                await self._atake(key, count)
+                if shelf is None:
+                    await self._atake(key, count)
+                elif not await asyncio.to_thread(self._fresher_on_shelf, key, shelf):
+                    await asyncio.to_thread(self._shelve, await self._atake(key, count), shelf)
             except Exception:  # noqa: BLE001 - see _failed
-                self._failed(key)
+                if shelf is None:
+                    self._failed(key)
+                else:
+                    await asyncio.to_thread(self._failed, key, shelf)
             finally:
                 self._release(key)
 
@@ -117,14 +180,14 @@ class CountCache:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _take(self, key: Hashable, count: Callable[[], T], in_process: bool) -> _Kept:
+    def _take(self, key: Hashable, count: Callable[[], T], in_process: bool) -> _Taken:
         t0, cpu0 = time.monotonic(), time.thread_time()
         value = count()
         now = time.monotonic()
         cost = time.thread_time() - cpu0 if in_process else now - t0
         return self._keep(key, value, now, cost, EXPENSIVE_CPU if in_process else EXPENSIVE)
 
-    def _keep(self, key: Hashable, value: Any, now: float, cost: float, threshold: float) -> _Kept:
+    def _keep(self, key: Hashable, value: Any, now: float, cost: float, threshold: float) -> _Taken:
         over = cost >= threshold
         with self._lock:
             before = self._kept.get(key)
@@ -136,17 +199,29 @@ class CountCache:
             self._kept[key] = kept
             while len(self._kept) > MAX_KEYS:
                 self._kept.pop(next(iter(self._kept)))
-        return kept
+        return _Taken(kept, was_kept=before is not None and before.expensive)
 
-    def _refresh(self, key: Hashable, count: Callable[[], T], in_process: bool) -> None:
+    @staticmethod
+    def _shelve(taken: _Taken, shelf: Shelf[T] | None) -> _Kept:
+        """Put an expensive count on the shelf; take one off that is cheap
+        again (small journeys, never kept, never write there)."""
+        if shelf is not None:
+            if taken.kept.expensive:
+                shelf.save(taken.kept.value, taken.kept.cost)
+            elif taken.was_kept:
+                shelf.drop()
+        return taken.kept
+
+    def _refresh(self, key: Hashable, count: Callable[[], T], in_process: bool, shelf: Shelf[T] | None) -> None:
         if not self._claim(key):
             return
 
         def run() -> None:
             try:
-                self._take(key, count, in_process)
+                if not self._fresher_on_shelf(key, shelf):
+                    self._shelve(self._take(key, count, in_process), shelf)
             except Exception:  # noqa: BLE001 - see _failed
-                self._failed(key)
+                self._failed(key, shelf)
             finally:
                 self._release(key)
 
@@ -164,19 +239,27 @@ class CountCache:
         with self._lock:
             self._refreshing.discard(key)
 
-    def _failed(self, key: Hashable) -> None:
+    def _failed(self, key: Hashable, shelf: Shelf[Any] | None = None) -> None:
         """Drop a kept count whose recount failed: serving it on would hide the
         failure (a Temporal gone away) behind numbers that only grow old; the
         next call counts afresh and its caller sees the failure."""
         log.warning("recounting %s failed", key, exc_info=True)
         with self._lock:
             self._kept.pop(key, None)
+        if shelf is not None:
+            shelf.drop()
 
     def age(self, key: Hashable) -> float | None:
         """Seconds since the count served for ``key`` was taken; None when
         counts for it are taken fresh on every call."""
         kept = self._served(key)
         return None if kept is None else time.monotonic() - kept.taken_at
+
+
+@dataclass(frozen=True)
+class _Taken:
+    kept: _Kept
+    was_kept: bool  # the count before it was kept (and so may be on a shelf)
 
 
 def _due(kept: _Kept) -> bool:

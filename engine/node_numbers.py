@@ -12,7 +12,9 @@ from temporalio.client import Client
 from dsl.ir import Journey, iter_steps
 from dsl.render import END_ID, ENTRY_ID
 from engine.count_cache import COUNTS
-from engine.stats import NodeStats
+from engine.shelf import Shelf
+from engine.stats import NodeStats, shelf_name
+from engine.store import Store
 from engine.visibility import waiting_counts
 
 log = logging.getLogger("journeys.stats")
@@ -45,6 +47,7 @@ async def live_waiting(
     ir: Journey,
     version: int | None,
     stored: dict[str, NodeStats] | None = None,
+    store: Store | None = None,
 ) -> tuple[dict[str, int] | None, str | None]:
     """Waiting counts per node, or (None, why not): the store's numbers still
     answer without Temporal.
@@ -57,7 +60,8 @@ async def live_waiting(
     visibility shows it (unless that record's write outlasts the workflow
     task's timeout: a moment's undercount). Each count reads every running
     run of the journey (63 ms at 10k): a send-wait-send journey's stats
-    asked three where one can be non-zero."""
+    asked three where one can be non-zero. With ``store``, a kept count is
+    on its shelf too (``engine.shelf``), for the other API processes."""
     if client is None:
         return None, "Temporal is not connected: waiting counts unavailable"
     nodes = _asked(ir, stored)
@@ -67,6 +71,7 @@ async def live_waiting(
         counted = await COUNTS.aget(
             _waiting_key(client, journey_id, version, nodes),
             lambda: waiting_counts(client, journey_id, nodes, version),
+            shelf=_waiting_shelf(store, journey_id, version, nodes),
         )
         return counted, None
     except Exception as exc:  # noqa: BLE001 - stats still answer from the store
@@ -79,6 +84,15 @@ def _asked(ir: Journey, stored: dict[str, NodeStats] | None) -> list[str]:
     if stored is None:
         return nodes
     return [n for n in nodes if (found := stored.get(n)) is not None and found.waiting > 0]
+
+
+def _waiting_shelf(
+    store: Store | None, journey_id: str, version: int | None, nodes: list[str]
+) -> Shelf[dict[str, int]] | None:
+    if store is None:
+        return None
+    name = shelf_name("waiting", journey_id, version, *nodes)
+    return Shelf(store, journey_id, name, dict, lambda found: {node: int(n) for node, n in found.items()})
 
 
 def _waiting_key(client: Client, journey_id: str, version: int | None, nodes: list[str]) -> tuple[object, ...]:

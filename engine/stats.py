@@ -16,13 +16,16 @@ messages (per node) or runs (per variant) with at least one.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, distinct, func, select
 
 from engine.count_cache import COUNTS
+from engine.shelf import Shelf
 from engine.store import Store
 from engine.store.models import Delivery, Event, LinkClick, Run, StepRecord
 
@@ -86,9 +89,31 @@ def _key(kind: str, store: Store, journey_id: str, version: int | None) -> tuple
 
 
 def _kept(kind: str, store: Store, journey_id: str, version: int | None, count: Callable[[], T]) -> T:
-    """``count()``, kept while it is expensive (``engine.count_cache``)."""
-    assert kind in _KEPT_KINDS
-    return COUNTS.get(_key(kind, store, journey_id, version), count, in_process=store.dialect == "sqlite")
+    """``count()``, kept while it is expensive (``engine.count_cache``), on
+    the store's shelf too (``engine.shelf``: shared by the API processes)."""
+    encode, decode = _CODECS[kind]
+    shelf = Shelf(store, journey_id, shelf_name(kind, journey_id, version), encode, decode)
+    return COUNTS.get(_key(kind, store, journey_id, version), count, in_process=store.dialect == "sqlite", shelf=shelf)
+
+
+def shelf_name(kind: str, journey_id: str, version: int | None, *more: str) -> str:
+    """A kept count's name on the shelf, the same in every process."""
+    return json.dumps([kind, journey_id, version, *more])
+
+
+# How each kind of kept count goes to JSON and back.
+_CODECS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
+    "nodes": (
+        lambda counts: {node: dataclasses.asdict(c) for node, c in counts.items()},
+        lambda found: {node: NodeStats(**c) for node, c in found.items()},
+    ),
+    "admitted": (
+        lambda rows: [[variant, n] for variant, n in rows],
+        lambda found: [(variant, int(n)) for variant, n in found],
+    ),
+    "summary": (dataclasses.asdict, lambda found: JourneySummary(**found)),
+}
+assert set(_CODECS) == set(_KEPT_KINDS)
 
 
 def counts_age(store: Store, journey_id: str, version: int | None = None) -> float | None:

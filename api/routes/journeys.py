@@ -305,7 +305,7 @@ async def graph_svg(
     if counts:
         node_counts = await asyncio.to_thread(stats.node_counts, store, journey_id, version)
         stored = stats.if_fresh(node_counts, store, journey_id, version)
-        waiting, _ = await live_waiting(client, journey_id, ir, version, stored)
+        waiting, _ = await live_waiting(client, journey_id, ir, version, stored, store)
         numbers = diagram_counts(node_rows(ir, node_counts, waiting))
     svg = await asyncio.to_thread(to_svg, ir, numbers)
     return Response(svg, media_type="image/svg+xml")

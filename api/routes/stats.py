@@ -138,7 +138,7 @@ async def journey_stats(
     ir = found.ir if found else None
     if ir is not None:
         stored = stats.if_fresh(counts, store, journey_id, version)
-        waiting, warning = await live_waiting(client, journey_id, ir, version, stored)
+        waiting, warning = await live_waiting(client, journey_id, ir, version, stored, store)
         if warning:
             warnings.append(warning)
     attribution = await asyncio.to_thread(goals.attribute, store, journey_id, version)

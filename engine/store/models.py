@@ -16,7 +16,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -659,3 +659,17 @@ class LinkClick(Base):
     variant: Mapped[str | None] = mapped_column(String(64))
     user_id: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime]
+
+
+class KeptCount(Base):
+    """A big journey's count kept on the shelf (``engine.shelf``): served by
+    every API process until one of them finds it due and recounts. Keyed by
+    a hash of the count's name (kind, journey, version, nodes)."""
+
+    __tablename__ = "kept_counts"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    journey_id: Mapped[str] = mapped_column(String(128))
+    value: Mapped[str] = mapped_column(Text)  # the count as JSON
+    cost: Mapped[float] = mapped_column(Float)  # seconds it took
+    taken_at: Mapped[datetime]
