@@ -27,15 +27,25 @@ it is expensive: a process that has not taken it yet (the second API process
 behind a proxy, one just restarted) serves it from there instead of paying
 the full count on its first calls, and a recount first looks whether
 another process has just done it.
+
+A caller may also give a ``wait``: how long it waits for a first count
+(nothing kept anywhere) before answering without it (``Counting``). The
+count goes on in the background, shared by every caller meanwhile, and is
+kept as soon as it is done if it was slow: the stats call of a journey
+that grew to 100k runs unwatched answers in a moment instead of a few
+seconds, once, and the operator is told the numbers are being counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -59,6 +69,15 @@ MIN_AGE = 5.0  # seconds: nor sooner than this
 MAX_KEYS = 1000  # journeys × versions × kinds of count kept at once (oldest dropped)
 
 
+class Counting(Exception):  # noqa: N818 - it is a state the caller answers with, not a failure
+    """A first count outlived the caller's ``wait``: it goes on in the
+    background and is served once done."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"counting for {seconds:.1f} s")
+        self.seconds = seconds  # since the count began
+
+
 @dataclass
 class _Kept:
     value: Any
@@ -73,26 +92,46 @@ class CountCache:
         self._kept: dict[Hashable, _Kept] = {}
         self._refreshing: set[Hashable] = set()
         self._missed: dict[Hashable, float] = {}  # key -> when the shelf last had nothing for it
+        self._firsts: dict[Hashable, tuple[Future[Any], float]] = {}  # first counts under way, since when
+        self._afirsts: dict[Hashable, tuple[asyncio.Task[Any], float]] = {}
         self._lock = threading.Lock()
         self._tasks: set[asyncio.Task[None]] = set()  # background recounts of ``aget`` (kept from the GC)
 
     def get(
-        self, key: Hashable, count: Callable[[], T], *, in_process: bool = False, shelf: Shelf[T] | None = None
+        self,
+        key: Hashable,
+        count: Callable[[], T],
+        *,
+        in_process: bool = False,
+        shelf: Shelf[T] | None = None,
+        wait: Callable[[], float | None] | None = None,
     ) -> T:
         """``count()``'s value: fresh when counting is cheap, else the last
         one kept (refreshed in the background once it is old enough).
         ``in_process``: the database counts in this thread (SQLite), so its
-        CPU time is the cost. ``shelf``: where every process keeps it."""
+        CPU time is the cost. ``shelf``: where every process keeps it.
+        ``wait()``: seconds to wait for a first count, None: until done
+        (asked only when there is nothing to serve); raises ``Counting``."""
         kept = self._served(key)
         if kept is None and self._may_look(key, shelf):
             kept = self._unshelve(key, shelf)
         if kept is None:
+            limit = wait() if wait is not None else None
+            if limit is not None:
+                return self._first(key, count, in_process, shelf, limit)
             return self._shelve(self._take(key, count, in_process), shelf).value
         if _due(kept):
             self._refresh(key, count, in_process, shelf)
         return kept.value
 
-    async def aget(self, key: Hashable, count: Callable[[], Awaitable[T]], *, shelf: Shelf[T] | None = None) -> T:
+    async def aget(
+        self,
+        key: Hashable,
+        count: Callable[[], Awaitable[T]],
+        *,
+        shelf: Shelf[T] | None = None,
+        wait: Callable[[], Awaitable[float | None]] | None = None,
+    ) -> T:
         """``get`` for a count another server takes (awaited; its cost is the
         wall time, against ``EXPENSIVE_REMOTE``), recounted in a background
         task of the running loop; the shelf is read and written in threads."""
@@ -100,6 +139,9 @@ class CountCache:
         if kept is None and self._may_look(key, shelf):
             kept = await asyncio.to_thread(self._unshelve, key, shelf)
         if kept is None:
+            limit = await wait() if wait is not None else None
+            if limit is not None:
+                return await self._afirst(key, count, shelf, limit)
             taken = await self._atake(key, count)
             if shelf is None:
                 return taken.kept.value
@@ -107,6 +149,73 @@ class CountCache:
         if _due(kept):
             self._arefresh(key, count, shelf)
         return kept.value
+
+    def _first(
+        self, key: Hashable, count: Callable[[], T], in_process: bool, shelf: Shelf[T] | None, limit: float
+    ) -> T:
+        """The first count of ``key``, in a thread every caller meanwhile
+        waits on for up to ``limit`` seconds."""
+        with self._lock:
+            running = self._firsts.get(key)
+            begin = running is None
+            if running is None:
+                running = self._firsts[key] = (Future(), time.monotonic())
+        future, since = running
+
+        def run() -> None:
+            try:
+                future.set_result(self._shelve(self._kept_at_once(self._take(key, count, in_process)), shelf).value)
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
+                future.set_exception(exc)
+            finally:
+                with self._lock:
+                    self._firsts.pop(key, None)
+
+        if begin:
+            threading.Thread(target=run, name="journeys-first-count", daemon=True).start()
+        try:
+            return future.result(timeout=limit)
+        except FutureTimeout:
+            raise Counting(time.monotonic() - since) from None
+
+    async def _afirst(
+        self, key: Hashable, count: Callable[[], Awaitable[T]], shelf: Shelf[T] | None, limit: float
+    ) -> T:
+        """``_first`` for ``aget``: a task of the running loop."""
+        running = self._afirsts.get(key)
+        if running is None:
+
+            async def run() -> T:
+                try:
+                    taken = self._kept_at_once(await self._atake(key, count))
+                    if shelf is not None:
+                        await asyncio.to_thread(self._shelve, taken, shelf)
+                    return taken.kept.value
+                finally:
+                    self._afirsts.pop(key, None)
+
+            task = asyncio.get_running_loop().create_task(run(), name="journeys-first-count")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no "never retrieved" log
+            running = self._afirsts[key] = (task, time.monotonic())
+        task, since = running
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), limit)
+        except TimeoutError:
+            raise Counting(time.monotonic() - since) from None
+
+    def _kept_at_once(self, taken: _Taken) -> _Taken:
+        """A first count the caller would not wait for (it said the count
+        is big) is kept once it was slow: the two-in-a-row rule guards small
+        journeys against a cold process's first count, not big ones."""
+        if not taken.kept.over or taken.kept.expensive:
+            return taken
+        kept = dataclasses.replace(taken.kept, expensive=True)
+        with self._lock:
+            if self._kept.get(taken.key) is taken.kept:
+                self._kept[taken.key] = kept
+        return _Taken(taken.key, kept, taken.was_kept)
 
     def _served(self, key: Hashable) -> _Kept | None:
         """The kept count served for ``key``; None: count afresh."""
@@ -199,7 +308,7 @@ class CountCache:
             self._kept[key] = kept
             while len(self._kept) > MAX_KEYS:
                 self._kept.pop(next(iter(self._kept)))
-        return _Taken(kept, was_kept=before is not None and before.expensive)
+        return _Taken(key, kept, was_kept=before is not None and before.expensive)
 
     @staticmethod
     def _shelve(taken: _Taken, shelf: Shelf[T] | None) -> _Kept:
@@ -258,6 +367,7 @@ class CountCache:
 
 @dataclass(frozen=True)
 class _Taken:
+    key: Hashable
     kept: _Kept
     was_kept: bool  # the count before it was kept (and so may be on a shelf)
 

@@ -4,16 +4,18 @@ visibility), in the IR's order, and as the diagram's badges."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from temporalio.client import Client
 
 from dsl.ir import Journey, iter_steps
 from dsl.render import END_ID, ENTRY_ID
-from engine.count_cache import COUNTS
+from engine.count_cache import COUNTS, Counting
 from engine.shelf import Shelf
-from engine.stats import NodeStats, shelf_name
+from engine.stats import NodeStats, first_wait, shelf_name
 from engine.store import Store
 from engine.visibility import waiting_counts
 
@@ -48,6 +50,8 @@ async def live_waiting(
     version: int | None,
     stored: dict[str, NodeStats] | None = None,
     store: Store | None = None,
+    *,
+    quick: bool = False,
 ) -> tuple[dict[str, int] | None, str | None]:
     """Waiting counts per node, or (None, why not): the store's numbers still
     answer without Temporal.
@@ -61,7 +65,9 @@ async def live_waiting(
     task's timeout: a moment's undercount). Each count reads every running
     run of the journey (63 ms at 10k): a send-wait-send journey's stats
     asked three where one can be non-zero. With ``store``, a kept count is
-    on its shelf too (``engine.shelf``), for the other API processes."""
+    on its shelf too (``engine.shelf``), for the other API processes; and
+    ``quick`` waits for a big journey's first count only ``FIRST_WAIT``
+    seconds (then None and why: the count goes on in the background)."""
     if client is None:
         return None, "Temporal is not connected: waiting counts unavailable"
     nodes = _asked(ir, stored)
@@ -72,8 +78,11 @@ async def live_waiting(
             _waiting_key(client, journey_id, version, nodes),
             lambda: waiting_counts(client, journey_id, nodes, version),
             shelf=_waiting_shelf(store, journey_id, version, nodes),
+            wait=_first_wait(store, journey_id) if quick and store is not None else None,
         )
         return counted, None
+    except Counting as counting:
+        return None, f"counting who waits where for the first time ({counting.seconds:.0f} s so far): shown once done"
     except Exception as exc:  # noqa: BLE001 - stats still answer from the store
         log.warning("visibility count failed for %s: %s", journey_id, exc)
         return None, "Temporal visibility query failed: waiting counts unavailable"
@@ -84,6 +93,13 @@ def _asked(ir: Journey, stored: dict[str, NodeStats] | None) -> list[str]:
     if stored is None:
         return nodes
     return [n for n in nodes if (found := stored.get(n)) is not None and found.waiting > 0]
+
+
+def _first_wait(store: Store, journey_id: str) -> Callable[[], Awaitable[float | None]]:
+    async def wait() -> float | None:
+        return await asyncio.to_thread(first_wait, store, journey_id)
+
+    return wait
 
 
 def _waiting_shelf(

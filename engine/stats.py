@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -30,12 +31,16 @@ from engine.store import Store
 from engine.store.models import Delivery, Event, LinkClick, Run, StepRecord
 
 __all__ = [
+    "BIG_RUNS",
+    "FIRST_WAIT",
     "ClickCounts",
     "JourneySummary",
     "NodeStats",
     "VariantStats",
     "events_after_entry",
+    "first_wait",
     "goal_variant_counts",
+    "is_big",
     "journey_summary",
     "node_clicks",
     "node_counts",
@@ -88,12 +93,51 @@ def _key(kind: str, store: Store, journey_id: str, version: int | None) -> tuple
     return (kind, id(store), store.url, journey_id, version)
 
 
-def _kept(kind: str, store: Store, journey_id: str, version: int | None, count: Callable[[], T]) -> T:
+def _kept(
+    kind: str, store: Store, journey_id: str, version: int | None, count: Callable[[], T], quick: bool = False
+) -> T:
     """``count()``, kept while it is expensive (``engine.count_cache``), on
-    the store's shelf too (``engine.shelf``: shared by the API processes)."""
+    the store's shelf too (``engine.shelf``: shared by the API processes).
+    ``quick``: a big journey's first count is waited for ``FIRST_WAIT``
+    seconds only (``Counting`` then; it goes on in the background)."""
     encode, decode = _CODECS[kind]
     shelf = Shelf(store, journey_id, shelf_name(kind, journey_id, version), encode, decode)
-    return COUNTS.get(_key(kind, store, journey_id, version), count, in_process=store.dialect == "sqlite", shelf=shelf)
+    return COUNTS.get(
+        _key(kind, store, journey_id, version),
+        count,
+        in_process=store.dialect == "sqlite",
+        shelf=shelf,
+        wait=(lambda: first_wait(store, journey_id)) if quick else None,
+    )
+
+
+# A journey with this many runs takes seconds to count the first time (the
+# 100k-run journey's first stats call: 3.6 s; 10k: ~0.2 s).
+BIG_RUNS = 20_000
+FIRST_WAIT = 0.15  # seconds a quick caller waits for a big journey's first count
+_BIG: dict[tuple[int, str, str], tuple[bool, float]] = {}  # (store, journey) -> big?, when found (monotonic)
+_BIG_FOR = 60.0  # seconds a journey's bigness is remembered
+
+
+def first_wait(store: Store, journey_id: str) -> float | None:
+    """``FIRST_WAIT`` for a big journey, None (wait until done) for any other."""
+    return FIRST_WAIT if is_big(store, journey_id) else None
+
+
+def is_big(store: Store, journey_id: str) -> bool:
+    """Whether the journey has ``BIG_RUNS`` runs or more: an index read of at
+    most that many entries, remembered for a minute."""
+    key = (id(store), store.url, journey_id)
+    found = _BIG.get(key)
+    if found is not None and time.monotonic() - found[1] < _BIG_FOR:
+        return found[0]
+    stmt = select(Run.journey_id).where(Run.journey_id == journey_id).offset(BIG_RUNS - 1).limit(1)
+    with store.read() as s:
+        big = s.scalar(stmt) is not None
+    if len(_BIG) >= 1000:
+        _BIG.clear()
+    _BIG[key] = (big, time.monotonic())
+    return big
 
 
 def shelf_name(kind: str, journey_id: str, version: int | None, *more: str) -> str:
@@ -143,11 +187,13 @@ def if_fresh(
     return counts if node_counts_are_fresh(store, journey_id, version) else None
 
 
-def node_counts(store: Store, journey_id: str, version: int | None = None) -> dict[str, NodeStats]:
+def node_counts(
+    store: Store, journey_id: str, version: int | None = None, *, quick: bool = False
+) -> dict[str, NodeStats]:
     """Distinct runs per node and outcome, and deliveries per node by status.
     Reads every step record of the journey (10 s for 100k runs waiting on a
     loaded machine), so a count that slow is kept (``engine.count_cache``)."""
-    return _kept("nodes", store, journey_id, version, lambda: _node_counts(store, journey_id, version))
+    return _kept("nodes", store, journey_id, version, lambda: _node_counts(store, journey_id, version), quick)
 
 
 def _node_counts(store: Store, journey_id: str, version: int | None) -> dict[str, NodeStats]:
@@ -206,11 +252,18 @@ def variant_counts(store: Store, journey_id: str, version: int | None = None) ->
 
 
 def goal_variant_counts(
-    store: Store, journey_id: str, converted: dict[str | None, int], version: int | None = None
+    store: Store,
+    journey_id: str,
+    converted: dict[str | None, int],
+    version: int | None = None,
+    *,
+    quick: bool = False,
 ) -> list[VariantStats]:
     """Admitted runs per split variant beside ``converted`` (runs per variant
     that reached the goal, ``engine.goals.Attribution.per_variant``)."""
-    rows = _kept("admitted", store, journey_id, version, lambda: _admitted_per_variant(store, journey_id, version))
+    rows = _kept(
+        "admitted", store, journey_id, version, lambda: _admitted_per_variant(store, journey_id, version), quick
+    )
     return sorted(
         (VariantStats(v, int(n), min(int(n), converted.get(v, 0))) for v, n in rows),
         key=lambda v: (v.variant is None, v.variant or ""),
@@ -242,10 +295,12 @@ def events_after_entry(store: Store, journey_id: str, event: str, version: int |
         return {variant: int(n) for variant, n in s.execute(q.group_by(Run.variant))}
 
 
-def journey_summary(store: Store, journey_id: str, version: int | None = None) -> JourneySummary:
+def journey_summary(
+    store: Store, journey_id: str, version: int | None = None, *, quick: bool = False
+) -> JourneySummary:
     """Runs entered, open, refused, converted and by outcome (kept when slow,
     ``engine.count_cache``: 0.6 s for 100k runs on a loaded machine)."""
-    return _kept("summary", store, journey_id, version, lambda: _journey_summary(store, journey_id, version))
+    return _kept("summary", store, journey_id, version, lambda: _journey_summary(store, journey_id, version), quick)
 
 
 def _journey_summary(store: Store, journey_id: str, version: int | None) -> JourneySummary:

@@ -14,6 +14,11 @@ Clicks on tracked links (``engine.tracked_links``) are beside them: per
 node, the clicks and the messages clicked over those sent; per variant, the
 clicks and the runs that clicked over those entered.
 
+A journey with over ``stats.BIG_RUNS`` runs whose numbers nobody has counted
+yet (in any API process: ``engine.shelf``) answers 503 with ``Retry-After``
+while they are counted in the background, instead of holding the call for
+the seconds that takes; once counted, they are served kept.
+
 Conversions everywhere here are the goal judged from the stored events
 (``engine.goals``): the user did the goal's event within its window after
 entering, whether or not the run has ended.
@@ -23,9 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query
 
@@ -45,13 +52,16 @@ from api.stats_schemas import (
 )
 from dsl.durations import parse_duration
 from engine import broadcasts, experiments, goals, queries, stats
+from engine.count_cache import Counting
 from engine.node_numbers import live_waiting, node_rows, waiting_age
 from engine.store import Store
 from engine.store.types import utc, utcnow
 
 router = APIRouter(prefix="/v1/journeys", tags=["stats"], dependencies=[Depends(viewer)])
 
+T = TypeVar("T")
 MAX_BUCKETS = 1000
+COUNTING_RETRY_AFTER = 2  # seconds: a 100k journey's first counts take a few
 MAX_DURATION = timedelta(days=366)
 _DURATION_TEXT = re.compile(r"(\d{1,6}[wdhms])+")  # what ?bucket= and ?readouts= accept: 30m, 12h, 1d12h
 _EARLIEST = datetime(1970, 1, 2)
@@ -133,12 +143,18 @@ async def journey_stats(
         if found is None:
             raise Problem(404, f"journey {journey_id!r} has no version {version}", kind="version-not-found")
     warnings: list[str] = []
-    counts = await asyncio.to_thread(stats.node_counts, store, journey_id, version)
+    # A big journey's first counts are not waited for (``stats.FIRST_WAIT``):
+    # all of them begin at once, and the answer is a 503 until they are done.
+    counting: list[Counting] = []
+    counts, summary = await asyncio.gather(
+        _quick(counting, stats.node_counts, store, journey_id, version),
+        _quick(counting, stats.journey_summary, store, journey_id, version),
+    )
     waiting, stored = None, None
     ir = found.ir if found else None
     if ir is not None:
-        stored = stats.if_fresh(counts, store, journey_id, version)
-        waiting, warning = await live_waiting(client, journey_id, ir, version, stored, store)
+        stored = stats.if_fresh(counts, store, journey_id, version) if counts is not None else None
+        waiting, warning = await live_waiting(client, journey_id, ir, version, stored, store, quick=True)
         if warning:
             warnings.append(warning)
     attribution = await asyncio.to_thread(goals.attribute, store, journey_id, version)
@@ -147,9 +163,17 @@ async def journey_stats(
             f"the goal's where was checked on the first {goals.MAX_WHERE_CANDIDATES} candidate events only:"
             " conversions may be undercounted"
         )
-    summary = await asyncio.to_thread(stats.journey_summary, store, journey_id, version)
+    variants = await _quick(counting, stats.goal_variant_counts, store, journey_id, attribution.per_variant(), version)
+    if counts is None or summary is None or variants is None:
+        since = max(c.seconds for c in counting)
+        raise Problem(
+            503,
+            f"journey {journey_id!r} has over {stats.BIG_RUNS:,} runs and its numbers are being counted for the"
+            f" first time ({since:.1f} s so far); ask again in a moment",
+            kind="counting",
+            headers={"Retry-After": str(COUNTING_RETRY_AFTER)},
+        )
     summary = dataclasses.replace(summary, converted=len(attribution.conversions))
-    variants = await asyncio.to_thread(stats.goal_variant_counts, store, journey_id, attribution.per_variant(), version)
     node_clicks = await asyncio.to_thread(stats.node_clicks, store, journey_id, version)
     variant_clicks = await asyncio.to_thread(stats.variant_clicks, store, journey_id, version)
     out = StatsOut(
@@ -198,6 +222,16 @@ async def journey_stats(
     if start_t is not None or broadcast is not None:
         out.readouts = await _readouts(store, journey_id, version, start_t, broadcast, readouts_, attribution, now)
     return out
+
+
+async def _quick(counting: list[Counting], count: Callable[..., T], *args: Any) -> T | None:
+    """``count(*args, quick=True)`` in a thread; None (and the ``Counting``
+    noted) while a big journey's first count goes on."""
+    try:
+        return await asyncio.to_thread(functools.partial(count, *args, quick=True))
+    except Counting as still:
+        counting.append(still)
+        return None
 
 
 def _node_clicks(row: NodeStatsOut, found: dict[str, stats.ClickCounts]) -> NodeStatsOut:

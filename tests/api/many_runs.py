@@ -14,11 +14,14 @@ from engine.store.models import Delivery, Run, StepRecord
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
 
 
-def seed_waiting(store: Store, journey_id: str, n: int, *, send: str = "send-x", wait: str = "wait-x") -> None:
-    """``n`` open runs of ``journey_id`` (users ``u0000``…): entered, sent at
-    ``send``, waiting at ``wait``; every tenth run has moved on past it."""
+def seed_waiting(
+    store: Store, journey_id: str, n: int, *, send: str = "send-x", wait: str = "wait-x", first: int = 0
+) -> None:
+    """``n`` open runs of ``journey_id`` (users ``u0000``…, from ``first``):
+    entered, sent at ``send``, waiting at ``wait``; every tenth run has moved
+    on past it."""
     runs, steps, deliveries = [], [], []
-    for i in range(n):
+    for i in range(first, first + n):
         key, user, at = f"journey:{journey_id}:u{i:04d}:1", f"u{i:04d}", T0 + timedelta(seconds=i)
         runs.append(
             {

@@ -6,8 +6,10 @@ processes are two apps, each with its own ``CountCache``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,54 +17,17 @@ import httpx
 import pytest
 
 from api.app import create_app
-from contracts.activities import StepRecord
-from engine import count_cache, node_numbers, runs, stats
+from api.settings import ApiSettings
+from engine import count_cache, node_numbers, stats
 from engine.count_cache import CountCache
-from engine.events import ingest_event
 from engine.store import Store
 from tests.api.conftest import auth, make_settings, unique
+from tests.api.many_runs import seed_waiting
 
 SOURCE = """journey "{name}"
   entry api
   send webhook "hello"
 """
-T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
-
-
-def entering(store: Store, jid: str) -> Callable[[str], None]:
-    def enter(user: str) -> None:
-        uid = ingest_event(
-            store, event_id=f"seen-{user}", name="seen", identifiers={"member_id": user}, occurred_at=T0
-        ).user_id
-        run_key = f"journey:{jid}:{uid}:1"
-        at = T0 + timedelta(hours=1)
-        store.transact(
-            lambda s: runs.begin(
-                s,
-                store,
-                run_key=run_key,
-                journey_id=jid,
-                version=1,
-                user_id=uid,
-                mode="always",
-                cooldown_seconds=None,
-                now=at,
-            )
-        )
-        step = StepRecord(
-            run_key=run_key,
-            seq=1,
-            journey_id=jid,
-            version=1,
-            user_id=uid,
-            node_id="s1",
-            kind="send",
-            outcome="passed",
-            at=at,
-        )
-        runs.record_steps(store, [step])
-
-    return enter
 
 
 def process(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,14 +37,35 @@ def process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(node_numbers, "COUNTS", fresh)
 
 
-async def test_a_second_api_process_answers_from_the_shelf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@dataclass
+class Api:
+    settings: ApiSettings
+    store: Store
+
+    def app(self) -> Any:
+        """One API process's app over the shared store."""
+        return create_app(self.settings, store=self.store)
+
+    async def deploy(self, app: Any, *journeys: str) -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+            for jid in journeys:
+                r = await http.post("/v1/journeys", json={"source": SOURCE.format(name=jid), "id": jid}, headers=auth())
+                assert r.status_code == 201, r.text
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
     settings = make_settings(tmp_path, "nowhere")
     store = Store(settings.database_url)
     store.migrate()
+    yield Api(settings, store)
+    store.dispose()
+
+
+async def test_a_second_api_process_answers_from_the_shelf(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = api.store
     jid = unique("kept")
-    enter = entering(store, jid)
-    for user in ("u1", "u2", "u3"):
-        enter(user)
+    seed_waiting(store, jid, 3)
     monkeypatch.setattr(count_cache, "EXPENSIVE_CPU", 0.0)
     monkeypatch.setattr(count_cache, "EXPENSIVE", 0.0)
     monkeypatch.setattr(count_cache, "MIN_AGE", 3600.0)
@@ -91,18 +77,16 @@ async def test_a_second_api_process_answers_from_the_shelf(tmp_path: Path, monke
         assert r.status_code == 200, r.text
         return r.json()
 
-    first = create_app(settings, store=store)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=first), base_url="http://api") as http:
-        r = await http.post("/v1/journeys", json={"source": SOURCE.format(name=jid), "id": jid}, headers=auth())
-        assert r.status_code == 201, r.text
+    first = api.app()
+    await api.deploy(first, jid)
     process(monkeypatch)
     assert (await get(first))["counts_age_seconds"] is None  # expensive once: still counted afresh
     kept = await get(first)
     assert kept["summary"]["entered"] == 3 and kept["counts_age_seconds"] is not None
 
-    enter("u4")  # the store moves on; kept counts lag behind it
+    seed_waiting(store, jid, 1, first=3)  # the store moves on; kept counts lag behind it
     process(monkeypatch)
-    second = create_app(settings, store=store)
+    second = api.app()
     served = await get(second)
     assert served["summary"] == kept["summary"] and served["nodes"] == kept["nodes"]
     assert served["counts_age_seconds"] is not None  # the operator sees they are not live
@@ -113,30 +97,69 @@ async def test_a_second_api_process_answers_from_the_shelf(tmp_path: Path, monke
         if recounted["summary"]["entered"] == 4:
             break
     assert recounted["summary"]["entered"] == 4
-    assert {n["node_id"]: n["entered"] for n in recounted["nodes"]}["s1"] == 4
-    assert {n["node_id"]: n["entered"] for n in served["nodes"]}["s1"] == 3
-    store.dispose()
+    assert {n["node_id"]: n["entered"] for n in recounted["nodes"]}["send-x"] == 4
+    assert {n["node_id"]: n["entered"] for n in served["nodes"]}["send-x"] == 3
 
 
-async def test_a_small_journey_writes_nothing_to_the_shelf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_small_journey_writes_nothing_to_the_shelf(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     from sqlalchemy import func, select
 
     from engine.store.models import KeptCount
 
-    settings = make_settings(tmp_path, "nowhere")
-    store = Store(settings.database_url)
-    store.migrate()
-    jid = unique("small")
-    entering(store, jid)("u1")
+    store, jid = api.store, unique("small")
+    seed_waiting(store, jid, 1)
     monkeypatch.setattr(count_cache, "EXPENSIVE_CPU", float("inf"))  # cheap however loaded the machine
     process(monkeypatch)
-    app = create_app(settings, store=store)
+    app = api.app()
+    await api.deploy(app, jid)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
-        r = await http.post("/v1/journeys", json={"source": SOURCE.format(name=jid), "id": jid}, headers=auth())
-        assert r.status_code == 201, r.text
         for _ in range(3):
             body = (await http.get(f"/v1/journeys/{jid}/stats", headers=auth())).json()
             assert body["summary"]["entered"] == 1 and body["counts_age_seconds"] is None
     with store.read() as s:
         assert s.execute(select(func.count()).select_from(KeptCount)).scalar_one() == 0
     store.dispose()
+
+
+async def test_a_big_journeys_first_counts_answer_503_until_counted(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A journey that grew big unwatched: its first stats call does not hold
+    for the seconds counting takes. It answers 503 with ``Retry-After`` (the
+    console says so and polls again) while every first count goes on in the
+    background, then the kept numbers, with their age. A small journey's
+    slow count is still waited for."""
+    import threading
+
+    store = api.store
+    big, small = unique("big"), unique("small")
+    seed_waiting(store, big, 3)
+    seed_waiting(store, small, 1)
+    monkeypatch.setattr(stats, "BIG_RUNS", 3)
+    process(monkeypatch)
+    gate = threading.Event()
+    slow_summary = stats._journey_summary
+
+    def summary(*args: Any) -> Any:
+        gate.wait(10)
+        time.sleep(count_cache.EXPENSIVE_CPU)
+        return slow_summary(*args)
+
+    monkeypatch.setattr(stats, "_journey_summary", summary)
+    app = api.app()
+    await api.deploy(app, big, small)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+        first = await http.get(f"/v1/journeys/{big}/stats", headers=auth())
+        assert first.status_code == 503, first.text
+        assert first.headers["Retry-After"] == "2"
+        body = first.json()
+        assert body["type"].endswith("/counting") and "counted for the first time" in body["detail"]
+        assert (await http.get(f"/v1/journeys/{big}/stats", headers=auth())).status_code == 503  # still counting
+        threading.Timer(0.5, gate.set).start()
+        waited = await http.get(f"/v1/journeys/{small}/stats", headers=auth())  # small: held until counted
+        assert waited.status_code == 200 and waited.json()["summary"]["entered"] == 1
+        for _ in range(300):
+            done = await http.get(f"/v1/journeys/{big}/stats", headers=auth())
+            if done.status_code == 200:
+                break
+            await asyncio.sleep(0.02)
+    assert done.status_code == 200, done.text
+    assert done.json()["summary"]["entered"] == 3

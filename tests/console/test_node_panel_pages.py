@@ -30,7 +30,7 @@ from playwright.sync_api import expect
 
 from api.app import create_app
 from api.console import view
-from engine import count_cache
+from engine import count_cache, stats
 from engine.store import Store
 from tests.api.many_runs import seed_waiting
 from tests.console.conftest import ADMIN, LiveStack, make_settings, shot, unique
@@ -188,6 +188,32 @@ def test_kept_counts_say_how_old_they_are(store_stack: StoreStack, page: Any) ->
         shot(page, "journey-counts-age")
     # cheap again: the next recount (engine.count_cache.MIN_AGE after the last) is not kept
     expect(note).to_be_hidden(timeout=30_000)
+    assert page.console_errors == [], page.console_errors
+
+
+def test_a_big_journey_counted_for_the_first_time_says_so(store_stack: StoreStack, page: Any) -> None:
+    """A journey that grew big unwatched: the stats answer 503 "counting"
+    while its first counts go on in the background, and the page says the
+    numbers are being counted (not that they "could not be refreshed"),
+    then shows them."""
+    journey_id = store_stack.journey(runs=30)
+    gate = threading.Event()
+    counted = stats._journey_summary
+
+    def slow_summary(*args: Any) -> Any:
+        gate.wait(30)
+        return counted(*args)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(stats, "BIG_RUNS", 30)
+        mp.setattr(stats, "_journey_summary", slow_summary)
+        _login(page, store_stack.url, f"/console/journeys/{journey_id}")
+        state = page.locator("#live-state")
+        expect(state).to_have_text(re.compile(r"^Counting this journey's numbers for the first time"), timeout=20_000)
+        shot(page, "journey-counting-first-time")
+        gate.set()
+        expect(page.locator('[data-summary="entered"]')).to_have_text("30", timeout=20_000)
+        expect(state).to_contain_text("Live")
     assert page.console_errors == [], page.console_errors
 
 

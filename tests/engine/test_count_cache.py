@@ -260,3 +260,74 @@ def test_a_failed_recount_forgets_the_kept_count(monkeypatch: pytest.MonkeyPatch
             await cache.aget("k", count)
 
     asyncio.run(main())
+
+
+def test_a_first_count_the_caller_will_not_wait_for_goes_on_behind_it() -> None:
+    """``wait``: a big journey's first count is waited for only so long
+    (``Counting``); every caller meanwhile shares that one count, and it is
+    kept once done (slow: no second count needed to find that out)."""
+    cache, calls, gate = CountCache(), [], threading.Event()
+
+    def count() -> int:
+        calls.append(1)
+        gate.wait(5)
+        time.sleep(count_cache.EXPENSIVE + 0.01)
+        return 7
+
+    for _ in range(2):
+        with pytest.raises(count_cache.Counting) as counting:
+            cache.get("k", count, wait=lambda: 0.05)
+        assert counting.value.seconds >= 0.05
+    assert len(calls) == 1  # one count, not one per caller
+    gate.set()
+    for _ in range(300):
+        try:
+            if cache.get("k", count, wait=lambda: 0.05) == 7:
+                break
+        except count_cache.Counting:
+            time.sleep(0.01)
+    assert cache.get("k", count, wait=lambda: 0.05) == 7 and len(calls) == 1  # kept at once
+    assert cache.age("k") is not None
+
+
+def test_a_quick_first_count_answers_and_a_failed_one_says_why() -> None:
+    cache = CountCache()
+    assert cache.get("fast", lambda: 3, wait=lambda: 1.0) == 3
+    assert cache.age("fast") is None  # fast: not kept, counted afresh next time
+
+    def broken() -> int:
+        raise ConnectionError("the store is gone")
+
+    with pytest.raises(ConnectionError):
+        cache.get("broken", broken, wait=lambda: 1.0)
+    with pytest.raises(ConnectionError):  # not a first count stuck "under way"
+        cache.get("broken", broken, wait=lambda: 1.0)
+
+
+def test_an_awaited_first_count_goes_on_behind_the_caller() -> None:
+    import asyncio
+
+    cache, calls = CountCache(), []
+
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def count() -> int:
+            calls.append(1)
+            await gate.wait()
+            await asyncio.sleep(count_cache.EXPENSIVE_REMOTE + 0.01)
+            return 9
+
+        async def quickly() -> float:
+            return 0.05
+
+        for _ in range(2):
+            with pytest.raises(count_cache.Counting):
+                await cache.aget("k", count, wait=quickly)
+        assert len(calls) == 1
+        gate.set()
+        await asyncio.sleep(count_cache.EXPENSIVE_REMOTE + 0.1)
+        assert await cache.aget("k", count, wait=quickly) == 9 and len(calls) == 1
+        assert cache.age("k") is not None
+
+    asyncio.run(main())

@@ -97,7 +97,11 @@
       }
       root.dataset.polls = String(Number(root.dataset.polls || 0) + 1);
     } else if (state) {
-      state.textContent = "Numbers could not be refreshed: " + Console.problem(result);
+      // 503 "counting": a big journey counted for the first time, in the background
+      const counting = result.status === 503 && String((result.data || {}).type || "").endsWith("/counting");
+      state.textContent = counting
+        ? "Counting this journey's numbers for the first time (it is big); they show here in a moment."
+        : "Numbers could not be refreshed: " + Console.problem(result);
     }
     setTimeout(poll, document.hidden ? pollMs * 4 : pollMs);
   }
