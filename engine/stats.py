@@ -116,7 +116,7 @@ def _kept(
 BIG_RUNS = 20_000
 FIRST_WAIT = 0.15  # seconds a quick caller waits for a big journey's first count
 _BIG: dict[tuple[int, str, str], tuple[bool, float]] = {}  # (store, journey) -> big?, when found (monotonic)
-_BIG_FOR = 60.0  # seconds a journey's bigness is remembered
+_BIG_FOR = 5.0  # seconds a journey's bigness is remembered (asked only while nothing is kept for it)
 
 
 def first_wait(store: Store, journey_id: str) -> float | None:
@@ -126,7 +126,7 @@ def first_wait(store: Store, journey_id: str) -> float | None:
 
 def is_big(store: Store, journey_id: str) -> bool:
     """Whether the journey has ``BIG_RUNS`` runs or more: an index read of at
-    most that many entries, remembered for a minute."""
+    most that many entries (a few ms), remembered for a few seconds."""
     key = (id(store), store.url, journey_id)
     found = _BIG.get(key)
     if found is not None and time.monotonic() - found[1] < _BIG_FOR:
