@@ -17,6 +17,9 @@ the first page, for:
   candidate, timed on K candidates and extrapolated.
 
     scripts/with-postgres .venv/bin/python bench/audience_bench.py --users 1000000
+
+``--url`` with ``--reuse`` selects again from a pool seeded by an earlier run
+(a server of your own: seeding 1M users takes ~4 minutes).
 """
 
 from __future__ import annotations
@@ -155,17 +158,26 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=120.0, help="seconds per condition for 'before'")
     parser.add_argument("--sample", type=int, default=0, help="per-user baseline on K candidates (0: skip)")
     parser.add_argument("--only", type=int, nargs="*", help="indexes into CONDITIONS (default: all)")
+    parser.add_argument("--reuse", action="store_true", help="select from the pool --url already holds (--users)")
     args = parser.parse_args()
     if not args.url:
         raise SystemExit("needs --url or JOURNEYS_TEST_PG_URL (scripts/with-postgres)")
     store = Store(args.url)
     store.migrate()
-    started = time.perf_counter()
-    rows = seed_pool(store, args.users)
-    took = time.perf_counter() - started
-    print(
-        f"pool: {args.users} users, {rows} rows seeded in {took:.1f} s ({rows / max(took, 1e-9):,.0f} rows/s); {load()}"
-    )
+    with store.read() as s:
+        present = int(s.scalar(select(func.count()).select_from(User)) or 0)
+    if args.reuse and present == args.users:
+        print(f"pool: {present} users already seeded at --url (--reuse); {load()}")
+    else:
+        if present:
+            raise SystemExit(f"--url already holds {present} users: give an empty database, or --reuse that pool")
+        started = time.perf_counter()
+        rows = seed_pool(store, args.users)
+        took = time.perf_counter() - started
+        print(
+            f"pool: {args.users} users, {rows} rows seeded in {took:.1f} s ({rows / max(took, 1e-9):,.0f} rows/s);"
+            f" {load()}"
+        )
     if store.dialect == "postgresql":
         with store.engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))

@@ -164,7 +164,9 @@ class CountCache:
 
         def run() -> None:
             try:
-                future.set_result(self._shelve(self._kept_at_once(self._take(key, count, in_process)), shelf).value)
+                taken = self._take(key, count, in_process)
+                outlived = time.monotonic() - since >= limit
+                future.set_result(self._shelve(self._kept_at_once(taken, outlived), shelf).value)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
                 future.set_exception(exc)
             finally:
@@ -187,7 +189,9 @@ class CountCache:
 
             async def run() -> T:
                 try:
-                    taken = self._kept_at_once(await self._atake(key, count))
+                    t0 = time.monotonic()
+                    taken = await self._atake(key, count)
+                    taken = self._kept_at_once(taken, time.monotonic() - t0 >= limit)
                     if shelf is not None:
                         await asyncio.to_thread(self._shelve, taken, shelf)
                     return taken.kept.value
@@ -205,11 +209,14 @@ class CountCache:
         except TimeoutError:
             raise Counting(time.monotonic() - since) from None
 
-    def _kept_at_once(self, taken: _Taken) -> _Taken:
-        """A first count the caller would not wait for (it said the count
-        is big) is kept once it was slow: the two-in-a-row rule guards small
-        journeys against a cold process's first count, not big ones."""
-        if not taken.kept.over or taken.kept.expensive:
+    def _kept_at_once(self, taken: _Taken, outlived: bool) -> _Taken:
+        """A first count of a big journey (the caller said so by giving a
+        wait) is kept once it was slow: the two-in-a-row rule guards small
+        journeys against a cold process's first count, not big ones. One
+        that ``outlived`` the wait is kept however little CPU it took: its
+        callers were told to come back for it (else a loaded machine would
+        answer "counting" to every call)."""
+        if taken.kept.expensive or not (taken.kept.over or outlived):
             return taken
         kept = dataclasses.replace(taken.kept, expensive=True)
         with self._lock:

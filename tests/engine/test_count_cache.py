@@ -331,3 +331,27 @@ def test_an_awaited_first_count_goes_on_behind_the_caller() -> None:
         assert cache.age("k") is not None
 
     asyncio.run(main())
+
+
+def test_a_first_count_that_outlived_the_wait_is_served_however_cheap() -> None:
+    """On a loaded machine a big journey's cheap count (little CPU: SQLite,
+    ``in_process``) can outlive the wait on the wall clock. Its callers were
+    told to come back: it is kept and served then, not counted again into
+    another "counting" answer."""
+    cache, calls, gate = CountCache(), [], threading.Event()
+
+    def count() -> int:
+        calls.append(1)
+        gate.wait(5)  # waiting, not working: no CPU
+        return 5
+
+    with pytest.raises(count_cache.Counting):
+        cache.get("k", count, in_process=True, wait=lambda: 0.05)
+    gate.set()
+    for _ in range(300):
+        try:
+            assert cache.get("k", count, in_process=True, wait=lambda: 0.05) == 5
+            break
+        except count_cache.Counting:
+            time.sleep(0.01)
+    assert len(calls) == 1 and cache.age("k") is not None
