@@ -67,6 +67,7 @@ EXPENSIVE_REMOTE = 0.5
 SPACING = 10.0  # a kept count is retaken no sooner than this many times its own cost after it
 MIN_AGE = 5.0  # seconds: nor sooner than this
 MAX_KEYS = 1000  # journeys × versions × kinds of count kept at once (oldest dropped)
+SHELF_LIFE = 600.0  # seconds: a shelved count older than this (or 3 recount spacings) is not served
 
 
 class Counting(Exception):  # noqa: N818 - it is a state the caller answers with, not a failure
@@ -95,7 +96,7 @@ class CountCache:
         self._firsts: dict[Hashable, tuple[Future[Any], float]] = {}  # first counts under way, since when
         self._afirsts: dict[Hashable, tuple[asyncio.Task[Any], float]] = {}
         self._lock = threading.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()  # background recounts of ``aget`` (kept from the GC)
+        self._tasks: set[asyncio.Task[Any]] = set()  # background recounts of ``aget`` (kept from the GC)
 
     def get(
         self,
@@ -110,13 +111,18 @@ class CountCache:
         one kept (refreshed in the background once it is old enough).
         ``in_process``: the database counts in this thread (SQLite), so its
         CPU time is the cost. ``shelf``: where every process keeps it.
-        ``wait()``: seconds to wait for a first count, None: until done
-        (asked only when there is nothing to serve); raises ``Counting``."""
+        ``wait()``: seconds to wait for this process's first count of
+        ``key``, None: until done; raises ``Counting``."""
         kept = self._served(key)
         if kept is None and self._may_look(key, shelf):
             kept = self._unshelve(key, shelf)
         if kept is None:
-            limit = wait() if wait is not None else None
+            with self._lock:
+                running = self._firsts.get(key)
+                never = key not in self._kept
+            if running is not None:  # join the first count under way, never a second one beside it
+                return self._await_first(running, None if wait is None else wait())
+            limit = wait() if wait is not None and never else None
             if limit is not None:
                 return self._first(key, count, in_process, shelf, limit)
             return self._shelve(self._take(key, count, in_process), shelf).value
@@ -139,7 +145,10 @@ class CountCache:
         if kept is None and self._may_look(key, shelf):
             kept = await asyncio.to_thread(self._unshelve, key, shelf)
         if kept is None:
-            limit = await wait() if wait is not None else None
+            running = self._afirsts.get(key)
+            if running is not None:
+                return await self._await_afirst(running, None if wait is None else await wait())
+            limit = await wait() if wait is not None and key not in self._kept else None
             if limit is not None:
                 return await self._afirst(key, count, shelf, limit)
             taken = await self._atake(key, count)
@@ -153,13 +162,17 @@ class CountCache:
     def _first(
         self, key: Hashable, count: Callable[[], T], in_process: bool, shelf: Shelf[T] | None, limit: float
     ) -> T:
-        """The first count of ``key``, in a thread every caller meanwhile
-        waits on for up to ``limit`` seconds."""
+        """This process's first count of ``key``, in a thread every caller
+        meanwhile waits on (``_await_first``). Only a first count: after it,
+        a count that is cheap again is taken in the caller's thread, so a
+        journey near the threshold is not told "counting" every few seconds."""
         with self._lock:
             running = self._firsts.get(key)
-            begin = running is None
             if running is None:
                 running = self._firsts[key] = (Future(), time.monotonic())
+                begin = True
+            else:
+                begin = False
         future, since = running
 
         def run() -> None:
@@ -167,47 +180,68 @@ class CountCache:
                 taken = self._take(key, count, in_process)
                 outlived = time.monotonic() - since >= limit
                 future.set_result(self._shelve(self._kept_at_once(taken, outlived), shelf).value)
-            except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
-                future.set_exception(exc)
-            finally:
                 with self._lock:
                     self._firsts.pop(key, None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the next caller (see _await_first)
+                log.warning("the first count of %s failed", key, exc_info=True)
+                future.set_exception(exc)
 
         if begin:
             threading.Thread(target=run, name="journeys-first-count", daemon=True).start()
+        return self._await_first(running, limit)
+
+    def _await_first(self, running: tuple[Future[Any], float], limit: float | None) -> Any:
+        """The first count's value; ``Counting`` after ``limit`` seconds. A
+        failed one stays until a caller has been given its error: one that
+        fails slowly must not look like "counting" for ever."""
+        future, since = running
         try:
             return future.result(timeout=limit)
         except FutureTimeout:
             raise Counting(time.monotonic() - since) from None
+        except BaseException:
+            with self._lock:
+                for key, found in list(self._firsts.items()):
+                    if found is running:
+                        del self._firsts[key]
+            raise
 
     async def _afirst(
         self, key: Hashable, count: Callable[[], Awaitable[T]], shelf: Shelf[T] | None, limit: float
     ) -> T:
         """``_first`` for ``aget``: a task of the running loop."""
-        running = self._afirsts.get(key)
-        if running is None:
 
-            async def run() -> T:
-                try:
-                    t0 = time.monotonic()
-                    taken = await self._atake(key, count)
-                    taken = self._kept_at_once(taken, time.monotonic() - t0 >= limit)
-                    if shelf is not None:
-                        await asyncio.to_thread(self._shelve, taken, shelf)
-                    return taken.kept.value
-                finally:
-                    self._afirsts.pop(key, None)
+        async def run() -> T:
+            t0 = time.monotonic()
+            try:
+                taken = await self._atake(key, count)
+            except Exception:
+                log.warning("the first count of %s failed", key, exc_info=True)
+                raise  # kept in the task until a caller is given it (_await_afirst)
+            taken = self._kept_at_once(taken, time.monotonic() - t0 >= limit)
+            self._afirsts.pop(key, None)
+            if shelf is not None:
+                await asyncio.to_thread(self._shelve, taken, shelf)
+            return taken.kept.value
 
-            task = asyncio.get_running_loop().create_task(run(), name="journeys-first-count")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no "never retrieved" log
-            running = self._afirsts[key] = (task, time.monotonic())
+        task = asyncio.get_running_loop().create_task(run(), name="journeys-first-count")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no "never retrieved" log
+        running = self._afirsts[key] = (task, time.monotonic())
+        return await self._await_afirst(running, limit)
+
+    async def _await_afirst(self, running: tuple[asyncio.Task[Any], float], limit: float | None) -> Any:
         task, since = running
         try:
             return await asyncio.wait_for(asyncio.shield(task), limit)
         except TimeoutError:
             raise Counting(time.monotonic() - since) from None
+        except BaseException:
+            for key, found in list(self._afirsts.items()):
+                if found is running:
+                    del self._afirsts[key]
+            raise
 
     def _kept_at_once(self, taken: _Taken, outlived: bool) -> _Taken:
         """A first count of a big journey (the caller said so by giving a
@@ -218,7 +252,7 @@ class CountCache:
         answer "counting" to every call)."""
         if taken.kept.expensive or not (taken.kept.over or outlived):
             return taken
-        kept = dataclasses.replace(taken.kept, expensive=True)
+        kept = dataclasses.replace(taken.kept, over=True, expensive=True)
         with self._lock:
             if self._kept.get(taken.key) is taken.kept:
                 self._kept[taken.key] = kept
@@ -231,17 +265,23 @@ class CountCache:
         return kept if kept is not None and kept.expensive else None
 
     def _may_look(self, key: Hashable, shelf: Shelf[Any] | None) -> bool:
-        """Whether to read the shelf for ``key``: not when it had nothing for
-        it a moment ago (a small journey's every call would read it)."""
+        """Whether to read the shelf for ``key``: only while this process
+        has no count of its own (one it found cheap is its own to take, not
+        another's to serve), and not when the shelf had nothing a moment ago
+        (a small journey's every call would read it)."""
         if shelf is None:
             return False
         with self._lock:
+            if key in self._kept:
+                return False
             missed = self._missed.get(key)
         return missed is None or time.monotonic() - missed >= MIN_AGE
 
     def _unshelve(self, key: Hashable, shelf: Shelf[T] | None) -> _Kept | None:
         """The count on the shelf, now kept here too; None: nothing there."""
         found = shelf.load() if shelf is not None else None
+        if found is not None and found.age > _shelf_life(found.cost):
+            found = None  # nobody has recounted it for long: not served as if current
         with self._lock:
             if found is None:
                 self._missed[key] = time.monotonic()
@@ -251,7 +291,13 @@ class CountCache:
             self._missed.pop(key, None)
             kept = _Kept(found.value, time.monotonic() - found.age, found.cost, over=True, expensive=True)
             self._kept[key] = kept
+            self._trim()
         return kept
+
+    def _trim(self) -> None:
+        """Hold at most ``MAX_KEYS`` kept counts (the oldest go); under the lock."""
+        while len(self._kept) > MAX_KEYS:
+            self._kept.pop(next(iter(self._kept)))
 
     def _fresher_on_shelf(self, key: Hashable, shelf: Shelf[Any] | None) -> bool:
         """Whether another process has recounted since this one's kept count
@@ -261,7 +307,8 @@ class CountCache:
         with self._lock:
             mine = self._kept.get(key)
         found = shelf.load()
-        if found is None or mine is None or time.monotonic() - found.age <= mine.taken_at:
+        # Newer by a second at least: this process's own save is a moment after its count.
+        if found is None or mine is None or time.monotonic() - found.age <= mine.taken_at + 1.0:
             return False
         kept = _Kept(found.value, time.monotonic() - found.age, found.cost, over=True, expensive=True)
         with self._lock:
@@ -313,8 +360,7 @@ class CountCache:
             # loaded machine), and a kept count lags behind what just happened.
             kept = _Kept(value, now, cost, over, over and before is not None and before.over)
             self._kept[key] = kept
-            while len(self._kept) > MAX_KEYS:
-                self._kept.pop(next(iter(self._kept)))
+            self._trim()
         return _Taken(key, kept, was_kept=before is not None and before.expensive)
 
     @staticmethod
@@ -377,6 +423,12 @@ class _Taken:
     key: Hashable
     kept: _Kept
     was_kept: bool  # the count before it was kept (and so may be on a shelf)
+
+
+def _shelf_life(cost: float) -> float:
+    """Seconds a shelved count is served from: past this, no process has
+    recounted it (none served it) and it is counted afresh instead."""
+    return max(SHELF_LIFE, 3 * SPACING * cost)
 
 
 def _due(kept: _Kept) -> bool:

@@ -20,6 +20,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import delete, select, update
@@ -31,6 +32,7 @@ from engine.store.models import KeptCount
 log = logging.getLogger("journeys.stats")
 
 T = TypeVar("T")
+FORGOTTEN = timedelta(days=1)  # a row not rewritten for this long is deleted
 MAX_VALUE_CHARS = 1_000_000  # a journey's node counts are a few kB; anything far larger is not shelved
 
 
@@ -81,6 +83,9 @@ class Shelf(Generic[T]):
                 found = s.execute(update(KeptCount).where(KeptCount.key == self.key).values(**values)).rowcount
                 if not found:
                     s.add(KeptCount(key=self.key, journey_id=self.journey_id[:128], **values))
+                    # rows nobody recounts any more (old versions, archived journeys, the waiting
+                    # counts of a node set since changed) go when a new one comes
+                    s.execute(delete(KeptCount).where(KeptCount.taken_at < values["taken_at"] - FORGOTTEN))
         except IntegrityError:
             pass  # another process shelved the same count at the same moment: theirs stands
         except Exception:  # noqa: BLE001 - the count is still kept in this process

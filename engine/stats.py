@@ -37,6 +37,7 @@ __all__ = [
     "JourneySummary",
     "NodeStats",
     "VariantStats",
+    "admitted_per_variant",
     "events_after_entry",
     "first_wait",
     "goal_variant_counts",
@@ -46,6 +47,7 @@ __all__ = [
     "node_counts",
     "variant_clicks",
     "variant_counts",
+    "variants_beside",
 ]
 
 PASS_OUTCOMES = ("passed",)
@@ -252,18 +254,25 @@ def variant_counts(store: Store, journey_id: str, version: int | None = None) ->
 
 
 def goal_variant_counts(
-    store: Store,
-    journey_id: str,
-    converted: dict[str | None, int],
-    version: int | None = None,
-    *,
-    quick: bool = False,
+    store: Store, journey_id: str, converted: dict[str | None, int], version: int | None = None
 ) -> list[VariantStats]:
     """Admitted runs per split variant beside ``converted`` (runs per variant
     that reached the goal, ``engine.goals.Attribution.per_variant``)."""
-    rows = _kept(
+    return variants_beside(admitted_per_variant(store, journey_id, version), converted)
+
+
+def admitted_per_variant(
+    store: Store, journey_id: str, version: int | None = None, *, quick: bool = False
+) -> list[tuple[str | None, int]]:
+    """Admitted runs per split variant (kept when slow)."""
+    return _kept(
         "admitted", store, journey_id, version, lambda: _admitted_per_variant(store, journey_id, version), quick
     )
+
+
+def variants_beside(rows: list[tuple[str | None, int]], converted: dict[str | None, int]) -> list[VariantStats]:
+    """``admitted_per_variant`` rows beside the runs per variant that
+    reached the goal."""
     return sorted(
         (VariantStats(v, int(n), min(int(n), converted.get(v, 0))) for v, n in rows),
         key=lambda v: (v.variant is None, v.variant or ""),

@@ -146,14 +146,26 @@ async def journey_stats(
     # A big journey's first counts are not waited for (``stats.FIRST_WAIT``):
     # all of them begin at once, and the answer is a 503 until they are done.
     counting: list[Counting] = []
-    counts, summary = await asyncio.gather(
+    counts, summary, admitted = await asyncio.gather(
         _quick(counting, stats.node_counts, store, journey_id, version),
         _quick(counting, stats.journey_summary, store, journey_id, version),
+        _quick(counting, stats.admitted_per_variant, store, journey_id, version),
     )
-    waiting, stored = None, None
     ir = found.ir if found else None
+    if counts is None or summary is None or admitted is None:
+        if ir is not None:  # visibility's first count begins too (kept store counts ask every node)
+            await live_waiting(client, journey_id, ir, version, None, store, quick=True)
+        counting_for = max(c.seconds for c in counting)
+        raise Problem(
+            503,
+            f"journey {journey_id!r} has over {stats.BIG_RUNS:,} runs and its numbers are being counted for the"
+            f" first time ({counting_for:.1f} s so far); ask again in a moment",
+            kind="counting",
+            headers={"Retry-After": str(COUNTING_RETRY_AFTER)},
+        )
+    waiting, stored = None, None
     if ir is not None:
-        stored = stats.if_fresh(counts, store, journey_id, version) if counts is not None else None
+        stored = stats.if_fresh(counts, store, journey_id, version)
         waiting, warning = await live_waiting(client, journey_id, ir, version, stored, store, quick=True)
         if warning:
             warnings.append(warning)
@@ -163,16 +175,7 @@ async def journey_stats(
             f"the goal's where was checked on the first {goals.MAX_WHERE_CANDIDATES} candidate events only:"
             " conversions may be undercounted"
         )
-    variants = await _quick(counting, stats.goal_variant_counts, store, journey_id, attribution.per_variant(), version)
-    if counts is None or summary is None or variants is None:
-        since = max(c.seconds for c in counting)
-        raise Problem(
-            503,
-            f"journey {journey_id!r} has over {stats.BIG_RUNS:,} runs and its numbers are being counted for the"
-            f" first time ({since:.1f} s so far); ask again in a moment",
-            kind="counting",
-            headers={"Retry-After": str(COUNTING_RETRY_AFTER)},
-        )
+    variants = stats.variants_beside(admitted, attribution.per_variant())
     summary = dataclasses.replace(summary, converted=len(attribution.conversions))
     node_clicks = await asyncio.to_thread(stats.node_clicks, store, journey_id, version)
     variant_clicks = await asyncio.to_thread(stats.variant_clicks, store, journey_id, version)

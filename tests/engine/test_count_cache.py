@@ -355,3 +355,68 @@ def test_a_first_count_that_outlived_the_wait_is_served_however_cheap() -> None:
         except count_cache.Counting:
             time.sleep(0.01)
     assert len(calls) == 1 and cache.age("k") is not None
+
+
+def test_counting_is_said_only_of_a_first_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big journey whose recount turned out cheap is counted in the
+    caller's thread after that: not told "counting" every few seconds."""
+    monkeypatch.setattr(count_cache, "MIN_AGE", 0.0)
+    monkeypatch.setattr(count_cache, "SPACING", 0.0)
+    cache, calls, gate = CountCache(), [], threading.Event()
+
+    def count() -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            gate.wait(5)  # the first outlives the wait, with no CPU
+        return len(calls)
+
+    with pytest.raises(count_cache.Counting):
+        cache.get("k", count, in_process=True, wait=lambda: 0.05)
+    gate.set()
+    for _ in range(1000):
+        if cache.age("k") is not None:
+            break
+        time.sleep(0.01)
+    assert cache.get("k", count, in_process=True, wait=lambda: 0.05) == 1  # kept at once; due: recounted behind
+    for _ in range(1000):
+        if cache.age("k") is None:  # the recount was cheap: no longer kept
+            break
+        time.sleep(0.01)
+    assert cache.age("k") is None
+    assert cache.get("k", count, in_process=True, wait=lambda: 0.0) == 3  # counted here, not "counting"
+
+
+def test_a_first_count_that_fails_slowly_hands_its_error_to_the_next_caller() -> None:
+    cache, calls, gate = CountCache(), [], threading.Event()
+
+    def count() -> int:
+        calls.append(1)
+        gate.wait(5)
+        raise ConnectionError("the store is gone")
+
+    with pytest.raises(count_cache.Counting):
+        cache.get("k", count, wait=lambda: 0.05)
+    gate.set()
+    time.sleep(0.05)
+    with pytest.raises(ConnectionError):  # not "counting" for ever
+        cache.get("k", count, wait=lambda: 0.05)
+    assert len(calls) == 1
+    with pytest.raises(ConnectionError):  # the one after that counts again (failing fast now)
+        cache.get("k", count, wait=lambda: 1.0)
+    assert len(calls) == 2
+
+
+def test_a_caller_without_a_wait_joins_the_first_count_under_way() -> None:
+    """The diagram's badges and the node panel do not wait quick: they wait
+    for the count a stats call began, not a second count beside it."""
+    cache, calls, gate = CountCache(), [], threading.Event()
+
+    def count() -> int:
+        calls.append(1)
+        gate.wait(5)
+        return 4
+
+    with pytest.raises(count_cache.Counting):
+        cache.get("k", count, wait=lambda: 0.05)
+    threading.Timer(0.1, gate.set).start()
+    assert cache.get("k", count) == 4 and len(calls) == 1

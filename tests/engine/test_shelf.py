@@ -89,18 +89,18 @@ def test_small_counts_never_write_to_the_shelf(store: Store) -> None:
     assert shelved(store) == 0 and cache.age("k") is None
 
 
-def test_a_recount_another_process_just_did_is_not_done_again(
-    store: Store, expensive: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_recount_another_process_just_did_is_not_done_again(store: Store, expensive: None) -> None:
     first, second = CountCache(), CountCache()
     count, calls = counter([{"a": 1}, {"a": 2}, {"a": 3}, {"a": 4}])
     first.get("k", count, shelf=shelf(store))
     first.get("k", count, shelf=shelf(store))  # kept and shelved: {"a": 2}
     assert second.get("k", count, shelf=shelf(store)) == {"a": 2}
-    monkeypatch.setattr(count_cache, "MIN_AGE", 0.0)  # both now find it due
+    first._kept["k"].taken_at -= 120  # a couple of minutes later: due (MIN_AGE is a minute here)
+    with store.session() as s:
+        s.execute(update(KeptCount).values(taken_at=utcnow() - timedelta(minutes=2)))
     assert first.get("k", count, shelf=shelf(store)) == {"a": 2}  # due: recounted in the background
-    assert until(lambda: first.get("k", count, shelf=shelf(store)) == {"a": 3})
-    monkeypatch.setattr(count_cache, "MIN_AGE", 60.0)  # the first process's recount is young
+    assert until(lambda: (found := shelf(store).load()) is not None and found.value == {"a": 3})  # and shelved
+    assert first.get("k", count, shelf=shelf(store)) == {"a": 3}
     assert second.get("k", count, shelf=shelf(store)) == {"a": 2}  # the second's own is still young
     second._kept["k"].taken_at -= 120  # ...until it is a couple of minutes old
     assert second.get("k", count, shelf=shelf(store)) == {"a": 2}
@@ -163,9 +163,10 @@ def test_an_unreadable_shelf_counts_afresh(store: Store, expensive: None) -> Non
     assert CountCache().get("k", count, shelf=shelf(store)) == {"a": 3} and len(calls) == 3
 
 
-def test_a_miss_is_remembered_for_a_while(store: Store) -> None:
-    """A small journey's calls do not read the shelf every time: after a
-    miss, not again for ``MIN_AGE`` seconds."""
+def test_the_shelf_is_read_only_without_a_count_of_its_own(store: Store) -> None:
+    """A small journey's calls do not read the shelf every time: never once
+    this process has its own count (one it found cheap is its own to take),
+    and after a miss not again for ``MIN_AGE`` seconds."""
     reads: list[int] = []
     probe = shelf(store)
 
@@ -181,9 +182,25 @@ def test_a_miss_is_remembered_for_a_while(store: Store) -> None:
     assert reads == [1]
     cache.get("k", count, shelf=counted)  # cheap: counted again, the shelf not read
     assert reads == [1]
+    cache._kept.clear()  # its own count gone (evicted): the miss a moment ago still holds
+    cache.get("k", count, shelf=counted)
+    assert reads == [1]
+    cache._kept.clear()
     cache._missed["k"] -= 60  # a minute later it is read again
     cache.get("k", count, shelf=counted)
     assert reads == [1, 1]
+
+
+def test_an_old_shelved_count_is_not_served(store: Store, expensive: None) -> None:
+    """A row nobody has recounted for ``SHELF_LIFE`` (every process that
+    served it gone) is a miss: counted afresh, not served as current."""
+    first = CountCache()
+    count, calls = counter([{"a": 1}, {"a": 2}, {"a": 3}])
+    first.get("k", count, shelf=shelf(store))
+    first.get("k", count, shelf=shelf(store))
+    with store.session() as s:
+        s.execute(update(KeptCount).values(taken_at=utcnow() - timedelta(seconds=count_cache.SHELF_LIFE + 60)))
+    assert CountCache().get("k", count, shelf=shelf(store)) == {"a": 3} and len(calls) == 3
 
 
 def test_waiting_counts_are_shelved_for_the_other_api_processes(
