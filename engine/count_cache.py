@@ -112,17 +112,17 @@ class CountCache:
         ``in_process``: the database counts in this thread (SQLite), so its
         CPU time is the cost. ``shelf``: where every process keeps it.
         ``wait()``: seconds to wait for this process's first count of
-        ``key``, None: until done; raises ``Counting``."""
+        ``key`` in a while, None: until done; raises ``Counting``."""
         kept = self._served(key)
         if kept is None and self._may_look(key, shelf):
             kept = self._unshelve(key, shelf)
         if kept is None:
             with self._lock:
                 running = self._firsts.get(key)
-                never = key not in self._kept
+                first = _first_in_a_while(self._kept.get(key))
             if running is not None:  # join the first count under way, never a second one beside it
                 return self._await_first(running, None if wait is None else wait())
-            limit = wait() if wait is not None and never else None
+            limit = wait() if wait is not None and first else None
             if limit is not None:
                 return self._first(key, count, in_process, shelf, limit)
             return self._shelve(self._take(key, count, in_process), shelf).value
@@ -148,7 +148,7 @@ class CountCache:
             running = self._afirsts.get(key)
             if running is not None:
                 return await self._await_afirst(running, None if wait is None else await wait())
-            limit = await wait() if wait is not None and key not in self._kept else None
+            limit = await wait() if wait is not None and _first_in_a_while(self._kept.get(key)) else None
             if limit is not None:
                 return await self._afirst(key, count, shelf, limit)
             taken = await self._atake(key, count)
@@ -162,10 +162,8 @@ class CountCache:
     def _first(
         self, key: Hashable, count: Callable[[], T], in_process: bool, shelf: Shelf[T] | None, limit: float
     ) -> T:
-        """This process's first count of ``key``, in a thread every caller
-        meanwhile waits on (``_await_first``). Only a first count: after it,
-        a count that is cheap again is taken in the caller's thread, so a
-        journey near the threshold is not told "counting" every few seconds."""
+        """This process's first count of ``key`` (``_first_in_a_while``), in
+        a thread every caller meanwhile waits on (``_await_first``)."""
         with self._lock:
             running = self._firsts.get(key)
             if running is None:
@@ -423,6 +421,16 @@ class _Taken:
     key: Hashable
     kept: _Kept
     was_kept: bool  # the count before it was kept (and so may be on a shelf)
+
+
+def _first_in_a_while(kept: _Kept | None) -> bool:
+    """Whether a count would be this process's first of its key for a while
+    (none, or its last older than ``SHELF_LIFE``: a page opened again at 50k
+    runs after one watched at 1k): only those are answered "counting". A
+    count taken a moment ago and found cheap is taken again in the caller's
+    thread, so a journey near the threshold is not told "counting" every
+    few seconds."""
+    return kept is None or time.monotonic() - kept.taken_at > SHELF_LIFE
 
 
 def _shelf_life(cost: float) -> float:

@@ -420,3 +420,20 @@ def test_a_caller_without_a_wait_joins_the_first_count_under_way() -> None:
         cache.get("k", count, wait=lambda: 0.05)
     threading.Timer(0.1, gate.set).start()
     assert cache.get("k", count) == 4 and len(calls) == 1
+
+
+def test_a_count_long_untaken_is_a_first_count_again() -> None:
+    """A page watched at 1k runs and opened again at 50k, the process alive
+    in between: its last count is older than ``SHELF_LIFE``, so the big
+    count is not held for but answered "counting"."""
+    cache, gate = CountCache(), threading.Event()
+    assert cache.get("k", lambda: 1, wait=lambda: 0.05) == 1  # small then: counted in the caller's thread
+    cache._kept["k"].taken_at -= count_cache.SHELF_LIFE + 1
+
+    def big() -> int:
+        gate.wait(5)
+        return 2
+
+    with pytest.raises(count_cache.Counting):
+        cache.get("k", big, wait=lambda: 0.05)
+    gate.set()
