@@ -52,6 +52,7 @@ async def live_waiting(
     store: Store | None = None,
     *,
     quick: bool = False,
+    begin_only: bool = False,
 ) -> tuple[dict[str, int] | None, str | None]:
     """Waiting counts per node, or (None, why not): the store's numbers still
     answer without Temporal.
@@ -67,7 +68,8 @@ async def live_waiting(
     asked three where one can be non-zero. With ``store``, a kept count is
     on its shelf too (``engine.shelf``), for the other API processes; and
     ``quick`` waits for a big journey's first count only ``FIRST_WAIT``
-    seconds (then None and why: the count goes on in the background)."""
+    seconds (then None and why: the count goes on in the background);
+    with ``begin_only`` too, not at all (a 503 "counting" begins it)."""
     if client is None:
         return None, "Temporal is not connected: waiting counts unavailable"
     nodes = _asked(ir, stored)
@@ -78,7 +80,7 @@ async def live_waiting(
             _waiting_key(client, journey_id, version, nodes),
             lambda: waiting_counts(client, journey_id, nodes, version),
             shelf=_waiting_shelf(store, journey_id, version, nodes),
-            wait=_first_wait(store, journey_id) if quick and store is not None else None,
+            wait=_first_wait(store, journey_id, begin_only) if quick and store is not None else None,
         )
         return counted, None
     except Counting as counting:
@@ -95,9 +97,10 @@ def _asked(ir: Journey, stored: dict[str, NodeStats] | None) -> list[str]:
     return [n for n in nodes if (found := stored.get(n)) is not None and found.waiting > 0]
 
 
-def _first_wait(store: Store, journey_id: str) -> Callable[[], Awaitable[float | None]]:
+def _first_wait(store: Store, journey_id: str, begin_only: bool) -> Callable[[], Awaitable[float | None]]:
     async def wait() -> float | None:
-        return await asyncio.to_thread(first_wait, store, journey_id)
+        seconds = await asyncio.to_thread(first_wait, store, journey_id)
+        return 0.0 if begin_only and seconds is not None else seconds
 
     return wait
 

@@ -154,7 +154,7 @@ async def journey_stats(
     ir = found.ir if found else None
     if counts is None or summary is None or admitted is None:
         if ir is not None:  # visibility's first count begins too (kept store counts ask every node)
-            await live_waiting(client, journey_id, ir, version, None, store, quick=True)
+            await live_waiting(client, journey_id, ir, version, None, store, quick=True, begin_only=True)
         counting_for = max(c.seconds for c in counting)
         raise Problem(
             503,

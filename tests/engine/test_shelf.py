@@ -228,3 +228,43 @@ def test_waiting_counts_are_shelved_for_the_other_api_processes(
     assert waiting() == kept and len(asked) == asked_before
     assert node_numbers.waiting_age(client, "j-shelf", ir, None) is not None  # type: ignore[arg-type]
     assert set(kept) == set(nodes)
+
+
+def test_a_503_begins_visibilitys_first_count_without_waiting_for_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stats call that answers "counting" starts the waiting counts too
+    (``begin_only``: no wait of their own), so the next call has them."""
+    from engine import stats
+    from tests.api.many_runs import seed_waiting
+
+    ir = load(Path(__file__).parents[2] / "journeys" / "01_new_user_first_order.journey")
+    seed_waiting(store, "j-begin", 2)
+    monkeypatch.setattr(stats, "BIG_RUNS", 2)
+    monkeypatch.setattr(node_numbers, "COUNTS", CountCache())
+
+    async def main() -> None:
+        gate = asyncio.Event()
+        asked: list[str] = []
+
+        async def count_workflows(query: str) -> SimpleNamespace:
+            asked.append(query)
+            await gate.wait()
+            return SimpleNamespace(count=6)
+
+        client = SimpleNamespace(count_workflows=count_workflows)
+        waiting, why = await node_numbers.live_waiting(
+            client, "j-begin", ir, None, None, store, quick=True, begin_only=True
+        )  # type: ignore[arg-type]
+        assert waiting is None and why is not None and why.startswith("counting who waits where")
+        await asyncio.sleep(0.05)
+        assert asked  # begun, in the background
+        gate.set()
+        for _ in range(300):
+            waiting, why = await node_numbers.live_waiting(client, "j-begin", ir, None, None, store, quick=True)  # type: ignore[arg-type]
+            if waiting is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert waiting == dict.fromkeys(node_numbers.waiting_nodes(ir), 6) and why is None
+
+    asyncio.run(main())
