@@ -83,6 +83,7 @@ from dsl.ir import (
     StageCond,
     TagCond,
 )
+from dsl.render_text import describe_cond
 from engine.audience_sql import CompileContext, FactNeeds, Facts, IdBound, compile_leaf, count_key
 from engine.settings import DerivedRules
 from engine.store import Store
@@ -516,6 +517,12 @@ def sample_audience(
         if got.done:
             break
     return found[:size]
+
+
+def leaf_words(leaf: Cond) -> str:
+    """A part of the condition in the operator's words (``tag vip``,
+    ``stage in [silent, churned]``)."""
+    return f"tag {leaf.tag}" if isinstance(leaf, TagCond) else describe_cond(leaf)
 
 
 def explain(cond: Cond, snapshot: UserSnapshot) -> list[tuple[Cond, bool]]:

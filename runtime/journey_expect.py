@@ -19,6 +19,8 @@ in ``--json`` and in "never reached", e.g. ``wait-event-order_paid-2``)::
     reaches NODE | never reaches NODE
     converts | does not convert
     ends completed|exited|converted|refused|running|not entered
+    is not in the audience [because TEXT]     an audience entry did not select the user at the
+                                               start (the reason, e.g. "reachable sms: no", contains TEXT)
     exits with reason TEXT                     exited, the reason contains TEXT
     still waiting at NODE                      the run is still going at the horizon, waiting there
     has tag TAG | has no tag TAG
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from dsl.ir import CHANNELS
-from runtime.simulate_model import CaseResult, Message, parse_span
+from runtime.simulate_model import NOT_SELECTED, CaseResult, Message, parse_span
 from runtime.simulate_read import offset_text
 
 Check = Callable[[CaseResult], str | None]  # None: met; else what was found instead
@@ -185,6 +187,24 @@ def _exits_because(reason: str) -> Check:
     return check
 
 
+# The reason shows a comparison as the console does (``≥``); the words may
+# have it as the language writes it.
+_AS_SHOWN = (("==", "="), (">=", "≥"), ("<=", "≤"), ("!=", "≠"))
+
+
+def _not_selected(words: str | None) -> Check:
+    wanted = (words or "").lower()
+    for typed, shown in _AS_SHOWN:
+        wanted = wanted.replace(typed, shown)
+
+    def check(result: CaseResult) -> str | None:
+        reason = result.end_reason or ""
+        met = result.ended == "not entered" and reason.startswith(NOT_SELECTED) and wanted in reason.lower()
+        return None if met else f"ended: {_ending(result)}"
+
+    return check
+
+
 def _waiting_at(node: str) -> Check:
     return lambda result: None if result.waiting_at == node else f"ended: {_ending(result)}"
 
@@ -244,6 +264,7 @@ _RULES: list[tuple[re.Pattern[str], Callable[..., Check]]] = [
     (re.compile(r"does not convert"), lambda: _converts(False)),
     (re.compile(r"converts"), lambda: _converts(True)),
     (re.compile(r"exits with reason (.+)"), _exits_because),
+    (re.compile(r"is not in the audience(?: because (.+))?"), _not_selected),
     (re.compile(r"ends (.+)"), lambda o: _ends(_known_ending(o))),
     (re.compile(r"still waiting at (\S+)"), _waiting_at),
     (re.compile(r"has no tag (\S+)"), lambda t: _tag(t, False)),

@@ -8,8 +8,9 @@ A test file is TOML named after its journey, ``X.test.toml`` beside
     journey = "01_new_user_first_order.journey"   # optional: the same name without .test.toml
     for = "30d"                                   # optional: how long to run (at most 400d; default 30d)
     start = "2027-01-04T09:00+08:00"              # optional: default the next Monday 09:00 in the
-                                                  # journey's zone (it must lie ahead: the clock only
-                                                  # moves forward, so a fixed date is a test that expires)
+                                                  # journey's zone, or an audience entry's next broadcast
+                                                  # (it must lie ahead: the clock only moves forward,
+                                                  # so a fixed date is a test that expires)
 
     [templates.welcome_coupon]                    # optional: templates not given send their own name
     body = "欢迎！新人券 {{ coupon.code }}"
@@ -71,6 +72,7 @@ from pydantic import ValidationError
 from temporalio.testing import WorkflowEnvironment
 
 from dsl import JourneyError, compile_source
+from dsl.ir import AudienceEntry
 from engine.temporal import start_time_skipping
 from runtime.journey_expect import Expectation, ExpectationError, parse_expectation
 from runtime.simulate import simulate
@@ -243,12 +245,14 @@ async def run_test_file(test: TestFile, env: WorkflowEnvironment | None = None) 
     """Simulate every case of the file in one call and check its expectations."""
     report = FileReport(test.path)
     try:
-        compile_source(test.source, str(test.journey_path))
+        ir = compile_source(test.source, str(test.journey_path))
     except JourneyError as exc:
         report.error = f"{test.journey_path}: the journey does not compile:\n{exc}"
         return report
-    # A fixed start needs a clock that has not passed it: its own server.
-    shared = env if test.start is None else None
+    # A fixed start (given, or a `once at` broadcast's) needs a clock that has
+    # not passed it, and must not move the shared one months ahead: its own server.
+    once = isinstance(ir.entry, AudienceEntry) and ir.entry.schedule.every == "once"
+    shared = env if test.start is None and not once else None
     try:
         result = await simulate(
             test.source,

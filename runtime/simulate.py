@@ -12,9 +12,13 @@ worker on its own task queue and its own journey id, so coupon stock and
 caps of one case never leak into another. The run is started the way
 production starts it: an event entry is stored and handed to
 ``engine.dispatch`` (the entry's ``where`` decides, signal-with-start
-through ``engine.starts``); an API or audience entry is started by
-``engine.starts.start_run`` at the start (an audience's selection is not
-simulated: the test user is taken as selected). Scripted events are
+through ``engine.starts``); an API entry is started by
+``engine.starts.start_run`` at the start. An audience entry is first
+judged by the broadcast's own selection (``engine.audience.select_page``
+on the case's store, at the start, by the service's stage/RFM rules): a
+test user it does not select is "not entered", and the reason says each
+part of the condition with yes or no, as the audience preview does; one
+it selects is started like an API entry. Scripted events are
 stored and dispatched the same way when the clock reaches them; the clock
 is moved with ``env.sleep`` to each event in turn and then to the horizon,
 and runs still going there are terminated (nothing more is recorded).
@@ -69,9 +73,10 @@ from temporalio.worker import Worker
 from contracts.runs import RunStatus, UserEvent, workflow_id
 from contracts.search_attributes import ALL as SEARCH_ATTRIBUTES
 from dsl import compile_source, format_journey
-from dsl.ir import EventEntry, Journey, iter_steps
+from dsl.ir import AudienceEntry, EventEntry, Journey, Schedule, iter_steps
 from engine import catalog
 from engine.activities import JourneyActivities
+from engine.audience import explain, full_snapshot_fn, leaf_words, select_page
 from engine.channels import build_providers
 from engine.channels.outbox import Outbox
 from engine.dispatch import Dispatcher, Outcome
@@ -87,6 +92,7 @@ from runtime.simulate_model import (
     DEFAULT_HORIZON,
     MAX_CASES,
     MAX_HORIZON,
+    NOT_SELECTED,
     Case,
     ScriptedEvent,
     SimulationResult,
@@ -100,6 +106,8 @@ from runtime.worker import build_worker
 from workflows.localtime import zone
 
 DEFAULT_START_TIME = (9, 0)  # Monday 09:00 in the journey's zone: the same weekday and hour in every run
+START_LEAD = timedelta(hours=1)  # the default start is at least this far ahead: setting up never runs into it
+AUDIENCE_LOOK = 2  # users the simulated selection pages for: the case's store holds one
 BEGIN_POLLS = 500
 STEP_POLL_SECONDS = 0.2  # wall time between counts of the steps taken, with max_steps
 SLEEP_RPC_TIMEOUT = timedelta(hours=1)  # one move of the clock, in wall time: the callers bound their own
@@ -124,19 +132,38 @@ class _CaseRun:
     outbox: Outbox
     worker: Worker
     dispatcher: Dispatcher
+    activities: JourneyActivities
     user_id: str
     events: list[tuple[datetime, ScriptedEvent]] = field(default_factory=list)
     entered: bool = False
+    not_selected: str | None = None  # why the audience did not select the test user
 
 
-def default_start(now: datetime, timezone: ZoneInfo) -> datetime:
-    """The first Monday 09:00 local after ``now`` (at least an hour away, so
-    setting up the cases never runs into it)."""
-    local = (now + timedelta(hours=1)).astimezone(timezone)
-    day = local.replace(hour=DEFAULT_START_TIME[0], minute=DEFAULT_START_TIME[1], second=0, microsecond=0)
-    day += timedelta(days=(7 - day.weekday()) % 7)
-    if day <= local:
-        day += timedelta(days=7)
+def default_start(now: datetime, timezone: ZoneInfo, schedule: Schedule | None = None) -> datetime:
+    """When the cases start unless told: the first Monday 09:00 local at
+    least ``START_LEAD`` after ``now``; for an audience entry its schedule's
+    first broadcast after that (``every day at 10:00``: the next 10:00;
+    ``every monday at 09:30``: the next Monday 09:30; ``once at``: that
+    moment, or Monday 09:00 when it is too near or past), so quiet hours,
+    ``wait until`` and the timeline's clock times are the ones the real
+    broadcast's runs meet."""
+    earliest = (now + START_LEAD).astimezone(timezone)
+    hour, minute = DEFAULT_START_TIME
+    weekday: int | None = 0
+    if schedule is not None:
+        hour, minute = (int(part) for part in schedule.time.split(":"))
+        weekday = schedule.weekday if schedule.every == "week" else None
+        if schedule.every == "once" and schedule.date:
+            once = datetime.fromisoformat(f"{schedule.date}T{schedule.time}").replace(tzinfo=timezone)
+            if once > earliest:
+                return once
+            hour, minute = DEFAULT_START_TIME
+            weekday = 0
+    day = earliest.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if weekday is not None:
+        day += timedelta(days=(weekday - day.weekday()) % 7)
+    if day <= earliest:
+        day += timedelta(days=1 if weekday is None else 7)
     return day
 
 
@@ -156,9 +183,8 @@ async def simulate(
     matrix: bool = False,
     max_steps: int | None = None,
 ) -> SimulationResult:
-    """Run every case from ``start`` (default: the next Monday 09:00 in the
-    journey's zone) to ``start + horizon`` and read back what happened.
-    ``journey`` is text (checked like a deploy) or an IR. A case's
+    """Run every case from ``start`` (default: :func:`default_start`) to
+    ``start + horizon`` and read back what happened. ``journey`` is text (checked like a deploy) or an IR. A case's
     ``variants`` force its splits (``runtime.simulate_variants``; an unknown
     split or variant is a ``ValueError`` before anything starts); with
     ``matrix`` each case is run once per variant of every split, and
@@ -217,7 +243,8 @@ async def _simulate_on(
     await register_search_attributes(env.client)
     now = await env.get_current_time()
     if start_at is None:
-        start = default_start(now, journey_zone(ir))
+        schedule = ir.entry.schedule if isinstance(ir.entry, AudienceEntry) else None
+        start = default_start(now, journey_zone(ir), schedule)
     else:
         start = parse_moment(start_at, now) if isinstance(start_at, str) else start_at
         if start.tzinfo is None:
@@ -261,7 +288,16 @@ async def _simulate_on(
                 waiting = {run.index: await _finish(env.client, run) for run in runs}
             results = [
                 read_case(
-                    run.store, run.outbox, ir, run.case, run.journey_id, run.user_id, start, end, waiting[run.index]
+                    run.store,
+                    run.outbox,
+                    ir,
+                    run.case,
+                    run.journey_id,
+                    run.user_id,
+                    start,
+                    end,
+                    waiting[run.index],
+                    not_selected=run.not_selected,
                 ).model_copy(update={"variants": run.forced})
                 for run in runs
             ]
@@ -349,6 +385,7 @@ def _prepare(
         outbox,
         worker,
         dispatcher,
+        activities,
         user_id,
         events,
     )
@@ -440,11 +477,30 @@ async def _enter(ir: Journey, run: _CaseRun, start: datetime) -> None:
         outcome = await _deliver(run, trigger, start, "entry")
         run.entered = bool(outcome.started)
         return
+    if isinstance(ir.entry, AudienceEntry):
+        run.not_selected = await asyncio.to_thread(_not_selected, ir.entry, run, start)
+        if run.not_selected is not None:
+            return
     version = catalog.get_version(run.store, run.journey_id)
     assert version is not None
     inp = run_input(version, ir, run.user_id)
     await start_run(run.client, run.settings.task_queue, inp)
     run.entered = True
+
+
+def _not_selected(entry: AudienceEntry, run: _CaseRun, at: datetime) -> str | None:
+    """None when the broadcast's own page selection at ``at`` takes the test
+    user; else why not, each part of the condition with yes or no."""
+    cond = entry.where
+    snapshot = full_snapshot_fn(run.activities, cond, at)
+    rules = run.settings.derived
+    page = select_page(run.store, cond, after=None, limit=AUDIENCE_LOOK, snapshot=snapshot, now=at, rules=rules)
+    if run.user_id in page.user_ids:
+        return None
+    parts = "; ".join(
+        f"{leaf_words(leaf)}: {'yes' if holds else 'no'}" for leaf, holds in explain(cond, snapshot(run.user_id))
+    )
+    return f"{NOT_SELECTED} ({parts})"
 
 
 async def _deliver(run: _CaseRun, event: ScriptedEvent, at: datetime, number: int | str) -> Outcome:

@@ -220,7 +220,10 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
         "--variant", action="append", metavar="SPLIT=NAME", help="force a split's variant in every case; repeat"
     )
     sim.add_argument("--matrix", action="store_true", help="run each case once per variant of every split")
-    sim.add_argument("--start", help="when the run starts, with its offset (default: next Monday 09:00)")
+    sim.add_argument(
+        "--start",
+        help="when the run starts, with its offset (default: next Monday 09:00, or an audience entry's next broadcast)",
+    )
     sim.add_argument("--for", dest="horizon", default="30d", help="how long to simulate (default 30d)")
     sim.add_argument("--json", action="store_true", help="the whole result as JSON")
     sim.set_defaults(func=_exiting(cmd_simulate))

@@ -31,6 +31,7 @@ MAX_FORCED = 100  # forced split variants a case may name
 # A recent send's journey that stands for the simulated journey itself, so
 # a copied user's sends of that journey count against its own ``limit``.
 THIS_JOURNEY = "<this journey>"
+NOT_SELECTED = "the audience does not select this user at the start"  # a case's end reason begins so
 
 SplitKey = Annotated[str, Field(min_length=1, max_length=200)]
 VariantName = Annotated[str, Field(min_length=1, max_length=100)]

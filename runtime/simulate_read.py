@@ -64,7 +64,11 @@ def read_case(
     start: datetime,
     end: datetime,
     waiting_at: str | None,
+    *,
+    not_selected: str | None = None,
 ) -> CaseResult:
+    """``not_selected``: why an audience entry did not select the test user
+    (the case is then "not entered" with that reason)."""
     graph = build_graph(ir)
     items = user_timeline(store, user_id, journey_id=journey_id, limit=TIMELINE_LIMIT)
     steps = [i for i in items if i.kind == "step"]  # one per (run, seq): engine.runs.add_steps
@@ -80,6 +84,8 @@ def read_case(
     runs = user_runs(store, user_id)
     run = next((r for r in runs if r.journey_id == journey_id), None)
     ended, reason = _ending(run, waiting_at, isinstance(ir.entry, EventEntry))
+    if run is None and not_selected is not None:
+        reason = not_selected
     converted = (
         any(i.node_id == "goal" and i.status == "converted" for i in steps)
         or ended == "converted"

@@ -37,12 +37,12 @@ from api.routes.simulate import journey_of
 from api.schemas import API_SOURCE_CHARS, JourneyIdStr
 from api.slots import Slots
 from contracts.broadcast import DEFAULT_PAGE_SIZE, BroadcastProgress
-from dsl.ir import AudienceEntry, CompareCond, Cond, TagCond, iter_conds
+from dsl.ir import AudienceEntry, CompareCond, iter_conds
 from dsl.render_text import describe_cond
 from dsl.render_text import describe_schedule as schedule_words
 from engine import broadcasts, lifecycle
 from engine.activities import JourneyActivities
-from engine.audience import DERIVED_PREFIXES, count_audience, explain, full_snapshot_fn, sample_audience
+from engine.audience import DERIVED_PREFIXES, count_audience, explain, full_snapshot_fn, leaf_words, sample_audience
 from engine.schedules import describe_schedule, schedule_id, start_broadcast
 from engine.settings import Settings
 from engine.store import Store
@@ -120,10 +120,6 @@ def _refused(detail: str) -> Problem:
     return Problem(422, detail, title="Preview refused", kind="preview-refused")
 
 
-def _leaf_words(leaf: Cond) -> str:
-    return f"tag {leaf.tag}" if isinstance(leaf, TagCond) else describe_cond(leaf)
-
-
 def _preview(store: Store, settings: Settings, body: AudiencePreviewIn) -> AudiencePreviewOut:
     """Compile, then count and sample at one ``now``, with the snapshots a
     broadcast judges undecided users by (and the sample's parts by)."""
@@ -162,7 +158,7 @@ def _preview(store: Store, settings: Settings, body: AudiencePreviewIn) -> Audie
                 stage=snap.stage,
                 rfm=snap.rfm,
                 attributes={f: snap.attributes[f] for f in fields if f in snap.attributes},
-                why=[ConditionCheck(condition=_leaf_words(leaf), holds=holds) for leaf, holds in explain(cond, snap)],
+                why=[ConditionCheck(condition=leaf_words(leaf), holds=holds) for leaf, holds in explain(cond, snap)],
             )
         )
     return AudiencePreviewOut(

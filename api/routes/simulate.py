@@ -127,7 +127,7 @@ class SimulateIn(BaseModel):
     start: str | None = Field(
         None,
         max_length=64,
-        description="When the runs start: +1d or 2027-01-04T09:00+08:00 (default next Monday 09:00)",
+        description="When the runs start: +1d or 2027-01-04T09:00+08:00 (default next Monday 09:00, or an audience entry's next broadcast)",
     )
     for_: str = Field("30d", alias="for", max_length=32, description="How long to simulate, e.g. 30d (at most 180d)")
     matrix: bool = Field(False, description="Run each case once per variant of every split")

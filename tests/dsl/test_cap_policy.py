@@ -98,7 +98,7 @@ EXAMPLE_HASHES = {
     "12_layering.journey": "a0cd51c633e607cc",
     "13_channel_qr.journey": "cf12714fcc34f632",  # "src_" + event.placement on purpose
     "14_channel_preference.journey": "a427035ddc8c2e42",
-    "15_dormant_reactivation.journey": "2a3631383aba7493",
+    "15_dormant_reactivation.journey": "03e45d359255237c",  # branches on rfm mid/low: a silent user is never high
     "16_core_user_pool.journey": "acfbb10f12e97023",  # priority 1 added on purpose
 }
 
