@@ -83,6 +83,24 @@ async def test_a_user_with_events_and_a_forced_variant(api) -> None:
     assert "event order_paid {amount: 30}" in result["text"]
 
 
+async def test_an_audience_entry_says_who_it_does_not_select(api) -> None:
+    http, _ = api
+    source = 'journey "vips"\n  entry audience where tag vip every monday at 09:30\n  send sms "hi"\n'
+    cases = [
+        {"name": "vip", "user": {**USER, "tags": ["vip"]}},
+        {"name": "not vip", "user": USER},
+    ]
+    r = await http.post("/v1/journeys/simulate", json={"source": source, "cases": cases}, headers=auth(VIEWER))
+    assert r.status_code == 200, r.text
+    result = r.json()
+    vip, other = result["cases"]
+    assert (vip["ended"], [m["template"] for m in vip["messages"]]) == ("completed", ["hi"])
+    assert other["ended"] == "not entered" and other["messages"] == []
+    assert other["end_reason"] == "the audience does not select this user at the start (tag vip: no)"
+    assert "not entered (the audience does not select this user at the start (tag vip: no))" in result["text"]
+    assert result["start"].endswith("09:30:00+08:00")
+
+
 async def test_the_matrix_counts_hits_over_its_cases(api) -> None:
     http, _ = api
     r = await http.post("/v1/journeys/simulate", json=_body(matrix=True), headers=auth(VIEWER))
