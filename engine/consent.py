@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from engine.channels.base import ADDRESS_KIND
 from engine.identity import identities_of
 from engine.store import Store
-from engine.store.models import Consent
+from engine.store.models import Consent, ContactFollow
 from engine.store.types import utc, utcnow
 
 _CONSENTS = Consent.__table__
@@ -63,14 +63,24 @@ def opt_out(store: Store, user_id: str, channel: str, *, opted_out: bool = True,
 FOLLOW_SOURCE = "vendor:unfollowed"
 
 
-def follow_state(session: Session, user_id: str, channel: str, *, following: bool, at: datetime) -> str | None:
+def follow_state(
+    session: Session, user_id: str, channel: str, *, following: bool, at: datetime, via: str | None = None
+) -> str | None:
     """What a follow (``following``) or an unfollow the vendor told us does
     to the user's consent on ``channel``: an unfollow opts them out (an
     Official Account cannot send template messages to a non-follower:
     errcode 43004), a follow opts back in only an opt-out an unfollow made.
     A report older than the consent's last change is not applied (WeChat
     may deliver a retried ``subscribe`` after a later ``unsubscribe``).
-    Returns what changed (``opted_out``, ``opted_in``) or None."""
+    Returns what changed (``opted_out``, ``opted_in``) or None.
+
+    ``via``: the relation is with one staff member (WeCom: ``UserID``). It
+    is kept per staff member (``ContactFollow``), a report older than that
+    relation's last change is not applied, and the consent follows the
+    whole: out once no staff member the store knows of is still a contact,
+    back in when one is again."""
+    if via is not None:
+        return _follow_via(session, user_id, channel, via, following=following, at=utc(at))
     row = session.scalars(select(Consent).where(Consent.user_id == user_id, Consent.channel == channel)).first()
     stamp = utc(at)
     if row is not None and utc(row.updated_at) > stamp:
@@ -83,6 +93,33 @@ def follow_state(session: Session, user_id: str, channel: str, *, following: boo
     if row is None or not row.opted_out or row.source != FOLLOW_SOURCE:
         return None
     set_opt_out(session, user_id, channel, False, source=FOLLOW_SOURCE, now=stamp)
+    return "opted_in"
+
+
+def _follow_via(session: Session, user_id: str, channel: str, via: str, *, following: bool, at: datetime) -> str | None:
+    key = {"user_id": user_id, "channel": channel, "via": via}
+    relation = session.get(ContactFollow, key)
+    if relation is not None and utc(relation.changed_at) > at:
+        return None
+    if relation is None:
+        session.add(ContactFollow(**key, following=following, changed_at=at))
+    else:
+        relation.following, relation.changed_at = following, at
+    session.flush()
+    still = session.scalar(
+        select(ContactFollow.via)
+        .where(ContactFollow.user_id == user_id, ContactFollow.channel == channel, ContactFollow.following.is_(True))
+        .limit(1)
+    )
+    row = session.scalars(select(Consent).where(Consent.user_id == user_id, Consent.channel == channel)).first()
+    if still is None:
+        if row is not None and row.opted_out:
+            return None  # already out (by the user's own choice or an earlier removal)
+        set_opt_out(session, user_id, channel, True, source=FOLLOW_SOURCE, now=at)
+        return "opted_out"
+    if row is None or not row.opted_out or row.source != FOLLOW_SOURCE:
+        return None
+    set_opt_out(session, user_id, channel, False, source=FOLLOW_SOURCE, now=at)
     return "opted_in"
 
 

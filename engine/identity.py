@@ -26,6 +26,7 @@ from engine.store.models import (
     IDENTITY_KINDS,
     CapUsage,
     Consent,
+    ContactFollow,
     CouponGrant,
     Delivery,
     Event,
@@ -267,6 +268,20 @@ def merge_users(session: Session, a: str, b: str, *, now: datetime | None = None
         else:
             kept.opted_out = kept.opted_out or consent.opted_out
             session.delete(consent)
+
+    # one relation per staff member: the newer word on it holds
+    survivor_follows = {
+        (f.channel, f.via): f
+        for f in session.scalars(select(ContactFollow).where(ContactFollow.user_id == survivor.id))
+    }
+    for follow in list(session.scalars(select(ContactFollow).where(ContactFollow.user_id == loser.id))):
+        kept = survivor_follows.get((follow.channel, follow.via))
+        if kept is None:
+            follow.user_id = survivor.id
+            continue
+        if utc(follow.changed_at) > utc(kept.changed_at):
+            kept.following, kept.changed_at = follow.following, follow.changed_at
+        session.delete(follow)
 
     attrs = dict(loser.attributes or {})
     attrs.update(survivor.attributes or {})

@@ -22,7 +22,9 @@ class JourneyEvent:
     account), which channel codes count as a new contact. ``following``:
     the vendor says the person follows (True) or stopped following (False)
     its channel, which decides whether messages can reach them there
-    (``engine.consent.follow_state``); None: it does not say."""
+    (``engine.consent.follow_state``); None: it does not say. ``via``: the
+    staff member that relation is with, where it is one per staff member
+    (WeCom), else None."""
 
     name: str
     identifiers: tuple[tuple[str, str], ...]
@@ -32,6 +34,7 @@ class JourneyEvent:
     placement: str | None = None
     contact: bool = False
     following: bool | None = None
+    via: str | None = None
 
 
 @dataclass(frozen=True)

@@ -206,12 +206,14 @@ class CallbackProcessor:
                 event = replace(event, properties=event.properties | channel_codes.code_properties(code))
             # A follow opts back in before the event is ingested, so a journey
             # it starts can already send on the channel; an unfollow opts out
-            # after, on the person the event landed on (maybe new).
+            # after, on the person the event landed on (maybe new). A follow
+            # of one staff member is also kept after (again: the same report
+            # changes nothing twice), as the person may have been new.
             changed = await asyncio.to_thread(self._follow, receipt, None, event) if event.following else None
             owners[event_id] = await self._ingest(receipt, event_id, event)
             outcome["events"].append(event_id)
-            if event.following is False:
-                changed = await asyncio.to_thread(self._follow, receipt, owners[event_id], event)
+            if event.following is False or (event.following and event.via is not None):
+                changed = await asyncio.to_thread(self._follow, receipt, owners[event_id], event) or changed
             if changed:
                 outcome.setdefault("consent", []).append({"user_id": owners[event_id], "changed": changed})
         welcomed = [await self._welcome(t, owners[t.event_id]) for t in through if t.code.welcome_journey]
@@ -232,7 +234,9 @@ class CallbackProcessor:
             uid = user_id or next(
                 (u for kind, value in event.identifiers if (u := identity.lookup(s, kind, value)) is not None), None
             )
-            return consent.follow_state(s, uid, receipt.vendor, following=following, at=at) if uid else None
+            if uid is None:
+                return None
+            return consent.follow_state(s, uid, receipt.vendor, following=following, at=at, via=event.via)
 
         return self.store.transact(work)
 

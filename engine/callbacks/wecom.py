@@ -21,6 +21,12 @@ member (``UserID``):
                                                                removed the staff member)
 ============================ ================================= ===========================
 
+An add makes the customer a contact of that staff member, either removal
+ends it (``engine.consent.follow_state`` with ``via`` = ``UserID``): the
+customer is out of ``wecom`` once no staff member is left, and in again on
+the next add. A half add counts: the customer added the staff member, who
+can message them once they accept, and WeCom tells nothing of that.
+
 ``change_external_chat`` ``update`` with ``UpdateDetail`` ``add_member`` /
 ``del_member`` — one ``joined_group`` / ``left_group`` per external member
 of ``MemChangeList`` (staff members are skipped: an id without one of
@@ -55,6 +61,7 @@ CONTACT_EVENTS = (
     "del_follow_user",
 )
 ADDS = frozenset({"add_external_contact", "add_half_external_contact"})
+REMOVALS = frozenset({"del_external_contact", "del_follow_user"})  # staff removed the customer, or the other way
 JOIN_SCENES = {"0": "invited", "1": "invite_link", "3": "group_qr"}
 QUIT_SCENES = {"0": "left", "1": "removed"}
 
@@ -101,6 +108,9 @@ def _contact(message: Message, corp_id: str) -> Mapped:
             props["state"] = state
             props["placement"] = state
             placement = state
+    # the relation is with one staff member: without a usable UserID it says nothing
+    known = bool(staff) and len(staff) <= MAX_ID_CHARS and change in ADDS | REMOVALS
+    following = change in ADDS if known else None
     if change == "del_external_contact" and text(message, "Source"):
         props["source_detail"] = text(message, "Source")
     event = JourneyEvent(
@@ -110,6 +120,8 @@ def _contact(message: Message, corp_id: str) -> Mapped:
         occurred_at=occurred(message),
         placement=placement,
         contact=change in ADDS,
+        following=following,
+        via=staff if following is not None else None,
     )
     return Mapped(kind, [event])
 

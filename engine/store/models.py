@@ -215,6 +215,23 @@ class Consent(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ContactFollow(Base):
+    """A person's contact relation with one staff member on a channel where
+    it is per staff member: a WeCom customer adds, and may remove, each
+    staff member on their own, and a 1:1 message goes through one of them.
+    ``engine.consent.follow_state`` keeps it from the vendor's callbacks; the
+    channel's consent is out once no staff member the store knows of is
+    still a contact."""
+
+    __tablename__ = "contact_follows"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    via: Mapped[str] = mapped_column(String(255), primary_key=True)  # the staff member's userid
+    following: Mapped[bool] = mapped_column(Boolean)
+    changed_at: Mapped[datetime]  # when the vendor says it changed: an older report is not applied
+
+
 class Template(Base):
     __tablename__ = "templates"
 

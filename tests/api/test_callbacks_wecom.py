@@ -24,7 +24,7 @@ from engine.channels.config import ChannelsConfig, WeComConfig
 from engine.dispatch import Dispatcher
 from engine.journey_cache import JourneyCache
 from engine.store import Store
-from engine.store.models import CallbackReceipt, Event, Run
+from engine.store.models import CallbackReceipt, Delivery, Event, Run
 from runtime.worker import build_activities, build_worker
 from tests.api.callback_support import WECOM_AES_KEY, WECOM_CORP_ID, WECOM_TOKEN, WeComSender, wecom_event, xml
 from tests.api.conftest import KEYS, LiveServer, auth, eventually, unique
@@ -215,7 +215,60 @@ async def test_a_replayed_callback_is_one_event_and_one_run(wecom: CallbackStack
         assert len(s.scalars(select(Run).where(Run.journey_id == jid)).all()) == 1
         rid = receipts.receipt_id("wecom", WECOM_CORP_ID, _parsed(message))
         row = s.get(CallbackReceipt, rid)
-        assert row is not None and row.processed_at is not None and row.outcome == {"events": [rid]}
+        assert row is not None and row.processed_at is not None
+        # the one relation the store knows of is gone: out of wecom, once
+        uid = _user(wecom, external)
+        assert row.outcome == {"events": [rid], "consent": [{"user_id": uid, "changed": "opted_out"}]}
+
+
+async def test_a_customer_leaves_wecom_only_when_no_staff_member_is_left(wecom: CallbackStack) -> None:
+    """A customer who removes one staff member may still be a contact of
+    another: a 1:1 send still goes. Once every staff member the store heard
+    of is removed (by the customer or by the staff member), ``wecom`` is out
+    and the send is suppressed (a best-of would take the next channel);
+    adding one again lets it through."""
+    jid, external = unique("wecom-staff"), unique("wmS")
+    source = f'journey "{jid}"\n  entry event edit_external_contact\n  reentry always\n\n  send wecom "hello"\n'
+    made = await wecom.http.put(f"{wecom.url}/v1/templates/hello", json={"body": "hello"}, headers=auth())
+    assert made.status_code in (200, 201), made.text
+    await _deploy(wecom, source, jid)
+
+    def statuses() -> list[str]:
+        with wecom.store.read() as s:
+            rows = s.scalars(select(Delivery).where(Delivery.journey_id == jid).order_by(Delivery.at)).all()
+            return [f"{d.status} ({d.reason})" if d.status == "failed" else d.status for d in rows]
+
+    async def post(change: str, staff: str) -> None:
+        r = await wecom.sender.post(wecom_event(change, UserID=staff, ExternalUserID=external))
+        assert r.status_code == 200 and r.text == "success", r.text
+
+    async def send_once() -> str:
+        before = len(statuses())
+        await post("edit_external_contact", "zhangsan")
+        found = await eventually(lambda: _async(statuses()[before:] or None), attempts=900)
+        assert found and len(found) == 1, found
+        return "went" if found[0] in ("sent", "pending") else found[0]
+
+    def consent() -> tuple[bool, str | None] | None:
+        from engine import queries
+
+        profile = queries.user_profile(wecom.store, _user(wecom, external) or "")
+        row = next((c for c in profile.consents if c.channel == "wecom"), None) if profile else None
+        return (row.opted_out, row.source) if row else None
+
+    await post("add_external_contact", "zhangsan")
+    await post("add_half_external_contact", "lisi")
+    assert await eventually(lambda: _async(len(_events(wecom, "add_half_external_contact", external)) == 1 or None))
+    assert await send_once() == "went"
+    await post("del_follow_user", "zhangsan")  # the customer removed one of the two
+    assert await send_once() == "went" and consent() is None
+    await post("del_external_contact", "lisi")  # the other removed the customer
+    assert await eventually(lambda: _async(consent() == (True, "vendor:unfollowed") or None))
+    assert await send_once() == "suppressed", (statuses(), consent())
+    await post("add_external_contact", "lisi")
+    assert await eventually(lambda: _async(consent() == (False, "vendor:unfollowed") or None))
+    assert await send_once() == "went"
+    assert statuses()[2] == "suppressed"
 
 
 def _parsed(message: dict[str, Any]) -> dict[str, Any]:
