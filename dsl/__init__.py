@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dsl.checker import Registry, check, max_messages
+from dsl.checker import Profiles, Registry, check, max_messages
 from dsl.errors import Diagnostic, JourneyError
 from dsl.formatter import format_journey
 from dsl.ir import Journey
@@ -19,6 +19,7 @@ __all__ = [
     "Diagnostic",
     "Journey",
     "JourneyError",
+    "Profiles",
     "Registry",
     "check",
     "compile_source",

@@ -10,9 +10,19 @@ from dataclasses import dataclass
 from dsl.errors import Diagnostic, end_with_closers, source_lines
 from dsl.ir import Span
 
-__all__ = ["Registry", "Report", "did_you_mean", "valid_time"]
+__all__ = ["Profiles", "Registry", "Report", "did_you_mean", "valid_time"]
 
 _TIME = re.compile(r"(\d{1,2}):(\d{2})")
+
+
+@dataclass(frozen=True)
+class Profiles:
+    """The (lifecycle stage, RFM layer) pairs a user can have at one moment
+    under the service's rules (layer None: never paid), and why the others
+    cannot occur, in words for the hint."""
+
+    possible: frozenset[tuple[str, str | None]]
+    why: tuple[str, ...] = ()
 
 
 @dataclass
@@ -25,6 +35,8 @@ class Registry:
     channels: set[str] | None = None
     # the other live journeys' priorities (journey id -> 1..10), for W307
     priorities: dict[str, int] | None = None
+    # the (stage, RFM layer) pairs the service's rules allow, for W309
+    profiles: Profiles | None = None
 
 
 class Report:

@@ -43,6 +43,9 @@ Warnings — the journey runs, but probably not as meant:
 - W307 a journey that states no priority, sends, and can lose a user's
   last message under the caps to a live journey of a better priority, every
   time both want it (the registry's ``priorities``)
+- W309 a branch no user can take: what it asks of the stage and RFM layer
+  cannot hold with what is known of the user at that moment, under the
+  service's rules (the registry's ``profiles``; ``dsl._same_moment``)
 
 Each kind of step has its rules in ``STEP_CHECKS`` (one entry per kind of
 ``dsl.ir.Step``, a missing one is an error); the graph analysis the rules
@@ -57,7 +60,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dsl._analysis import DAY, Analysis, busiest, max_messages, sccs, timing
 from dsl._gc import gc_paused
-from dsl._report import Registry, Report, did_you_mean, valid_time
+from dsl._report import Profiles, Registry, Report, did_you_mean, valid_time
+from dsl._same_moment import check_same_moment
 from dsl._step_rules import STEP_CHECKS, StepContext, check_cap_policy, check_steps
 from dsl.durations import format_duration
 from dsl.errors import Diagnostic
@@ -80,7 +84,7 @@ from dsl.ir import (
 )
 from dsl.limits import MAX_DEPTH, journey_depth, too_deep
 
-__all__ = ["STEP_CHECKS", "Registry", "check", "max_messages"]
+__all__ = ["STEP_CHECKS", "Profiles", "Registry", "check", "max_messages"]
 
 # Temporal's calendar specs accept these years only.
 SCHEDULE_YEARS = (2000, 2100)
@@ -305,4 +309,5 @@ def check(
         _check_spin(facts, report)
         _check_bounds(journey, facts, global_daily_limit, report)
         _check_starved(journey, steps, registry, report)
+        check_same_moment(journey, registry.profiles if registry else None, report)
     return sorted(report.out, key=lambda d: (d.line, d.column, d.code))

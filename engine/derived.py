@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
+from dsl import Profiles
 from engine.settings import DerivedRules
 from engine.store.models import MAX_PAYMENT_MARK, Event, User
 from engine.store.types import utc
@@ -140,6 +141,37 @@ def compute(facts: UserFacts, now: datetime, rules: DerivedRules) -> Derived:
     score = int(r) + int(f) + int(m)
     layer = "high" if score == 3 else "mid" if score >= 1 else "low"
     return Derived(stage=stage, rfm=layer, rfm_code=f"R{int(r)}F{int(f)}M{int(m)}")
+
+
+_LATER_STAGES = ("active", "silent", "churned")  # neither new nor paying: never paid, or not for paying_days
+
+
+def profiles(rules: DerivedRules) -> Profiles:
+    """The (stage, RFM layer) pairs :func:`compute` can give at one moment
+    under ``rules``, for the checker's W309, and why the others cannot
+    occur. F and M are taken as free (either value possible), so the set
+    is a superset: the checker then warns only about pairs that truly
+    never occur. What decides is R against the stage: a payment within
+    ``paying_days`` makes the stage ``paying``, and R is high for a payment
+    within ``rfm_recency_days``."""
+    paying, recency = rules.paying_days, rules.rfm_recency_days
+    # paying: paid at most paying_days ago; R is high unless that can be longer ago than recency
+    paying_layers = {"high", "mid"} | ({"low"} if paying > recency else set())
+    # the other stages' payments (if any) are older than paying_days: R is high only if recency is longer
+    older_layers = {"mid", "low"} | ({"high"} if recency > paying else set())
+    possible = {("new", None)} | {("paying", layer) for layer in paying_layers}
+    possible |= {(stage, layer) for stage in _LATER_STAGES for layer in (*older_layers, None)}
+    why = ["A new user has never paid, so has no RFM layer.", f"A paying user paid within {paying} days"]
+    if paying <= recency:
+        why[-1] += f", so R (paid within {recency} days) is high and the layer is high or mid."
+    else:
+        why[-1] += ", so has an RFM layer."
+    if recency <= paying:
+        why.append(
+            f"R is high only with a payment within {recency} days, which makes the stage paying: "
+            "a user of any other stage is never RFM high."
+        )
+    return Profiles(frozenset(possible), tuple(why))
 
 
 def user_facts(session: Session, user_id: str, now: datetime, rules: DerivedRules) -> UserFacts | None:

@@ -25,7 +25,9 @@ from dsl.ids import slug
 from dsl.ir import CouponStep, Journey, SendStep, iter_steps
 from dsl.render import to_svg
 from engine import catalog, queries
+from engine.derived import profiles
 from engine.schedules import past_one_off
+from engine.settings import DerivedRules
 from engine.store import Store
 from engine.templates import list_templates
 
@@ -75,7 +77,13 @@ def _references(journey: Journey) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(templates)), list(dict.fromkeys(pools))
 
 
-def check_text(source: str, store: Store | None, daily_limit: int | None, check_references: bool) -> CheckOut:
+def check_text(
+    source: str,
+    store: Store | None,
+    daily_limit: int | None,
+    check_references: bool,
+    rules: DerivedRules | None = None,
+) -> CheckOut:
     """Parse, check and draw; pure apart from reading template/pool names."""
     if not source.strip():
         empty = Diagnostic("E000", "the journey is empty", 1, 1, hint='start with: journey "name"')
@@ -87,13 +95,11 @@ def check_text(source: str, store: Store | None, daily_limit: int | None, check_
     except RecursionError:
         deep = Diagnostic("E000", "the journey is nested too deeply to compile", 1, 1)
         return CheckOut(ok=False, errors=[_item(deep)])
-    registry = None
+    registry = Registry(profiles=profiles(rules or DerivedRules()))
     if check_references and store is not None:
-        registry = Registry(
-            templates={t.name for t in list_templates(store)},
-            pools={p.name for p in queries.list_pools(store)},
-            priorities=catalog.priorities(store),
-        )
+        registry.templates = {t.name for t in list_templates(store)}
+        registry.pools = {p.name for p in queries.list_pools(store)}
+        registry.priorities = catalog.priorities(store)
     diagnostics = check(journey, source, "<editor>", registry, daily_limit)
     past = past_one_off(journey)  # what a deploy of this text would refuse
     if past is not None:
@@ -122,4 +128,6 @@ def check_text(source: str, store: Store | None, daily_limit: int | None, check_
     summary="Check journey text without deploying it (errors with line/column/hint, and the diagram)",
 )
 async def check_journey(body: CheckIn, store: StoreDep, settings: SettingsDep) -> CheckOut:
-    return await asyncio.to_thread(check_text, body.source, store, settings.cap_per_day, body.check_references)
+    return await asyncio.to_thread(
+        check_text, body.source, store, settings.cap_per_day, body.check_references, settings.derived
+    )

@@ -26,7 +26,7 @@ from api.deps import SettingsDep, viewer
 from api.problems import Problem, error_item
 from api.routes.check import CheckItem
 from api.schemas import API_SOURCE_CHARS
-from dsl import check
+from dsl import Registry, check
 from dsl._edit_layout import step_blocks
 from dsl._edit_text import header_lines
 from dsl.edits import Edit, EditError, RestoreLines, apply_edit, parsed
@@ -34,7 +34,9 @@ from dsl.errors import Diagnostic
 from dsl.formatter import format_cond
 from dsl.ir import CouponStep, EventEntry, IfStep, Journey, PassStep, SplitStep, Step, WaitEventStep, _strip_spans
 from dsl.render import to_svg
+from engine.derived import profiles
 from engine.schedules import past_one_off
+from engine.settings import DerivedRules
 
 log = logging.getLogger("journeys.api")
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"], dependencies=[Depends(viewer)])
@@ -164,12 +166,12 @@ def _item(d: Diagnostic) -> CheckItem:
     return CheckItem(code=d.code, severity=d.severity, message=d.message, line=d.line, column=d.column, hint=d.hint)
 
 
-def _edit(body: EditIn, daily_limit: int | None) -> EditOut:
+def _edit(body: EditIn, daily_limit: int | None, rules: DerivedRules) -> EditOut:
     """Apply, check and draw the parsed result (as ``check_text`` does after
     its own parse: the same diagnostics, E240 included, the same diagram)."""
     result = apply_edit(body.source, body.edit)
     journey = result.journey
-    diagnostics = check(journey, result.source, "<editor>", None, daily_limit)
+    diagnostics = check(journey, result.source, "<editor>", Registry(profiles=profiles(rules)), daily_limit)
     past = past_one_off(journey)
     if past is not None:
         diagnostics.append(past)
@@ -217,7 +219,7 @@ def _refused(exc: EditError) -> Problem:
 @router.post("/edit", response_model=EditOut, summary="Apply a structured (diagram) edit to journey text")
 async def edit_journey(body: EditIn, settings: SettingsDep) -> Any:
     try:
-        return await asyncio.to_thread(_edit, body, settings.cap_per_day)
+        return await asyncio.to_thread(_edit, body, settings.cap_per_day, settings.derived)
     except EditError as exc:
         raise _refused(exc) from None
 

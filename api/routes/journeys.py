@@ -54,6 +54,7 @@ from dsl.ir import EventEntry, Journey
 from dsl.render import to_mermaid, to_svg
 from engine import catalog, lifecycle, queries, stats, stopping
 from engine.catalog import JourneyInfo, StatusChange, VersionInfo
+from engine.derived import profiles
 from engine.journey_cache import Deployed, JourneyCache
 from engine.node_numbers import diagram_counts, live_waiting, node_rows
 from engine.schedules import ScheduleUnavailable, past_one_off, sync_current
@@ -112,13 +113,11 @@ def _detail(store: Store, cache: JourneyCache, info: JourneyInfo, settings: ApiS
 
 
 def _compile(body: DeployIn, store: Store, settings: ApiSettings) -> tuple[Journey, list[Diagnostic]]:
-    registry = None
+    registry = Registry(profiles=profiles(settings.derived))
     if body.check_references:
-        registry = Registry(
-            templates={t.name for t in list_templates(store)},
-            pools={p.name for p in queries.list_pools(store)},
-            priorities={j: p for j, p in catalog.priorities(store).items() if j != body.id},
-        )
+        registry.templates = {t.name for t in list_templates(store)}
+        registry.pools = {p.name for p in queries.list_pools(store)}
+        registry.priorities = {j: p for j, p in catalog.priorities(store).items() if j != body.id}
     warnings: list[Diagnostic] = []
     try:
         journey = compile_source(
