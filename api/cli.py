@@ -12,6 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dsl import Profiles
 
 Registrar = Callable[[argparse._SubParsersAction], None]
 
@@ -27,7 +31,16 @@ def register(registrar: Registrar) -> Registrar:
 def _dsl_commands(subparsers: argparse._SubParsersAction) -> None:
     from dsl.cli import add_subcommands
 
-    add_subcommands(subparsers)
+    add_subcommands(subparsers, _service_profiles)
+
+
+def _service_profiles() -> Profiles:
+    """The stage/RFM pairs under the rules the service would run with (its
+    ``JOURNEYS_DERIVED__*`` settings), for ``journeys check``'s W309."""
+    from engine.derived import profiles
+    from engine.settings import Settings
+
+    return profiles(Settings().derived)
 
 
 register(_dsl_commands)

@@ -15,14 +15,21 @@ __all__ = ["Profiles", "Registry", "Report", "did_you_mean", "valid_time"]
 _TIME = re.compile(r"(\d{1,2}):(\d{2})")
 
 
+Profile = tuple[str, str | None]  # (lifecycle stage, RFM layer or None)
+
+
 @dataclass(frozen=True)
 class Profiles:
     """The (lifecycle stage, RFM layer) pairs a user can have at one moment
     under the service's rules (layer None: never paid), and why the others
-    cannot occur, in words for the hint."""
+    cannot occur: each sentence with the pairs it rules out, so a hint says
+    only what bears on the branch."""
 
-    possible: frozenset[tuple[str, str | None]]
-    why: tuple[str, ...] = ()
+    possible: frozenset[Profile]
+    why: tuple[tuple[str, frozenset[Profile]], ...] = ()
+
+    def reasons(self, wanted: set[Profile]) -> list[str]:
+        return [sentence for sentence, ruled_out in self.why if ruled_out & wanted]
 
 
 @dataclass

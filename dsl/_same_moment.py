@@ -22,10 +22,13 @@ reports only what is false whatever they are.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dsl._report import Profiles, Report
 from dsl.ir import (
+    RFM_LAYERS,
+    STAGES,
     AndCond,
     AudienceEntry,
     Cond,
@@ -73,8 +76,15 @@ def _about_profile(cond: Cond) -> bool:
     return any(isinstance(c, StageCond | RfmCond) for c in iter_conds(cond))
 
 
+_EVERY_PROFILE = [(stage, layer) for stage in STAGES for layer in (*RFM_LAYERS, None)]
+
+
+def _holding(conds: list[Cond], among: Iterable[tuple[str, str | None]]) -> set[tuple[str, str | None]]:
+    return {(stage, layer) for stage, layer in among if all(_truth(c, stage, layer) is not False for c in conds)}
+
+
 def _can_hold(conds: list[Cond], profiles: Profiles) -> bool:
-    return any(all(_truth(c, stage, layer) is not False for c in conds) for stage, layer in profiles.possible)
+    return bool(_holding(conds, profiles.possible))
 
 
 def check_same_moment(journey: Journey, profiles: Profiles | None, report: Report) -> None:
@@ -118,7 +128,9 @@ def _walk_if(step: IfStep, known: list[_Known], profiles: Profiles, report: Repo
     for cond, steps, span in arms:
         here = [*known, *passed]
         if _about_profile(cond) and not _can_hold([k.cond for k in here] + [cond], profiles):
-            _report(report, f"this branch is never taken: {describe_cond(cond)}", here, profiles, span)
+            _report(
+                report, f"this branch is never taken: {describe_cond(cond)}", [*here, _Known(cond, "")], profiles, span
+            )
         else:
             taken = [_Known(cond, describe_cond(cond))] if _about_profile(cond) else []
             ends.append(_walk(steps, here + taken, profiles, report))
@@ -135,8 +147,10 @@ def _walk_if(step: IfStep, known: list[_Known], profiles: Profiles, report: Repo
     return known if _all_still_know(ends, known) else []
 
 
-def _report(report: Report, what: str, known: list[_Known], profiles: Profiles, span: Span | None) -> None:
-    context = "; ".join(k.words for k in known)
+def _report(report: Report, what: str, asked: list[_Known], profiles: Profiles, span: Span | None) -> None:
+    """``asked``: what is known, then (words empty) what the branch asks."""
+    context = "; ".join(k.words for k in asked if k.words)
     message = f"{what}, as no user can be that here ({context}, at the same moment)" if context else what
-    hint = " ".join(profiles.why) or "under the service's stage and RFM rules no user is ever that"
+    wanted = _holding([k.cond for k in asked], _EVERY_PROFILE)  # the pairs it would take, none possible
+    hint = " ".join(profiles.reasons(wanted)) or "under the service's stage and RFM rules no user is ever that"
     report.add("W309", message, span, hint)

@@ -13,7 +13,7 @@ Errors — the journey must not run:
 - E225 a duration of zero where one is needed
 - E226 unknown timezone; E227 impossible time or date (``25:00``, quiet
   hours that start when they end…)
-- E228 unknown lifecycle stage
+- E228 unknown lifecycle stage; E237 unknown RFM layer
 - E229 ``on timeout`` on a ``wait for event`` that has no ``up to``
 - E230 a message limit below 1
 - E231 ``on capped defer up to`` longer than ``MAX_CAP_DEFER`` (a message
@@ -67,6 +67,7 @@ from dsl.durations import format_duration
 from dsl.errors import Diagnostic
 from dsl.ir import (
     DEFAULT_PRIORITY,
+    RFM_LAYERS,
     STAGES,
     AudienceEntry,
     Cond,
@@ -74,6 +75,7 @@ from dsl.ir import (
     EventEntry,
     GotoStep,
     Journey,
+    RfmCond,
     SendStep,
     Span,
     StageCond,
@@ -166,6 +168,11 @@ def _check_header(journey: Journey, steps: list[Step], report: Report) -> None:
                 if stage not in STAGES:
                     hint = (did_you_mean(stage, STAGES) or "") + " stages: " + ", ".join(STAGES)
                     report.add("E228", f"unknown stage {stage!r}", span, hint.strip())
+        if isinstance(cond, RfmCond):
+            for layer in cond.layers:
+                if layer not in RFM_LAYERS:
+                    hint = (did_you_mean(layer, RFM_LAYERS) or "") + " RFM layers: " + ", ".join(RFM_LAYERS)
+                    report.add("E237", f"unknown RFM layer {layer!r}", span, hint.strip())
         if isinstance(cond, EventCountCond) and cond.within_seconds is not None and cond.within_seconds <= 0:
             report.add("E225", "a count window cannot be zero", span)
 

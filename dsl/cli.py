@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from dsl.checker import check
+from dsl.checker import Profiles, Registry, check
 from dsl.errors import Diagnostic, JourneyError
 from dsl.formatter import format_journey
 from dsl.ir import Journey
@@ -51,7 +52,9 @@ def _read(path: Path, out: TextIO) -> str | None:
         return None
 
 
-def _compile(path: Path, out: TextIO, global_daily_limit: int | None = None) -> tuple[Journey | None, list[Diagnostic]]:
+def _compile(
+    path: Path, out: TextIO, global_daily_limit: int | None = None, registry: Registry | None = None
+) -> tuple[Journey | None, list[Diagnostic]]:
     """Parse and check one file, printing every diagnostic."""
     source = _read(path, out)
     if source is None:
@@ -61,7 +64,7 @@ def _compile(path: Path, out: TextIO, global_daily_limit: int | None = None) -> 
     except JourneyError as exc:
         print(exc.render(), file=out)
         return None, exc.diagnostics
-    diagnostics = check(journey, source, str(path), global_daily_limit=global_daily_limit)
+    diagnostics = check(journey, source, str(path), registry, global_daily_limit=global_daily_limit)
     for diag in diagnostics:
         print(diag.render(source, str(path)), file=out)
     return journey, diagnostics
@@ -73,8 +76,10 @@ def cmd_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
     for name in missing:
         print(f"{name}: error: no such file or directory", file=out)
     errors = warnings = 0
+    profiles = getattr(args, "profiles", None)
+    registry = Registry(profiles=profiles()) if profiles is not None else None
     for path in files:
-        _, diagnostics = _compile(path, out, args.global_daily_limit)
+        _, diagnostics = _compile(path, out, args.global_daily_limit, registry)
         errors += sum(d.severity == "error" for d in diagnostics)
         warnings += sum(d.severity == "warning" for d in diagnostics)
     plural = "s" if len(files) != 1 else ""
@@ -125,12 +130,16 @@ def cmd_graph(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0
 
 
-def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``check``, ``fmt`` and ``graph``; each sets ``func(args) -> int``."""
+def add_subcommands(
+    subparsers: argparse._SubParsersAction, profiles: Callable[[], Profiles | None] | None = None
+) -> None:
+    """Add ``check``, ``fmt`` and ``graph``; each sets ``func(args) -> int``.
+    ``profiles``: the stage/RFM pairs the service's rules allow (W309),
+    asked for only when ``check`` runs; the language alone does not know them."""
     p = subparsers.add_parser("check", help="check journey files (exit 1 on errors)")
     p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
     p.add_argument("--global-daily-limit", type=int, default=None, help="warn when a journey can exceed it")
-    p.set_defaults(func=cmd_check)
+    p.set_defaults(func=cmd_check, profiles=profiles)
 
     p = subparsers.add_parser("fmt", help="print a journey in canonical form")
     p.add_argument("file", metavar="FILE")

@@ -45,6 +45,7 @@ Channel = Literal[
     "webhook",
 ]
 STAGES: tuple[str, ...] = ("new", "active", "silent", "churned", "paying")
+RFM_LAYERS: tuple[str, ...] = ("high", "mid", "low")  # engine.derived; a user who never paid has none
 WEEKDAYS: tuple[str, ...] = (
     "monday",
     "tuesday",

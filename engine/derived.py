@@ -161,16 +161,19 @@ def profiles(rules: DerivedRules) -> Profiles:
     older_layers = {"mid", "low"} | ({"high"} if recency > paying else set())
     possible = {("new", None)} | {("paying", layer) for layer in paying_layers}
     possible |= {(stage, layer) for stage in _LATER_STAGES for layer in (*older_layers, None)}
-    why = ["A new user has never paid, so has no RFM layer.", f"A paying user paid within {paying} days"]
+    layers = ("high", "mid", "low")
+    why = [("A new user has never paid, so has no RFM layer.", frozenset(("new", layer) for layer in layers))]
     if paying <= recency:
-        why[-1] += f", so R (paid within {recency} days) is high and the layer is high or mid."
+        paid = f"A paying user paid within {paying} days, so R is high and the layer is high or mid."
+        why.append((paid, frozenset({("paying", None), ("paying", "low")})))
     else:
-        why[-1] += ", so has an RFM layer."
+        why.append((f"A paying user paid within {paying} days, so has an RFM layer.", frozenset({("paying", None)})))
     if recency <= paying:
-        why.append(
+        sentence = (
             f"R is high only with a payment within {recency} days, which makes the stage paying: "
             "a user of any other stage is never RFM high."
         )
+        why.append((sentence, frozenset((stage, "high") for stage in _LATER_STAGES)))
     return Profiles(frozenset(possible), tuple(why))
 
 

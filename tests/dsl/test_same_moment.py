@@ -149,3 +149,35 @@ def test_the_profiles_hold_every_pair_the_rules_compute(rules: DerivedRules) -> 
         assert (derived.stage, derived.rfm) in allowed, (facts, derived)
     # and the search reached the pairs that matter (it is not vacuous)
     assert {("new", None), ("silent", "mid"), ("churned", "mid"), ("paying", "high")} <= seen
+
+
+def test_the_hint_says_only_what_bears_on_the_branch() -> None:
+    journey_text = _journey(SILENT, "if rfm is high:", '  send sms "vip"')
+    journey = parse(journey_text, "m.journey")
+    (diag,) = [d for d in check(journey, journey_text, "m.journey", DEFAULT) if d.code == "W309"]
+    assert diag.hint == (
+        "R is high only with a payment within 30 days, which makes the stage paying: "
+        "a user of any other stage is never RFM high."
+    )
+    new_users = _journey("audience where stage is new every day at 10:00", "if rfm in [mid, low]:", "  tag add x")
+    journey = parse(new_users, "m.journey")
+    (diag,) = [d for d in check(journey, new_users, "m.journey", DEFAULT) if d.code == "W309"]
+    assert diag.hint == "A new user has never paid, so has no RFM layer."
+
+
+def test_an_unknown_rfm_layer_is_an_error() -> None:
+    source = _journey("event app_opened", "if rfm is hgh:", "  tag add x")
+    (diag,) = [d for d in check(parse(source, "m.journey"), source, "m.journey") if d.code == "E237"]
+    assert diag.message == "unknown RFM layer 'hgh'" and "high" in (diag.hint or "") and diag.line == 3
+
+
+def test_journeys_check_uses_the_services_rules(tmp_path, capsys, monkeypatch) -> None:
+    from api.cli import main
+
+    path = tmp_path / "dead.journey"
+    path.write_text(_journey(SILENT, "if rfm is high:", '  send sms "vip"'), encoding="utf-8")
+    assert main(["check", str(path)]) == 0  # a warning, not an error
+    assert "warning[W309]" in capsys.readouterr().out
+    monkeypatch.setenv("JOURNEYS_DERIVED__RFM_RECENCY_DAYS", "90")
+    assert main(["check", str(path)]) == 0
+    assert "W309" not in capsys.readouterr().out
