@@ -12,7 +12,9 @@ language does not know the rules' numbers.
 
 What is known at a step: the audience's condition at the first steps, and
 the conditions of the ``if`` branches taken on the way, for as long as no
-time passes. A step that can hold a run (``waits``: a timer, an awaited
+time passes. (The broadcast judges a user moments before their run reads
+them again, so a user whose stage changed in between could still take the
+branch: the warning says so.) A step that can hold a run (``waits``: a timer, an awaited
 event, a send held by quiet hours), a test split (its runs wait for the
 winner) and a label (a ``goto`` may arrive from anywhere) forget it: the
 user's stage moves with time. Conditions on anything else (tags,
@@ -47,6 +49,7 @@ from dsl.ir import (
 from dsl.render_text import describe_cond
 
 Truth = bool | None  # None: depends on what this rule does not look at
+AUDIENCE = "the audience's "  # how the hint names what the audience knew
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,11 @@ def check_same_moment(journey: Journey, profiles: Profiles | None, report: Repor
     entry = journey.entry
     known = []
     if isinstance(entry, AudienceEntry) and _about_profile(entry.where):
-        known.append(_Known(entry.where, "the audience's " + describe_cond(entry.where)))
+        audience = _Known(entry.where, AUDIENCE + describe_cond(entry.where))
+        if not _can_hold([entry.where], profiles):
+            _report(report, "this audience selects nobody", [_Known(entry.where, "")], profiles, entry.span)
+            return  # every branch would be dead too: one warning says it
+        known.append(audience)
     _walk(journey.steps, known, profiles, report)
 
 
@@ -151,6 +158,9 @@ def _report(report: Report, what: str, asked: list[_Known], profiles: Profiles, 
     """``asked``: what is known, then (words empty) what the branch asks."""
     context = "; ".join(k.words for k in asked if k.words)
     message = f"{what}, as no user can be that here ({context}, at the same moment)" if context else what
+    if any(k.words.startswith(AUDIENCE) for k in asked):
+        # the broadcast judged the user a moment before the run reads them again
+        message += "; only a user whose stage changed since the broadcast chose them could"
     wanted = _holding([k.cond for k in asked], _EVERY_PROFILE)  # the pairs it would take, none possible
     hint = " ".join(profiles.reasons(wanted)) or "under the service's stage and RFM rules no user is ever that"
     report.add("W309", message, span, hint)

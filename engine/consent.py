@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from engine.channels.base import ADDRESS_KIND
 from engine.identity import identities_of
 from engine.store import Store
-from engine.store.models import Consent, ContactFollow
+from engine.store.models import Consent, ContactFollow, User
 from engine.store.types import utc, utcnow
 
 _CONSENTS = Consent.__table__
@@ -97,6 +97,10 @@ def follow_state(
 
 
 def _follow_via(session: Session, user_id: str, channel: str, via: str, *, following: bool, at: datetime) -> str | None:
+    # One report of a person at a time: two removals of two staff members
+    # processed side by side would each read the other's relation as still
+    # following (PostgreSQL, READ COMMITTED), and neither would opt out.
+    session.execute(select(User.id).where(User.id == user_id).with_for_update())
     key = {"user_id": user_id, "channel": channel, "via": via}
     relation = session.get(ContactFollow, key)
     if relation is not None and utc(relation.changed_at) > at:
@@ -106,20 +110,36 @@ def _follow_via(session: Session, user_id: str, channel: str, via: str, *, follo
     else:
         relation.following, relation.changed_at = following, at
     session.flush()
-    still = session.scalar(
-        select(ContactFollow.via)
-        .where(ContactFollow.user_id == user_id, ContactFollow.channel == channel, ContactFollow.following.is_(True))
-        .limit(1)
+    return settle_relations(session, user_id, channel, at=at)
+
+
+def settle_relations(session: Session, user_id: str, channel: str, *, at: datetime) -> str | None:
+    """The consent on ``channel`` as the kept relations (``ContactFollow``)
+    say, as of ``at``: out (``FOLLOW_SOURCE``) when relations are kept and
+    none follows, in again when one does and the opt-out was theirs. A
+    consent someone else changed after ``at`` (an operator's opt-in or
+    opt-out) is left as it is. Returns what changed, or None."""
+    states = list(
+        session.scalars(
+            select(ContactFollow.following).where(ContactFollow.user_id == user_id, ContactFollow.channel == channel)
+        )
     )
+    if not states:
+        return None
     row = session.scalars(select(Consent).where(Consent.user_id == user_id, Consent.channel == channel)).first()
-    if still is None:
+    stamp = utc(at)
+    if row is not None:
+        if row.source != FOLLOW_SOURCE and utc(row.updated_at) > stamp:
+            return None
+        stamp = max(stamp, utc(row.updated_at))  # a consent's time never goes back
+    if not any(states):
         if row is not None and row.opted_out:
             return None  # already out (by the user's own choice or an earlier removal)
-        set_opt_out(session, user_id, channel, True, source=FOLLOW_SOURCE, now=at)
+        set_opt_out(session, user_id, channel, True, source=FOLLOW_SOURCE, now=stamp)
         return "opted_out"
     if row is None or not row.opted_out or row.source != FOLLOW_SOURCE:
         return None
-    set_opt_out(session, user_id, channel, False, source=FOLLOW_SOURCE, now=at)
+    set_opt_out(session, user_id, channel, False, source=FOLLOW_SOURCE, now=stamp)
     return "opted_in"
 
 

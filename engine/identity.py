@@ -266,7 +266,8 @@ def merge_users(session: Session, a: str, b: str, *, now: datetime | None = None
         if kept is None:
             consent.user_id = survivor.id
         else:
-            kept.opted_out = kept.opted_out or consent.opted_out
+            if consent.opted_out and not kept.opted_out:  # the opt-out wins, with whose it was
+                kept.opted_out, kept.source, kept.updated_at = True, consent.source, consent.updated_at
             session.delete(consent)
 
     # one relation per staff member: the newer word on it holds
@@ -282,6 +283,13 @@ def merge_users(session: Session, a: str, b: str, *, now: datetime | None = None
         if utc(follow.changed_at) > utc(kept.changed_at):
             kept.following, kept.changed_at = follow.following, follow.changed_at
         session.delete(follow)
+    session.flush()
+    # a vendor's opt-out follows the merged relations (a user's own choice stays)
+    from engine.consent import settle_relations
+
+    followed = select(ContactFollow.channel).where(ContactFollow.user_id == survivor.id).distinct()
+    for channel in sorted(session.scalars(followed)):
+        settle_relations(session, survivor.id, channel, at=stamp)
 
     attrs = dict(loser.attributes or {})
     attrs.update(survivor.attributes or {})

@@ -20,7 +20,7 @@ in ``--json`` and in "never reached", e.g. ``wait-event-order_paid-2``)::
     converts | does not convert
     ends completed|exited|converted|refused|running|not entered
     is not in the audience [because TEXT]     an audience entry did not select the user at the
-                                               start (the reason, e.g. "reachable sms: no", contains TEXT)
+                                               start (the reason, e.g. "reachable on SMS: no", contains TEXT)
     exits with reason TEXT                     exited, the reason contains TEXT
     still waiting at NODE                      the run is still going at the horizon, waiting there
     has tag TAG | has no tag TAG

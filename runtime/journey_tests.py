@@ -72,7 +72,6 @@ from pydantic import ValidationError
 from temporalio.testing import WorkflowEnvironment
 
 from dsl import JourneyError, compile_source
-from dsl.ir import AudienceEntry
 from engine.temporal import start_time_skipping
 from runtime.journey_expect import Expectation, ExpectationError, parse_expectation
 from runtime.simulate import simulate
@@ -245,14 +244,13 @@ async def run_test_file(test: TestFile, env: WorkflowEnvironment | None = None) 
     """Simulate every case of the file in one call and check its expectations."""
     report = FileReport(test.path)
     try:
-        ir = compile_source(test.source, str(test.journey_path))
+        compile_source(test.source, str(test.journey_path))
     except JourneyError as exc:
         report.error = f"{test.journey_path}: the journey does not compile:\n{exc}"
         return report
-    # A fixed start (given, or a `once at` broadcast's) needs a clock that has
-    # not passed it, and must not move the shared one months ahead: its own server.
-    once = isinstance(ir.entry, AudienceEntry) and ir.entry.schedule.every == "once"
-    shared = env if test.start is None and not once else None
+    # A fixed start needs a clock that has not passed it: its own server
+    # (``simulate`` gives a `once at` broadcast's start its own too).
+    shared = env if test.start is None else None
     try:
         result = await simulate(
             test.source,

@@ -57,7 +57,7 @@ import tempfile
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -144,7 +144,7 @@ def default_start(now: datetime, timezone: ZoneInfo, schedule: Schedule | None =
     least ``START_LEAD`` after ``now``; for an audience entry its schedule's
     first broadcast after that (``every day at 10:00``: the next 10:00;
     ``every monday at 09:30``: the next Monday 09:30; ``once at``: that
-    moment, or Monday 09:00 when it is too near or past), so quiet hours,
+    moment; a ``ValueError`` when it is less than ``START_LEAD`` ahead), so quiet hours,
     ``wait until`` and the timeline's clock times are the ones the real
     broadcast's runs meet."""
     earliest = (now + START_LEAD).astimezone(timezone)
@@ -154,17 +154,25 @@ def default_start(now: datetime, timezone: ZoneInfo, schedule: Schedule | None =
         hour, minute = (int(part) for part in schedule.time.split(":"))
         weekday = schedule.weekday if schedule.every == "week" else None
         if schedule.every == "once" and schedule.date:
-            once = datetime.fromisoformat(f"{schedule.date}T{schedule.time}").replace(tzinfo=timezone)
-            if once > earliest:
-                return once
-            hour, minute = DEFAULT_START_TIME
-            weekday = 0
+            once = _real(datetime.fromisoformat(f"{schedule.date}T{schedule.time}").replace(tzinfo=timezone))
+            if once <= earliest:
+                raise ValueError(
+                    f"the audience broadcasts once at {schedule.date} {schedule.time}, which is not an hour ahead "
+                    f"of the simulation clock ({now.isoformat(timespec='minutes')}): give a start"
+                )
+            return once
     day = earliest.replace(hour=hour, minute=minute, second=0, microsecond=0)
     if weekday is not None:
         day += timedelta(days=(weekday - day.weekday()) % 7)
-    if day <= earliest:
+    if _real(day) <= earliest:
         day += timedelta(days=1 if weekday is None else 7)
-    return day
+    return _real(day)
+
+
+def _real(local: datetime) -> datetime:
+    """A local time as the clock shows it: one skipped by a DST change
+    (02:30 on a spring-forward night) moves on to the hour after."""
+    return local.astimezone(UTC).astimezone(local.tzinfo)
 
 
 def journey_zone(journey: Journey) -> ZoneInfo:
@@ -202,8 +210,11 @@ async def simulate(
     source = journey if isinstance(journey, str) else format_journey(ir)
     cases = _forced_cases(ir, cases, matrix)
     world = world or World()
-    own_env = env is None
-    env = env or await start_time_skipping()
+    # A `once at` broadcast months ahead would move a shared server's clock
+    # there for every later caller (it only moves forward): its own server.
+    once = start is None and isinstance(ir.entry, AudienceEntry) and ir.entry.schedule.every == "once"
+    own_env = env is None or once
+    env = await start_time_skipping() if own_env else env
     try:
         return await _simulate_on(env, ir, source, list(cases), world, start, horizon, name, max_steps)
     finally:

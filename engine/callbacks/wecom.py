@@ -25,7 +25,9 @@ An add makes the customer a contact of that staff member, either removal
 ends it (``engine.consent.follow_state`` with ``via`` = ``UserID``): the
 customer is out of ``wecom`` once no staff member is left, and in again on
 the next add. A half add counts: the customer added the staff member, who
-can message them once they accept, and WeCom tells nothing of that.
+can message them once they accept, and WeCom tells nothing of that. A
+hand-over (``del_external_contact`` with ``Source`` ``DELETE_BY_TRANSFER``)
+is not a removal: the taker's add comes with it.
 
 ``change_external_chat`` ``update`` with ``UpdateDetail`` ``add_member`` /
 ``del_member`` — one ``joined_group`` / ``left_group`` per external member
@@ -62,6 +64,7 @@ CONTACT_EVENTS = (
 )
 ADDS = frozenset({"add_external_contact", "add_half_external_contact"})
 REMOVALS = frozenset({"del_external_contact", "del_follow_user"})  # staff removed the customer, or the other way
+HANDED_OVER = "DELETE_BY_TRANSFER"  # del_external_contact's Source when the customer went to another staff member
 JOIN_SCENES = {"0": "invited", "1": "invite_link", "3": "group_qr"}
 QUIT_SCENES = {"0": "left", "1": "removed"}
 
@@ -108,8 +111,11 @@ def _contact(message: Message, corp_id: str) -> Mapped:
             props["state"] = state
             props["placement"] = state
             placement = state
-    # the relation is with one staff member: without a usable UserID it says nothing
-    known = bool(staff) and len(staff) <= MAX_ID_CHARS and change in ADDS | REMOVALS
+    # the relation is with one staff member: without a usable UserID it says nothing;
+    # a hand-over (在职/离职继承) removes the customer from one staff member as the
+    # taker adds them, in either order, so it ends no contact
+    handed_over = change == "del_external_contact" and text(message, "Source") == HANDED_OVER
+    known = bool(staff) and len(staff) <= MAX_ID_CHARS and change in ADDS | REMOVALS and not handed_over
     following = change in ADDS if known else None
     if change == "del_external_contact" and text(message, "Source"):
         props["source_detail"] = text(message, "Source")

@@ -91,10 +91,10 @@ EXAMPLE_HASHES = {
     "05_content_tags.journey": "e3040b748b4fabe5",  # "likes_" + event.category on purpose
     "06_welcome_on_add.journey": "76b62cbe7fb8e680",
     "07_scene_tag_followup.journey": "1672f5f76208c367",
-    "08_restraint.journey": "6bef814d312d9ddb",
+    "08_restraint.journey": "2adae0ecb7eebd66",  # once at 2030: a date that does not pass under its tests
     "09_bought_a_need_b.journey": "74747833cdec9fad",
     "10_package_card.journey": "06145b6efc6f503f",
-    "11_sms_recall.journey": "b1d22ff2a81564fb",
+    "11_sms_recall.journey": "5ecca5e7f7a9fe5b",  # once at 2030, the same
     "12_layering.journey": "a0cd51c633e607cc",
     "13_channel_qr.journey": "cf12714fcc34f632",  # "src_" + event.placement on purpose
     "14_channel_preference.journey": "a427035ddc8c2e42",

@@ -43,7 +43,8 @@ def test_a_silent_audience_is_never_rfm_high() -> None:
     assert line == 3
     assert message == (
         "this branch is never taken: RFM is high, as no user can be that here "
-        "(the audience's stage is silent, at the same moment)"
+        "(the audience's stage is silent, at the same moment); "
+        "only a user whose stage changed since the broadcast chose them could"
     )
     journey = parse(source, "m.journey")
     (diag,) = [d for d in check(journey, source, "m.journey", DEFAULT) if d.code == "W309"]
@@ -53,6 +54,15 @@ def test_a_silent_audience_is_never_rfm_high() -> None:
     assert _w309(source, longer) == []
     # the language alone does not know the rules
     assert _w309(source, Registry()) == []
+
+
+def test_an_audience_that_selects_nobody_is_one_warning() -> None:
+    source = _journey(
+        "audience where stage in [silent, churned] and rfm is high every day at 10:00",
+        "if rfm is high:",
+        '  send sms "vip"',
+    )
+    assert _w309(source) == [(2, "this audience selects nobody")]
 
 
 def test_time_passing_forgets_what_was_known() -> None:

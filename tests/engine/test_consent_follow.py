@@ -101,3 +101,45 @@ def test_a_merge_keeps_the_newer_word_on_each_staff_member(store: Store) -> None
     # the survivor is still a contact of lisi: removing zhangsan again changes nothing, removing lisi opts out
     assert _staff(store, older, "zhangsan", False, T0 + timedelta(minutes=3)) is None
     assert _staff(store, older, "lisi", False, T0 + timedelta(minutes=4)) == "opted_out"
+
+
+def test_a_merge_takes_the_vendors_opt_out_with_its_source_so_an_add_undoes_it(store: Store) -> None:
+    older = store.transact(lambda s: identity.resolve(s, "wecom_external_userid", "wm-staff-5"))
+    newer = store.transact(lambda s: identity.resolve(s, "phone", "13800005555"))
+    store.transact(lambda s: consent.set_opt_out(s, older, "wecom", False, source="api", now=T0))
+    assert _staff(store, newer, "zhangsan", False, T0 + timedelta(minutes=1)) == "opted_out"
+    assert store.transact(lambda s: identity.merge_users(s, older, newer)) == older
+    assert _wecom_out(store, older)
+    assert _staff(store, older, "lisi", True, T0 + timedelta(minutes=2)) == "opted_in"
+    assert not _wecom_out(store, older)
+
+
+def test_a_merge_settles_wecom_by_the_merged_relations(store: Store) -> None:
+    """The survivor was out (its one staff member gone); the other id still
+    follows someone: after the merge the person is reachable again."""
+    older = store.transact(lambda s: identity.resolve(s, "wecom_external_userid", "wm-staff-6"))
+    newer = store.transact(lambda s: identity.resolve(s, "phone", "13800006666"))
+    assert _staff(store, older, "zhangsan", False, T0) == "opted_out"
+    assert _staff(store, newer, "lisi", True, T0 + timedelta(minutes=1)) is None
+    store.transact(lambda s: identity.merge_users(s, older, newer))
+    assert not _wecom_out(store, older)
+
+
+def _mapped(change: str, **fields: str) -> tuple[bool | None, str | None]:
+    from engine.callbacks.wecom import map_message
+
+    message = {"MsgType": "event", "Event": "change_external_contact", "ChangeType": change, "CreateTime": "1"}
+    (event,) = map_message({**message, "ExternalUserID": "wm-x", **fields}, corp_id="corp").events
+    return event.following, event.via
+
+
+def test_which_wecom_changes_start_or_end_a_relation() -> None:
+    assert _mapped("add_external_contact", UserID="zhangsan") == (True, "zhangsan")
+    assert _mapped("add_half_external_contact", UserID="zhangsan") == (True, "zhangsan")
+    assert _mapped("del_follow_user", UserID="zhangsan") == (False, "zhangsan")
+    assert _mapped("del_external_contact", UserID="zhangsan", Source="DELETE_BY_STAFF") == (False, "zhangsan")
+    # a hand-over: the taker's add comes with it, so it ends no contact
+    assert _mapped("del_external_contact", UserID="zhangsan", Source="DELETE_BY_TRANSFER") == (None, None)
+    assert _mapped("edit_external_contact", UserID="zhangsan") == (None, None)
+    assert _mapped("del_follow_user") == (None, None)  # no staff member named: says nothing
+    assert _mapped("del_follow_user", UserID="z" * 300) == (None, None)

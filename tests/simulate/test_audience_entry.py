@@ -74,8 +74,23 @@ def test_default_start_follows_the_schedule() -> None:
     assert default_start(now, SHANGHAI, weekly) == datetime(2027, 3, 10, 9, 30, tzinfo=SHANGHAI)
     once = Schedule(every="once", time="10:00", date="2027-06-18")
     assert default_start(now, SHANGHAI, once) == datetime(2027, 6, 18, 10, 0, tzinfo=SHANGHAI)
-    past = Schedule(every="once", time="10:00", date="2027-03-03")  # 30 minutes ahead: too near
-    assert default_start(now, SHANGHAI, past) == plain
+    near = Schedule(every="once", time="10:00", date="2027-03-03")  # 30 minutes ahead: too near
+    with pytest.raises(ValueError, match="once at 2027-03-03 10:00, which is not an hour ahead"):
+        default_start(now, SHANGHAI, near)
+    # a local time a DST change skips is the hour after it
+    new_york = ZoneInfo("America/New_York")
+    spring = datetime(2027, 3, 13, 12, 0, tzinfo=UTC)  # Saturday; 02:30 on Sunday 14 March does not exist
+    skipped = default_start(spring, new_york, Schedule(every="day", time="02:30"))
+    assert (skipped.month, skipped.day, skipped.hour, skipped.minute) == (3, 14, 3, 30)
+
+
+async def test_a_once_at_broadcast_does_not_move_a_shared_clock(sim_env) -> None:
+    source = 'journey "once"\n  entry audience where tag vip once at 2099-06-18 10:00\n  send sms "hi"\n'
+    before = await sim_env.get_current_time()
+    result = await simulate(source, [Case(user=_user("vip"))], env=sim_env)
+    assert result.start == datetime(2099, 6, 18, 10, 0, tzinfo=SHANGHAI)
+    assert result.cases[0].ended == "completed"
+    assert await sim_env.get_current_time() - before < timedelta(days=365)
 
 
 def test_the_words_parse() -> None:
