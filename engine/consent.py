@@ -85,14 +85,23 @@ def follow_state(
     stamp = utc(at)
     if row is not None and utc(row.updated_at) > stamp:
         return None
+    return _settle(session, user_id, channel, row, following=following, at=stamp)
+
+
+def _settle(
+    session: Session, user_id: str, channel: str, row: Consent | None, *, following: bool, at: datetime
+) -> str | None:
+    """Not following: out, unless out already (by the user's own choice or
+    an earlier unfollow). Following: back in, only from an opt-out an
+    unfollow made."""
     if not following:
         if row is not None and row.opted_out:
-            return None  # already out (by the user's own choice or an earlier unfollow)
-        set_opt_out(session, user_id, channel, True, source=FOLLOW_SOURCE, now=stamp)
+            return None
+        set_opt_out(session, user_id, channel, True, source=FOLLOW_SOURCE, now=at)
         return "opted_out"
     if row is None or not row.opted_out or row.source != FOLLOW_SOURCE:
         return None
-    set_opt_out(session, user_id, channel, False, source=FOLLOW_SOURCE, now=stamp)
+    set_opt_out(session, user_id, channel, False, source=FOLLOW_SOURCE, now=at)
     return "opted_in"
 
 
@@ -132,15 +141,7 @@ def settle_relations(session: Session, user_id: str, channel: str, *, at: dateti
         if row.source != FOLLOW_SOURCE and utc(row.updated_at) > stamp:
             return None
         stamp = max(stamp, utc(row.updated_at))  # a consent's time never goes back
-    if not any(states):
-        if row is not None and row.opted_out:
-            return None  # already out (by the user's own choice or an earlier removal)
-        set_opt_out(session, user_id, channel, True, source=FOLLOW_SOURCE, now=stamp)
-        return "opted_out"
-    if row is None or not row.opted_out or row.source != FOLLOW_SOURCE:
-        return None
-    set_opt_out(session, user_id, channel, False, source=FOLLOW_SOURCE, now=stamp)
-    return "opted_in"
+    return _settle(session, user_id, channel, row, following=any(states), at=stamp)
 
 
 def addresses_from(ids: dict[str, list[str]]) -> dict[str, str | None]:
