@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from dsl.render import END_ID, ENTRY_ID
-from engine import catalog, goals, stats
+from engine import catalog, stats
 from engine.identity import canonical_user_id, normalize_value
 from engine.store import Store
 from engine.store.models import IDENTITY_KINDS, Delivery, Identity, Run, StepRecord
@@ -51,7 +51,7 @@ def journey_rows(store: Store, include_archived: bool = False) -> list[JourneyRo
                 version=info.current_version,
                 in_now=summary.active,
                 entered=summary.entered,
-                converted=len(goals.attribute(store, info.id).conversions),
+                converted=len(stats.goal_attribution(store, info.id).conversions),
             )
         )
     return rows

@@ -169,7 +169,7 @@ async def journey_stats(
         waiting, warning = await live_waiting(client, journey_id, ir, version, stored, store, quick=True)
         if warning:
             warnings.append(warning)
-    attribution = await asyncio.to_thread(goals.attribute, store, journey_id, version)
+    attribution = await asyncio.to_thread(stats.goal_attribution, store, journey_id, version)
     if attribution.incomplete:
         warnings.append(
             f"the goal's where was checked on the first {goals.MAX_WHERE_CANDIDATES} candidate events only:"

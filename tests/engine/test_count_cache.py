@@ -437,3 +437,31 @@ def test_a_count_long_untaken_is_a_first_count_again() -> None:
     with pytest.raises(count_cache.Counting):
         cache.get("k", big, wait=lambda: 0.05)
     gate.set()
+
+
+def test_a_goal_attribution_is_kept_like_the_counts(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    """``stats.goal_attribution`` (the journeys list and the stats call): taken
+    for each answer while cheap, kept once expensive."""
+    from engine import goals, stats
+    from engine.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'goals.db'}")
+    store.migrate()
+    monkeypatch.setattr(stats, "COUNTS", CountCache())
+    calls: list[int] = []
+
+    def attribute(s: Store, journey_id: str, version: int | None = None) -> goals.Attribution:
+        calls.append(1)
+        return goals.Attribution([], incomplete=len(calls) > 99)
+
+    monkeypatch.setattr(goals, "attribute", attribute)
+    monkeypatch.setattr(count_cache, "EXPENSIVE_CPU", float("inf"))
+    for _ in range(3):
+        stats.goal_attribution(store, "j-goals")
+    assert len(calls) == 3  # cheap: taken each time
+    monkeypatch.setattr(count_cache, "EXPENSIVE_CPU", 0.0)
+    monkeypatch.setattr(count_cache, "MIN_AGE", 60.0)
+    for _ in range(4):
+        stats.goal_attribution(store, "j-goals")
+    assert len(calls) == 5  # expensive twice in a row, then kept
+    store.dispose()
