@@ -34,6 +34,7 @@ from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from dsl import Profiles
+from dsl.ir import RFM_LAYERS
 from engine.settings import DerivedRules
 from engine.store.models import MAX_PAYMENT_MARK, Event, User
 from engine.store.types import utc
@@ -161,8 +162,7 @@ def profiles(rules: DerivedRules) -> Profiles:
     older_layers = {"mid", "low"} | ({"high"} if recency > paying else set())
     possible = {("new", None)} | {("paying", layer) for layer in paying_layers}
     possible |= {(stage, layer) for stage in _LATER_STAGES for layer in (*older_layers, None)}
-    layers = ("high", "mid", "low")
-    why = [("A new user has never paid, so has no RFM layer.", frozenset(("new", layer) for layer in layers))]
+    why = [("A new user has never paid, so has no RFM layer.", frozenset(("new", layer) for layer in RFM_LAYERS))]
     if paying <= recency:
         paid = f"A paying user paid within {paying} days, so R is high and the layer is high or mid."
         why.append((paid, frozenset({("paying", None), ("paying", "low")})))

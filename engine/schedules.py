@@ -91,10 +91,15 @@ def one_off_time(ir: Journey) -> datetime | None:
     if not isinstance(entry, AudienceEntry) or entry.schedule.every != "once" or not entry.schedule.date:
         return None
     try:
-        local = datetime.fromisoformat(f"{entry.schedule.date}T{entry.schedule.time}")
-        return local.replace(tzinfo=ZoneInfo(ir.timezone))
+        return once_moment(entry.schedule, ZoneInfo(ir.timezone))
     except (ValueError, ZoneInfoNotFoundError):  # the language checker reports these (E227, …)
         return None
+
+
+def once_moment(schedule: IrSchedule, zone: ZoneInfo) -> datetime:
+    """A ``once at`` schedule's date and time in ``zone`` (``ValueError``
+    for an impossible one)."""
+    return datetime.fromisoformat(f"{schedule.date}T{schedule.time}").replace(tzinfo=zone)
 
 
 def past_one_off(ir: Journey, now: datetime | None = None) -> Diagnostic | None:

@@ -83,6 +83,7 @@ from engine.dispatch import Dispatcher, Outcome
 from engine.events import ingest_event
 from engine.journey_cache import JourneyCache
 from engine.queries import user_runs
+from engine.schedules import once_moment
 from engine.settings import Settings
 from engine.starts import run_input, start_run
 from engine.store import Store
@@ -154,7 +155,7 @@ def default_start(now: datetime, timezone: ZoneInfo, schedule: Schedule | None =
         hour, minute = (int(part) for part in schedule.time.split(":"))
         weekday = schedule.weekday if schedule.every == "week" else None
         if schedule.every == "once" and schedule.date:
-            once = _real(datetime.fromisoformat(f"{schedule.date}T{schedule.time}").replace(tzinfo=timezone))
+            once = _real(once_moment(schedule, timezone))
             if once <= earliest:
                 raise ValueError(
                     f"the audience broadcasts once at {schedule.date} {schedule.time}, which is not an hour ahead "

@@ -207,13 +207,15 @@ class CallbackProcessor:
             # A follow opts back in before the event is ingested, so a journey
             # it starts can already send on the channel; an unfollow opts out
             # after, on the person the event landed on (maybe new). A follow
-            # of one staff member is also kept after (again: the same report
-            # changes nothing twice), as the person may have been new.
-            changed = await asyncio.to_thread(self._follow, receipt, None, event) if event.following else None
+            # of one staff member of a person not known yet is kept after,
+            # on the person the event made.
+            found, changed = (
+                (await asyncio.to_thread(self._follow, receipt, None, event)) if event.following else (False, None)
+            )
             owners[event_id] = await self._ingest(receipt, event_id, event)
             outcome["events"].append(event_id)
-            if event.following is False or (event.following and event.via is not None):
-                changed = await asyncio.to_thread(self._follow, receipt, owners[event_id], event) or changed
+            if event.following is False or (event.following and event.via is not None and not found):
+                _, changed = await asyncio.to_thread(self._follow, receipt, owners[event_id], event)
             if changed:
                 outcome.setdefault("consent", []).append({"user_id": owners[event_id], "changed": changed})
         welcomed = [await self._welcome(t, owners[t.event_id]) for t in through if t.code.welcome_journey]
@@ -223,20 +225,21 @@ class CallbackProcessor:
             outcome["report"] = await self._settle(mapped.report)
         return outcome
 
-    def _follow(self, receipt: Receipt, user_id: str | None, event: JourneyEvent) -> str | None:
+    def _follow(self, receipt: Receipt, user_id: str | None, event: JourneyEvent) -> tuple[bool, str | None]:
         """The follow or unfollow onto the person's consent for the vendor's
         channel; ``user_id`` None: whoever the event's identifiers name now
-        (nobody yet: nothing to opt back in)."""
+        (nobody yet: nothing to opt back in). Whether there was a person to
+        apply it to, and what changed."""
         assert event.following is not None
         following, at = event.following, event.occurred_at or receipt.received_at
 
-        def work(s: Session) -> str | None:
+        def work(s: Session) -> tuple[bool, str | None]:
             uid = user_id or next(
                 (u for kind, value in event.identifiers if (u := identity.lookup(s, kind, value)) is not None), None
             )
             if uid is None:
-                return None
-            return consent.follow_state(s, uid, receipt.vendor, following=following, at=at, via=event.via)
+                return False, None
+            return True, consent.follow_state(s, uid, receipt.vendor, following=following, at=at, via=event.via)
 
         return self.store.transact(work)
 
